@@ -1,0 +1,391 @@
+"""JoyQuality: a SigLIP 2 vision tower (pixels -> pooled embedding) plus a linear head
+(embedding -> one latent score). P(A beats B) = sigmoid(score_A - score_B).
+
+One ``--model`` string selects where the weights come from (see :func:`load_model`).
+Checkpoints are only ever read as safetensors or with ``torch.load(weights_only=True)``:
+no code from a checkpoint is executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import SiglipVisionConfig, SiglipVisionModel
+
+from .errors import JoyqError
+
+JOYQUALITY_REPO = "fancyfeast/joyquality-siglip2-so400m-512-16-o8eg1n4c"
+BASE_REPO = "google/siglip2-so400m-patch16-512"
+DEFAULT_MODEL = JOYQUALITY_REPO
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+DEMO_MODEL_DIR = RESOURCES / "demo-model"
+
+# Key prefixes seen in the wild for the tower, longest first: save_pretrained of
+# SiglipForImageClassification / SiglipModel, transformers 4 SiglipVisionModel, and the
+# original JoyQuality train.py (`clip_model`).
+TOWER_PREFIXES = (
+    "clip_model.vision_model.",
+    "vision_model.vision_model.",
+    "model.vision_model.",
+    "clip_model.",
+    "vision_model.",
+)
+HEAD_KEYS = {
+    "classifier.weight": "weight",
+    "classifier.bias": "bias",
+    "head.1.weight": "weight",  # original train.py: head = Sequential(Dropout, Linear)
+    "head.1.bias": "bias",
+}
+IGNORED_PREFIXES = ("text_model.", "logit_scale", "logit_bias")
+
+
+class ModelError(JoyqError):
+    """The model cannot be loaded; the message says which and why in one sentence."""
+
+
+def so400m_config() -> SiglipVisionConfig:
+    """SigLIP 2 so400m-patch16-512: 1152 wide, 27 layers, 16 heads, 1024 tokens, MAP head."""
+    return SiglipVisionConfig(
+        hidden_size=1152,
+        intermediate_size=4304,
+        num_hidden_layers=27,
+        num_attention_heads=16,
+        image_size=512,
+        patch_size=16,
+        vision_use_head=True,
+    )
+
+
+def tiny_config() -> SiglipVisionConfig:
+    """A small tower for tests and the no-GPU demo. 224 px input: big enough to see JPEG
+    blocking and blur, which a 128 px input hides."""
+    return SiglipVisionConfig(
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=224,
+        patch_size=16,
+        vision_use_head=True,
+    )
+
+
+class JoyQuality(nn.Module):
+    """tower: SiglipVisionModel (we use its MAP-pooled ``pooler_output``); head: Linear(D, 1).
+
+    Never use transformers' SiglipForImageClassification.forward: it mean-pools the last
+    hidden state and ignores the MAP head the model was trained with.
+    """
+
+    def __init__(self, config: SiglipVisionConfig, source: str = ""):
+        super().__init__()
+        config.vision_use_head = True
+        self.config = config
+        self.tower = SiglipVisionModel(config)
+        self.head = nn.Linear(config.hidden_size, 1)
+        self.source = source
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config.image_size)
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.config.hidden_size)
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised pixels [B, 3, S, S] -> pooled embeddings [B, D]."""
+        return self.tower(pixel_values=pixels).pooler_output
+
+    def score_embeddings(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.head(emb.to(self.head.weight.dtype)).squeeze(-1)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.score_embeddings(self.embed(pixels))
+
+    # -- canonical (transformers-version independent) state dicts -------------------
+    def _tower_prefix(self) -> str:
+        first = next(iter(self.tower.state_dict()))
+        return "vision_model." if first.startswith("vision_model.") else ""
+
+    def tower_state_dict(self) -> dict[str, torch.Tensor]:
+        """Tower weights with keys like ``embeddings.*``, ``encoder.*``, ``head.*`` (MAP)."""
+        prefix = self._tower_prefix()
+        return {k[len(prefix):]: v for k, v in self.tower.state_dict().items()}
+
+    def load_tower_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        prefix = self._tower_prefix()
+        expected = {k[len(prefix):]: v for k, v in self.tower.state_dict().items()}
+        _check_keys("tower", state, expected, self.source)
+        self.tower.load_state_dict({prefix + k: v for k, v in state.items()})
+
+    def load_head_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        _check_keys("head", state, self.head.state_dict(), self.source)
+        self.head.load_state_dict(state)
+
+
+def _check_keys(part: str, got: dict, expected: dict, source: str) -> None:
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    wrong = sorted(
+        f"{k} {tuple(got[k].shape)} (expected {tuple(expected[k].shape)})"
+        for k in set(got) & set(expected)
+        if tuple(got[k].shape) != tuple(expected[k].shape)
+    )
+    problems = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if keys:
+            shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+            problems.append(f"{label} {part} keys: {shown}")
+    if problems:
+        raise ModelError(f"{source}: checkpoint does not match the model ({'; '.join(problems)}).")
+
+
+def split_state_dict(state: dict[str, torch.Tensor], source: str):
+    """Any supported key layout -> (tower state with canonical keys, head state or None)."""
+    tower, head, unknown = {}, {}, []
+    for key, value in state.items():
+        if key in HEAD_KEYS:
+            head[HEAD_KEYS[key]] = value
+        elif key.startswith(IGNORED_PREFIXES):
+            continue
+        else:
+            prefix = next((p for p in TOWER_PREFIXES if key.startswith(p)), None)
+            if prefix is None:
+                unknown.append(key)
+            else:
+                tower[key[len(prefix):]] = value
+    if unknown:
+        shown = ", ".join(unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+        raise ModelError(f"{source}: checkpoint has keys of no known layout: {shown}.")
+    if not tower:
+        raise ModelError(f"{source}: checkpoint holds no vision tower weights.")
+    return tower, (head or None)
+
+
+def config_from_json(path: Path) -> SiglipVisionConfig:
+    """config.json of a SiglipModel / SiglipForImageClassification / SiglipVisionModel."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: unreadable config.json ({e}).") from None
+    if data.get("model_type") not in ("siglip", "siglip_vision_model"):
+        raise ModelError(
+            f"{path}: model_type is {data.get('model_type')!r}; only SigLIP ('siglip') checkpoints are supported."
+        )
+    vision = data.get("vision_config", data)
+    keep = {k: v for k, v in vision.items() if k not in ("model_type", "architectures", "transformers_version")}
+    return SiglipVisionConfig(**keep)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """safetensors, or a .pt/.bin state dict read with weights_only=True (no unpickled code)."""
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"{path}: file not found.") from None
+    except Exception as e:  # noqa: BLE001 - any parse failure is one clear sentence
+        raise ModelError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e}).") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path}: does not hold a plain state dict of tensors.")
+    return state
+
+
+def build_model(config: SiglipVisionConfig, state, source: str, fresh_head_ok: bool) -> JoyQuality:
+    tower_state, head_state = split_state_dict(state, source)
+    model = JoyQuality(config, source)
+    model.load_tower_state_dict(tower_state)
+    if head_state is not None:
+        model.load_head_state_dict(head_state)
+    elif not fresh_head_ok:
+        raise ModelError(f"{source}: checkpoint has no quality head (classifier.weight / head.1.weight missing).")
+    else:
+        _init_fresh_head(model)
+    return model.eval()
+
+
+def _init_fresh_head(model: JoyQuality) -> None:
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.randn(model.head.weight.shape, generator=gen) * 0.01)
+        model.head.bias.zero_()
+
+
+def tiny_model(seed: int = 0) -> JoyQuality:
+    """A random tiny model, identical for the same seed on every machine."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = JoyQuality(tiny_config(), source="tiny")
+    return model.eval()
+
+
+def resolve_repo(repo_id: str, local_only: bool = False) -> Path:
+    """Path of a cached Hugging Face snapshot, downloading it (with a progress bar) if needed."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["config.json", "*.safetensors"]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached: fall through to a download
+        if local_only:
+            raise ModelError(f"Model {repo_id} is not downloaded yet.") from None
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(
+            f"Model {repo_id} is not in the Hugging Face cache and could not be downloaded "
+            f"({type(e).__name__}); connect to the internet and retry, or pass --model with a local "
+            f"folder or .safetensors file (or --model tiny for a demo)."
+        ) from None
+
+
+def is_downloaded(repo_id: str = DEFAULT_MODEL) -> bool:
+    try:
+        resolve_repo(repo_id, local_only=True)
+        return True
+    except ModelError:
+        return False
+
+
+def _load_folder(folder: Path, source: str, fresh_head_ok: bool) -> JoyQuality:
+    version = folder / "version.json"
+    if version.exists() and not (folder / "model.safetensors").exists():
+        return _load_head_version(folder)
+    config_path = folder / "config.json"
+    if not config_path.exists():
+        raise ModelError(f"{folder}: no config.json (expected a save_pretrained folder).")
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise ModelError(f"{folder}: no .safetensors weights in the folder.")
+    state = {}
+    for w in weights:
+        state.update(read_state_dict(w))
+    return build_model(config_from_json(config_path), state, source, fresh_head_ok)
+
+
+def _load_head_version(folder: Path) -> JoyQuality:
+    """A quick-finetune version: head.safetensors plus the tower it was trained on."""
+    try:
+        record = json.loads((folder / "version.json").read_text(encoding="utf-8"))
+        tower_spec = record["tower_spec"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelError(f"{folder / 'version.json'}: unreadable model version record ({e}).") from None
+    model = load_model(tower_spec)
+    head = read_state_dict(folder / "head.safetensors")
+    model.source = str(folder)
+    model.load_head_state_dict(head)
+    return model
+
+
+def load_model(spec: str = DEFAULT_MODEL) -> JoyQuality:
+    """Load JoyQuality on the CPU (fp32) from one string:
+
+    - ``tiny``: random tiny SigLIP, fixed seed (tests, no-GPU demo);
+    - ``demo``: the small demo tower shipped in resources/ (trained to see quality);
+    - ``so400m-random``: the full architecture with random weights (benchmarks);
+    - a local folder in save_pretrained form, or a model-version folder made by training;
+    - a ``.safetensors`` / ``.pt`` state dict (save_pretrained or original train.py keys);
+      a bare state dict is so400m-512 unless a config.json sits beside it;
+    - ``google/siglip2-so400m-patch16-512``: base tower with a fresh head;
+    - any other Hugging Face repo id (default: JoyQuality), cached after the first download.
+    """
+    if spec == "tiny":
+        return tiny_model()
+    if spec == "so400m-random":  # full-size architecture, random weights: for speed benchmarks
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return JoyQuality(so400m_config(), source=spec).eval()
+    if spec == "demo":
+        if not DEMO_MODEL_DIR.exists():
+            raise ModelError(f"{DEMO_MODEL_DIR}: the demo model is missing from this installation.")
+        return _load_folder(DEMO_MODEL_DIR, "demo", fresh_head_ok=False)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _load_folder(path, spec, fresh_head_ok=False)
+    if path.suffix in (".safetensors", ".pt", ".pth", ".bin"):
+        if not path.exists():
+            raise ModelError(f"{spec}: file not found.")
+        config_path = path.parent / "config.json"
+        config = config_from_json(config_path) if config_path.exists() else so400m_config()
+        return build_model(config, read_state_dict(path), spec, fresh_head_ok=False)
+    looks_like_repo_id = spec.count("/") == 1 and not spec.startswith((".", "/", "~"))
+    if not looks_like_repo_id:
+        raise ModelError(f"{spec}: no such file or folder, and not a Hugging Face repo id.")
+    folder = resolve_repo(spec)
+    return _load_folder(folder, spec, fresh_head_ok=(spec == BASE_REPO))
+
+
+def save_model(model: JoyQuality, folder: Path) -> None:
+    """save_pretrained form: config.json (SigLIP) + model.safetensors with
+    ``vision_model.*`` and ``classifier.*`` keys (what SiglipForImageClassification writes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {f"vision_model.{k}": v for k, v in model.tower_state_dict().items()}
+    state.update({f"classifier.{k}": v for k, v in model.head.state_dict().items()})
+    save_file({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()},
+              str(folder / "model.safetensors"))
+    vision = model.config.to_dict()
+    vision.pop("transformers_version", None)
+    config = {"model_type": "siglip", "architectures": ["SiglipForImageClassification"],
+              "num_labels": 1, "vision_config": vision}
+    (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def head_state(model: JoyQuality) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.head.state_dict().items()}
+
+
+def _digest(tensors, extra: str = "") -> str:
+    h = hashlib.blake2b(extra.encode(), digest_size=8)
+    for t in tensors:
+        flat = t.detach().reshape(-1)
+        step = max(1, flat.numel() // 4096)  # a strided sample: any finetune changes it
+        h.update(flat[::step].to("cpu", torch.float32).numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelId:
+    """Content identity: embeddings are cached per tower, scores per tower+head."""
+
+    tower: str
+    head: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.tower}-{self.head}"
+
+
+def model_id(model: JoyQuality) -> ModelId:
+    tower_sd = model.tower_state_dict()
+    tower = _digest((tower_sd[k] for k in sorted(tower_sd)), json.dumps(model.config.to_dict(), sort_keys=True, default=str))
+    head = _digest((model.head.weight, model.head.bias))
+    return ModelId(tower, head)
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        try:
+            device = torch.device(requested)
+        except RuntimeError:
+            raise ModelError(f"Unknown device {requested!r}; use cpu, cuda or cuda:N.") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ModelError(f"Device {requested} was requested but no CUDA GPU is available.")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
+    return "CPU"

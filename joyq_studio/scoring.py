@@ -1,0 +1,182 @@
+"""Batched, multi-worker embedding and scoring of many image files.
+
+Worker processes decode and resize (the CPU-heavy part) and ship uint8 tensors; the
+main process normalises on the device and runs the model. One bad file never stops a
+run: it comes back as an error string for that path.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .images import ImageError, load_uint8, normalize
+from .model import JoyQuality, model_id
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, float], None]  # (done, total, images per second)
+Cancel = Callable[[], bool]
+
+
+@dataclass
+class Batch:
+    """Results for consecutive input indices ``start .. start+len(errors)-1``."""
+
+    start: int
+    embeddings: np.ndarray  # float32 [B, D]; rows of failed files are zeros
+    scores: np.ndarray  # float32 [B]; NaN for failed files
+    errors: list[str | None]  # None = ok, else one sentence naming the file
+
+
+class _DecodeDataset(Dataset):
+    def __init__(self, paths: Sequence[str], size: int):
+        self.paths, self.size = list(paths), size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            return load_uint8(self.paths[i], self.size), ""
+        except ImageError as e:
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), str(e)
+        except Exception as e:  # noqa: BLE001 - never let one file kill a run of millions
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), f"{self.paths[i]}: {e}"
+
+
+def _collate(items):
+    return torch.stack([t for t, _ in items]), [e or None for _, e in items]
+
+
+def _mp_context():
+    # fork is fastest, but forking a process that runs other threads (the GUI) is unsafe.
+    if threading.current_thread() is threading.main_thread() and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def prepare_for_inference(model: JoyQuality, device: torch.device, compile: bool = False):
+    """Move to device; bf16 weights on CUDA (what the model was trained in), fp32 on CPU."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = model.to(device=device, dtype=dtype).eval()
+    forward = torch.compile(model.embed) if compile else model.embed
+    return model, forward, dtype
+
+
+def embed_paths(
+    model: JoyQuality,
+    paths: Sequence[str | Path],
+    device: torch.device | str = "cpu",
+    batch_size: int = 32,
+    workers: int = 2,
+    compile: bool = False,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> Iterator[Batch]:
+    """Yield :class:`Batch` results in input order. Stops early (cleanly) when cancel() is true."""
+    device = torch.device(device)
+    paths = [str(p) for p in paths]
+    if not paths:
+        return
+    model, forward, dtype = prepare_for_inference(model, device, compile)
+    loader = DataLoader(
+        _DecodeDataset(paths, model.image_size),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        multiprocessing_context=_mp_context() if workers > 0 else None,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+    t0, done = time.perf_counter(), 0
+    with torch.inference_mode():
+        for pixels, errors in loader:
+            if cancel and cancel():
+                break
+            x = normalize(pixels.to(device, non_blocking=True), dtype)
+            emb = forward(x)
+            scores = model.score_embeddings(emb).float().cpu().numpy()
+            emb = emb.float().cpu().numpy()
+            bad = np.array([e is not None for e in errors])
+            emb[bad] = 0.0
+            scores[bad] = np.nan
+            yield Batch(done, emb, scores, errors)
+            done += len(errors)
+            if progress:
+                progress(done, len(paths), done / max(time.perf_counter() - t0, 1e-9))
+
+
+@dataclass
+class ScoreSummary:
+    scored: int = 0
+    already_done: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+
+def score_project(
+    project,
+    model: JoyQuality,
+    device: torch.device | str = "cpu",
+    batch_size: int = 32,
+    workers: int = 2,
+    compile: bool = False,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> ScoreSummary:
+    """Embed+score every readable image of the project not yet scored by this model.
+
+    Results are committed batch by batch, so an interrupted run resumes where it stopped.
+    An image whose embedding for this tower is cached is re-scored by the head alone.
+    """
+    t0 = time.perf_counter()
+    mid = model_id(model)
+    summary = ScoreSummary()
+    todo = []
+    done = project.scored_hashes(mid.key)
+    for digest, rel in project.image_paths():
+        if digest in done:
+            summary.already_done += 1
+        else:
+            todo.append((digest, rel))
+    summary.already_done += 0
+    summary.failed = [(str(project.folder / p), e) for p, e in project.errors()]
+
+    # Cached embeddings of this tower: score them with the head, no decoding.
+    cached_hashes, cached = project.embeddings(mid.tower, [h for h, _ in todo])
+    if cached_hashes:
+        with torch.no_grad():
+            head = model.head.float().cpu()
+            s = head(torch.from_numpy(cached)).squeeze(-1).numpy()
+        project.save_scores(mid.key, zip(cached_hashes, s))
+        summary.scored += len(cached_hashes)
+        have = set(cached_hashes)
+        todo = [(h, r) for h, r in todo if h not in have]
+
+    paths = [project.folder / rel for _, rel in todo]
+    for batch in embed_paths(model, paths, device, batch_size, workers, compile, progress, cancel):
+        rows, errors = [], []
+        for k, err in enumerate(batch.errors):
+            digest = todo[batch.start + k][0]
+            if err is None:
+                rows.append((digest, batch.embeddings[k], batch.scores[k]))
+            else:
+                errors.append((digest, err))
+                summary.failed.append((str(paths[batch.start + k]), err))
+        project.save_results(mid.tower, mid.key, rows)
+        project.set_errors(errors)
+        summary.scored += len(rows)
+    summary.cancelled = bool(cancel and cancel())
+    summary.seconds = time.perf_counter() - t0
+    return summary

@@ -1,0 +1,459 @@
+"""The project store: one image folder + one SQLite database in the user data dir.
+
+Images are identified by content hash, so a rename or move keeps labels and scores.
+The image folder is only ever read. Every write is one transaction (WAL mode), so an
+interrupted run leaves the database as it was after the last committed batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+
+from .errors import JoyqError
+from .images import ImageError, content_hash, image_size, is_image_path
+
+SCHEMA_VERSION = 1
+APP_NAME = "joyq-studio"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- one row per file on disk; several files may share one hash (duplicates)
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,            -- relative to the folder, '/' separated
+    hash TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_hash ON files(hash);
+-- one row per distinct image content
+CREATE TABLE IF NOT EXISTS images (
+    hash TEXT PRIMARY KEY,
+    width INTEGER,
+    height INTEGER,
+    bytes INTEGER NOT NULL,
+    error TEXT                         -- why it cannot be read, or NULL
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    hash TEXT NOT NULL,
+    tower TEXT NOT NULL,
+    vector BLOB NOT NULL,              -- float16, little endian
+    PRIMARY KEY (hash, tower)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS scores (
+    hash TEXT NOT NULL,
+    model TEXT NOT NULL,               -- ModelId.key
+    score REAL NOT NULL,
+    PRIMARY KEY (model, hash)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS comparisons (
+    id INTEGER PRIMARY KEY,
+    a TEXT NOT NULL,                   -- hash of the first image
+    b TEXT NOT NULL,
+    outcome REAL NOT NULL,             -- 1 = a won, 0 = b won, 0.5 = tie
+    split TEXT NOT NULL DEFAULT 'train',   -- 'test' = held-out pair picked uniformly at random
+    kind TEXT NOT NULL DEFAULT 'click',    -- how the pair was chosen / where it came from
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    path TEXT NOT NULL,
+    record TEXT NOT NULL               -- JSON: config, parent, counts, metrics, calibration
+);
+"""
+MIGRATIONS: dict[int, str] = {}  # version -> SQL that upgrades from version - 1
+
+
+class StoreError(JoyqError):
+    """A project cannot be opened or written; one sentence naming the path and the problem."""
+
+
+def data_dir() -> Path:
+    """Where projects live: $JOYQ_DATA_DIR, else the platform's user data dir."""
+    env = os.environ.get("JOYQ_DATA_DIR")
+    return Path(env) if env else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("JOYQ_CACHE_DIR")
+    return Path(env) if env else Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
+def project_dir(folder: Path) -> Path:
+    key = hashlib.blake2b(str(folder).encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
+    return data_dir() / "projects" / f"{folder.name or 'root'}-{key}"
+
+
+@dataclass
+class ScannedFile:
+    rel: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class ScanReport:
+    total: int = 0
+    new: int = 0
+    changed: int = 0
+    removed: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    seconds: float = 0.0
+
+
+def walk_images(folder: Path, on_error: Callable[[str, str], None] | None = None) -> Iterator[ScannedFile]:
+    """Every image file under folder (recursively, following symlinks, never looping)."""
+    seen_dirs: set[tuple[int, int]] = set()
+    stack = [folder]
+    while stack:
+        d = stack.pop()
+        try:
+            st = d.stat()
+            if (st.st_dev, st.st_ino) in seen_dirs:
+                continue  # a symlink loop or a second link to a folder already walked
+            seen_dirs.add((st.st_dev, st.st_ino))
+            entries = list(os.scandir(d))
+        except OSError as e:
+            if on_error:
+                on_error(str(d), f"folder cannot be read ({e.strerror or e})")
+            continue
+        for entry in sorted(entries, key=lambda e: e.name, reverse=True):
+            try:
+                if entry.is_dir():
+                    stack.append(Path(entry.path))
+                elif is_image_path(entry.name):
+                    st = entry.stat()
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    rel = Path(entry.path).relative_to(folder).as_posix()
+                    yield ScannedFile(rel, st.st_size, st.st_mtime_ns)
+            except OSError as e:  # broken symlink, permission, deleted meanwhile
+                if on_error:
+                    on_error(entry.path, f"cannot be read ({e.strerror or e})")
+
+
+class Project:
+    """A folder of images and its SQLite database. Use as a context manager."""
+
+    def __init__(self, folder: str | os.PathLike, db_path: Path | None = None):
+        self.folder = Path(folder).expanduser().resolve()
+        if not self.folder.exists():
+            raise StoreError(f"{self.folder}: no such folder.")
+        if not self.folder.is_dir():
+            raise StoreError(f"{self.folder}: is a file, not a folder.")
+        self.dir = db_path.parent if db_path else project_dir(self.folder)
+        self.db_path = db_path or self.dir / "project.sqlite"
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"{self.db_path}: cannot open the project database ({describe_error(e)}).") from None
+
+    # -- plumbing ---------------------------------------------------------------------
+    def __enter__(self) -> "Project":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def transaction(self):
+        """``with project.transaction():`` one atomic write; errors become StoreError."""
+        return _Transaction(self)
+
+    def _migrate(self) -> None:
+        self.db.executescript(SCHEMA)
+        version = int(self.get_meta("schema_version", "0"))
+        if version == 0:
+            with self.transaction():
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
+                self.set_meta("folder", str(self.folder))
+            return
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.db_path}: made by a newer JoyQuality Studio (schema {version}); please upgrade."
+            )
+        for v in range(version + 1, SCHEMA_VERSION + 1):
+            with self.transaction():
+                self.db.execute(MIGRATIONS[v])
+                self.set_meta("schema_version", str(v))
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # -- scanning -----------------------------------------------------------------------
+    def scan(self, progress: Callable[[int, int], None] | None = None,
+             cancel: Callable[[], bool] | None = None) -> ScanReport:
+        """Sync the files table with the folder; only new or changed files are hashed."""
+        t0 = time.perf_counter()
+        report = ScanReport()
+        known = {p: (h, s, m) for p, h, s, m in self.db.execute("SELECT path, hash, size, mtime_ns FROM files")}
+        on_disk = list(walk_images(self.folder, lambda p, why: report.unreadable.append((p, why))))
+        report.total = len(on_disk)
+        todo = [f for f in on_disk if known.get(f.rel, (None, -1, -1))[1:] != (f.size, f.mtime_ns)]
+        batch: list[tuple[ScannedFile, str, tuple[int, int] | None, str | None]] = []
+        for n, f in enumerate(todo, 1):
+            if cancel and cancel():
+                break
+            path = self.folder / f.rel
+            try:
+                digest = content_hash(path)
+            except OSError as e:
+                report.unreadable.append((str(path), f"cannot be read ({e.strerror or e})"))
+                continue
+            try:
+                size, error = image_size(path), None
+            except ImageError as e:
+                size, error = None, str(e)
+                report.unreadable.append((str(path), str(e)))
+            batch.append((f, digest, size, error))
+            if f.rel in known:
+                report.changed += 1
+            else:
+                report.new += 1
+            if len(batch) >= 500:
+                self._write_scanned(batch)
+                batch = []
+            if progress:
+                progress(n, len(todo))
+        self._write_scanned(batch)
+        present = {f.rel for f in on_disk}
+        gone = [p for p in known if p not in present]
+        if gone and not (cancel and cancel()):
+            with self.transaction():
+                self.db.executemany("DELETE FROM files WHERE path = ?", ((p,) for p in gone))
+            report.removed = len(gone)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _write_scanned(self, batch) -> None:
+        if not batch:
+            return
+        with self.transaction():
+            for f, digest, size, error in batch:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO files(path, hash, size, mtime_ns) VALUES (?, ?, ?, ?)",
+                    (f.rel, digest, f.size, f.mtime_ns),
+                )
+                w, h = size if size else (None, None)
+                self.db.execute(
+                    "INSERT INTO images(hash, width, height, bytes, error) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT(hash) DO UPDATE SET width=excluded.width, height=excluded.height, "
+                    "error=excluded.error",
+                    (digest, w, h, f.size, error),
+                )
+
+    # -- images ---------------------------------------------------------------------------
+    def image_paths(self, include_errors: bool = False) -> list[tuple[str, str]]:
+        """(hash, relative path) for each distinct image present on disk, in path order."""
+        sql = ("SELECT i.hash, MIN(f.path) FROM images i JOIN files f ON f.hash = i.hash "
+               + ("" if include_errors else "WHERE i.error IS NULL ")
+               + "GROUP BY i.hash ORDER BY MIN(f.path)")
+        return [(h, p) for h, p in self.db.execute(sql)]
+
+    def path_of(self, digest: str) -> Path | None:
+        row = self.db.execute("SELECT MIN(path) FROM files WHERE hash = ?", (digest,)).fetchone()
+        return self.folder / row[0] if row and row[0] else None
+
+    def hash_of(self, rel: str) -> str | None:
+        row = self.db.execute("SELECT hash FROM files WHERE path = ?", (rel,)).fetchone()
+        return row[0] if row else None
+
+    def image_info(self, digest: str) -> dict | None:
+        row = self.db.execute("SELECT width, height, bytes, error FROM images WHERE hash = ?", (digest,)).fetchone()
+        if not row:
+            return None
+        return {"width": row[0], "height": row[1], "bytes": row[2], "error": row[3]}
+
+    def set_errors(self, errors: Iterable[tuple[str, str]]) -> None:
+        with self.transaction():
+            self.db.executemany("UPDATE images SET error = ? WHERE hash = ?", ((e, h) for h, e in errors))
+
+    def errors(self) -> list[tuple[str, str]]:
+        """(relative path, reason) of every file that could not be read."""
+        return list(self.db.execute(
+            "SELECT MIN(f.path), i.error FROM images i JOIN files f ON f.hash = i.hash "
+            "WHERE i.error IS NOT NULL GROUP BY i.hash ORDER BY MIN(f.path)"))
+
+    # -- embeddings and scores --------------------------------------------------------------
+    def save_results(self, tower: str, model: str, rows: Iterable[tuple[str, np.ndarray, float]]) -> None:
+        """Store (hash, embedding, score) rows of one model in one transaction."""
+        with self.transaction():
+            for digest, emb, score in rows:
+                self.db.execute("INSERT OR REPLACE INTO embeddings(hash, tower, vector) VALUES (?, ?, ?)",
+                                (digest, tower, np.asarray(emb, dtype="<f2").tobytes()))
+                self.db.execute("INSERT OR REPLACE INTO scores(hash, model, score) VALUES (?, ?, ?)",
+                                (digest, model, float(score)))
+
+    def save_scores(self, model: str, rows: Iterable[tuple[str, float]]) -> None:
+        with self.transaction():
+            self.db.executemany("INSERT OR REPLACE INTO scores(hash, model, score) VALUES (?, ?, ?)",
+                                ((h, model, float(s)) for h, s in rows))
+
+    def scored_hashes(self, model: str) -> set[str]:
+        return {h for (h,) in self.db.execute("SELECT hash FROM scores WHERE model = ?", (model,))}
+
+    def embedded_hashes(self, tower: str) -> set[str]:
+        return {h for (h,) in self.db.execute("SELECT hash FROM embeddings WHERE tower = ?", (tower,))}
+
+    def embeddings(self, tower: str, hashes: list[str] | None = None) -> tuple[list[str], np.ndarray]:
+        """(hashes, float32 [N, D]) of cached embeddings for one tower (optionally a subset, in order)."""
+        if hashes is None:
+            rows = self.db.execute("SELECT hash, vector FROM embeddings WHERE tower = ? ORDER BY hash", (tower,)).fetchall()
+        else:
+            found = {}
+            for chunk in _chunks(hashes, 900):
+                q = f"SELECT hash, vector FROM embeddings WHERE tower = ? AND hash IN ({','.join('?' * len(chunk))})"
+                found.update(self.db.execute(q, (tower, *chunk)).fetchall())
+            rows = [(h, found[h]) for h in hashes if h in found]
+        if not rows:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        matrix = np.frombuffer(b"".join(v for _, v in rows), dtype="<f2").reshape(len(rows), -1)
+        return [h for h, _ in rows], matrix.astype(np.float32)
+
+    def scores(self, model: str) -> dict[str, float]:
+        return dict(self.db.execute("SELECT hash, score FROM scores WHERE model = ?", (model,)))
+
+    # -- comparisons ----------------------------------------------------------------------
+    def add_comparison(self, a: str, b: str, outcome: float, split: str = "train", kind: str = "click") -> int:
+        """Record one judgement durably (committed before this returns); returns its id."""
+        if a == b:
+            raise StoreError("An image cannot be compared with itself.")
+        if outcome not in (0.0, 0.5, 1.0):
+            raise StoreError(f"Outcome must be 1 (first won), 0 (second won) or 0.5 (tie), not {outcome}.")
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO comparisons(a, b, outcome, split, kind, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (a, b, float(outcome), split, kind, time.time()))
+        return int(cur.lastrowid)
+
+    def add_comparisons(self, rows: Iterable[tuple[str, str, float, str, str]]) -> int:
+        """Many (a, b, outcome, split, kind) at once, atomically; returns how many."""
+        now = time.time()
+        with self.transaction():
+            cur = self.db.executemany(
+                "INSERT INTO comparisons(a, b, outcome, split, kind, created) VALUES (?, ?, ?, ?, ?, ?)",
+                ((a, b, float(o), s, k, now) for a, b, o, s, k in rows))
+        return cur.rowcount
+
+    def delete_comparison(self, comparison_id: int) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM comparisons WHERE id = ?", (comparison_id,))
+
+    def comparisons(self, split: str | None = None) -> list[tuple[int, str, str, float, str, str]]:
+        """(id, a, b, outcome, split, kind), oldest first."""
+        sql = "SELECT id, a, b, outcome, split, kind FROM comparisons"
+        args: tuple = ()
+        if split:
+            sql, args = sql + " WHERE split = ?", (split,)
+        return list(self.db.execute(sql + " ORDER BY id", args))
+
+    def comparison_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0]
+
+    # -- model versions -------------------------------------------------------------------
+    @property
+    def versions_dir(self) -> Path:
+        return self.dir / "versions"
+
+    def add_version(self, version_id: str, path: Path, record: dict) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO versions(id, created, path, record) VALUES (?, ?, ?, ?)",
+                            (version_id, time.time(), str(path), json.dumps(record)))
+
+    def versions(self) -> list[dict]:
+        rows = self.db.execute("SELECT id, created, path, record FROM versions ORDER BY created").fetchall()
+        return [{"id": i, "created": c, "path": p, **json.loads(r)} for i, c, p, r in rows]
+
+    def version(self, version_id: str) -> dict | None:
+        return next((v for v in self.versions() if v["id"] == version_id), None)
+
+    def update_version_record(self, version_id: str, **changes) -> None:
+        v = self.version(version_id)
+        if v is None:
+            raise StoreError(f"No model version {version_id!r} in this project.")
+        record = {k: val for k, val in v.items() if k not in ("id", "created", "path")}
+        record.update(changes)
+        with self.transaction():
+            self.db.execute("UPDATE versions SET record = ? WHERE id = ?", (json.dumps(record), version_id))
+
+    @property
+    def active_version(self) -> str | None:
+        return self.get_meta("active_version")
+
+    def set_active_version(self, version_id: str | None) -> None:
+        if version_id is not None and self.version(version_id) is None:
+            raise StoreError(f"No model version {version_id!r} in this project; see `joyq versions`.")
+        with self.transaction():
+            if version_id is None:
+                self.db.execute("DELETE FROM meta WHERE key = 'active_version'")
+            else:
+                self.set_meta("active_version", version_id)
+
+    def active_model_spec(self, default: str) -> str:
+        """The --model string of the active version, else ``default``."""
+        vid = self.active_version
+        v = self.version(vid) if vid else None
+        return v["path"] if v else default
+
+
+class _Transaction:
+    def __init__(self, project: Project):
+        self.db = project.db
+        self.path = project.db_path
+
+    def __enter__(self):
+        self.nested = self.db.in_transaction
+        if not self.nested:
+            self.db.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.nested:
+            return False
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+                return False
+            except sqlite3.Error as e:
+                self.db.execute("ROLLBACK")
+                raise StoreError(f"{self.path}: could not save ({describe_error(e)}); nothing was changed.") from None
+        self.db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"{self.path}: could not save ({describe_error(exc)}); nothing was changed.") from None
+        return False
+
+
+def describe_error(e: BaseException) -> str:
+    text = str(e).lower()
+    if "full" in text or getattr(e, "errno", None) == 28:
+        return "the disk is full"
+    if "readonly" in text or "read-only" in text or isinstance(e, PermissionError):
+        return "the location is read-only"
+    return str(e) or type(e).__name__
+
+
+def _chunks(items: list, n: int) -> Iterator[list]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
