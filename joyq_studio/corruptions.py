@@ -1,0 +1,171 @@
+"""Synthetic validation pairs: a clean image should beat a corrupted copy of itself.
+
+These are the two robustness tasks of the JoyQuality reference (its ``jpeg_accuracy`` and
+``lowres_accuracy``). A finetune that loses them has started to forget what image
+quality is, whatever its accuracy on the user's clicks says.
+
+* :func:`jpeg_crush` - JPEG-compress until at least ~2/3 of the bytes are gone.
+* :func:`low_res`   - downscale by a random factor in [0.5, 0.9], upscale back.
+
+Every corruption has the signature ``f(img, seed) -> PIL.Image.Image`` and is
+deterministic given ``seed`` (str, int or bytes - e.g. the image's content hash), so a
+validation set can be rebuilt bit-for-bit. Seeds go through SHA-256, never Python's
+salted ``hash()``. Use :func:`make_validation_pair` to get a (clean, corrupt) pair of
+identical size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from .images import to_rgb  # one RGB conversion for the whole app
+
+__all__ = [
+    "Seed",
+    "MAX_SIDE",
+    "rng_from_seed",
+    "clean_capped",
+    "jpeg_crush",
+    "low_res",
+    "make_validation_pair",
+    "CORRUPTIONS",
+]
+
+Seed = str | int | bytes | None
+
+#: Longest side of the low-res task's images (clean and corrupt) in pixels.
+MAX_SIDE = 1024
+#: JPEG: baseline quality, step, floor, and the target size as a share of the baseline.
+JPEG_BASE_QUALITY = 90
+JPEG_QUALITY_STEP = 5
+JPEG_MIN_QUALITY = 5
+JPEG_TARGET_RATIO = 0.33
+#: Low-res: range of the downscale factor and the upscale filters drawn from.
+LOWRES_FACTOR_RANGE = (0.5, 0.9)
+UPSCALE_FILTERS: tuple[Image.Resampling, ...] = (
+    Image.Resampling.BILINEAR,
+    Image.Resampling.BICUBIC,
+    Image.Resampling.LANCZOS,
+)
+
+
+def rng_from_seed(seed: Seed) -> np.random.Generator:
+    """A numpy Generator seeded from SHA-256 of a canonical encoding of ``seed``.
+
+    ``"str:<utf-8>"``, ``"int:<decimal>"`` or ``"bytes:<raw>"`` (None counts as int 0);
+    the first 8 digest bytes (big-endian) seed PCG64. Stable across processes and
+    Python versions, and "1" != 1.
+    """
+    if seed is None:
+        seed = 0
+    if isinstance(seed, bool) or not isinstance(seed, (str, int, bytes)):
+        raise TypeError(f"seed must be str, int or bytes, got {type(seed).__name__}.")
+    if isinstance(seed, str):
+        payload = b"str:" + seed.encode("utf-8")
+    elif isinstance(seed, bytes):
+        payload = b"bytes:" + seed
+    else:
+        payload = b"int:" + str(int(seed)).encode("ascii")
+    digest = hashlib.sha256(payload).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "big"))
+
+
+def _capped_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    w, h = size
+    longest = max(w, h)
+    if longest <= max_side:
+        return w, h
+    scale = max_side / longest
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def clean_capped(img: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
+    """RGB copy with the longest side capped at ``max_side`` (LANCZOS), aspect kept.
+
+    This is the clean half of a low-res pair: :func:`low_res` returns an image of exactly
+    this size. Images already within the cap are returned unchanged (as RGB).
+    """
+    rgb = to_rgb(img)
+    size = _capped_size(rgb.size, max_side)
+    if size == rgb.size:
+        return rgb
+    return rgb.resize(size, Image.Resampling.LANCZOS)
+
+
+def _jpeg_bytes(img: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def jpeg_crush(img: Image.Image, seed: Seed = None) -> Image.Image:
+    """JPEG-compress until the file is at most 33% of its quality-90 size.
+
+    Encode at quality 90 to get a baseline size B, then try qualities 85, 80, ... 5 and
+    stop at the first whose size is <= 0.33 B (or at 5 if none is). Returns the decoded
+    RGB image, same size as the input. PIL's default JPEG settings (4:2:0 chroma
+    subsampling) are used throughout. Deterministic; ``seed`` is accepted only so all
+    corruptions share one signature.
+    """
+    del seed  # deterministic by construction
+    rgb = to_rgb(img)
+    target = JPEG_TARGET_RATIO * len(_jpeg_bytes(rgb, JPEG_BASE_QUALITY))
+    quality = JPEG_BASE_QUALITY
+    data = b""
+    while quality > JPEG_MIN_QUALITY:
+        quality = max(JPEG_MIN_QUALITY, quality - JPEG_QUALITY_STEP)
+        data = _jpeg_bytes(rgb, quality)
+        if len(data) <= target:
+            break
+    with Image.open(io.BytesIO(data)) as decoded:
+        return decoded.convert("RGB")
+
+
+def low_res(img: Image.Image, seed: Seed = None, max_side: int = MAX_SIDE) -> Image.Image:
+    """Lose resolution: downscale by f ~ U[0.5, 0.9] (LANCZOS) and upscale back.
+
+    Steps: cap the longest side at ``max_side`` (:func:`clean_capped`); draw f, then
+    draw the upscale filter uniformly from BILINEAR / BICUBIC / LANCZOS, both from
+    :func:`rng_from_seed` (seed); resize to (max(1, round(w f)), max(1, round(h f))) with
+    LANCZOS; resize back to the capped size with the drawn filter. The result has the
+    size of ``clean_capped(img, max_side)``.
+    """
+    rng = rng_from_seed(seed)
+    factor = float(rng.uniform(*LOWRES_FACTOR_RANGE))
+    upscale = UPSCALE_FILTERS[int(rng.integers(len(UPSCALE_FILTERS)))]
+    capped = clean_capped(img, max_side)
+    w, h = capped.size
+    small = capped.resize(
+        (max(1, round(w * factor)), max(1, round(h * factor))), Image.Resampling.LANCZOS
+    )
+    return small.resize((w, h), upscale)
+
+
+#: name -> corruption; each is f(img, seed) -> corrupted RGB image.
+CORRUPTIONS: dict[str, Callable[[Image.Image, Seed], Image.Image]] = {
+    "jpeg": jpeg_crush,
+    "lowres": low_res,
+}
+
+
+def make_validation_pair(
+    img: Image.Image, kind: str, seed: Seed = None
+) -> tuple[Image.Image, Image.Image]:
+    """(clean, corrupt) of identical size for corruption ``kind`` in :data:`CORRUPTIONS`.
+
+    The clean image should win. For "lowres" the clean side is :func:`clean_capped`;
+    for "jpeg" it is the RGB original.
+    """
+    try:
+        corrupt_fn = CORRUPTIONS[kind]
+    except KeyError:
+        names = ", ".join(sorted(CORRUPTIONS))
+        raise ValueError(f"Unknown corruption {kind!r}; choose one of: {names}.") from None
+    clean = clean_capped(img) if kind == "lowres" else to_rgb(img)
+    corrupt = corrupt_fn(img, seed)
+    return clean, corrupt

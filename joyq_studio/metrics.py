@@ -1,0 +1,582 @@
+"""Pairwise and ranking metrics for JoyQuality scores: the one implementation used by
+the CLI, the GUI, training and the tests.
+
+Score model
+-----------
+JoyQuality gives each image one latent score ``s``. Under the Bradley-Terry model the
+probability that image A is preferred over image B is
+
+    P(A beats B) = sigmoid(s_A - s_B) = 1 / (1 + exp(-(s_A - s_B))).
+
+:func:`bt_probability` is the only place this is written down; everything else imports it.
+
+Pair conventions
+----------------
+A *pair* is (p, y): ``p`` is the predicted probability that the *first* image wins and
+``y`` is what happened to the first image: 1 = win, 0 = loss, 0.5 = tie ("equal").
+
+* Ties (y == 0.5) count towards ``n``, ``nll``, ``mcfadden_r2``, ``brier``,
+  ``median_margin`` and ``share_confident`` (all well defined for a soft target), but
+  are **excluded** from ``accuracy``, ``auc``, ``ece`` and ``aurc`` (which need a winner).
+* A prediction of exactly p == 0.5 picks no side; it scores 0.5 "correct" in accuracy,
+  ECE and AURC (the expected value of a coin flip).
+* AUC: the order of images inside a pair is arbitrary, so a plain AUC of p against y
+  would depend on how pairs happened to be oriented (and is undefined if every first
+  image won). We use the *symmetrised* set {(p, y)} U {(1 - p, 1 - y)} over decisive
+  pairs, which always holds both classes and is invariant to re-orienting any pair.
+
+Runtime code depends on numpy only (scipy / scikit-learn appear only in the tests, which
+check :func:`spearman`, :func:`kendall_tau`, :func:`auc` and :func:`brier_score`
+against them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = [
+    "sigmoid",
+    "bt_probability",
+    "pair_metrics",
+    "score_pair_metrics",
+    "brier_score",
+    "expected_calibration_error",
+    "aurc",
+    "auc",
+    "rankdata",
+    "spearman",
+    "kendall_tau",
+    "pair_distances",
+    "distance_weights",
+    "format_metrics_table",
+    "METRIC_KEYS",
+    "HIGHER_IS_BETTER",
+]
+
+#: Clip applied to probabilities before taking logs (keeps NLL finite for p in {0, 1}).
+PROB_EPS = 1e-12
+#: Number of equal-width confidence bins on [0.5, 1] used by ECE.
+ECE_BINS = 15
+#: |p - 0.5| above this counts as a "confident" prediction (p > 0.7 or p < 0.3).
+CONFIDENT_MARGIN = 0.2
+
+#: Keys of :func:`pair_metrics`, in display order.
+METRIC_KEYS: tuple[str, ...] = (
+    "n",
+    "n_ties",
+    "accuracy",
+    "nll",
+    "mcfadden_r2",
+    "auc",
+    "brier",
+    "ece",
+    "aurc",
+    "median_margin",
+    "share_confident",
+    "n_eff",
+    "weighted_accuracy",
+    "weighted_nll",
+    "weighted_brier",
+    "weighted_ece",
+)
+
+#: Direction of improvement per metric (for colouring "before -> after" in the GUI).
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "accuracy": True,
+    "nll": False,
+    "mcfadden_r2": True,
+    "auc": True,
+    "brier": False,
+    "ece": False,
+    "aurc": False,
+    "median_margin": True,
+    "share_confident": True,
+    "weighted_accuracy": True,
+    "weighted_nll": False,
+    "weighted_brier": False,
+    "weighted_ece": False,
+    "spearman": True,
+    "kendall_tau": True,
+}
+
+
+# --------------------------------------------------------------------------------------
+# Bradley-Terry probability
+# --------------------------------------------------------------------------------------
+
+
+def sigmoid(x: ArrayLike) -> np.ndarray | float:
+    """Logistic function sigma(x) = 1 / (1 + e^-x), evaluated without overflow.
+
+    Uses sigma(x) = e^x / (1 + e^x) for x < 0 so that exp() never sees a large positive
+    argument. Returns a Python float for scalar input, an array otherwise.
+    """
+    arr = np.asarray(x, dtype=np.float64)
+    z = np.exp(-np.abs(arr))  # in (0, 1]
+    out = np.where(arr >= 0, 1.0 / (1.0 + z), z / (1.0 + z))
+    return float(out) if out.ndim == 0 else out
+
+
+def bt_probability(score_a: ArrayLike, score_b: ArrayLike) -> np.ndarray | float:
+    """Bradley-Terry probability that A beats B: sigmoid(score_a - score_b)."""
+    diff = np.asarray(score_a, dtype=np.float64) - np.asarray(score_b, dtype=np.float64)
+    return sigmoid(diff)
+
+
+# --------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------
+
+
+def _as_1d(name: str, x: ArrayLike) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    return arr
+
+
+def _check_same_length(**arrays: np.ndarray) -> None:
+    lengths = {name: len(a) for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        desc = ", ".join(f"{k}={v}" for k, v in lengths.items())
+        raise ValueError(f"Arrays must have the same length ({desc}).")
+
+
+def _weights_or_ones(weights: ArrayLike | None, n: int) -> np.ndarray:
+    if weights is None:
+        return np.ones(n)
+    w = _as_1d("weights", weights)
+    if len(w) != n:
+        raise ValueError(f"weights has length {len(w)} but there are {n} pairs.")
+    if np.any(w < 0):
+        raise ValueError("weights must be non-negative.")
+    return w
+
+
+def _wmean(x: np.ndarray, w: np.ndarray) -> float:
+    total = w.sum()
+    return float(np.dot(x, w) / total) if total > 0 else math.nan
+
+
+def _correctness(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """1 if the side predicted by p won, 0 if it lost, 0.5 if p == 0.5 (decisive y only)."""
+    return np.where(p == 0.5, 0.5, ((p > 0.5) == (y > 0.5)).astype(np.float64))
+
+
+def _log_loss_terms(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-pair binary cross-entropy -[y ln p + (1 - y) ln(1 - p)], p clipped to [eps, 1-eps]."""
+    pc = np.clip(p, PROB_EPS, 1.0 - PROB_EPS)
+    return -(y * np.log(pc) + (1.0 - y) * np.log1p(-pc))
+
+
+# --------------------------------------------------------------------------------------
+# Individual metrics
+# --------------------------------------------------------------------------------------
+
+
+def brier_score(p: ArrayLike, y: ArrayLike, weights: ArrayLike | None = None) -> float:
+    """Brier score: sum_i w_i (p_i - y_i)^2 / sum_i w_i (matches sklearn brier_score_loss)."""
+    pa, ya = _as_1d("p", p), _as_1d("y", y)
+    _check_same_length(p=pa, y=ya)
+    w = _weights_or_ones(weights, len(pa))
+    return _wmean((pa - ya) ** 2, w)
+
+
+def expected_calibration_error(
+    p: ArrayLike, y: ArrayLike, weights: ArrayLike | None = None, bins: int = ECE_BINS
+) -> float:
+    """Expected calibration error of decisive pairs.
+
+    confidence c_i = max(p_i, 1 - p_i) in [0.5, 1], correctness a_i = 1 if the predicted
+    side won. With ``bins`` equal-width bins B_k on [0.5, 1] (the last one closed),
+
+        ECE = sum_k (W_k / W) * | mean_w(a | B_k) - mean_w(c | B_k) |
+
+    where W_k is the weight in bin k. Ties (y == 0.5) are dropped. NaN if nothing is left.
+    """
+    pa, ya = _as_1d("p", p), _as_1d("y", y)
+    _check_same_length(p=pa, y=ya)
+    w = _weights_or_ones(weights, len(pa))
+    keep = ya != 0.5
+    pa, ya, w = pa[keep], ya[keep], w[keep]
+    if len(pa) == 0 or w.sum() <= 0:
+        return math.nan
+    conf = np.maximum(pa, 1.0 - pa)
+    correct = _correctness(pa, ya)
+    idx = np.clip(((conf - 0.5) * 2.0 * bins).astype(np.int64), 0, bins - 1)
+    w_bin = np.bincount(idx, weights=w, minlength=bins)
+    acc_bin = np.bincount(idx, weights=w * correct, minlength=bins)
+    conf_bin = np.bincount(idx, weights=w * conf, minlength=bins)
+    # sum_k (W_k/W) |acc_k/W_k - conf_k/W_k| = sum_k |acc_k - conf_k| / W
+    return float(np.abs(acc_bin - conf_bin).sum() / w_bin.sum())
+
+
+def aurc(p: ArrayLike, y: ArrayLike) -> float:
+    """Area under the risk-coverage curve of decisive pairs (lower is better).
+
+    Sort pairs by confidence max(p, 1 - p), most confident first. With error
+    e_i = 1 - correctness_i, the selective risk at coverage k/n is
+    r_k = (1/k) sum_{i<=k} e_(i), and AURC = (1/n) sum_{k=1..n} r_k.
+    Pairs with equal confidence have no defined order; we use the expectation over
+    their random orderings, which (r_k being linear in e) equals replacing each e in a
+    tied group by the group's mean error. Ties in y are dropped. NaN if nothing is left.
+    """
+    pa, ya = _as_1d("p", p), _as_1d("y", y)
+    _check_same_length(p=pa, y=ya)
+    keep = ya != 0.5
+    pa, ya = pa[keep], ya[keep]
+    n = len(pa)
+    if n == 0:
+        return math.nan
+    conf = np.maximum(pa, 1.0 - pa)
+    err = 1.0 - _correctness(pa, ya)
+    order = np.argsort(-conf, kind="stable")
+    conf_s, err_s = conf[order], err[order]
+    # Average errors inside groups of equal confidence.
+    _, group_start, group_size = np.unique(-conf_s, return_index=True, return_counts=True)
+    group_of = np.repeat(np.arange(len(group_start)), group_size)
+    group_mean = np.bincount(group_of, weights=err_s) / group_size
+    err_s = group_mean[group_of]
+    risk = np.cumsum(err_s) / np.arange(1, n + 1)
+    return float(risk.mean())
+
+
+def rankdata(x: ArrayLike) -> np.ndarray:
+    """Ranks 1..n with ties given their average rank (scipy.stats.rankdata 'average')."""
+    a = np.asarray(x, dtype=np.float64).reshape(-1)
+    n = len(a)
+    order = np.argsort(a, kind="mergesort")
+    sorted_a = a[order]
+    # Start of each run of equal values in sorted order.
+    new_run = np.empty(n, dtype=bool)
+    if n:
+        new_run[0] = True
+        new_run[1:] = sorted_a[1:] != sorted_a[:-1]
+    run_id = np.cumsum(new_run) - 1
+    run_start = np.flatnonzero(new_run)
+    run_end = np.append(run_start[1:], n)  # exclusive
+    avg_rank = (run_start + 1 + run_end) / 2.0  # mean of ranks start+1 .. end
+    ranks = np.empty(n, dtype=np.float64)
+    ranks[order] = avg_rank[run_id]
+    return ranks
+
+
+def auc(scores: ArrayLike, labels: ArrayLike) -> float:
+    """ROC AUC of ``scores`` for labels 1 (positive) vs 0 (negative).
+
+    Mann-Whitney form with average ranks for tied scores:
+        AUC = (R_+ - n_+ (n_+ + 1) / 2) / (n_+ n_-)
+    where R_+ is the rank sum of the positives. This equals P(s_+ > s_-) + 0.5 P(s_+ = s_-)
+    and matches sklearn.metrics.roc_auc_score. NaN if either class is empty.
+    """
+    s, lab = _as_1d("scores", scores), _as_1d("labels", labels)
+    _check_same_length(scores=s, labels=lab)
+    if not np.all((lab == 0) | (lab == 1)):
+        raise ValueError("labels must be 0 or 1.")
+    pos = lab == 1
+    n_pos = int(pos.sum())
+    n_neg = len(lab) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    r = rankdata(s)
+    return float((r[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def spearman(x: ArrayLike, y: ArrayLike) -> float:
+    """Spearman's rho: Pearson correlation of the average ranks of x and y.
+
+    Matches scipy.stats.spearmanr. NaN if either input is constant or n < 2.
+    """
+    xa, ya = _as_1d("x", x), _as_1d("y", y)
+    _check_same_length(x=xa, y=ya)
+    if len(xa) < 2:
+        return math.nan
+    rx = rankdata(xa)
+    ry = rankdata(ya)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    denom = math.sqrt(float(np.dot(rx, rx)) * float(np.dot(ry, ry)))
+    if denom == 0.0:
+        return math.nan
+    return float(np.clip(np.dot(rx, ry) / denom, -1.0, 1.0))
+
+
+def _tie_pairs(a: np.ndarray) -> int:
+    """sum over groups of equal values of t (t - 1) / 2."""
+    _, counts = np.unique(a, return_counts=True)
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def _count_inversions(v: np.ndarray) -> int:
+    """Number of index pairs i < j with v[i] > v[j] (strict), for integer v >= 0.
+
+    Bottom-up merge sort, vectorised per level: at width w, every left block L and the
+    right block R that follows it are both sorted; for each r in R the count of l in L
+    with l > r is |L| - #(l <= r), found by one global searchsorted over keys
+    (block_pair_id * M + value), which are sorted across all left blocks at once.
+    O(n log^2 n) time, O(n) memory.
+    """
+    n = len(v)
+    if n < 2:
+        return 0
+    vals = v.astype(np.int64).copy()
+    m = int(vals.max()) + 1
+    pos = np.arange(n)
+    total = 0
+    width = 1
+    while width < n:
+        pair_id = pos // (2 * width)
+        is_left = (pos % (2 * width)) < width
+        keys = pair_id * m + vals
+        left_keys = keys[is_left]  # globally sorted: blocks sorted, pair ids increasing
+        right_keys = keys[~is_left]
+        right_pair = pair_id[~is_left]
+        # A right block exists only after a full left block, so |L| == width and the
+        # left block of pair g starts at g * width in left_keys.
+        le = np.searchsorted(left_keys, right_keys, side="right") - right_pair * width
+        total += int((width - le).sum())
+        # Merge: sort each block pair (keys keep pairs apart).
+        vals = np.sort(keys, kind="stable") - pair_id * m
+        width *= 2
+    return total
+
+
+def kendall_tau(x: ArrayLike, y: ArrayLike) -> float:
+    """Kendall's tau-b, accounting for ties (matches scipy.stats.kendalltau).
+
+    With n0 = n(n-1)/2, n1 = pairs tied in x, n2 = pairs tied in y, n3 = pairs tied in
+    both, and D = discordant pairs (x_i < x_j, y_i > y_j), the concordant minus discordant
+    count is C - D = n0 - n1 - n2 + n3 - 2D and
+
+        tau_b = (C - D) / sqrt((n0 - n1) (n0 - n2)).
+
+    D is the inversion count of y's dense ranks after sorting by (x, y), computed in
+    O(n log^2 n). NaN if either input is constant or n < 2.
+    """
+    xa, ya = _as_1d("x", x), _as_1d("y", y)
+    _check_same_length(x=xa, y=ya)
+    n = len(xa)
+    if n < 2:
+        return math.nan
+    order = np.lexsort((ya, xa))  # by x, then y: x-tied pairs are never inversions
+    xs, ys = xa[order], ya[order]
+    y_dense = np.unique(ys, return_inverse=True)[1].reshape(-1)
+    dis = _count_inversions(y_dense)
+    n0 = n * (n - 1) // 2
+    n1 = _tie_pairs(xs)
+    n2 = _tie_pairs(ys)
+    # Joint ties: runs of equal (x, y) in the lexsorted order.
+    same = (xs[1:] == xs[:-1]) & (ys[1:] == ys[:-1])
+    breaks = np.flatnonzero(np.concatenate(([True], ~same, [True])))
+    runs = np.diff(breaks)
+    n3 = int((runs * (runs - 1) // 2).sum())
+    denom = math.sqrt(float(n0 - n1) * float(n0 - n2))
+    if denom == 0.0:
+        return math.nan
+    con_minus_dis = n0 - n1 - n2 + n3 - 2 * dis
+    return float(np.clip(con_minus_dis / denom, -1.0, 1.0))
+
+
+# --------------------------------------------------------------------------------------
+# All pair metrics at once
+# --------------------------------------------------------------------------------------
+
+
+def pair_metrics(p: ArrayLike, y: ArrayLike, weights: ArrayLike | None = None) -> dict[str, float]:
+    """All pairwise metrics for predictions p = P(first wins) and outcomes y in {1, 0, 0.5}.
+
+    Returns a dict with (see the module docstring for how ties and p == 0.5 count):
+
+    * ``n``: number of pairs; ``n_ties``: pairs with y == 0.5.
+    * ``accuracy``: mean correctness over decisive pairs.
+    * ``nll``: mean BCE  -[y ln p + (1 - y) ln(1 - p)]  (p clipped to [1e-12, 1 - 1e-12]).
+    * ``mcfadden_r2``: 1 - nll / ln 2, i.e. improvement over always predicting p = 0.5.
+    * ``auc``: AUC on the symmetrised decisive set {(p, y)} U {(1 - p, 1 - y)}.
+    * ``brier``: mean (p - y)^2.
+    * ``ece``: :func:`expected_calibration_error` with 15 bins on confidence max(p, 1-p).
+    * ``aurc``: :func:`aurc`, area under the risk-coverage curve.
+    * ``median_margin``: median |p - 0.5|; ``share_confident``: share with |p - 0.5| > 0.2.
+
+    If ``weights`` (one non-negative importance weight per pair, e.g. from
+    :func:`distance_weights`) is given, also returns ``weighted_accuracy``,
+    ``weighted_nll``, ``weighted_brier``, ``weighted_ece`` (the same formulas with
+    weighted means) and ``n_eff`` = (sum w)^2 / sum w^2, the effective sample size.
+    Metrics that have nothing to average over are NaN.
+    """
+    pa, ya = _as_1d("p", p), _as_1d("y", y)
+    _check_same_length(p=pa, y=ya)
+    if np.any((pa < 0) | (pa > 1)):
+        raise ValueError("p must be probabilities in [0, 1].")
+    if not np.all((ya == 0) | (ya == 0.5) | (ya == 1)):
+        raise ValueError("y must be 1 (first won), 0 (first lost) or 0.5 (tie).")
+    n = len(pa)
+    decisive = ya != 0.5
+    pd_, yd = pa[decisive], ya[decisive]
+    ones = np.ones(n)
+
+    nll = _wmean(_log_loss_terms(pa, ya), ones)
+    margin = np.abs(pa - 0.5)
+    out: dict[str, float] = {
+        "n": n,
+        "n_ties": int(n - decisive.sum()),
+        "accuracy": _wmean(_correctness(pd_, yd), np.ones(len(pd_))),
+        "nll": nll,
+        "mcfadden_r2": 1.0 - nll / math.log(2.0) if n else math.nan,
+        "auc": auc(np.concatenate([pd_, 1.0 - pd_]), np.concatenate([yd, 1.0 - yd])),
+        "brier": _wmean((pa - ya) ** 2, ones),
+        "ece": expected_calibration_error(pa, ya),
+        "aurc": aurc(pa, ya),
+        "median_margin": float(np.median(margin)) if n else math.nan,
+        "share_confident": float(np.mean(margin > CONFIDENT_MARGIN)) if n else math.nan,
+    }
+    if weights is not None:
+        w = _weights_or_ones(weights, n)
+        wd = w[decisive]
+        sw, sw2 = float(w.sum()), float((w**2).sum())
+        out.update(
+            {
+                "n_eff": sw * sw / sw2 if sw2 > 0 else 0.0,
+                "weighted_accuracy": _wmean(_correctness(pd_, yd), wd),
+                "weighted_nll": _wmean(_log_loss_terms(pa, ya), w),
+                "weighted_brier": _wmean((pa - ya) ** 2, w),
+                "weighted_ece": expected_calibration_error(pa, ya, weights=w),
+            }
+        )
+    return out
+
+
+def score_pair_metrics(
+    score_first: ArrayLike,
+    score_second: ArrayLike,
+    y: ArrayLike,
+    weights: ArrayLike | None = None,
+) -> dict[str, float]:
+    """:func:`pair_metrics` of p = bt_probability(score_first, score_second)."""
+    p = np.atleast_1d(bt_probability(score_first, score_second))
+    return pair_metrics(p, y, weights)
+
+
+# --------------------------------------------------------------------------------------
+# Distance-based importance weights
+# --------------------------------------------------------------------------------------
+
+
+def pair_distances(
+    emb: ArrayLike, i_idx: ArrayLike, j_idx: ArrayLike, chunk: int = 65536
+) -> np.ndarray:
+    """Cosine distance 1 - <e_i, e_j> / (|e_i| |e_j|) for each pair (i_idx[k], j_idx[k]).
+
+    ``emb`` is an (N, D) array of embeddings. Zero-norm embeddings have no direction and
+    are given distance 1 (cosine similarity 0). Result is in [0, 2], float64.
+    Works in chunks so millions of pairs do not materialise a (pairs, D) copy at once.
+    """
+    e = np.asarray(emb, dtype=np.float64)
+    if e.ndim != 2:
+        raise ValueError(f"emb must be a 2-D (N, D) array, got shape {e.shape}.")
+    i = np.asarray(i_idx, dtype=np.int64).reshape(-1)
+    j = np.asarray(j_idx, dtype=np.int64).reshape(-1)
+    _check_same_length(i_idx=i, j_idx=j)
+    norms = np.linalg.norm(e, axis=1, keepdims=True)
+    unit = np.divide(e, norms, out=np.zeros_like(e), where=norms > 0)
+    out = np.empty(len(i), dtype=np.float64)
+    for start in range(0, len(i), chunk):
+        sl = slice(start, start + chunk)
+        out[sl] = 1.0 - np.einsum("kd,kd->k", unit[i[sl]], unit[j[sl]])
+    return np.clip(out, 0.0, 2.0)
+
+
+def distance_weights(
+    test_dist: ArrayLike,
+    reference_dist: ArrayLike,
+    bins: int = 20,
+    max_ratio: float = 10.0,
+) -> np.ndarray:
+    """Importance weights that make the test pairs' distance distribution look like the
+    reference one (e.g. distances of random pairs of the folder).
+
+    Both samples are histogrammed on the same ``bins`` equal-width bins spanning their
+    joint range. For a test pair in bin k,
+
+        w = q_k / p_k,   q_k = reference share in bin k,  p_k = test share in bin k,
+
+    clipped to [1 / max_ratio, max_ratio] (so no pair is dropped or dominates), then
+    normalised so mean(w) = 1 over the test pairs. Pairs selected to be close (as the
+    active pair picker prefers) are thus down-weighted when real folders are far apart.
+    """
+    t = _as_1d("test_dist", test_dist)
+    r = _as_1d("reference_dist", reference_dist)
+    if len(t) == 0:
+        return np.zeros(0)
+    if len(r) == 0:
+        raise ValueError("reference_dist is empty; cannot build distance weights.")
+    if bins < 1 or max_ratio < 1:
+        raise ValueError("bins must be >= 1 and max_ratio >= 1.")
+    lo = min(t.min(), r.min())
+    hi = max(t.max(), r.max())
+    if hi <= lo:
+        return np.ones(len(t))
+    edges = np.linspace(lo, hi, bins + 1)
+    t_bin = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, bins - 1)
+    r_bin = np.clip(np.searchsorted(edges, r, side="right") - 1, 0, bins - 1)
+    p = np.bincount(t_bin, minlength=bins) / len(t)
+    q = np.bincount(r_bin, minlength=bins) / len(r)
+    ratio = q[t_bin] / p[t_bin]  # p[t_bin] > 0: the test pair itself is in that bin
+    w = np.clip(ratio, 1.0 / max_ratio, max_ratio)
+    return w / w.mean()
+
+
+# --------------------------------------------------------------------------------------
+# Plain-text table
+# --------------------------------------------------------------------------------------
+
+
+def _format_value(v: object) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        return "n/a" if math.isnan(f) else f"{f:.4f}"
+    return str(v)
+
+
+def format_metrics_table(
+    rows: Mapping[str, Mapping[str, object]], keys: Sequence[str] | None = None
+) -> str:
+    """Render metric dicts side by side as a plain-text table.
+
+    ``rows`` maps a column title to a metrics dict, e.g.
+    ``{"before": pair_metrics(...), "after": pair_metrics(...)}`` gives
+
+        metric   | before | after
+        ---------+--------+-------
+        accuracy | 0.7500 | 0.8000
+
+    ``keys`` picks and orders the metric rows; by default the keys of :data:`METRIC_KEYS`
+    present in any column, followed by any other keys in first-seen order. A metric
+    missing from a column shows as "-", NaN as "n/a", floats with 4 decimals.
+    """
+    columns = list(rows.keys())
+    if keys is None:
+        seen: list[str] = [k for k in METRIC_KEYS if any(k in d for d in rows.values())]
+        for d in rows.values():
+            for k in d:
+                if k not in seen:
+                    seen.append(k)
+        keys = seen
+    header = ["metric", *columns]
+    body = [[k, *(_format_value(rows[c].get(k)) for c in columns)] for k in keys]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+
+    def line(cells: Iterable[str]) -> str:
+        return " | ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    sep = "-+-".join("-" * w for w in widths)
+    return "\n".join([line(header), sep, *(line(r) for r in body)])

@@ -1,0 +1,141 @@
+"""Tests for joyq_studio.corruptions: the JPEG and low-res validation tasks."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from joyq_studio import corruptions as C
+
+
+def _test_image(w: int = 320, h: int = 240, seed: int = 0, mode: str = "RGB") -> Image.Image:
+    """Smooth gradients plus fine texture, so both JPEG and downscaling lose something."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
+    base = np.stack([np.sin(9 * xx + 3 * yy), np.cos(7 * xx * yy * 5), np.sin(23 * xx)], -1)
+    arr = 128 + 80 * base + rng.normal(0, 18, (h, w, 3))
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+    return img if mode == "RGB" else img.convert(mode)
+
+
+def _high_freq_energy(img: Image.Image) -> float:
+    a = np.asarray(img.convert("L"), dtype=np.float64)
+    return float(np.mean(np.abs(np.diff(a, axis=0))) + np.mean(np.abs(np.diff(a, axis=1))))
+
+
+def _size_at(img: Image.Image, quality: int) -> int:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.tell()
+
+
+def test_registry() -> None:
+    assert C.CORRUPTIONS == {"jpeg": C.jpeg_crush, "lowres": C.low_res}
+
+
+def test_rng_from_seed_is_stable_and_typed() -> None:
+    # Pinned values: SHA-256 based, so identical in every process (unlike hash()).
+    assert C.rng_from_seed("abc").integers(2**62) == 2724193170128790128
+    assert C.rng_from_seed(7).integers(2**62) == 3603272461413626526
+    assert C.rng_from_seed(b"abc").integers(2**62) == 845596205100889736
+    assert C.rng_from_seed("7").integers(2**62) != C.rng_from_seed(7).integers(2**62)
+    with pytest.raises(TypeError):
+        C.rng_from_seed(1.5)  # type: ignore[arg-type]
+
+
+def test_jpeg_crush_follows_the_quality_schedule() -> None:
+    img = _test_image()
+    out = C.jpeg_crush(img, seed="x")
+    assert out.mode == "RGB" and out.size == img.size
+    target = 0.33 * _size_at(img, 90)
+    chosen = next((q for q in range(85, 4, -5) if _size_at(img, q) <= target), 5)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=chosen)
+    expected = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(out), expected)
+    assert chosen < 85  # this image does need crushing
+    # Deterministic, seed irrelevant.
+    np.testing.assert_array_equal(np.asarray(C.jpeg_crush(img, seed=123)), expected)
+
+
+def test_jpeg_crush_stops_at_quality_5() -> None:
+    flat = Image.new("RGB", (64, 64), (120, 130, 140))  # cannot shrink to 33%
+    out = C.jpeg_crush(flat, seed=0)
+    assert out.size == flat.size and out.mode == "RGB"
+
+
+def test_low_res_sizes_and_determinism() -> None:
+    img = _test_image()
+    a = C.low_res(img, "hash-1")
+    b = C.low_res(img, "hash-1")
+    c = C.low_res(img, "hash-2")
+    assert a.size == img.size and a.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+    np.testing.assert_array_equal(np.asarray(C.low_res(img, 5)), np.asarray(C.low_res(img, 5)))
+    assert _high_freq_energy(a) < 0.8 * _high_freq_energy(img)
+
+
+def test_low_res_caps_long_side_and_matches_clean() -> None:
+    img = _test_image(1500, 900)
+    clean = C.clean_capped(img)
+    corrupt = C.low_res(img, "big")
+    assert clean.size == corrupt.size == (1024, 614)
+    tall = _test_image(200, 2100)
+    assert C.clean_capped(tall).size == C.low_res(tall, 1).size == (98, 1024)
+
+
+def test_low_res_draws_factor_and_filter_from_seed() -> None:
+    img = _test_image(200, 100)
+    seed = "pin"
+    rng = C.rng_from_seed(seed)
+    factor = rng.uniform(0.5, 0.9)
+    upscale = C.UPSCALE_FILTERS[int(rng.integers(3))]
+    small = img.resize((round(200 * factor), round(100 * factor)), Image.Resampling.LANCZOS)
+    expected = small.resize((200, 100), upscale)
+    np.testing.assert_array_equal(np.asarray(C.low_res(img, seed)), np.asarray(expected))
+
+
+def test_low_res_factor_and_filter_cover_their_ranges() -> None:
+    factors, filters = [], set()
+    for s in range(300):
+        rng = C.rng_from_seed(s)
+        factors.append(rng.uniform(*C.LOWRES_FACTOR_RANGE))
+        filters.add(int(rng.integers(3)))
+    assert 0.5 <= min(factors) < 0.52 and 0.88 < max(factors) <= 0.9
+    assert filters == {0, 1, 2}
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "LA", "CMYK"])
+def test_modes_and_tiny_images(mode: str) -> None:
+    img = _test_image(40, 30, mode=mode)
+    for kind in C.CORRUPTIONS:
+        clean, corrupt = C.make_validation_pair(img, kind, seed="s")
+        assert clean.mode == corrupt.mode == "RGB"
+        assert clean.size == corrupt.size == (40, 30)
+    one = Image.new("RGB", (1, 1), (10, 20, 30))
+    assert C.low_res(one, 0).size == (1, 1)
+    assert C.jpeg_crush(one, 0).size == (1, 1)
+
+
+def test_alpha_is_flattened_onto_the_loaders_neutral_grey() -> None:
+    img = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    clean, _ = C.make_validation_pair(img, "jpeg", 0)
+    assert clean.getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_input_is_not_modified() -> None:
+    img = _test_image(1200, 300)
+    before = np.asarray(img).copy()
+    C.make_validation_pair(img, "lowres", 1)
+    C.make_validation_pair(img, "jpeg", 1)
+    np.testing.assert_array_equal(np.asarray(img), before)
+    assert img.size == (1200, 300)
+
+
+def test_make_validation_pair_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="Unknown corruption"):
+        C.make_validation_pair(_test_image(8, 8), "blur")
