@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--files", type=positive_int, default=100_000)
     sp.add_argument("--dir", help="where to create the files (default: a temporary folder)")
     sp.set_defaults(func=cmd_bench)
+    from .cli_train import register as register_train
+
+    register_train(sub)
     return p
 
 
