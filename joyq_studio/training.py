@@ -354,7 +354,7 @@ def importance_weights(emb: np.ndarray, a: np.ndarray, b: np.ndarray, seed: int)
 
     Chosen pairs skew close (near neighbours are informative), which makes them harder
     than average; the weighted metrics estimate performance on pairs in general."""
-    if len(a) < 10 or emb.shape[0] < 3:
+    if len(a) < 2 or emb.shape[0] < 3:
         return None
     rng = np.random.default_rng(seed)
     n = emb.shape[0]
@@ -699,15 +699,15 @@ def prepare_splits(data: PairData, cfg: TrainConfig) -> tuple[np.ndarray, np.nda
     train_idx = np.flatnonzero(split == "train")
     if len(train_idx) == 0:
         raise TrainingError(f"{data.source}: no training pairs (the train split is empty).")
-    # Validation slice for picking the best step, image-disjoint within the training pairs.
+    # Validation slice for picking the best step: random training pairs (it only chooses
+    # a step, so it need not be image-disjoint, and a disjoint cut would waste many pairs).
     val_mask = np.zeros(n, dtype=bool)
-    if len(train_idx) >= 40:
-        sub = image_disjoint_split(data.a[train_idx], data.b[train_idx], len(data.keys), cfg.val_fraction, cfg.seed + 7)
-        val_mask[train_idx[sub == "test"]] = True
-        train_mask = np.zeros(n, dtype=bool)
-        train_mask[train_idx[sub == "train"]] = True
-    else:
-        train_mask = split == "train"
+    train_mask = split == "train"
+    if cfg.val_fraction > 0 and len(train_idx) >= 40:
+        rng = np.random.default_rng(cfg.seed + 7)
+        val = rng.choice(train_idx, size=max(1, int(round(cfg.val_fraction * len(train_idx)))), replace=False)
+        val_mask[val] = True
+        train_mask &= ~val_mask
     return train_mask, val_mask, test_mask
 
 
@@ -754,6 +754,9 @@ def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir
         model, history, before, after, best_step = train_full(model, pixels, data, train_mask, val_mask, es, cfg,
                                                               device, progress, cancel)
     _check_cancel(cancel)
+    if best_step == 0 and val_mask.any():
+        data.warnings.append("No training step beat the starting model on the validation pairs, so the new "
+                             "version keeps the starting weights; label more pairs before retraining.")
     new = model_id(model.cpu().float())
     record = {
         "mode": cfg.mode,
