@@ -455,13 +455,13 @@ class _Loop:
                                         public, eta))
 
 
-def train_quick(model: JoyQuality, emb: np.ndarray, data: PairData, train_mask, val_mask, es: EvalSet,
+def train_quick(start_head: torch.nn.Linear, emb: np.ndarray, data: PairData, train_mask, val_mask, es: EvalSet,
                 rob_emb: dict[str, tuple[np.ndarray, np.ndarray]], cfg: TrainConfig,
                 progress: ProgressFn | None = None, cancel=None):
     """Train the linear head on frozen embeddings. Returns (best head state, history, before, after)."""
     torch.manual_seed(cfg.seed)
     E = torch.from_numpy(emb).float()
-    head = copy.deepcopy(model.head).float().cpu().train()
+    head = copy.deepcopy(start_head).float().cpu().train()
     a, b, y = (torch.from_numpy(x) for x in data.subset(train_mask))
     y = y.float()
     va, vb, vy = (torch.from_numpy(x) for x in data.subset(val_mask))
@@ -744,7 +744,7 @@ def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir
         if len(ta):
             es.weights = importance_weights(emb, ta, tb, cfg.seed)
         rob_emb = {k: (_embed_uint8(model, c, device), _embed_uint8(model, d, device)) for k, (c, d) in es.robustness.items()}
-        head, history, before, after, best_step = train_quick(model, emb, data, train_mask, val_mask, es, rob_emb, cfg,
+        head, history, before, after, best_step = train_quick(model.head, emb, data, train_mask, val_mask, es, rob_emb, cfg,
                                                               progress, cancel)
         model.head.load_state_dict(head.state_dict())
     else:
