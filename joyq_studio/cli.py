@@ -175,9 +175,42 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--files", type=positive_int, default=100_000)
     sp.add_argument("--dir", help="where to create the files (default: a temporary folder)")
     sp.set_defaults(func=cmd_bench)
+    sp = bsub.add_parser("learn", help="train the tiny tower from scratch on generated clean-vs-degraded images "
+                         "and record its learning curve (a few minutes of CPU)")
+    sp.add_argument("--dir", help="where to write the generated dataset (default: a temporary folder); "
+                    "reused when it already holds one made with the same settings")
+    sp.add_argument("--out", help="where to write curve.csv/.md/.png (default: DIR/report)")
+    sp.add_argument("--model", default="tiny", help="starting model (default tiny: random initialisation)")
+    sp.add_argument("--bases", type=positive_int, default=700, help="base images (default 700; x3 images on disk)")
+    sp.add_argument("--size", type=positive_int, default=256, help="side of the generated images in px (default 256)")
+    sp.add_argument("--kinds", default="jpeg,lowres",
+                    help="degradations, comma-separated: jpeg, lowres (the reference recipes), demo-jpeg, "
+                         "demo-blur, demo-lowres, demo-noise (default jpeg,lowres)")
+    sp.add_argument("--test-bases", type=positive_int, default=200, help="held-out base images (default 200)")
+    sp.add_argument("--mosaic-share", type=float, default=0.5, help="share of bases that are 2x2 mosaics (default 0.5)")
+    sp.add_argument("--steps", type=positive_int, default=450, help="optimizer steps (default 450)")
+    sp.add_argument("--batch-size", type=positive_int, default=32, help="pairs per step (default 32)")
+    sp.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    sp.add_argument("--evals", type=positive_int, default=9, help="evaluations during the run (default 9)")
+    sp.add_argument("--no-augment", action="store_true", help="no random flip/rot90 of pairs")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--save-demo-model", metavar="FOLDER", help="also save the trained model here (save_pretrained form)")
+    sp.set_defaults(func=cmd_bench)
+    sp = bsub.add_parser("train", help="time a quick (head-only) finetune with the reference recipe")
+    sp.add_argument("--pairs", type=positive_int, default=6000)
+    sp.add_argument("--dim", type=positive_int, default=1152)
+    sp.add_argument("--repeats", type=positive_int, default=5)
+    sp.set_defaults(func=cmd_bench)
+    sp = bsub.add_parser("full", help="full finetune: pairs/s and peak GPU memory per device batch, +- checkpointing")
+    sp.add_argument("--model", help="default: so400m-random on CUDA, tiny on CPU")
+    sp.add_argument("--device")
+    sp.add_argument("--device-batches", type=positive_int, nargs="+", default=[1, 2, 4, 8])
+    sp.add_argument("--steps", type=positive_int, default=5)
+    sp.set_defaults(func=cmd_bench)
     from .cli_train import register as register_train
 
     register_train(sub)
+    from .cli_rank import register as register_rank; register_rank(sub)
     return p
 
 

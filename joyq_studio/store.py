@@ -137,6 +137,11 @@ def walk_images(folder: Path, on_error: Callable[[str, str], None] | None = None
                     if not stat.S_ISREG(st.st_mode):
                         continue
                     rel = Path(entry.path).relative_to(folder).as_posix()
+                    if not _utf8(rel):  # SQLite text must be UTF-8
+                        if on_error:
+                            on_error(os.fsencode(entry.path).decode("utf-8", "replace"),
+                                     "the file name is not valid UTF-8; rename the file to include it")
+                        continue
                     yield ScannedFile(rel, st.st_size, st.st_mtime_ns)
             except OSError as e:  # broken symlink, permission, deleted meanwhile
                 if on_error:
@@ -152,6 +157,8 @@ class Project:
             raise StoreError(f"{self.folder}: no such folder.")
         if not self.folder.is_dir():
             raise StoreError(f"{self.folder}: is a file, not a folder.")
+        if not _utf8(str(self.folder)):
+            raise StoreError(f"{self.folder}: the folder's path is not valid UTF-8; rename it to open it.")
         self.dir = db_path.parent if db_path else project_dir(self.folder)
         self.db_path = db_path or self.dir / "project.sqlite"
         try:
@@ -280,6 +287,12 @@ class Project:
         row = self.db.execute("SELECT hash FROM files WHERE path = ?", (rel,)).fetchone()
         return row[0] if row else None
 
+    def file_hashes(self, include_errors: bool = False) -> list[tuple[str, str]]:
+        """(relative path, hash) of every image file (duplicates included), in path order."""
+        sql = ("SELECT f.path, f.hash FROM files f JOIN images i ON i.hash = f.hash "
+               + ("" if include_errors else "WHERE i.error IS NULL ") + "ORDER BY f.path")
+        return [(p, h) for p, h in self.db.execute(sql)]
+
     def image_info(self, digest: str) -> dict | None:
         row = self.db.execute("SELECT width, height, bytes, error FROM images WHERE hash = ?", (digest,)).fetchone()
         if not row:
@@ -334,6 +347,29 @@ class Project:
 
     def scores(self, model: str) -> dict[str, float]:
         return dict(self.db.execute("SELECT hash, score FROM scores WHERE model = ?", (model,)))
+
+    def current_model_key(self) -> str | None:
+        """Key of the model whose scores the ranking and exports use, or None if nothing is scored.
+
+        Meta 'current_model_key' (set by scoring / adoption via set_current_model_key), else
+        the active version's 'model_key', else the only model that has scores in this project.
+        """
+        key = self.get_meta("current_model_key")
+        if key:
+            return key
+        vid = self.active_version
+        v = self.version(vid) if vid else None
+        if v and v.get("model_key"):
+            return v["model_key"]
+        models = [m for (m,) in self.db.execute("SELECT DISTINCT model FROM scores LIMIT 2")]
+        return models[0] if len(models) == 1 else None
+
+    def set_current_model_key(self, key: str | None) -> None:
+        with self.transaction():
+            if key is None:
+                self.db.execute("DELETE FROM meta WHERE key = 'current_model_key'")
+            else:
+                self.set_meta("current_model_key", key)
 
     # -- comparisons ----------------------------------------------------------------------
     def add_comparison(self, a: str, b: str, outcome: float, split: str = "train", kind: str = "click") -> int:
@@ -426,7 +462,10 @@ class _Transaction:
     def __enter__(self):
         self.nested = self.db.in_transaction
         if not self.nested:
-            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:  # e.g. locked by another process past the timeout
+                raise StoreError(f"{self.path}: could not save ({describe_error(e)}); nothing was changed.") from None
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -437,12 +476,16 @@ class _Transaction:
                 self.db.execute("COMMIT")
                 return False
             except sqlite3.Error as e:
-                self.db.execute("ROLLBACK")
+                self._rollback()
                 raise StoreError(f"{self.path}: could not save ({describe_error(e)}); nothing was changed.") from None
-        self.db.execute("ROLLBACK")
+        self._rollback()
         if isinstance(exc, sqlite3.Error):
             raise StoreError(f"{self.path}: could not save ({describe_error(exc)}); nothing was changed.") from None
         return False
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:  # SQLite already rolled back after e.g. SQLITE_FULL
+            self.db.execute("ROLLBACK")
 
 
 def describe_error(e: BaseException) -> str:
@@ -452,6 +495,14 @@ def describe_error(e: BaseException) -> str:
     if "readonly" in text or "read-only" in text or isinstance(e, PermissionError):
         return "the location is read-only"
     return str(e) or type(e).__name__
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # undecodable bytes of the file system name, kept as surrogates
+        return False
 
 
 def _chunks(items: list, n: int) -> Iterator[list]:

@@ -1,0 +1,259 @@
+"""`joyq calibrate | export | undo-export | import-pairs | export-pairs`: ranking and exports.
+
+Thin wrappers over :mod:`joyq_studio.export`; registered into the main parser by
+:func:`register`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .calibration import Calibration
+from .cli import (
+    EXIT_FAILED_FILES,
+    EXIT_OK,
+    CliError,
+    ProgressLine,
+    open_project,
+    positive_int,
+    scan_with_progress,
+)
+from .export import (
+    CAPTION_MODES,
+    apply_caption_export,
+    bucket_counts,
+    calibrate_project,
+    ensure_calibration,
+    export_pairs,
+    import_pairs,
+    plan_caption_export,
+    ranked_images,
+    save_calibration,
+    undo_last_export,
+    write_csv,
+)
+from .store import Project
+
+MAX_LISTED = 50
+
+
+def histogram(cal: Calibration, counts: list[int], width: int = 30) -> list[str]:
+    """One line per bucket, best first: ``9 best quality  ██████ 41``."""
+    top = max(counts) if counts else 0
+    lw = max(len(label) for label in cal.labels)
+    nw = len(str(cal.k - 1))
+    cw = len(str(top))
+    lines = []
+    for b in reversed(range(cal.k)):
+        n = counts[b]
+        bar = "█" * (round(width * n / top) if top else 0)
+        if n and not bar:
+            bar = "▏"
+        lines.append(f"{b:>{nw}} {cal.labels[b]:<{lw}}  {bar:<{width}} {n:>{cw}}")
+    return lines
+
+
+def describe_calibration(cal: Calibration) -> str:
+    if cal.method == "a":
+        return (f"method A (equal-width score ranges), K = {cal.k}, "
+                f"scores {cal.score_min:.4f} .. {cal.score_max:.4f}")
+    nll = f", NLL {cal.fit_nll:.4f}" if cal.fit_nll is not None else ""
+    return (f"method B (sigmoid ranks), K = {cal.k}, tau = {cal.tau:.4g}, b = {cal.b:.4g}, "
+            f"target mean rank {cal.target_mean:g}, fitted on {cal.pairs_used} comparisons{nll}")
+
+
+def _require_scores(project: Project) -> None:
+    key = project.current_model_key()
+    if not key or not project.scores(key):
+        raise CliError(f"{project.folder}: no image is scored yet; run `joyq score {project.folder}` first.")
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        print(f"note: {note}")
+
+
+def _print_skipped(items: list[tuple[str, str]], what: str = "left alone") -> None:
+    for where, why in items[:MAX_LISTED]:
+        print(f"  {what}: {where}: {why}")
+    if len(items) > MAX_LISTED:
+        print(f"  ... and {len(items) - MAX_LISTED} more")
+
+
+def _show(text: str | None, limit: int = 100) -> str:
+    """A caption as one quoted line (newlines and CRs escaped), shortened past ``limit``."""
+    if text is None:
+        return "(none)"
+    return json.dumps(text if len(text) <= limit else text[:limit - 3] + "...", ensure_ascii=False)
+
+
+# -- commands --------------------------------------------------------------------------------
+def cmd_calibrate(args) -> int:
+    labels = None
+    if args.labels is not None:
+        labels = [s.strip() for s in args.labels.split(",")]
+        if any(not s for s in labels):
+            raise CliError(f"--labels {args.labels!r}: every label must be non-empty (comma separated, worst first).")
+    k = args.buckets or (len(labels) if labels else 10)
+    if labels and len(labels) != k:
+        raise CliError(f"--labels gives {len(labels)} labels but --buckets is {k}; give one label per bucket, worst first.")
+    if args.target_mean is not None:
+        if args.method == "a":
+            raise CliError("--target-mean applies to method B only.")
+        if not 0 < args.target_mean < k:
+            raise CliError(f"--target-mean must lie strictly between 0 and {k}, not {args.target_mean:g}.")
+    with open_project(args.folder) as project:
+        scan_with_progress(project)
+        _require_scores(project)
+        cal, notes = calibrate_project(project, args.method, k, args.target_mean, labels)
+        save_calibration(project, cal)
+        rows = ranked_images(project, cal)
+        print(f"calibrated: {describe_calibration(cal)}")
+        _print_notes(notes)
+        where = f"model version {project.active_version}" if project.active_version else "the current model"
+        print(f"saved with {where}; {len(rows)} scored images:")
+        print("\n".join(histogram(cal, bucket_counts(rows, cal.k))))
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    if not args.csv and not args.captions:
+        raise CliError("say what to export: --csv OUT and/or --captions.")
+    if args.min_bucket is not None and not args.csv:
+        raise CliError("--min-bucket filters the CSV; use it with --csv OUT.")
+    if args.dry_run and not args.captions:
+        raise CliError("--dry-run previews caption changes; use it with --captions.")
+    status = EXIT_OK
+    with open_project(args.folder) as project:
+        scan_with_progress(project)
+        _require_scores(project)
+        cal, notes = ensure_calibration(project)
+        _print_notes(notes)
+        if args.csv:
+            report = write_csv(project, args.csv, cal, args.min_bucket)
+            filt = f" (buckets >= {args.min_bucket} of {report.total_scored} scored)" if args.min_bucket is not None else ""
+            print(f"wrote {report.rows} images to {report.path}{filt}:")
+            print("\n".join(histogram(cal, report.counts)))
+        if args.captions:
+            status = _export_captions(project, cal, args)
+    return status
+
+
+def _export_captions(project: Project, cal: Calibration, args) -> int:
+    sep = args.separator.replace("\\n", "\n").replace("\\t", "\t")  # let the shell pass "\n"
+    plan = plan_caption_export(project, cal, args.mode, sep, progress=ProgressLine("reading captions", "file"))
+    summary = (f"{plan.created} captions to create, {plan.modified} to modify, {plan.unchanged} unchanged, "
+               f"{len(plan.skipped)} left alone (mode {plan.mode}, separator {sep!r})")
+    if args.dry_run:
+        print(f"dry run, nothing written: {summary}")
+        for c in plan.changes:
+            if c.old_text is None:
+                print(f"  create {c.rel}: {_show(c.new_text)}")
+            else:
+                print(f"  modify {c.rel}: {_show(c.old_text)} -> {_show(c.new_text)}")
+        _print_skipped(plan.skipped)
+        return EXIT_FAILED_FILES if plan.skipped else EXIT_OK
+    print(summary)
+    _print_skipped(plan.skipped)
+    manifest = apply_caption_export(project, plan, progress=ProgressLine("writing captions", "file"))
+    if manifest is None:
+        print("nothing to write: every caption is already up to date.")
+    else:
+        print(f"wrote {len(plan.changes)} caption files; backups and manifest in {manifest.parent}")
+        print(f"undo with: joyq undo-export {project.folder}")
+    return EXIT_FAILED_FILES if plan.skipped else EXIT_OK
+
+
+def cmd_undo_export(args) -> int:
+    with open_project(args.folder) as project:
+        report = undo_last_export(project)
+        print(f"undid the export {report.export_dir.name}: restored {report.restored} captions, "
+              f"deleted {report.deleted} it had created, {report.already_original} already as before")
+        if report.changed_since:
+            print(f"{len(report.changed_since)} captions were edited after the export and were left alone "
+                  f"(their originals are in {report.export_dir / 'backup'}):")
+            for rel in report.changed_since[:MAX_LISTED]:
+                print(f"  {rel}")
+            return EXIT_FAILED_FILES
+    return EXIT_OK
+
+
+def cmd_import_pairs(args) -> int:
+    with open_project(args.folder) as project:
+        scan_with_progress(project)
+        report = import_pairs(project, args.dataset)
+        added = ", ".join(f"{n} {s}" for s, n in sorted(report.added.items())) or "none"
+        print(f"imported {report.total_added} of {report.pairs} pairs from {report.path} ({added}; "
+              f"{report.ties} ties), {report.already_present} already in the project, "
+              f"{len(report.skipped)} skipped")
+        _print_skipped(report.skipped, "skipped")
+        return EXIT_FAILED_FILES if report.skipped else EXIT_OK
+
+
+def cmd_export_pairs(args) -> int:
+    with open_project(args.folder) as project:
+        report = export_pairs(project, args.out, ties=args.ties)
+        parts = ", ".join(f"{report.written[s]} {s}" for s in ("train", "test"))
+        extra = []
+        if report.ties_omitted:
+            extra.append(f"{report.ties_omitted} ties omitted (use --ties to include them as label 0)")
+        if report.missing:
+            extra.append(f"{report.missing} skipped: an image is no longer in the folder")
+        print(f"wrote {sum(report.written.values())} pairs ({parts}) to {report.path}"
+              + ("; " + "; ".join(extra) if extra else ""))
+    return EXIT_OK
+
+
+def _bucket(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def register(sub) -> None:
+    """Add the ranking and export subcommands to the `joyq` subparsers."""
+    sp = sub.add_parser("calibrate", help="fit and save the calibrated K-bucket ranking of a scored folder")
+    sp.add_argument("folder")
+    sp.add_argument("--method", choices=["a", "b"],
+                    help="a: equal-width score ranges; b: sigmoid ranks fitted on held-out comparisons "
+                         "(default: b when there are comparisons, else a)")
+    sp.add_argument("--buckets", type=positive_int, help="number of buckets K (default 10, or the number of --labels)")
+    sp.add_argument("--target-mean", type=_positive_float, help="method B: mean rank of the folder (default K/2)")
+    sp.add_argument("--labels", help='comma-separated bucket labels, worst first, e.g. "bad,ok,good"')
+    sp.set_defaults(func=cmd_calibrate)
+
+    sp = sub.add_parser("export", help="write the ranking as a CSV and/or quality tags into .txt caption sidecars")
+    sp.add_argument("folder")
+    sp.add_argument("--csv", metavar="OUT", help="write path,hash,score,rank,bucket,label,model_version to OUT")
+    sp.add_argument("--min-bucket", type=_bucket, metavar="B", help="CSV: only images in bucket B or better (0 = worst)")
+    sp.add_argument("--captions", action="store_true", help="write the bucket label into each image's .txt caption")
+    sp.add_argument("--mode", choices=CAPTION_MODES, default="prepend",
+                    help="prepend/append the tag, replace only an existing tag, or only create new caption "
+                         "files (default prepend)")
+    sp.add_argument("--separator", default=", ", help='between the tag and the caption (default ", "; "\\n" allowed)')
+    sp.add_argument("--dry-run", action="store_true", help="list exactly what would change, write nothing")
+    sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("undo-export", help="undo the last caption export (restore modified, delete created files)")
+    sp.add_argument("folder")
+    sp.set_defaults(func=cmd_undo_export)
+
+    sp = sub.add_parser("import-pairs", help="add the pairs of a JoyQuality dataset JSON as comparisons")
+    sp.add_argument("folder")
+    sp.add_argument("dataset", help="JSON with 'train'/'test' lists of [path, path, label]")
+    sp.set_defaults(func=cmd_import_pairs)
+
+    sp = sub.add_parser("export-pairs", help="write the comparisons as a JoyQuality dataset JSON")
+    sp.add_argument("folder")
+    sp.add_argument("out")
+    sp.add_argument("--ties", action="store_true", help="include ties as [a, b, 0] (default: omitted)")
+    sp.set_defaults(func=cmd_export_pairs)

@@ -1,0 +1,999 @@
+"""Ranked exports of a project: calibrated buckets, CSV, caption sidecars, dataset JSON.
+
+Everything here is plain functions over a :class:`~joyq_studio.store.Project` (plus an
+optional ``progress(done, total)`` callback), so the CLI and the GUI's worker threads
+call the same code.
+
+* **Scores** are those of the project's current model (:meth:`Project.current_model_key`).
+* **Calibration** (:mod:`joyq_studio.calibration`) is saved with the active model version
+  (its record's ``calibration``), or, without one, in project meta
+  ``calibration:<model key>``, and reused until the user recalibrates.
+* **CSV**: path, hash, score, rank (0..K), bucket (0..K-1, 0 = worst), label, model
+  version; best first; written to a temporary file and renamed.
+* **Captions**: one ``.txt`` sidecar per image (``img.jpg`` -> ``img.txt``). A quality tag
+  is any phrase of our label sets (this calibration's labels, the default phrases, every
+  label an earlier export wrote) that forms a whole separator-delimited item of the
+  caption, or, for a whitespace separator, its first or last item. Re-running replaces
+  such a tag, never duplicates it. Modes:
+
+  ``prepend``  ``tag<sep>caption`` (created when missing)
+  ``append``   ``caption<sep>tag`` (created when missing)
+  ``replace``  swap an existing tag in place; captions without one, and missing ones, untouched
+  ``new``      only create missing caption files; existing ones untouched
+
+  Encoding (UTF-8, UTF-8/16/32 with BOM) and line endings of an existing file are kept:
+  only the tag and one separator change. Files that are not such text, read-only, folders,
+  symlinks or over 1 MiB are reported and left alone. Before anything is written, every
+  file to be modified is copied to ``<project dir>/exports/<timestamp>/backup/`` and a
+  ``manifest.json`` lists every file to be created or modified with the SHA-256 of its
+  old and new bytes; :func:`undo_last_export` uses those to restore / delete exactly the
+  files still as the export left them. A failed write rolls back the files already written.
+* **Dataset JSON** (the JoyQuality training format): ``{"train": [[winner, loser, 1], ...],
+  "test": [...]}``; labels 1 = first won, -1 = second won, 0 = tie.
+
+Nothing here ever modifies or deletes an image file.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import stat
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .calibration import (
+    DEFAULT_K,
+    QUALITY_PHRASES,
+    Calibration,
+    CalibrationError,
+    calibrate,
+    default_labels,
+)
+from .errors import JoyqError
+from .store import Project, describe_error
+
+__all__ = [
+    "CAPTION_MODES",
+    "CaptionChange",
+    "CaptionPlan",
+    "ExportError",
+    "ExportPairsReport",
+    "ImportReport",
+    "RankedImage",
+    "UndoReport",
+    "apply_caption_export",
+    "bucket_counts",
+    "calibrate_project",
+    "current_model_key",
+    "edit_caption",
+    "ensure_calibration",
+    "export_pairs",
+    "held_out_pairs",
+    "import_pairs",
+    "load_calibration",
+    "plan_caption_export",
+    "ranked_images",
+    "save_calibration",
+    "undo_last_export",
+    "write_csv",
+]
+
+Progress = Callable[[int, int], None] | None
+
+CAPTION_MODES = ("prepend", "append", "replace", "new")
+CSV_HEADER = ["path", "hash", "score", "rank", "bucket", "label", "model_version"]
+MAX_CAPTION_BYTES = 1 << 20
+MANIFEST = "manifest.json"
+HISTORY_KEY = "caption_history"
+
+
+class ExportError(JoyqError):
+    """An export or import cannot be done; one sentence naming the file and the problem."""
+
+
+# -- scores and ranks ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class RankedImage:
+    path: str        # relative to the folder, '/' separated
+    hash: str
+    score: float
+    rank: float      # calibrated, 0..K
+    bucket: int      # 0 (worst) .. K - 1 (best)
+    label: str
+
+
+def not_scored_message(project: Project) -> str:
+    return f"{project.folder}: no image is scored yet; run `joyq score {project.folder}` first."
+
+
+def current_model_key(project: Project) -> str:
+    """The current model's key; ExportError when nothing is scored."""
+    key = project.current_model_key()
+    if not key:
+        raise ExportError(not_scored_message(project))
+    return key
+
+
+def _model_version(project: Project, key: str) -> str:
+    return project.active_version or key
+
+
+def _scored_files(project: Project) -> list[tuple[str, str, float]]:
+    """(path, hash, score) of every image file with a current score, in path order."""
+    scores = project.scores(current_model_key(project))
+    rows = [(p, h, scores[h]) for p, h in project.file_hashes() if h in scores]
+    if not rows:
+        raise ExportError(not_scored_message(project))
+    return rows
+
+
+def ranked_images(project: Project, cal: Calibration, min_bucket: int | None = None) -> list[RankedImage]:
+    """Every scored image file (duplicates included), best first, with rank/bucket/label."""
+    rows = _scored_files(project)
+    ranks, buckets = cal.apply(np.array([s for _, _, s in rows], dtype=np.float64))
+    out = [RankedImage(p, h, s, float(r), int(b), cal.labels[int(b)])
+           for (p, h, s), r, b in zip(rows, ranks, buckets)]
+    if min_bucket is not None:
+        out = [r for r in out if r.bucket >= min_bucket]
+    out.sort(key=lambda r: (-r.score, r.path))
+    return out
+
+
+def bucket_counts(rows: Iterable[RankedImage], k: int) -> list[int]:
+    """Number of rows in each bucket 0..k-1."""
+    counts = [0] * k
+    for r in rows:
+        counts[r.bucket] += 1
+    return counts
+
+
+# -- calibration ----------------------------------------------------------------------------
+def held_out_pairs(project: Project, scores: dict[str, float]) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], list[str]]:
+    """(s_first, s_second, outcome) of the held-out (split 'test') comparisons whose images
+    are both scored; all comparisons when there is no held-out one (noted). Also notes."""
+    notes = []
+    comps = project.comparisons(split="test")
+    if not comps:
+        comps = project.comparisons()
+        if comps:
+            notes.append(f"no held-out comparisons yet, so tau was fitted on all {len(comps)} comparisons "
+                         "(the same ones training uses; it may be overconfident)")
+    usable = [(scores[a], scores[b], o) for _, a, b, o, _, _ in comps if a in scores and b in scores]
+    if len(usable) < len(comps):
+        notes.append(f"{len(comps) - len(usable)} comparisons skipped: an image is not scored")
+    arr = np.array(usable, dtype=np.float64).reshape(-1, 3)
+    return (arr[:, 0], arr[:, 1], arr[:, 2]), notes
+
+
+def calibrate_project(project: Project, method: str | None = None, k: int = DEFAULT_K,
+                      target_mean: float | None = None,
+                      labels: Sequence[str] | None = None) -> tuple[Calibration, list[str]]:
+    """Fit a calibration on the current scores (not saved; see :func:`save_calibration`).
+
+    ``method`` None picks B when there are usable comparisons and B can be fitted, else A
+    (and says why in the returned notes).
+    """
+    key = current_model_key(project)
+    rows = _scored_files(project)
+    unique = {h: s for _, h, s in rows}
+    scores = np.array(list(unique.values()), dtype=np.float64)
+    all_scores = project.scores(key)
+    version = _model_version(project, key)
+    if method is not None and str(method).strip().lower() == "a":
+        return calibrate(scores, None, "a", k, None, labels, version), []
+    pairs, notes = held_out_pairs(project, all_scores)
+    if method is None and len(pairs[0]) == 0:
+        return calibrate(scores, None, "a", k, None, labels, version), ["no comparisons yet, so method A was used"]
+    try:
+        return calibrate(scores, pairs, "b", k, target_mean, labels, version), notes
+    except CalibrationError as e:
+        if method is not None:
+            raise
+        return calibrate(scores, None, "a", k, None, labels, version), [f"method A was used: {e}"]
+
+
+def save_calibration(project: Project, cal: Calibration) -> None:
+    """Store ``cal`` with the active model version, else in meta under the model key."""
+    vid = project.active_version
+    if vid and project.version(vid) is not None:
+        project.update_version_record(vid, calibration=cal.to_dict())
+        return
+    key = current_model_key(project)
+    with project.transaction():
+        project.set_meta("calibration:" + key, json.dumps(cal.to_dict()))
+
+
+def load_calibration(project: Project) -> Calibration | None:
+    """The saved calibration of the current model, or None when it was never calibrated."""
+    vid = project.active_version
+    v = project.version(vid) if vid else None
+    if v is not None:
+        d = v.get("calibration")
+    else:
+        key = project.current_model_key()
+        text = project.get_meta("calibration:" + key) if key else None
+        try:
+            d = json.loads(text) if text else None
+        except ValueError:
+            d = None  # a damaged record: treat as not calibrated, the next save replaces it
+    return Calibration.from_dict(d) if isinstance(d, dict) else None
+
+
+def ensure_calibration(project: Project) -> tuple[Calibration, list[str]]:
+    """The saved calibration, or a fresh default one (saved, and said so in the notes)."""
+    cal = load_calibration(project)
+    if cal is not None:
+        return cal, []
+    cal, notes = calibrate_project(project)
+    save_calibration(project, cal)
+    first = f"not calibrated yet, so calibrated now with method {cal.method.upper()} (see `joyq calibrate`)"
+    return cal, [first, *notes]
+
+
+# -- atomic file writing ---------------------------------------------------------------------
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.joyq-tmp-{os.getpid()}")
+
+
+def _atomic_write(path: Path, data: bytes, like: Path | None = None, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` via a temporary file and rename; ``like``'s mode/owner kept."""
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        if like is not None:
+            _copy_owner_and_mode(like, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+
+
+def _copy_owner_and_mode(src: Path, dst: Path) -> None:
+    try:
+        st = os.stat(src)
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            os.chown(dst, st.st_uid, st.st_gid)
+    except OSError:
+        pass  # best effort: the content matters, the mode is a courtesy
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    _atomic_write(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def _reason(e: OSError) -> str:
+    """A few words on why a file operation failed (no path: the message names it)."""
+    if isinstance(e, IsADirectoryError):
+        return "it is a folder"
+    if isinstance(e, FileNotFoundError):
+        return "no such file or folder"
+    text = describe_error(e)
+    return e.strerror.lower() if text == str(e) and e.strerror else text
+
+
+# -- CSV --------------------------------------------------------------------------------------
+@dataclass
+class CsvReport:
+    path: Path
+    rows: int
+    counts: list[int]          # per bucket, of the rows written
+    total_scored: int
+
+
+def write_csv(project: Project, out: str | os.PathLike, cal: Calibration,
+              min_bucket: int | None = None) -> CsvReport:
+    """Write the ranking (best first) to ``out`` atomically; only buckets >= ``min_bucket``."""
+    out = Path(out)
+    if min_bucket is not None and not 0 <= min_bucket < cal.k:
+        raise ExportError(f"--min-bucket must be between 0 and {cal.k - 1} for a {cal.k}-bucket calibration, "
+                          f"not {min_bucket}.")
+    all_rows = ranked_images(project, cal)
+    rows = [r for r in all_rows if min_bucket is None or r.bucket >= min_bucket]
+    version = cal.model_version or _model_version(project, current_model_key(project))
+    tmp = _tmp_path(out)
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(CSV_HEADER)
+            for r in rows:
+                w.writerow([r.path, r.hash, f"{r.score:.6f}", f"{r.rank:.4f}", r.bucket, r.label, version])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except OSError as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise ExportError(f"{out}: could not write the CSV ({_reason(e)}); nothing was written.") from None
+    return CsvReport(out, len(rows), bucket_counts(rows, cal.k), len(all_rows))
+
+
+# -- caption text ---------------------------------------------------------------------------
+# encoding name -> (BOM, codec); detection tries the BOMs in this order (UTF-32 before 16).
+_ENCODINGS: dict[str, tuple[bytes, str]] = {
+    "utf-8-sig": (b"\xef\xbb\xbf", "utf-8"),
+    "utf-32-le": (b"\xff\xfe\x00\x00", "utf-32-le"),
+    "utf-32-be": (b"\x00\x00\xfe\xff", "utf-32-be"),
+    "utf-16-le": (b"\xff\xfe", "utf-16-le"),
+    "utf-16-be": (b"\xfe\xff", "utf-16-be"),
+    "utf-8": (b"", "utf-8"),
+}
+
+
+def decode_caption(data: bytes) -> tuple[str, str] | None:
+    """(text, encoding name) of a caption file's bytes, or None when it is not such text."""
+    for name, (bom, codec) in _ENCODINGS.items():
+        if data.startswith(bom):
+            try:
+                text = data[len(bom):].decode(codec)
+            except UnicodeDecodeError:
+                return None
+            return (None if "\x00" in text else (text, name))
+    return None
+
+
+def encode_caption(text: str, encoding: str) -> bytes:
+    bom, codec = _ENCODINGS[encoding]
+    return bom + text.encode(codec)
+
+
+_PLACEHOLDER = "\x00joyq\x00"
+
+
+class _TagFinder:
+    """Finds our quality tags in a caption body (see the module docstring for what counts)."""
+
+    def __init__(self, labels: Iterable[str], separators: Iterable[str]):
+        self.known = {s.strip().casefold() for s in labels if s.strip()}
+        self.lengths = sorted({len(s.strip()) for s in labels if s.strip()}, reverse=True)
+        self.specs: list[tuple[str, str]] = []
+        for sep in separators:
+            spec = _spec(sep)
+            if spec not in self.specs:
+                self.specs.append(spec)
+
+    def find(self, body: str) -> tuple[int, int, int, int] | None:
+        """(tag start, tag end, cut start, cut end) of the first tag, or None. The cut is the
+        tag plus the one separator (and spacing) that goes with it."""
+        for kind, d in self.specs:
+            m = self._find_split(body, d) if kind == "split" else self._find_edge(body, d)
+            if m:
+                return m
+        return None
+
+    def _find_split(self, body: str, d: str):
+        spans = _segments(body, d)
+        for j, (cs, ce) in enumerate(spans):
+            if ce > cs and body[cs:ce].casefold() in self.known:
+                if j + 1 < len(spans):
+                    return cs, ce, cs, spans[j + 1][0]
+                if j > 0:
+                    return cs, ce, spans[j - 1][1], ce
+                return cs, ce, cs, ce
+        return None
+
+    def _find_edge(self, body: str, sep: str):
+        n_body = len(body)
+        for n in self.lengths:
+            if n <= n_body and body[:n].casefold() in self.known and (n == n_body or body.startswith(sep, n)):
+                return 0, n, 0, (n if n == n_body else n + len(sep))
+            cs = n_body - n
+            if cs >= 0 and body[cs:].casefold() in self.known and body[:cs].endswith(sep):
+                return cs, n_body, cs - len(sep), n_body
+        return None
+
+    def remove_all(self, body: str) -> str:
+        while (m := self.find(body)) is not None:
+            body = body[:m[2]] + body[m[3]:]
+        return body if body.strip() else ""
+
+
+def _spec(sep: str) -> tuple[str, str]:
+    """How a separator delimits items: split on its visible part, on newlines, or (spaces
+    only) look at the first and last item only, so prose is never cut into words."""
+    core = sep.strip()
+    if core:
+        return ("split", core)
+    if "\n" in sep:
+        return ("split", "\n")
+    return ("edge", sep)
+
+
+def _segments(body: str, d: str) -> list[tuple[int, int]]:
+    """[start, end) of the stripped content of each d-delimited item ((s, s) when blank)."""
+    spans, start = [], 0
+    while True:
+        i = body.find(d, start)
+        end = len(body) if i < 0 else i
+        seg = body[start:end]
+        if seg.strip():
+            spans.append((start + len(seg) - len(seg.lstrip()), end - (len(seg) - len(seg.rstrip()))))
+        else:
+            spans.append((start, start))
+        if i < 0:
+            return spans
+        start = i + len(d)
+
+
+def edit_caption(text: str | None, label: str, mode: str, separator: str, finder: _TagFinder) -> str | None:
+    """The new caption text, or None when ``mode`` leaves this caption alone."""
+    if text is None:
+        return None if mode == "replace" else label
+    if mode == "new":
+        return None
+    body = text.rstrip("\r\n")
+    trailing = text[len(body):]
+    eol = "\r\n" if "\r\n" in text else "\n"
+    sep = separator.replace("\r\n", "\n").replace("\n", eol)
+    if mode == "replace":
+        m = finder.find(body)
+        if m is None:
+            return None
+        body = finder.remove_all(body[:m[0]] + _PLACEHOLDER + body[m[1]:]).replace(_PLACEHOLDER, label)
+    elif mode == "prepend":
+        rest = finder.remove_all(body).lstrip()
+        body = label + sep + rest if rest else label
+    else:
+        rest = finder.remove_all(body).rstrip()
+        body = rest + sep + label if rest else label
+    return body + trailing
+
+
+# -- caption plan / apply / undo ------------------------------------------------------------
+@dataclass
+class CaptionChange:
+    path: Path                 # absolute path of the caption file
+    rel: str                   # relative to the folder
+    images: list[str]          # the image(s) it describes
+    label: str
+    old_text: str | None       # None: the file does not exist and will be created
+    new_text: str
+    encoding: str = "utf-8"
+    old_sha256: str | None = None
+
+    @property
+    def action(self) -> str:
+        return "create" if self.old_text is None else "modify"
+
+    def new_bytes(self) -> bytes:
+        return encode_caption(self.new_text, self.encoding)
+
+
+@dataclass
+class CaptionPlan:
+    """What an export would do: the changes, the captions left alone with why, and how many
+    captions need no change."""
+
+    mode: str
+    separator: str
+    labels: list[str]
+    changes: list[CaptionChange] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)   # (caption path, reason)
+    unchanged: int = 0
+
+    def __iter__(self):
+        return iter(self.changes)
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+    @property
+    def created(self) -> int:
+        return sum(c.old_text is None for c in self.changes)
+
+    @property
+    def modified(self) -> int:
+        return sum(c.old_text is not None for c in self.changes)
+
+
+def caption_path(image: Path) -> Path:
+    return image.with_suffix(".txt")
+
+
+def _history(project: Project) -> dict:
+    try:
+        h = json.loads(project.get_meta(HISTORY_KEY) or "{}")
+        return h if isinstance(h, dict) else {}
+    except ValueError:
+        return {}
+
+
+def _is_read_only(path: Path, st: os.stat_result) -> bool:
+    return not (st.st_mode & 0o222) or not os.access(path, os.W_OK)
+
+
+def _read_existing(path: Path) -> tuple[bytes | None, str | None]:
+    """(bytes or None if missing, reason it must be left alone or None)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None, None
+    except OSError as e:
+        return None, f"cannot be read ({_reason(e)})"
+    if stat.S_ISDIR(st.st_mode):
+        return None, "is a folder, not a caption file"
+    if stat.S_ISLNK(st.st_mode):
+        return None, "is a symbolic link; left alone"
+    if not stat.S_ISREG(st.st_mode):
+        return None, "is not a regular file"
+    if st.st_size > MAX_CAPTION_BYTES:
+        return None, f"is {st.st_size:,} bytes, too large for a caption"
+    if _is_read_only(path, st):
+        return None, "is read-only"
+    try:
+        return path.read_bytes(), None
+    except OSError as e:
+        return None, f"cannot be read ({_reason(e)})"
+
+
+def plan_caption_export(project: Project, cal: Calibration, mode: str = "prepend", separator: str = ", ",
+                        progress: Progress = None) -> CaptionPlan:
+    """Everything a caption export would change; reads caption files, writes nothing."""
+    if mode not in CAPTION_MODES:
+        raise ExportError(f"Unknown caption mode {mode!r}; use one of {', '.join(CAPTION_MODES)}.")
+    if not separator:
+        raise ExportError("The caption separator must not be empty.")
+    kind, delim = _spec(separator)
+    for label in cal.labels:
+        if not label.strip():
+            raise ExportError("A bucket label is empty; give every bucket a label (see `joyq calibrate --labels`).")
+        if kind == "split" and delim in label:
+            raise ExportError(f"The label {label!r} contains the separator {delim!r}; choose another separator or label.")
+    history = _history(project)
+    labels = [*cal.labels, *QUALITY_PHRASES, *default_labels(cal.k), *history.get("labels", [])]
+    finder = _TagFinder(labels, [separator, ", ", *history.get("separators", [])])
+    plan = CaptionPlan(mode, separator, list(cal.labels))
+
+    groups: dict[str, list[RankedImage]] = defaultdict(list)
+    for r in ranked_images(project, cal):
+        groups[caption_path(Path(r.path)).as_posix()].append(r)
+    total = len(groups)
+    for n, rel in enumerate(sorted(groups), 1):
+        if progress:
+            progress(n, total)
+        imgs = sorted(groups[rel], key=lambda r: r.path)
+        path = project.folder / rel
+        if len({r.label for r in imgs}) > 1:
+            plan.skipped.append((rel, "is shared by " + ", ".join(f"{r.path} ({r.label})" for r in imgs)
+                                 + ", which are in different buckets"))
+            continue
+        if not any((project.folder / r.path).is_file() for r in imgs):
+            plan.skipped.append((rel, f"its image {imgs[0].path} no longer exists; rescan the folder"))
+            continue
+        data, problem = _read_existing(path)
+        if problem:
+            plan.skipped.append((rel, problem))
+            continue
+        encoding, old_text = "utf-8", None
+        if data is not None:
+            decoded = decode_caption(data)
+            if decoded is None:
+                plan.skipped.append((rel, "is not UTF-8 or UTF-16 text; left alone"))
+                continue
+            old_text, encoding = decoded
+        new_text = edit_caption(old_text, imgs[0].label, mode, separator, finder)
+        if new_text is None or new_text == old_text:
+            plan.unchanged += 1
+            continue
+        if old_text is None and not os.access(path.parent, os.W_OK):
+            plan.skipped.append((rel, "cannot be created: its folder is read-only"))
+            continue
+        plan.changes.append(CaptionChange(
+            path, rel, [r.path for r in imgs], imgs[0].label, old_text, new_text, encoding,
+            None if data is None else hashlib.sha256(data).hexdigest()))
+    return plan
+
+
+def _sha(data: bytes | None) -> str | None:
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def _current_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _exports_dir(project: Project) -> Path:
+    return project.dir / "exports"
+
+
+def _new_export_dir(project: Project) -> Path:
+    root = _exports_dir(project)
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    for i in range(100):
+        d = root / (stamp if i == 0 else f"{stamp}-{i:02d}")
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            continue
+    raise ExportError(f"{root}: could not create a new export folder.")
+
+
+def apply_caption_export(project: Project, plan: CaptionPlan | Sequence[CaptionChange],
+                         progress: Progress = None) -> Path | None:
+    """Write the planned captions; returns the manifest path (None when there was nothing to do).
+
+    1. Every file is checked to be as planned and the ones to modify are backed up; the
+       manifest is written. A failure here changes nothing in the folder.
+    2. Each caption is written via a temporary file and a rename. If one fails, those already
+       written are put back and ExportError names the file; nothing is left half-written.
+    """
+    changes = list(plan.changes if isinstance(plan, CaptionPlan) else plan)
+    if not changes:
+        return None
+    export_dir = _new_export_dir(project)
+    manifest_path = export_dir / MANIFEST
+    entries = []
+    try:
+        for c in changes:
+            try:
+                current = _current_bytes(c.path)
+            except OSError as e:
+                raise ExportError(f"{c.path}: cannot be read ({_reason(e)}); nothing was changed.") from None
+            if _sha(current) != c.old_sha256:
+                raise ExportError(f"{c.path}: changed since the export was planned; nothing was changed, "
+                                  "please preview the export again.")
+            backup = None
+            if current is not None:
+                backup = f"backup/{c.rel}"
+                dst = export_dir / backup
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                with open(dst, "wb") as f:
+                    f.write(current)
+                    f.flush()
+                    os.fsync(f.fileno())
+            entries.append({"caption": c.rel, "action": "modified" if current is not None else "created",
+                            "backup": backup, "old_sha256": c.old_sha256, "new_sha256": _sha(c.new_bytes()),
+                            "images": c.images, "label": c.label})
+        manifest = {
+            "format": 1, "kind": "captions", "folder": str(project.folder),
+            "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "status": "pending",
+            "mode": plan.mode if isinstance(plan, CaptionPlan) else None,
+            "separator": plan.separator if isinstance(plan, CaptionPlan) else None,
+            "files": entries,
+        }
+        _write_json(manifest_path, manifest)
+    except OSError as e:
+        shutil.rmtree(export_dir, ignore_errors=True)
+        raise ExportError(f"{export_dir}: could not back up the caption files ({_reason(e)}); "
+                          "nothing was changed.") from None
+    except BaseException:
+        shutil.rmtree(export_dir, ignore_errors=True)
+        raise
+
+    done: list[CaptionChange] = []
+    for n, c in enumerate(changes, 1):
+        try:
+            _atomic_write(c.path, c.new_bytes(), like=c.path if c.old_text is not None else None, fsync=False)
+        except OSError as e:
+            failed = _roll_back(project, export_dir, entries[:len(done)])
+            if failed:
+                raise ExportError(
+                    f"{c.path}: could not write the caption ({_reason(e)}); {len(failed)} of the {len(done)} "
+                    f"captions already written could not be put back, run `joyq undo-export "
+                    f"{project.folder}` to finish (backups in {export_dir}).") from None
+            manifest["status"] = "rolled back"
+            try:
+                _write_json(manifest_path, manifest)
+            except OSError:
+                pass  # undo checks hashes, so a 'pending' manifest with nothing to undo is harmless
+            done_text = (f"the {len(done)} captions already written were put back" if done
+                         else "nothing was changed")
+            raise ExportError(f"{c.path}: could not write the caption ({_reason(e)}); {done_text}.") from None
+        done.append(c)
+        if progress:
+            progress(n, len(changes))
+    manifest["status"] = "complete"
+    try:
+        _write_json(manifest_path, manifest)
+    except OSError:
+        pass  # every caption is written; a 'pending' manifest is undone the same way
+    _remember(project, plan, changes)
+    return manifest_path
+
+
+def _remember(project: Project, plan, changes: list[CaptionChange]) -> None:
+    """Record the labels and separator written, so later exports recognise them as ours."""
+    h = _history(project)
+    labels = list(dict.fromkeys([*h.get("labels", []), *(plan.labels if isinstance(plan, CaptionPlan) else []),
+                                 *(c.label for c in changes)]))
+    seps = list(dict.fromkeys([*h.get("separators", []),
+                               *([plan.separator] if isinstance(plan, CaptionPlan) else [])]))
+    try:
+        with project.transaction():
+            project.set_meta(HISTORY_KEY, json.dumps({"labels": labels, "separators": seps}))
+    except JoyqError:
+        pass  # the export itself is done and undoable; this only helps later re-runs
+
+
+def _restore(project: Project, export_dir: Path, entry: dict) -> str:
+    """Undo one manifest entry if the file is still as the export left it.
+    Returns 'restored', 'deleted', 'original' (nothing to do) or 'changed'."""
+    path = project.folder / entry["caption"]
+    try:
+        current = _sha(_current_bytes(path))
+    except IsADirectoryError:
+        return "changed"
+    if current == entry["old_sha256"]:
+        return "original"
+    if current != entry["new_sha256"]:
+        return "changed"
+    if entry["action"] == "created":
+        path.unlink()
+        return "deleted"
+    data = (export_dir / entry["backup"]).read_bytes()
+    if _sha(data) != entry["old_sha256"]:
+        raise ExportError(f"{export_dir / entry['backup']}: the backup is damaged; {path} was left as it is.")
+    _atomic_write(path, data, like=path)
+    return "restored"
+
+
+def _roll_back(project: Project, export_dir: Path, entries: list[dict]) -> list[str]:
+    """Put back the captions of ``entries`` (in place, so it works on a full disk);
+    returns the ones that could not be put back."""
+    failed = []
+    for entry in reversed(entries):
+        path = project.folder / entry["caption"]
+        try:
+            if entry["action"] == "created":
+                path.unlink(missing_ok=True)
+            else:
+                data = (export_dir / entry["backup"]).read_bytes()
+                with open(path, "wb") as f:
+                    f.write(data)
+        except OSError:
+            failed.append(entry["caption"])
+    return failed
+
+
+@dataclass
+class UndoReport:
+    export_dir: Path
+    restored: int = 0
+    deleted: int = 0
+    already_original: int = 0
+    changed_since: list[str] = field(default_factory=list)   # left alone: edited after the export
+
+
+def _manifests(project: Project) -> list[tuple[Path, dict]]:
+    """(export dir, manifest) of every export, newest first."""
+    root = _exports_dir(project)
+    if not root.is_dir():
+        return []
+    out = []
+    for d in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name, reverse=True):
+        try:
+            out.append((d, json.loads((d / MANIFEST).read_text(encoding="utf-8"))))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def undo_last_export(project: Project, progress: Progress = None) -> UndoReport:
+    """Undo the newest caption export not yet undone: restore the files it modified and delete
+    the ones it created, each only if still exactly as the export wrote it (others are
+    reported and left alone). Backups are kept. Run again to undo the export before."""
+    todo = [(d, m) for d, m in _manifests(project) if m.get("status") in ("pending", "complete")]
+    if not todo:
+        raise ExportError(f"{_exports_dir(project)}: there is no caption export of {project.folder} left to undo.")
+    export_dir, manifest = todo[0]
+    report = UndoReport(export_dir)
+    entries = manifest.get("files", [])
+    for n, entry in enumerate(reversed(entries), 1):
+        try:
+            result = _restore(project, export_dir, entry)
+        except OSError as e:
+            raise ExportError(f"{project.folder / entry['caption']}: could not be restored ({_reason(e)}); "
+                              "run the undo again to finish.") from None
+        if result == "restored":
+            report.restored += 1
+        elif result == "deleted":
+            report.deleted += 1
+        elif result == "original":
+            report.already_original += 1
+        else:
+            report.changed_since.append(entry["caption"])
+        if progress:
+            progress(n, len(entries))
+    manifest["status"] = "undone"
+    manifest["undone"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    manifest["undo_left_alone"] = report.changed_since
+    try:
+        _write_json(export_dir / MANIFEST, manifest)
+    except OSError as e:
+        raise ExportError(f"{export_dir / MANIFEST}: the files were restored but the manifest could not be "
+                          f"marked as undone ({_reason(e)}).") from None
+    return report
+
+
+# -- JoyQuality dataset JSON ---------------------------------------------------------------
+SPLITS = ("train", "test")
+_LABEL_TO_OUTCOME = {1: 1.0, -1: 0.0, 0: 0.5}
+
+
+@dataclass
+class ImportReport:
+    path: Path
+    pairs: int = 0                                    # entries in the file
+    added: Counter = field(default_factory=Counter)   # per split
+    already_present: int = 0
+    ties: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)   # ("train[3]", reason)
+
+    @property
+    def total_added(self) -> int:
+        return sum(self.added.values())
+
+
+def _pair_key(a: str, b: str, outcome: float, split: str) -> tuple:
+    """Order-free identity of a judgement: (winner, loser) or the sorted tie."""
+    if outcome == 0.5:
+        return (split, "tie", *sorted((a, b)))
+    return (split, "win", a, b) if outcome == 1.0 else (split, "win", b, a)
+
+
+def _read_dataset(path: Path) -> dict:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ExportError(f"{path}: cannot be read ({_reason(e)}).") from None
+    try:
+        obj = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ExportError(f"{path}: is not UTF-8 text, so it is not a JoyQuality dataset JSON file.") from None
+    except json.JSONDecodeError as e:
+        raise ExportError(f"{path}: is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
+    if not isinstance(obj, dict):
+        raise ExportError(f"{path}: must hold a JSON object with 'train' and/or 'test' lists of "
+                          f"[path, path, label], not a JSON {type(obj).__name__}.")
+    extra = [k for k in obj if k not in SPLITS]
+    if extra:
+        raise ExportError(f"{path}: has the key {extra[0]!r}; a JoyQuality dataset holds only 'train' and 'test' lists.")
+    for split in SPLITS:
+        if split in obj and not isinstance(obj[split], list):
+            raise ExportError(f"{path}: '{split}' must be a list of [path, path, label].")
+    return obj
+
+
+def _resolve_in_folder(project: Project, base: Path, text: str) -> str | None:
+    """The folder-relative path of ``text`` (relative to ``base`` unless absolute), or None if outside."""
+    p = Path(text).expanduser()
+    if not p.is_absolute():
+        p = base / p
+    for candidate in (Path(os.path.abspath(p)), p.resolve()):
+        try:
+            return candidate.relative_to(project.folder).as_posix()
+        except ValueError:
+            continue
+    return None
+
+
+def import_pairs(project: Project, json_path: str | os.PathLike) -> ImportReport:
+    """Add the pairs of a JoyQuality dataset JSON file as comparisons (kind 'import').
+
+    Paths are relative to the JSON file unless absolute and must be scanned images inside the
+    folder; others are skipped and reported. A pair already in the project (same winner and
+    loser, or tie, in the same split) is not added twice. The file is checked completely
+    before anything is added; all pairs are added in one transaction.
+    """
+    path = Path(json_path)
+    obj = _read_dataset(path)
+    base = Path(os.path.abspath(path)).parent
+    report = ImportReport(path)
+    rows: list[tuple[str, str, float, str]] = []
+    for split in SPLITS:
+        for i, entry in enumerate(obj.get(split, [])):
+            where = f"{split}[{i}]"
+            if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+                    and isinstance(entry[1], str)):
+                raise ExportError(f"{path}: {where} is {json.dumps(entry)[:60]}, not [path, path, label].")
+            label = entry[2]
+            if isinstance(label, bool) or not isinstance(label, (int, float)) or label not in _LABEL_TO_OUTCOME:
+                raise ExportError(f"{path}: {where} has the label {json.dumps(label)}; labels must be 1 (first won), "
+                                  "-1 (second won) or 0 (tie).")
+            report.pairs += 1
+            hashes = []
+            for p in entry[:2]:
+                rel = _resolve_in_folder(project, base, p)
+                if rel is None:
+                    report.skipped.append((where, f"{p} is outside the folder {project.folder}"))
+                    break
+                digest = project.hash_of(rel)
+                if digest is None:
+                    report.skipped.append((where, f"{p} is not a scanned image of the folder"))
+                    break
+                hashes.append(digest)
+            else:
+                if hashes[0] == hashes[1]:
+                    report.skipped.append((where, f"{entry[0]} and {entry[1]} are the same image"))
+                    continue
+                rows.append((hashes[0], hashes[1], _LABEL_TO_OUTCOME[int(label)], split))
+    if report.pairs and not rows:
+        raise ExportError(f"{path}: none of its {report.pairs} pairs could be matched to images of "
+                          f"{project.folder} (first problem: {report.skipped[0][0]}: {report.skipped[0][1]}).")
+    present = Counter(_pair_key(a, b, o, s) for _, a, b, o, s, _ in project.comparisons())
+    new = []
+    for a, b, o, s in rows:
+        key = _pair_key(a, b, o, s)
+        if present[key] > 0:
+            present[key] -= 1
+            report.already_present += 1
+            continue
+        new.append((a, b, o, s, "import"))
+        report.added[s] += 1
+        report.ties += o == 0.5
+    if new:
+        project.add_comparisons(new)
+    return report
+
+
+@dataclass
+class ExportPairsReport:
+    path: Path
+    written: Counter = field(default_factory=Counter)   # per split
+    ties_omitted: int = 0
+    missing: int = 0        # comparisons whose image is no longer in the folder
+
+
+def export_pairs(project: Project, out: str | os.PathLike, ties: bool = False) -> ExportPairsReport:
+    """Write the project's comparisons as a JoyQuality dataset JSON (atomically).
+
+    Each win is ``[winner, loser, 1]``; a tie is ``[a, b, 0]`` with ``ties``, else omitted.
+    Splits other than 'test' go to 'train'. Paths are relative to the JSON file when it is
+    inside the folder, absolute otherwise.
+    """
+    out = Path(out)
+    report = ExportPairsReport(out)
+    paths = dict(project.image_paths(include_errors=True))
+    out_dir = Path(os.path.abspath(out)).parent
+    inside = out_dir == project.folder or project.folder in out_dir.parents
+
+    def name(digest: str) -> str:
+        p = project.folder / paths[digest]
+        return Path(os.path.relpath(p, out_dir)).as_posix() if inside else str(p)
+
+    data: dict[str, list] = {"train": [], "test": []}
+    for _, a, b, outcome, split, _ in project.comparisons():
+        if a not in paths or b not in paths:
+            report.missing += 1
+            continue
+        key = "test" if split == "test" else "train"
+        if outcome == 0.5:
+            if not ties:
+                report.ties_omitted += 1
+                continue
+            data[key].append([name(a), name(b), 0])
+        elif outcome == 1.0:
+            data[key].append([name(a), name(b), 1])
+        else:
+            data[key].append([name(b), name(a), 1])
+        report.written[key] += 1
+    try:
+        _atomic_write(out, (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    except OSError as e:
+        raise ExportError(f"{out}: could not write the dataset ({_reason(e)}); nothing was written.") from None
+    return report
