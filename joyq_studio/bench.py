@@ -209,11 +209,64 @@ def bench_train_quick(args) -> int:
     return 0
 
 
+def bench_train_full(args) -> int:
+    """Full-finetune throughput (pairs/s) and peak GPU memory per device batch, with and
+    without gradient checkpointing: forward + backward + AdamW step, bf16 autocast on CUDA."""
+    from .training import _pair_loss
+
+    device = pick_device(args.device)
+    spec = args.model or ("so400m-random" if device.type == "cuda" else "tiny")
+    print(f"machine: {machine_name(device)}")
+    print(f"model: {spec}, device {describe_device(device)}, {args.steps} timed steps per setting (median)")
+    print(f"{'device batch':>12} {'checkpointing':>14} {'pairs/s':>9} {'peak GiB':>9}")
+    for ckpt in (False, True):
+        for pairs in args.device_batches:
+            model = load_model(spec).to(device).train()
+            if ckpt:
+                model.set_checkpointing(True)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+            size = model.image_size
+            x = torch.randint(0, 256, (2 * pairs, 3, size, size), dtype=torch.uint8, device=device)
+            y = torch.ones(pairs, device=device)
+            amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+            def step():
+                with torch.autocast(**amp):
+                    s = model(normalize(x)).float()
+                loss = _pair_loss(s[:pairs] - s[pairs:], y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            try:
+                step()  # warm-up (allocates optimizer state)
+                rate = median_rate(lambda: [step() for _ in range(args.steps)], args.steps * pairs, 3)
+            except torch.cuda.OutOfMemoryError:
+                print(f"{pairs:>12} {str(ckpt):>14} {'OOM':>9}")
+                del model, opt
+                torch.cuda.empty_cache()
+                continue
+            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+            print(f"{pairs:>12} {str(ckpt):>14} {rate:>9.1f} {peak:>9.2f}")
+            del model, opt
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return 0
+
+
 def run(args) -> int:
+    if args.bench == "full":
+        return bench_train_full(args)
     if args.bench == "train":
         return bench_train_quick(args)
     if args.bench == "score":
         return bench_score(args)
     if args.bench == "scan":
         return bench_scan(args)
+    if args.bench == "learn":
+        from .bench_learn import bench_learn
+
+        return bench_learn(args)
     raise ValueError(args.bench)

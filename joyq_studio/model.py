@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,11 @@ class JoyQuality(nn.Module):
         """Normalised pixels [B, 3, S, S] -> pooled embeddings [B, D]."""
         return self.tower(pixel_values=pixels).pooler_output
 
+    def set_checkpointing(self, enabled: bool) -> None:
+        """Activation (gradient) checkpointing of the tower: less memory, ~30% more compute."""
+        name = "activation_checkpointing" if hasattr(self.tower, "activation_checkpointing_enable") else "gradient_checkpointing"
+        getattr(self.tower, f"{name}_{'enable' if enabled else 'disable'}")()
+
     def score_embeddings(self, emb: torch.Tensor) -> torch.Tensor:
         return self.head(emb.to(self.head.weight.dtype)).squeeze(-1)
 
@@ -192,6 +198,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ModelError(f"{path}: file not found.") from None
+    except pickle.UnpicklingError:  # torch's own text advises the unsafe weights_only=False
+        raise ModelError(f"{path}: holds pickled Python objects, not just tensors; refused because "
+                         "loading it could run code (save a plain state dict or .safetensors).") from None
     except Exception as e:  # noqa: BLE001 - any parse failure is one clear sentence
         raise ModelError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e}).") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -203,6 +212,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def build_model(config: SiglipVisionConfig, state, source: str, fresh_head_ok: bool) -> JoyQuality:
     tower_state, head_state = split_state_dict(state, source)
+    with torch.device("meta"):  # check keys on a weightless model: a mismatch fails in ms, not after a 400M init
+        _check_keys("tower", tower_state, JoyQuality(config, source).tower_state_dict(), source)
     model = JoyQuality(config, source)
     model.load_tower_state_dict(tower_state)
     if head_state is not None:
@@ -316,8 +327,13 @@ def load_model(spec: str = DEFAULT_MODEL) -> JoyQuality:
         if not path.exists():
             raise ModelError(f"{spec}: file not found.")
         config_path = path.parent / "config.json"
-        config = config_from_json(config_path) if config_path.exists() else so400m_config()
-        return build_model(config, read_state_dict(path), spec, fresh_head_ok=False)
+        state = read_state_dict(path)
+        if config_path.exists():
+            return build_model(config_from_json(config_path), state, spec, fresh_head_ok=False)
+        try:
+            return build_model(so400m_config(), state, spec, fresh_head_ok=False)
+        except ModelError as e:
+            raise ModelError(f"{str(e).rstrip('.')}; no config.json beside it, so so400m-512 was assumed.") from None
     looks_like_repo_id = spec.count("/") == 1 and not spec.startswith((".", "/", "~"))
     if not looks_like_repo_id:
         raise ModelError(f"{spec}: no such file or folder, and not a Hugging Face repo id.")

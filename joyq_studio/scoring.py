@@ -150,7 +150,6 @@ def score_project(
             summary.already_done += 1
         else:
             todo.append((digest, rel))
-    summary.already_done += 0
     summary.failed = [(str(project.folder / p), e) for p, e in project.errors()]
 
     # Cached embeddings of this tower: score them with the head, no decoding.
@@ -178,5 +177,7 @@ def score_project(
         project.set_errors(errors)
         summary.scored += len(rows)
     summary.cancelled = bool(cancel and cancel())
+    if not summary.cancelled:
+        project.set_current_model_key(mid.key)  # what ranks and exports use from now on
     summary.seconds = time.perf_counter() - t0
     return summary

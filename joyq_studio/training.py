@@ -575,7 +575,7 @@ def train_full(model: JoyQuality, pixels: torch.Tensor, data: PairData, train_ma
     torch.manual_seed(cfg.seed)
     model = model.to(device).float().train()
     if cfg.grad_checkpointing:
-        model.tower.gradient_checkpointing_enable()
+        model.set_checkpointing(True)
     _freeze_lowest_layers(model, cfg.freeze_layers)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _optimizer(params, cfg, device)
@@ -663,7 +663,7 @@ def train_full(model: JoyQuality, pixels: torch.Tensor, data: PairData, train_ma
         after = last
     model.eval()
     if cfg.grad_checkpointing:
-        model.tower.gradient_checkpointing_disable()
+        model.set_checkpointing(False)
     return model, loop.history, before, after, best[2]
 
 
