@@ -63,7 +63,10 @@ def _open_checked(path: str | os.PathLike) -> Image.Image:
         raise ImageError(f"{name}: is a directory, not an image.") from None
     except PermissionError:
         raise ImageError(f"{name}: permission denied.") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: over the {MAX_PIXELS / 1e6:.0f}-megapixel safety limit "
+                         "(possible decompression bomb).") from None
+    except UnidentifiedImageError:
         raise ImageError(f"{name}: not a readable image (unknown or corrupt format).") from None
     except OSError as e:
         raise ImageError(f"{name}: cannot be read ({e.strerror or e}).") from None
@@ -78,9 +81,14 @@ def _open_checked(path: str | os.PathLike) -> Image.Image:
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """Pixel size from the header, without decoding; raises ImageError."""
+    """Displayed pixel size (EXIF rotation applied) from the header, without decoding; raises ImageError."""
     with _open_checked(path) as img:
-        return img.size
+        w, h = img.size
+        try:  # JPEG EXIF sits in the header; other formats may need a full decode to find it
+            turned = img.format in ("JPEG", "MPO") and img.getexif().get(0x0112) in (5, 6, 7, 8)
+        except Exception:  # noqa: BLE001 - a broken EXIF block is reported when the image is decoded
+            turned = False
+        return (h, w) if turned else (w, h)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

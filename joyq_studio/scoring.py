@@ -171,7 +171,8 @@ def score_project(
             if err is None:
                 rows.append((digest, batch.embeddings[k], batch.scores[k]))
             else:
-                errors.append((digest, err))
+                if paths[batch.start + k].exists():  # a vanished file is reported, not marked unreadable for good
+                    errors.append((digest, err))
                 summary.failed.append((str(paths[batch.start + k]), err))
         project.save_results(mid.tower, mid.key, rows)
         project.set_errors(errors)
