@@ -27,8 +27,8 @@ class CliError(JoyqError):
 class ProgressLine:
     """A one-line progress bar on stderr: done/total, rate and ETA."""
 
-    def __init__(self, label: str, unit: str = "img", stream=sys.stderr):
-        self.label, self.unit, self.stream = label, unit, stream
+    def __init__(self, label: str, unit: str = "img", stream=None):
+        self.label, self.unit, self.stream = label, unit, stream or sys.stderr
         self.last = 0.0
         self.tty = stream.isatty()
 

@@ -125,11 +125,11 @@ class JoyQuality(nn.Module):
         prefix = self._tower_prefix()
         return {k[len(prefix):]: v for k, v in self.tower.state_dict().items()}
 
-    def load_tower_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_tower_state_dict(self, state: dict[str, torch.Tensor], assign: bool = False) -> None:
         prefix = self._tower_prefix()
         expected = {k[len(prefix):]: v for k, v in self.tower.state_dict().items()}
         _check_keys("tower", state, expected, self.source)
-        self.tower.load_state_dict({prefix + k: v for k, v in state.items()})
+        self.tower.load_state_dict({prefix + k: v.float() for k, v in state.items()}, assign=assign)
 
     def load_head_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         _check_keys("head", state, self.head.state_dict(), self.source)
@@ -212,10 +212,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def build_model(config: SiglipVisionConfig, state, source: str, fresh_head_ok: bool) -> JoyQuality:
     tower_state, head_state = split_state_dict(state, source)
-    with torch.device("meta"):  # check keys on a weightless model: a mismatch fails in ms, not after a 400M init
-        _check_keys("tower", tower_state, JoyQuality(config, source).tower_state_dict(), source)
-    model = JoyQuality(config, source)
-    model.load_tower_state_dict(tower_state)
+    # Build on the meta device and adopt the checkpoint's tensors: no 400M random init.
+    with torch.device("meta"):
+        model = JoyQuality(config, source)
+    model.load_tower_state_dict(tower_state, assign=True)
+    model.head = nn.Linear(config.hidden_size, 1)
+    _materialize_position_ids(model)
     if head_state is not None:
         model.load_head_state_dict(head_state)
     elif not fresh_head_ok:
@@ -223,6 +225,17 @@ def build_model(config: SiglipVisionConfig, state, source: str, fresh_head_ok: b
     else:
         _init_fresh_head(model)
     return model.eval()
+
+
+def _materialize_position_ids(model: JoyQuality) -> None:
+    """The one non-persistent buffer of a SigLIP tower is arange(num_positions)."""
+    for name, module in model.tower.named_modules():
+        ids = getattr(module, "position_ids", None)
+        if isinstance(ids, torch.Tensor) and ids.is_meta:
+            module.register_buffer("position_ids", torch.arange(ids.shape[-1]).expand(ids.shape), persistent=False)
+    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if left:
+        raise ModelError(f"{model.source}: internal error, tensors left uninitialised: {', '.join(left)}.")
 
 
 def _init_fresh_head(model: JoyQuality) -> None:
