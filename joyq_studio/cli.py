@@ -30,7 +30,7 @@ class ProgressLine:
     def __init__(self, label: str, unit: str = "img", stream=None):
         self.label, self.unit, self.stream = label, unit, stream or sys.stderr
         self.last = 0.0
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
 
     def __call__(self, done: int, total: int, rate: float | None = None) -> None:
         now = time.monotonic()
