@@ -1,0 +1,148 @@
+"""Click-to-shown latency of the Compare view: `python -m joyq_studio.ui.bench`.
+
+Drives the real window offscreen on a generated demo folder (tiny model, so scoring is
+instant): waits until a pair is on screen, "thinks" for a while (as a person does, which
+gives the prefetcher its chance), presses Left / Right / T, and measures the time from the
+key press to the next pair fully painted (both images). Reports p50 / p95 / max and names
+the machine. A second run without think time shows the worst case (clicking faster than
+images can be decoded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def measure(clicks: int = 60, images: int = 80, size: int = 1024, think_ms: float = 300.0,
+            window=None, folder: Path | None = None) -> dict:
+    """Latencies (seconds) of ``clicks`` decisions; creates what it needs when not given."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QEventLoop, Qt
+    from PySide6.QtTest import QTest
+
+    from .app import create_app
+
+    app = create_app([sys.argv[0]])
+
+    def pump(ms: float = 0) -> None:
+        end = time.perf_counter() + ms / 1000
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
+        while time.perf_counter() < end:
+            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
+            time.sleep(0.001)
+
+    def wait(cond, timeout: float = 60.0) -> None:
+        t0 = time.perf_counter()
+        while not cond():
+            pump(1)
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError("the compare view did not become ready")
+
+    own = window is None
+    if own:
+        from .window import MainWindow
+
+        if folder is None:
+            from ..demo import make_demo_folder
+
+            folder = Path(tempfile.mkdtemp(prefix="joyq-bench-")) / "images"
+            make_demo_folder(folder, count=images, seed=1, size=size)
+        window = MainWindow()
+        window.resize(1400, 900)
+        window.show()
+        window.open_folder(str(folder), "tiny")
+        wait(lambda: not window.busy_scoring(), 300)
+    view = window.compare
+    latencies: list[float] = []
+    view.shown.connect(latencies.append)
+    keys = [Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Left, Qt.Key.Key_T, Qt.Key.Key_Right]
+    wait(view.ready)
+    for n in range(clicks):
+        pump(think_ms)
+        wait(view.ready)
+        before = len(latencies)
+        QTest.keyClick(view, keys[n % len(keys)])
+        wait(lambda before=before: len(latencies) > before or view.current is None)
+        if view.current is None:
+            break
+    view.shown.disconnect(latencies.append)
+    if own:
+        window.close()
+    return {
+        "clicks": len(latencies),
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+        "p95_ms": 1000 * _percentile(latencies, 0.95),
+        "max_ms": 1000 * max(latencies) if latencies else float("nan"),
+    }
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m joyq_studio.ui.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--clicks", type=int, default=60)
+    p.add_argument("--images", type=int, default=80, help="demo images to generate")
+    p.add_argument("--size", type=int, default=1024, help="demo image size in pixels")
+    p.add_argument("--think-ms", type=float, default=300.0, help="pause before each click (a person's think time)")
+    p.add_argument("--folder", help="use this folder of images instead of a generated one")
+    args = p.parse_args(argv)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if "JOYQ_DATA_DIR" not in os.environ:  # never touch the user's real projects
+        import atexit
+        import shutil
+
+        tmp = Path(tempfile.mkdtemp(prefix="joyq-bench-data-"))
+        atexit.register(shutil.rmtree, tmp, True)
+        os.environ["JOYQ_DATA_DIR"] = str(tmp / "data")
+        os.environ["JOYQ_CACHE_DIR"] = str(tmp / "cache")
+    from PySide6 import __version__ as qt_version
+
+    import shutil
+
+    folder = Path(args.folder) if args.folder else None
+    made = None
+    if folder is None:
+        from ..demo import make_demo_folder
+
+        made = Path(tempfile.mkdtemp(prefix="joyq-bench-"))
+        folder = made / "images"
+        make_demo_folder(folder, count=args.images, seed=1, size=args.size)
+    print(f"machine: {machine()}; PySide6 {qt_version}; QPA {os.environ.get('QT_QPA_PLATFORM')}")
+    print(f"folder: {folder} ({'generated, %d px' % args.size if not args.folder else 'given'})")
+    r = measure(args.clicks, folder=folder, think_ms=args.think_ms)
+    print(f"click-to-shown latency, {args.think_ms:.0f} ms think time: p50 {r['p50_ms']:.1f} ms, "
+          f"p95 {r['p95_ms']:.1f} ms, max {r['max_ms']:.1f} ms over {r['clicks']} clicks")
+    r0 = measure(max(10, args.clicks // 2), folder=folder, think_ms=0)
+    print(f"click-to-shown latency, no think time (worst case): p50 {r0['p50_ms']:.1f} ms, "
+          f"p95 {r0['p95_ms']:.1f} ms, max {r0['max_ms']:.1f} ms over {r0['clicks']} clicks")
+    if made is not None:
+        shutil.rmtree(made, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

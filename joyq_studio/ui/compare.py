@@ -1,0 +1,580 @@
+"""The Compare view: two images side by side; click (or press a key on) the better one.
+
+Keys: Left / 1 left wins, Right / 2 right wins, Down / Space skip, T tie,
+Backspace / Ctrl+Z undo, F flicker (swap while held), Z zoom 100% / fit, wheel zoom,
+drag pan (synchronised across both images), Esc fit, S show / hide model scores.
+
+The next pairs are chosen and decoded ahead of time (``PREFETCH`` pairs), so a click
+shows the next pair from memory: no decoding on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+
+from PySide6.QtCore import QObject, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QPainter, QPalette
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .imagecache import Decoded, ImageLoader, fit_size
+from .session import Pair, Session
+from .util import error_sentence, format_bytes, format_name, percent
+
+PREFETCH = 2
+MAX_ZOOM = 16.0
+WHEEL_STEP = 1.25
+
+
+class ViewState(QObject):
+    """Zoom and pan shared by both panes: zoom None = fit, else device px per image px;
+    (cx, cy) = the image point (as a fraction of its size) at the centre of the pane."""
+
+    changed = Signal()
+
+    def __init__(self):
+        super().__init__()
+        self.zoom: float | None = None
+        self.cx = 0.5
+        self.cy = 0.5
+
+    def fit(self) -> None:
+        self.zoom, self.cx, self.cy = None, 0.5, 0.5
+        self.changed.emit()
+
+    def set(self, zoom: float | None, cx: float, cy: float) -> None:
+        self.zoom = zoom
+        self.cx, self.cy = min(max(cx, 0.0), 1.0), min(max(cy, 0.0), 1.0)
+        self.changed.emit()
+
+
+class ImageCanvas(QWidget):
+    """Paints one decoded image, fitted (high quality, pre-scaled off-thread) or zoomed."""
+
+    clicked = Signal()
+    painted = Signal(str)  # digest, after a real image was painted
+
+    def __init__(self, view: ViewState, parent=None):
+        super().__init__(parent)
+        self.view = view
+        self.digest: str | None = None
+        self.decoded: Decoded | None = None
+        self.message = ""
+        self._scaled: tuple[str, int, int, QImage] | None = None
+        self._press: QPointF | None = None
+        self._last: QPointF | None = None
+        self._dragged = False
+        self.setMinimumSize(120, 120)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.setMouseTracking(True)
+        view.changed.connect(self._on_view)
+
+    def box(self) -> tuple[int, int]:
+        dpr = self.devicePixelRatioF()
+        return max(1, int(self.width() * dpr)), max(1, int(self.height() * dpr))
+
+    def show_image(self, digest: str | None, decoded: Decoded | None, message: str = "") -> None:
+        self.digest, self.decoded, self.message = digest, decoded, message
+        self._on_view()
+        self.update()
+
+    def _on_view(self) -> None:
+        zoomed = self.view.zoom is not None
+        self.setCursor(Qt.CursorShape.OpenHandCursor if zoomed else Qt.CursorShape.PointingHandCursor)
+        self.update()
+
+    # -- geometry ----------------------------------------------------------------------
+    def has_image(self) -> bool:
+        return self.decoded is not None and self.decoded.full is not None
+
+    def fit_scale(self) -> float:
+        if not self.has_image():
+            return 1.0
+        full = self.decoded.full
+        bw, bh = self.box()
+        return min(bw / full.width(), bh / full.height())
+
+    def effective_zoom(self) -> float:
+        return self.view.zoom if self.view.zoom is not None else self.fit_scale()
+
+    def _fitted(self) -> QImage:
+        d = self.decoded
+        full = d.full
+        fw, fh = fit_size(full.width(), full.height(), *self.box(), upscale=True)
+        if (fw, fh) == (full.width(), full.height()):
+            return full
+        if d.fitted is not None and (d.fitted.width(), d.fitted.height()) == (fw, fh):
+            return d.fitted
+        if self._scaled and self._scaled[:3] == (d.key, fw, fh):
+            return self._scaled[3]
+        img = full.scaled(fw, fh, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation)
+        self._scaled = (d.key, fw, fh, img)
+        return img
+
+    # -- painting ------------------------------------------------------------------------
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        p = QPainter(self)
+        pal = self.palette()
+        bg = pal.color(QPalette.ColorRole.Base)
+        bg = bg.darker(112) if bg.lightness() > 128 else bg.lighter(130)
+        p.fillRect(self.rect(), bg)
+        if not self.has_image():
+            p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
+            text = self.message or ("Loading..." if self.digest else "")
+            p.drawText(self.rect().adjusted(12, 12, -12, -12),
+                       Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
+            return
+        dpr = self.devicePixelRatioF()
+        w, h = self.width(), self.height()
+        full = self.decoded.full
+        if self.view.zoom is None:
+            img = self._fitted()
+            lw, lh = img.width() / dpr, img.height() / dpr
+            p.drawImage(QRectF((w - lw) / 2, (h - lh) / 2, lw, lh), img)
+        else:
+            s = self.view.zoom
+            iw, ih = full.width(), full.height()
+            tlx = w / 2 - self.view.cx * iw * s / dpr
+            tly = h / 2 - self.view.cy * ih * s / dpr
+            k = dpr / s  # image px per logical px
+            x0, y0 = max(0.0, -tlx * k), max(0.0, -tly * k)
+            x1, y1 = min(float(iw), (w - tlx) * k), min(float(ih), (h - tly) * k)
+            if x1 > x0 and y1 > y0:
+                p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, s < 1.0)
+                p.translate(tlx, tly)
+                p.scale(1 / k, 1 / k)
+                src = QRectF(math.floor(x0), math.floor(y0), math.ceil(x1) - math.floor(x0), math.ceil(y1) - math.floor(y0))
+                p.drawImage(src, full, src)
+                p.resetTransform()
+            p.setPen(pal.color(QPalette.ColorRole.Text))
+            label = f"{100 * s:.0f}%"
+            r = p.fontMetrics().boundingRect(label).adjusted(-6, -3, 6, 3)
+            r.moveTopLeft(self.rect().topLeft() + QPointF(8, 8).toPoint())
+            p.fillRect(r, QColor(0, 0, 0, 140))
+            p.setPen(QColor(255, 255, 255))
+            p.drawText(r, Qt.AlignmentFlag.AlignCenter, label)
+        p.end()
+        self.painted.emit(self.digest or "")
+
+    # -- mouse ---------------------------------------------------------------------------
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._press = self._last = event.position()
+            self._dragged = False
+            if self.view.zoom is not None:
+                self.setCursor(Qt.CursorShape.ClosedHandCursor)
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        if self._press is None or not self.has_image():
+            return
+        pos = event.position()
+        if (pos - self._press).manhattanLength() > 6:
+            self._dragged = True
+        if self.view.zoom is not None and self._dragged:
+            d = pos - self._last
+            s, dpr = self.view.zoom, self.devicePixelRatioF()
+            full = self.decoded.full
+            self.view.set(s, self.view.cx - d.x() * dpr / (s * full.width()),
+                          self.view.cy - d.y() * dpr / (s * full.height()))
+        self._last = pos
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        if event.button() != Qt.MouseButton.LeftButton or self._press is None:
+            return
+        dragged = self._dragged
+        self._press = None
+        self._on_view()
+        if not dragged:
+            self.clicked.emit()
+
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        if not self.has_image():
+            return
+        steps = event.angleDelta().y() / 120.0
+        if steps == 0:
+            return
+        self.zoom_at(event.position(), WHEEL_STEP ** steps)
+        event.accept()
+
+    def zoom_at(self, pos: QPointF, factor: float) -> None:
+        """Zoom by ``factor`` keeping the image point under ``pos`` in place."""
+        full = self.decoded.full
+        dpr = self.devicePixelRatioF()
+        s0 = self.effective_zoom()
+        cx, cy = (self.view.cx, self.view.cy) if self.view.zoom is not None else (0.5, 0.5)
+        s1 = min(s0 * factor, MAX_ZOOM)
+        if s1 <= self.fit_scale() * 1.0001:
+            self.view.fit()
+            return
+        ox, oy = pos.x() - self.width() / 2, pos.y() - self.height() / 2
+        ux = cx * full.width() + ox * dpr / s0
+        uy = cy * full.height() + oy * dpr / s0
+        self.view.set(s1, (ux - ox * dpr / s1) / full.width(), (uy - oy * dpr / s1) / full.height())
+
+
+class ImagePane(QWidget):
+    """A canvas plus the file facts under it: name, pixel size, file size, format (and the
+    model score when shown)."""
+
+    def __init__(self, view: ViewState, side: str, parent=None):
+        super().__init__(parent)
+        self.side = side
+        self.canvas = ImageCanvas(view, self)
+        self.name = QLabel(self)
+        self.name.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        f = self.name.font()
+        f.setBold(True)
+        self.name.setFont(f)
+        self.name.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+        self.facts = QLabel(self)
+        self.facts.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.score = QLabel(self)
+        self.score.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.score.setVisible(False)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(self.canvas, 1)
+        lay.addWidget(self.name)
+        lay.addWidget(self.facts)
+        lay.addWidget(self.score)
+
+    def set_facts(self, name: str, facts: str, score: str) -> None:
+        self.name.setText(name)
+        self.name.setToolTip(name)
+        self.facts.setText(facts)
+        self.score.setText(score)
+
+
+class CompareView(QWidget):
+    """The main view. ``shown(latency_s)`` fires when a new pair is fully on screen after
+    an action (for the latency benchmark)."""
+
+    shown = Signal(float)
+    error = Signal(str)
+    status_changed = Signal()
+
+    def __init__(self, loader: ImageLoader, parent=None):
+        super().__init__(parent)
+        self.loader = loader
+        self.session: Session | None = None
+        self.current: Pair | None = None
+        self.queue: deque[Pair] = deque()
+        self.flicker = False
+        self.show_scores = False
+        self._action_t: float | None = None
+        self._painted: set[str] = set()
+        self.view = ViewState()
+        self.view.changed.connect(self._update_zoom_label)
+
+        self.left = ImagePane(self.view, "left", self)
+        self.right = ImagePane(self.view, "right", self)
+        self.left.canvas.clicked.connect(lambda: self.choose(1.0))
+        self.right.canvas.clicked.connect(lambda: self.choose(0.0))
+        for pane in (self.left, self.right):
+            pane.canvas.painted.connect(self._on_painted)
+        loader.ready.connect(self._on_decoded)
+
+        self.prompt = QLabel("Which image has the better quality? Click it, or press Left / Right.", self)
+        self.prompt.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.zoom_label = QLabel("", self)
+
+        def button(text, tip, slot):
+            b = QPushButton(text, self)
+            b.setToolTip(tip)
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys always reach the view
+            b.clicked.connect(slot)
+            return b
+
+        self.b_left = button("\u2190  Left is better", "Left image is better (Left or 1)", lambda: self.choose(1.0))
+        self.b_tie = button("Tie", "Both equally good (T)", lambda: self.choose(0.5))
+        self.b_skip = button("Skip", "Skip this pair (Down or Space)", self.skip)
+        self.b_right = button("Right is better  \u2192", "Right image is better (Right or 2)", lambda: self.choose(0.0))
+        self.b_undo = button("Undo", "Undo the last decision (Backspace or Ctrl+Z); several steps", self.undo)
+        self.b_scores = button("Show scores", "Show / hide the model's scores (S); hidden by default to avoid anchoring",
+                               self.toggle_scores)
+        self.b_scores.setCheckable(True)
+        self.status = QLabel(self)
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+        self.hint = QLabel(self)
+        self.hint.setWordWrap(True)
+        hf = self.hint.font()
+        hf.setBold(True)
+        self.hint.setFont(hf)
+
+        top = QHBoxLayout()
+        top.addWidget(self.prompt, 1)
+        top.addWidget(self.zoom_label)
+        top.addWidget(self.b_scores)
+        panes = QHBoxLayout()
+        panes.setSpacing(8)
+        panes.addWidget(self.left, 1)
+        panes.addWidget(self.right, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.b_undo)
+        buttons.addStretch(1)
+        for b in (self.b_left, self.b_tie, self.b_skip, self.b_right):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addLayout(panes, 1)
+        lay.addLayout(buttons)
+        lay.addWidget(self.hint)
+        lay.addWidget(self.status)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setToolTip("")
+        self._update_buttons()
+
+    # -- session ---------------------------------------------------------------------------
+    def set_session(self, session: Session | None) -> None:
+        self.session = session
+        self.current = None
+        self.queue.clear()
+        self.view.fit()
+        if session is not None:
+            session.changed.connect(self.refresh_status)
+        self.advance()
+
+    def reseed(self) -> None:
+        """New scores or selector: drop the prefetched pairs (keep the one on screen)."""
+        self.queue.clear()
+        if self.current is None:
+            self.advance()
+        else:
+            self._fill_queue()
+        self.refresh_status()
+
+    def ready(self) -> bool:
+        """True when the pair on screen is fully decoded (a decision may be taken)."""
+        return (self.current is not None and self.left.canvas.has_image() and self.right.canvas.has_image())
+
+    def _fill_queue(self) -> None:
+        if self.session is None:
+            return
+        while len(self.queue) < PREFETCH:
+            pair = self.session.next_pair()
+            if pair is None:
+                break
+            self.queue.append(pair)
+        box = self.left.canvas.box()
+        for pair in self.queue:
+            for digest in (pair.left, pair.right):
+                self.loader.request(digest, self.session.path(digest), box)
+
+    def advance(self) -> None:
+        """Show the next pair (prefetched when possible)."""
+        if self.session is None:
+            self._show(None)
+            return
+        if not self.queue:
+            self._fill_queue()
+        self._show(self.queue.popleft() if self.queue else None)
+        self._fill_queue()
+
+    def _show(self, pair: Pair | None) -> None:
+        self.current = pair
+        self._painted.clear()
+        if self.view.zoom is not None:
+            self.view.fit()  # a new pair starts fitted
+        self._render_current()
+        self._update_buttons()
+        self.refresh_status()
+
+    def _render_current(self) -> None:
+        pair = self.current
+        if pair is None or self.session is None:
+            msg = self._empty_message()
+            self.left.canvas.show_image(None, None, msg)
+            self.right.canvas.show_image(None, None, "")
+            self.left.set_facts("", "", "")
+            self.right.set_facts("", "", "")
+            return
+        box = self.left.canvas.box()
+        digests = (pair.right, pair.left) if self.flicker else (pair.left, pair.right)
+        for pane, digest in zip((self.left, self.right), digests, strict=True):
+            d = self.loader.request(digest, self.session.path(digest), box)
+            pane.canvas.show_image(digest, d, d.error if d is not None and d.error else "")
+            pane.set_facts(*self._facts(digest))
+
+    def _empty_message(self) -> str:
+        if self.session is None:
+            return "Open a folder to start comparing."
+        n = len(self.session.hashes)
+        if n < 2:
+            return "This folder has fewer than two readable images, so there is nothing to compare."
+        return "Scoring the first images; comparing starts in a moment."
+
+    def _facts(self, digest: str) -> tuple[str, str, str]:
+        s = self.session
+        rel = s.rel(digest)
+        info = s.project.image_info(digest) or {}
+        size = f"{info.get('width')}\u00d7{info.get('height')}" if info.get("width") else "?"
+        facts = f"{size} px  \u00b7  {format_bytes(info.get('bytes'))}  \u00b7  {format_name(rel)}"
+        score = s.score_of(digest)
+        return rel, facts, (f"model score {score:+.3f}" if math.isfinite(score) else "model score: not yet scored")
+
+    def _on_decoded(self, d: Decoded) -> None:
+        if self.current is None:
+            return
+        if d.key in (self.current.left, self.current.right):
+            self._render_current()
+            self._update_buttons()
+
+    def _on_painted(self, digest: str) -> None:
+        if self._action_t is None or self.current is None:
+            return
+        self._painted.add(digest)
+        if {self.current.left, self.current.right} <= self._painted:
+            latency = time.perf_counter() - self._action_t
+            self._action_t = None
+            self.shown.emit(latency)
+
+    # -- actions -------------------------------------------------------------------------
+    def choose(self, outcome: float) -> bool:
+        """outcome 1 = left better, 0 = right better, 0.5 = tie. Ignored until both images
+        are on screen (never a blind judgement)."""
+        if not self.ready() or self.session is None:
+            return False
+        pair = self.current
+        self._action_t = time.perf_counter()
+        try:
+            self.session.record(pair, outcome)
+        except Exception as e:  # noqa: BLE001 - a failed save must be visible, not silent
+            self._action_t = None
+            self.error.emit(error_sentence(e) + " The click was not saved.")
+            return False
+        self.advance()
+        return True
+
+    def skip(self) -> None:
+        if self.current is None or self.session is None:
+            return
+        self._action_t = time.perf_counter()
+        self.session.skip(self.current)
+        self.advance()
+
+    def undo(self) -> bool:
+        if self.session is None or not self.session.can_undo():
+            return False
+        try:
+            entry = self.session.undo()
+        except Exception as e:  # noqa: BLE001
+            self.error.emit(error_sentence(e))
+            return False
+        if entry is None:
+            return False
+        if self.current is not None:
+            self.queue.appendleft(self.current)
+        self._action_t = time.perf_counter()
+        self._show(entry.pair)
+        return True
+
+    def toggle_scores(self) -> None:
+        self.show_scores = not self.show_scores
+        self.b_scores.setChecked(self.show_scores)
+        self.b_scores.setText("Hide scores" if self.show_scores else "Show scores")
+        for pane in (self.left, self.right):
+            pane.score.setVisible(self.show_scores)
+
+    def set_flicker(self, on: bool) -> None:
+        if on != self.flicker:
+            self.flicker = on
+            self._render_current()
+
+    def toggle_zoom(self) -> None:
+        if self.view.zoom is None:
+            self.view.set(1.0, 0.5, 0.5)
+        else:
+            self.view.fit()
+
+    def _update_zoom_label(self) -> None:
+        self.zoom_label.setText("" if self.view.zoom is None else f"zoom {100 * self.view.zoom:.0f}%  (Esc: fit)")
+
+    def _update_buttons(self) -> None:
+        ok = self.ready()
+        for b in (self.b_left, self.b_tie, self.b_right):
+            b.setEnabled(ok)
+        self.b_skip.setEnabled(self.current is not None)
+        self.b_undo.setEnabled(bool(self.session and self.session.can_undo()))
+
+    def refresh_status(self) -> None:
+        self._update_buttons()
+        if self.session is None:
+            self.status.setText("")
+            self.hint.setText("")
+            return
+        st = self.session.stats()
+        parts = [f"{st['total']} comparisons"]
+        if st["trained"]:
+            parts.append(f"{st['since_training']} since the last training")
+        parts.append(f"model agrees with your last {st['agreement_n'] or AGREEMENT_LABEL} clicks: "
+                     f"{percent(st['agreement'])}")
+        if st["repeats"]:
+            parts.append(f"your self-consistency on {st['repeats']} repeated pairs: {percent(st['self_consistency'])}")
+        else:
+            parts.append("self-consistency: no repeated pairs yet")
+        if st["scored"] < st["images"]:
+            parts.append(f"{st['scored']} of {st['images']} images scored")
+        self.status.setText("   \u00b7   ".join(parts))
+        self.hint.setText(st["retrain_hint"])
+        self.hint.setVisible(bool(st["retrain_hint"]))
+        self.status_changed.emit()
+
+    # -- keys --------------------------------------------------------------------------------
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        key = event.key()
+        mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        if key == Qt.Key.Key_F:
+            if not event.isAutoRepeat():
+                self.set_flicker(True)
+            return
+        if mods not in (Qt.KeyboardModifier.NoModifier,):
+            if key == Qt.Key.Key_Z and mods == Qt.KeyboardModifier.ControlModifier:
+                self.undo()
+                return
+            super().keyPressEvent(event)
+            return
+        if event.isAutoRepeat() and key not in (Qt.Key.Key_Backspace,):
+            return  # holding a key must never cast many votes
+        if key in (Qt.Key.Key_Left, Qt.Key.Key_1):
+            self.choose(1.0)
+        elif key in (Qt.Key.Key_Right, Qt.Key.Key_2):
+            self.choose(0.0)
+        elif key in (Qt.Key.Key_Down, Qt.Key.Key_Space):
+            self.skip()
+        elif key == Qt.Key.Key_T:
+            self.choose(0.5)
+        elif key == Qt.Key.Key_Backspace:
+            self.undo()
+        elif key == Qt.Key.Key_Z:
+            self.toggle_zoom()
+        elif key == Qt.Key.Key_Escape:
+            self.view.fit()
+        elif key == Qt.Key.Key_S:
+            self.toggle_scores()
+        else:
+            super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_F and not event.isAutoRepeat():
+            self.set_flicker(False)
+            return
+        super().keyReleaseEvent(event)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(1100, 700)
+
+
+AGREEMENT_LABEL = 50

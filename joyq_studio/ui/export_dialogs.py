@@ -1,0 +1,327 @@
+"""Export dialogs: CSV (with a preview of the first rows) and captions (with a dry run
+that lists every file that would change, before anything is written). Both run the core
+export functions on a worker thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from ..store import Project
+from .workers import Task
+
+PREVIEW_ROWS = 500
+
+
+def _table(headers: list[str], parent) -> QTableWidget:
+    t = QTableWidget(0, len(headers), parent)
+    t.setHorizontalHeaderLabels(headers)
+    t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    t.verticalHeader().setVisible(False)
+    t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    t.horizontalHeader().setStretchLastSection(True)
+    return t
+
+
+def _fill(t: QTableWidget, rows: list[list[str]]) -> None:
+    t.setRowCount(len(rows))
+    for i, row in enumerate(rows):
+        for j, text in enumerate(row):
+            item = QTableWidgetItem(text)
+            item.setToolTip(text)
+            t.setItem(i, j, item)
+    t.resizeColumnsToContents()
+
+
+def _oneline(text: str | None, limit: int = 120) -> str:
+    if text is None:
+        return "(no file)"
+    t = text.replace("\r\n", "\u21b5").replace("\n", "\u21b5")
+    return t if len(t) <= limit else t[: limit - 1] + "\u2026"
+
+
+class _TaskDialog(QDialog):
+    """A dialog that runs one task at a time with a progress bar and Cancel."""
+
+    def __init__(self, controller, title: str, parent=None):
+        super().__init__(parent)
+        self.c = controller
+        self.task: Task | None = None
+        self.setWindowTitle(title)
+        self.progress = QProgressBar(self)
+        self.progress.setVisible(False)
+        self.status = QLabel(self)
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+    def run(self, name: str, job, on_done) -> None:
+        if self.task is not None:
+            return
+        self.progress.setVisible(True)
+        self.progress.setRange(0, 0)
+        task = Task(name, job, self)
+        task.progress.connect(self._on_progress)
+        task.succeeded.connect(on_done)
+        task.failed.connect(self._on_failed)
+        task.cancelled_.connect(lambda: self.status.setText("Cancelled; nothing was changed."))
+        task.done.connect(lambda t=task: self._on_task_done(t))
+        self.task = task
+        self._set_busy(True)
+        self.c.runner.start(task)
+
+    def _on_progress(self, payload) -> None:
+        done, total = payload
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done)
+
+    def _on_failed(self, sentence: str) -> None:
+        self.status.setText(sentence)
+
+    def _on_task_done(self, task) -> None:
+        if self.task is not task:
+            return
+        self.task = None
+        self.progress.setVisible(False)
+        self._set_busy(False)
+
+    def _set_busy(self, busy: bool) -> None:
+        pass
+
+    def reject(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task.wait(10000)
+        super().reject()
+
+
+class CsvExportDialog(_TaskDialog):
+    def __init__(self, controller, cal, rows: list | None = None, parent=None):
+        super().__init__(controller, "Export CSV - JoyQuality Studio", parent)
+        self.cal = cal
+        self.rows = rows
+        folder = controller.session.folder
+        self.path = QLineEdit(str(folder.parent / f"{folder.name}-quality.csv"), self)
+        browse = QPushButton("Browse...", self)
+        browse.clicked.connect(self._browse)
+        self.min_bucket = QComboBox(self)
+        self.min_bucket.addItem("All images", None)
+        for b in reversed(range(cal.k)):
+            self.min_bucket.addItem(f"Bucket {b + 1} ({cal.labels[b]}) and better", b)
+        self.min_bucket.currentIndexChanged.connect(self.preview)
+        self.table = _table(["path", "score", "rank", "bucket", "label"], self)
+        self.buttons = QDialogButtonBox(self)
+        self.export_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
+        self.export_button.clicked.connect(self.export)
+        self.buttons.rejected.connect(self.reject)
+        pathrow = QHBoxLayout()
+        pathrow.addWidget(self.path, 1)
+        pathrow.addWidget(browse)
+        form = QFormLayout()
+        form.addRow("Save to", pathrow)
+        form.addRow("Include", self.min_bucket)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(QLabel("Preview (best first):", self))
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addWidget(self.buttons)
+        self.resize(760, 520)
+        self.written = None
+        self.preview()
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export CSV", self.path.text(), "CSV files (*.csv)")
+        if path:
+            self.path.setText(path)
+
+    def preview(self) -> None:
+        from ..export import ranked_images
+
+        if self.rows is None:
+            self.rows = ranked_images(self.c.session.project, self.cal)
+        mb = self.min_bucket.currentData()
+        rows = [r for r in self.rows if mb is None or r.bucket >= mb]
+        _fill(self.table, [[r.path, f"{r.score:+.4f}", f"{r.rank:.2f}", str(r.bucket + 1), r.label]
+                           for r in rows[:PREVIEW_ROWS]])
+        more = f" (first {PREVIEW_ROWS} shown)" if len(rows) > PREVIEW_ROWS else ""
+        self.status.setText(f"{len(rows)} rows would be written{more}.")
+
+    def export(self) -> None:
+        from ..export import write_csv
+
+        out = Path(self.path.text()).expanduser()
+        folder, cal, mb = self.c.session.folder, self.cal, self.min_bucket.currentData()
+
+        def job(report, cancelled):
+            with Project(folder) as p:
+                return write_csv(p, out, cal, mb)
+
+        self.run("csv", job, self._done)
+
+    def _done(self, report) -> None:
+        self.written = report
+        self.status.setText(f"Wrote {report.rows} rows to {report.path}.")
+
+    def _set_busy(self, busy: bool) -> None:
+        self.export_button.setEnabled(not busy)
+
+
+MODES = (
+    ("prepend", "Prepend: label first, then the caption (files created when missing)"),
+    ("append", "Append: caption, then the label (files created when missing)"),
+    ("replace", "Replace: swap an existing quality label only"),
+    ("new", "New files only: create missing captions, leave existing ones alone"),
+)
+
+
+class CaptionExportDialog(_TaskDialog):
+    """Dry run first: the table lists every caption file that would be created or changed
+    (before and after); Apply writes exactly that plan (with backups, undoable)."""
+
+    def __init__(self, controller, cal, parent=None):
+        super().__init__(controller, "Export captions - JoyQuality Studio", parent)
+        self.cal = cal
+        self.plan = None
+        self.mode = QComboBox(self)
+        for key, text in MODES:
+            self.mode.addItem(text, key)
+        self.separator = QLineEdit(", ", self)
+        self.separator.setToolTip("Between the label and the rest of the caption, e.g. ', ' or a newline (type \\n)")
+        self.mode.currentIndexChanged.connect(self._invalidate)
+        self.separator.textChanged.connect(self._invalidate)
+        self.table = _table(["caption file", "action", "before", "after"], self)
+        self.preview_button = QPushButton("Preview (dry run)", self)
+        self.preview_button.setToolTip("List what would change; nothing is written")
+        self.preview_button.clicked.connect(self.preview)
+        self.apply_button = QPushButton("Apply", self)
+        self.apply_button.setToolTip("Write the previewed changes (backed up; undo restores them)")
+        self.apply_button.clicked.connect(self.apply)
+        self.apply_button.setEnabled(False)
+        self.undo_button = QPushButton("Undo last export", self)
+        self.undo_button.clicked.connect(self.undo)
+        close = QPushButton("Close", self)
+        close.clicked.connect(self.reject)
+        form = QFormLayout()
+        form.addRow("Mode", self.mode)
+        form.addRow("Separator", self.separator)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.undo_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.preview_button)
+        buttons.addWidget(self.apply_button)
+        buttons.addWidget(close)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addLayout(buttons)
+        self.resize(900, 560)
+        self.status.setText("Press Preview to see which caption files would change; nothing is written until Apply.")
+
+    def separator_text(self) -> str:
+        return self.separator.text().replace("\\n", "\n")
+
+    def _invalidate(self) -> None:
+        self.plan = None
+        self.apply_button.setEnabled(False)
+
+    def preview(self) -> None:
+        from ..export import plan_caption_export
+
+        folder, cal, mode, sep = self.c.session.folder, self.cal, self.mode.currentData(), self.separator_text()
+
+        def job(report, cancelled):
+            def progress(done, total):
+                if cancelled():
+                    from .workers import CancelledError
+
+                    raise CancelledError()
+                report((done, total))
+
+            with Project(folder) as p:
+                return plan_caption_export(p, cal, mode, sep, progress=progress)
+
+        self.run("caption-plan", job, self._planned)
+
+    def _planned(self, plan) -> None:
+        self.plan = plan
+        rows = [[c.rel, c.action, _oneline(c.old_text), _oneline(c.new_text)] for c in plan.changes[:PREVIEW_ROWS]]
+        rows += [[rel, "left alone", why, ""] for rel, why in plan.skipped[: max(0, PREVIEW_ROWS - len(rows))]]
+        _fill(self.table, rows)
+        self.status.setText(
+            f"Dry run: {plan.created} caption files would be created and {plan.modified} modified; "
+            f"{plan.unchanged} need no change; {len(plan.skipped)} left alone. Nothing was written.")
+        self.apply_button.setEnabled(len(plan.changes) > 0)
+
+    def apply(self) -> None:
+        if self.plan is None:
+            return
+        from ..export import apply_caption_export
+
+        folder, plan = self.c.session.folder, self.plan
+
+        def job(report, cancelled):
+            with Project(folder) as p:
+                return apply_caption_export(p, plan, progress=lambda d, t: report((d, t)))
+
+        self.run("caption-apply", job, self._applied)
+
+    def _applied(self, manifest) -> None:
+        n = len(self.plan.changes) if self.plan else 0
+        self.plan = None
+        self.apply_button.setEnabled(False)
+        self.status.setText(f"Wrote {n} caption files (backups and manifest: {manifest}). "
+                            "Undo last export restores them.")
+
+    def undo(self) -> None:
+        from ..export import undo_last_export
+
+        folder = self.c.session.folder
+
+        def job(report, cancelled):
+            with Project(folder) as p:
+                return undo_last_export(p, progress=lambda d, t: report((d, t)))
+
+        self.run("caption-undo", job, self._undone)
+
+    def _undone(self, report) -> None:
+        self._invalidate()
+        self.status.setText(undo_summary(report))
+
+    def _set_busy(self, busy: bool) -> None:
+        self.preview_button.setEnabled(not busy)
+        self.undo_button.setEnabled(not busy)
+        if busy:
+            self.apply_button.setEnabled(False)
+        else:
+            self.apply_button.setEnabled(self.plan is not None and len(self.plan.changes) > 0)
+
+
+def undo_summary(report) -> str:
+    text = (f"Undid the caption export: {report.restored} captions restored, {report.deleted} created ones deleted")
+    if report.changed_since:
+        text += (f"; {len(report.changed_since)} edited since the export were left alone "
+                 f"({', '.join(report.changed_since[:3])}{'...' if len(report.changed_since) > 3 else ''})")
+    return text + "."

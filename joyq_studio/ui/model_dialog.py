@@ -1,0 +1,181 @@
+"""Choose the model when JoyQuality is not downloaded: download it (progress, cancel),
+pick a local checkpoint, or use the small demo model."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from .util import Eta, format_bytes, format_seconds
+from .workers import CancelledError, Task
+
+CHECKPOINT_FILTER = "Checkpoints (*.safetensors *.pt *.pth *.bin);;All files (*)"
+
+
+def demo_model_spec() -> str:
+    """The small demo model when it ships with this installation, else the tiny random one."""
+    from ..model import DEMO_MODEL_DIR
+
+    return "demo" if DEMO_MODEL_DIR.exists() else "tiny"
+
+
+def looks_like_repo(spec: str) -> bool:
+    from pathlib import Path
+
+    return spec.count("/") == 1 and not spec.startswith((".", "/", "~")) and not Path(spec).expanduser().exists()
+
+
+def download_repo(repo_id: str, report, cancelled) -> str:
+    """snapshot_download with byte progress and cancellation (a tqdm subclass that reports
+    to the GUI and raises when cancelled); returns the repo id once cached."""
+    from huggingface_hub import snapshot_download
+    from tqdm.auto import tqdm
+
+    bars: list = []
+
+    class Bar(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = False
+            kwargs["file"] = _Null()
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+        def update(self, n=1):
+            if cancelled():
+                raise CancelledError()
+            out = super().update(n)
+            byte_bars = [b for b in bars if getattr(b, "unit", "") == "B"] or bars
+            done = max((b.n or 0) for b in byte_bars)
+            total = max((b.total or 0) for b in byte_bars)
+            report((int(done), int(total)))
+            return out
+
+    snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors"], tqdm_class=Bar)
+    return repo_id
+
+
+class _Null:
+    def write(self, *_):
+        pass
+
+    def flush(self):
+        pass
+
+
+class ModelDialog(QDialog):
+    def __init__(self, runner, device: str, repo_id: str | None = None, parent=None):
+        super().__init__(parent)
+        from .util import default_model
+
+        repo_id = repo_id or default_model()
+        self.setWindowTitle("Choose a model - JoyQuality Studio")
+        self.runner, self.repo_id = runner, repo_id
+        self.spec: str | None = None
+        self.task: Task | None = None
+        self.eta = Eta()
+        cpu = device == "CPU"
+        text = QLabel(
+            f"<p>JoyQuality (<code>{repo_id}</code>, about 1.7 GB) is not downloaded yet.</p>"
+            f"<p>Compute device: <b>{device}</b>."
+            + (" On a CPU the full model scores only a few images per second; the small demo model is instant."
+               if cpu else "") + "</p>", self)
+        text.setWordWrap(True)
+        text.setTextFormat(Qt.TextFormat.RichText)
+        self.download = QPushButton("Download JoyQuality", self)
+        self.download.setToolTip("Download from Hugging Face into its usual cache; cancel at any time")
+        self.download.clicked.connect(self.start_download)
+        self.local_file = QPushButton("Choose a checkpoint file...", self)
+        self.local_file.setToolTip(".safetensors or .pt state dict (save_pretrained or original train.py keys)")
+        self.local_file.clicked.connect(self.choose_file)
+        self.local_dir = QPushButton("Choose a checkpoint folder...", self)
+        self.local_dir.setToolTip("A save_pretrained folder (config.json + *.safetensors) or a model version folder")
+        self.local_dir.clicked.connect(self.choose_folder)
+        self.demo = QPushButton("Use the small demo model", self)
+        self.demo.setToolTip("No download, instant on a CPU; fine for trying the app")
+        self.demo.clicked.connect(self.use_demo)
+        self.cancel = QPushButton("Cancel", self)
+        self.cancel.clicked.connect(self.reject)
+        self.progress = QProgressBar(self)
+        self.progress.setVisible(False)
+        self.status = QLabel(self)
+        self.status.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.addWidget(text)
+        for b in (self.download, self.local_file, self.local_dir, self.demo):
+            lay.addWidget(b)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.cancel)
+        lay.addLayout(row)
+        self.resize(520, 0)
+
+    def _accept(self, spec: str) -> None:
+        self.spec = spec
+        self.accept()
+
+    def use_demo(self) -> None:
+        self._accept(demo_model_spec())
+
+    def choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a checkpoint", "", CHECKPOINT_FILTER)
+        if path:
+            self._accept(path)
+
+    def choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Choose a checkpoint folder")
+        if path:
+            self._accept(path)
+
+    def start_download(self) -> None:
+        if self.task is not None:
+            return
+        repo = self.repo_id
+        task = Task("download", lambda report, cancelled: download_repo(repo, report, cancelled), self, 0.2)
+        task.progress.connect(self._on_progress)
+        task.succeeded.connect(self._accept)
+        task.failed.connect(self._on_failed)
+        task.cancelled_.connect(lambda: self.status.setText("Download cancelled; run it again to resume."))
+        task.done.connect(self._on_done)
+        self.task = task
+        for b in (self.download, self.local_file, self.local_dir, self.demo):
+            b.setEnabled(False)
+        self.progress.setVisible(True)
+        self.progress.setRange(0, 0)
+        self.status.setText("Connecting...")
+        self.cancel.setText("Cancel download")
+        self.runner.start(task)
+
+    def _on_progress(self, payload) -> None:
+        done, total = payload
+        if total:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * done / total))
+            self.status.setText(f"{format_bytes(done)} of {format_bytes(total)}, "
+                                f"ETA {format_seconds(self.eta(done, total))}")
+
+    def _on_failed(self, sentence: str) -> None:
+        self.status.setText(sentence)
+
+    def _on_done(self) -> None:
+        self.task = None
+        self.progress.setVisible(False)
+        self.cancel.setText("Cancel")
+        for b in (self.download, self.local_file, self.local_dir, self.demo):
+            b.setEnabled(True)
+
+    def reject(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.status.setText("Cancelling the download...")
+            return  # closes once the task stops (the button becomes Cancel again)
+        super().reject()

@@ -1,0 +1,463 @@
+"""The Rank view: the folder by calibrated quality bucket.
+
+A histogram of images per bucket, then one row of lazily loaded thumbnails per bucket
+(best first), each scrollable, double-click to open at full size. Method A / B switch,
+editable bucket labels, "Recalibrate" (refit on held-out comparisons), and the export
+dialogs. Ranking is computed on a worker thread with the core's export functions.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPalette
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QStyle,
+    QStyledItemDelegate,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .imagecache import ThumbnailLoader
+from .workers import Task
+
+THUMB = 128  # logical px of a thumbnail cell
+CELL = QSize(THUMB + 12, THUMB + 24)
+
+
+class BucketModel(QAbstractListModel):
+    """RankedImage rows of one bucket; the decoration (thumbnail) is loaded on demand."""
+
+    def __init__(self, thumbs: ThumbnailLoader, folder, parent=None):
+        super().__init__(parent)
+        self.thumbs, self.folder = thumbs, folder
+        self.rows: list = []
+        self.by_hash: dict[str, list[int]] = {}
+        thumbs.ready.connect(self._on_thumb)
+
+    def set_rows(self, rows: list) -> None:
+        self.beginResetModel()
+        self.rows = rows
+        self.by_hash = {}
+        for i, r in enumerate(rows):
+            self.by_hash.setdefault(r.hash, []).append(i)
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        r = self.rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return r.path.rsplit("/", 1)[-1]
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self.thumbs.get(r.hash, self.folder / r.path)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            err = self.thumbs.errors.get(r.hash)
+            return (f"{r.path}\nscore {r.score:+.3f} \u00b7 rank {r.rank:.2f} of 10 \u00b7 {r.label}"
+                    + (f"\n{err}" if err else "") + "\nDouble-click (or Enter) to open at full size")
+        if role == Qt.ItemDataRole.UserRole:
+            return r
+        return None
+
+    def _on_thumb(self, digest: str) -> None:
+        for i in self.by_hash.get(digest, ()):
+            idx = self.index(i)
+            self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+
+
+class ThumbDelegate(QStyledItemDelegate):
+    """Paints a thumbnail fitted into a fixed cell, the file name under it."""
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802
+        return CELL
+
+    def paint(self, painter: QPainter, option, index) -> None:
+        painter.save()
+        pal = option.palette
+        rect = option.rect.adjusted(3, 3, -3, -3)
+        if option.state & QStyle.StateFlag.State_Selected:
+            painter.fillRect(option.rect, pal.color(QPalette.ColorRole.Highlight))
+        img = index.data(Qt.ItemDataRole.DecorationRole)
+        box = QRectF(rect.left(), rect.top(), rect.width(), rect.height() - 18)
+        if img is not None and not img.isNull():
+            s = min(box.width() / img.width(), box.height() / img.height())
+            w, h = img.width() * s, img.height() * s
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            painter.drawImage(QRectF(box.center().x() - w / 2, box.center().y() - h / 2, w, h), img)
+        else:
+            c = pal.color(QPalette.ColorRole.Mid)
+            c.setAlpha(60)
+            painter.fillRect(box, c)
+        painter.setPen(pal.color(QPalette.ColorRole.HighlightedText if option.state & QStyle.StateFlag.State_Selected
+                                 else QPalette.ColorRole.Text))
+        name = painter.fontMetrics().elidedText(str(index.data()), Qt.TextElideMode.ElideMiddle, int(rect.width()))
+        painter.drawText(QRectF(rect.left(), rect.bottom() - 16, rect.width(), 16), Qt.AlignmentFlag.AlignCenter, name)
+        painter.restore()
+
+
+class Histogram(QWidget):
+    """Images per bucket; click a bar to jump to that bucket's row."""
+
+    bucket_clicked = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.counts: list[int] = [0] * 10
+        self.labels: list[str] = [""] * 10
+        self.setMinimumHeight(120)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setToolTip("Images per quality bucket (worst left, best right); click a bar to jump to it")
+
+    def set_data(self, counts: list[int], labels: list[str]) -> None:
+        self.counts, self.labels = counts, labels
+        self.update()
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(600, 140)
+
+    def _bars(self):
+        k = max(1, len(self.counts))
+        fm = self.fontMetrics()
+        top, bottom = fm.height() + 4, 2 * fm.height() + 8
+        w = self.width() / k
+        return k, w, top, bottom
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        p = QPainter(self)
+        pal = self.palette()
+        p.fillRect(self.rect(), pal.color(QPalette.ColorRole.Base))
+        k, w, top, bottom = self._bars()
+        peak = max(self.counts) if self.counts and max(self.counts) > 0 else 1
+        area_h = self.height() - top - bottom
+        accent = pal.color(QPalette.ColorRole.Highlight)
+        fm = p.fontMetrics()
+        for i, c in enumerate(self.counts):
+            h = area_h * c / peak
+            x = i * w
+            col = QColor(accent)
+            col.setAlphaF(0.35 + 0.65 * (i + 1) / k)
+            p.fillRect(QRectF(x + 4, top + area_h - h, w - 8, h), col)
+            p.setPen(pal.color(QPalette.ColorRole.Text))
+            p.drawText(QRectF(x, top + area_h - h - fm.height() - 2, w, fm.height()), Qt.AlignmentFlag.AlignCenter, str(c))
+            p.drawText(QRectF(x, self.height() - bottom + 4, w, fm.height()), Qt.AlignmentFlag.AlignCenter, str(i + 1))
+            label = fm.elidedText(self.labels[i] if i < len(self.labels) else "", Qt.TextElideMode.ElideRight, int(w - 4))
+            p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
+            p.drawText(QRectF(x, self.height() - bottom + 4 + fm.height(), w, fm.height()), Qt.AlignmentFlag.AlignCenter, label)
+        p.end()
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        k, w, _, _ = self._bars()
+        i = int(event.position().x() // w)
+        if 0 <= i < k:
+            self.bucket_clicked.emit(i)
+
+
+class BucketRow(QFrame):
+    label_edited = Signal(int, str)
+    open_image = Signal(object)  # RankedImage
+
+    def __init__(self, bucket: int, k: int, thumbs: ThumbnailLoader, folder, parent=None):
+        super().__init__(parent)
+        self.bucket = bucket
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        title = f"Bucket {bucket + 1}" + (" (best)" if bucket == k - 1 else " (worst)" if bucket == 0 else "")
+        self.title = QLabel(f"<b>{title}</b>", self)
+        self.title.setMinimumWidth(130)
+        self.label = QLineEdit(self)
+        self.label.setToolTip("The label written into captions and the CSV for this bucket; edit to rename")
+        self.label.setMaximumWidth(320)
+        self.label.editingFinished.connect(lambda: self.label_edited.emit(self.bucket, self.label.text()))
+        self.count = QLabel(self)
+        self.model = BucketModel(thumbs, folder, self)
+        self.list = QListView(self)
+        self.list.setModel(self.model)
+        self.list.setItemDelegate(ThumbDelegate(self.list))
+        self.list.setFlow(QListView.Flow.LeftToRight)
+        self.list.setWrapping(False)
+        self.list.setUniformItemSizes(True)
+        self.list.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.list.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        sb = self.list.horizontalScrollBar().sizeHint().height()
+        self.list.setFixedHeight(CELL.height() + sb + 6)
+        self.list.doubleClicked.connect(lambda idx: self.open_image.emit(idx.data(Qt.ItemDataRole.UserRole)))
+        self.list.activated.connect(lambda idx: self.open_image.emit(idx.data(Qt.ItemDataRole.UserRole)))
+        self.empty = QLabel("No images in this bucket.", self)
+        self.empty.setEnabled(False)
+        head = QHBoxLayout()
+        head.addWidget(self.title)
+        head.addWidget(self.label, 1)
+        head.addWidget(self.count)
+        head.addStretch(1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 4, 0, 4)
+        lay.addLayout(head)
+        lay.addWidget(self.list)
+        lay.addWidget(self.empty)
+
+    def set_rows(self, rows: list, label: str) -> None:
+        self.model.set_rows(rows)
+        if not self.label.hasFocus():
+            self.label.setText(label)
+        self.count.setText(f"{len(rows)} image{'s' if len(rows) != 1 else ''}")
+        self.list.setVisible(bool(rows))
+        self.empty.setVisible(not rows)
+
+
+METHODS = (("a", "A: equal score ranges"), ("b", "B: calibrated"))
+
+
+class RankView(QWidget):
+    ranked = Signal()
+
+    def __init__(self, controller, parent=None):
+        super().__init__(parent)
+        self.c = controller
+        self.cal = None
+        self.rows: list = []
+        self.dirty = True
+        self.task: Task | None = None
+        self.thumbs = ThumbnailLoader(size=192, max_items=1000, parent=self)
+
+        self.method = QComboBox(self)
+        for key, text in METHODS:
+            self.method.addItem(text, key)
+        self.method.setToolTip("A: the score range split into 10 equal parts. "
+                               "B: ranks from a sigmoid whose temperature is fitted on your held-out comparisons.")
+        self.method.activated.connect(self._method_chosen)
+        self.recal = QPushButton("Recalibrate", self)
+        self.recal.setToolTip("Refit the calibration on the held-out comparisons so far")
+        self.recal.clicked.connect(lambda: self.recalibrate(self.current_method()))
+        self.csv_button = QPushButton("Export CSV...", self)
+        self.csv_button.setToolTip("Write the ranking to a CSV file (Ctrl+E)")
+        self.csv_button.clicked.connect(lambda: self.c.export_csv())
+        self.cap_button = QPushButton("Export captions...", self)
+        self.cap_button.setToolTip("Write the quality label into caption .txt files, with a dry-run preview (Ctrl+Shift+E)")
+        self.cap_button.clicked.connect(lambda: self.c.export_captions())
+        self.undo_button = QPushButton("Undo captions", self)
+        self.undo_button.setToolTip("Undo the last caption export: restore the caption files it changed")
+        self.undo_button.clicked.connect(lambda: self.c.undo_caption_export())
+        self.notes = QLabel(self)
+        self.notes.setWordWrap(True)
+        self.hist = Histogram(self)
+        self.hist.bucket_clicked.connect(self.scroll_to_bucket)
+
+        self.rows_widget = QWidget(self)
+        self.rows_layout = QVBoxLayout(self.rows_widget)
+        self.rows_layout.setContentsMargins(4, 4, 4, 4)
+        self.bucket_rows: list[BucketRow] = []
+        self.scroll = QScrollArea(self)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setWidget(self.rows_widget)
+
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Method:", self))
+        bar.addWidget(self.method)
+        bar.addWidget(self.recal)
+        bar.addStretch(1)
+        bar.addWidget(self.csv_button)
+        bar.addWidget(self.cap_button)
+        bar.addWidget(self.undo_button)
+        lay = QVBoxLayout(self)
+        lay.addLayout(bar)
+        lay.addWidget(self.notes)
+        lay.addWidget(self.hist)
+        lay.addWidget(self.scroll, 1)
+
+    def reset(self) -> None:
+        """Forget the previous project's ranking (the project was closed)."""
+        self.task = None
+        self.cal, self.rows = None, []
+        self.dirty = True
+        self._clear_rows()
+        self.hist.set_data([0] * 10, [""] * 10)
+        self.notes.setText("")
+
+    def _clear_rows(self) -> None:
+        for r in self.bucket_rows:
+            r.setParent(None)
+            r.deleteLater()
+        self.bucket_rows = []
+        while self.rows_layout.count():
+            self.rows_layout.takeAt(0)
+
+    def current_method(self) -> str:
+        return self.method.currentData()
+
+    def _ensure_rows(self, k: int) -> None:
+        if len(self.bucket_rows) == k:
+            return
+        self._clear_rows()
+        folder = self.c.session.folder
+        for b in reversed(range(k)):  # best first
+            row = BucketRow(b, k, self.thumbs, folder, self.rows_widget)
+            row.label_edited.connect(self._label_edited)
+            row.open_image.connect(self._open)
+            self.rows_layout.addWidget(row)
+            self.bucket_rows.append(row)
+        self.rows_layout.addStretch(1)
+
+    # -- computing ---------------------------------------------------------------------------
+    def mark_dirty(self) -> None:
+        self.dirty = True
+        if self.isVisible():
+            self.refresh()
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if self.dirty:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Load the saved calibration (calibrating once if needed) and rank the folder."""
+        from ..export import ensure_calibration, ranked_images
+        from ..store import Project
+
+        if self.c.session is None:
+            return
+        if self.c.session.n_scored() == 0:
+            self.notes.setText("Nothing is scored yet; the ranking appears once scoring has started.")
+            self.dirty = True
+            return
+        folder = self.c.session.folder
+
+        def job(report, cancelled):
+            with Project(folder) as p:
+                cal, notes = ensure_calibration(p)
+                return cal, notes, ranked_images(p, cal)
+
+        self._run(job)
+
+    def recalibrate(self, method: str) -> None:
+        from ..export import calibrate_project, ranked_images, save_calibration
+        from ..store import Project
+
+        if self.c.session is None:
+            return
+        folder = self.c.session.folder
+        labels = list(self.cal.labels) if self.cal is not None else None
+
+        def job(report, cancelled):
+            with Project(folder) as p:
+                cal, notes = calibrate_project(p, method, labels=labels)
+                save_calibration(p, cal)
+                return cal, notes, ranked_images(p, cal)
+
+        self._run(job)
+
+    def _run(self, job) -> None:
+        if self.task is not None:
+            self.dirty = True
+            return
+        self.dirty = False
+        self.notes.setText("Ranking...")
+        task = Task("rank", job, self)
+        task.succeeded.connect(self._on_ranked)
+        task.failed.connect(self._on_failed)
+        task.done.connect(lambda t=task: self._on_task_done(t))
+        self.task = task
+        self.c.runner.start(task)
+
+    def _on_task_done(self, task) -> None:
+        if self.task is not task:
+            return
+        self.task = None
+        if self.dirty and self.isVisible():
+            self.refresh()
+
+    def _on_failed(self, sentence: str) -> None:
+        self.notes.setText(sentence)
+        self.c.show_error(sentence)
+        if self.cal is not None:
+            self._select_method(self.cal.method)
+
+    def _on_ranked(self, result) -> None:
+        cal, notes, rows = result
+        self.cal, self.rows = cal, rows
+        self._select_method(cal.method)
+        self._ensure_rows(cal.k)
+        by_bucket: list[list] = [[] for _ in range(cal.k)]
+        for r in rows:
+            by_bucket[r.bucket].append(r)
+        for row in self.bucket_rows:
+            row.set_rows(by_bucket[row.bucket], cal.labels[row.bucket])
+        self.hist.set_data([len(b) for b in by_bucket], list(cal.labels))
+        text = f"{len(rows)} images ranked with method {cal.method.upper()}"
+        if cal.method == "b":
+            text += f" (tau {cal.tau:.3g} fitted on {cal.pairs_used} comparisons)"
+        for note in notes:
+            note = note.replace(" (see `joyq calibrate`)", "").rstrip(". ")
+            text += "; " + note[0].lower() + note[1:] if note else ""
+        self.notes.setText(text + ".")
+        self.ranked.emit()
+
+    def _select_method(self, method: str) -> None:
+        i = self.method.findData(method)
+        if i >= 0:
+            self.method.setCurrentIndex(i)
+
+    def _method_chosen(self, index: int) -> None:
+        method = self.method.itemData(index)
+        if self.cal is None or method != self.cal.method:
+            self.recalibrate(method)
+
+    def _label_edited(self, bucket: int, text: str) -> None:
+        if self.cal is None or self.c.session is None:
+            return
+        text = text.strip()
+        if not text:
+            self.c.show_error(f"The label of bucket {bucket + 1} must not be empty.")
+            self.bucket_rows[self.cal.k - 1 - bucket].label.setText(self.cal.labels[bucket])
+            return
+        if text == self.cal.labels[bucket]:
+            return
+        from ..export import save_calibration
+
+        labels = list(self.cal.labels)
+        labels[bucket] = text
+        try:
+            cal = self.cal.with_labels(labels)
+            save_calibration(self.c.session.project, cal)
+        except Exception as e:  # noqa: BLE001
+            from .util import error_sentence
+
+            self.c.show_error(error_sentence(e))
+            return
+        self.cal = cal
+        self.hist.set_data(self.hist.counts, labels)
+
+    def scroll_to_bucket(self, bucket: int) -> None:
+        for row in self.bucket_rows:
+            if row.bucket == bucket:
+                self.scroll.ensureWidgetVisible(row, 0, 0)
+                row.list.setFocus()
+
+    def _open(self, r) -> None:
+        if r is None:
+            return
+        from .viewer import ImageViewer
+
+        s = self.c.session
+        dlg = ImageViewer(self.c.loader, r.hash, s.folder / r.path,
+                          f"{r.path}  \u00b7  bucket {r.bucket + 1}: {r.label}  \u00b7  score {r.score:+.3f}", self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.show()
+        self.viewer = dlg
+
+    def shutdown(self) -> None:
+        self.thumbs.shutdown()
+
+

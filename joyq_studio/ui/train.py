@@ -1,0 +1,460 @@
+"""The Train panel: one big button with defaults derived from the data, live progress with
+ETA and a loss / held-out accuracy plot, a before/after table, adopt or discard, and the
+list of model versions for rollback. Training runs in a QThread; the UI stays usable."""
+
+from __future__ import annotations
+
+import datetime
+import math
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .plot import TrainPlot
+from .util import format_seconds
+from .workers import Task
+
+METRIC_ROWS = (
+    # label, key, higher is better, format
+    ("Accuracy on held-out pairs", "accuracy", True, "pct"),
+    ("Log loss (NLL)", "nll", False, "f3"),
+    ("Calibration error (ECE)", "ece", False, "f3"),
+    ("JPEG robustness", "jpeg_accuracy", True, "pct"),
+    ("Low-res robustness", "lowres_accuracy", True, "pct"),
+    ("Held-out pairs", "n", None, "int"),
+)
+
+
+def _fmt(v, kind: str) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    if kind == "pct":
+        return f"{100 * v:.1f}%"
+    if kind == "int":
+        return str(int(v))
+    return f"{v:.3f}"
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+class TrainPanel(QWidget):
+    trained = Signal(object)  # TrainResult
+
+    def __init__(self, controller, parent=None):
+        super().__init__(parent)
+        self.c = controller
+        self.task: Task | None = None
+        self.result = None
+        self.has_cuda = cuda_available()
+
+        self.summary = QLabel(self)
+        self.summary.setWordWrap(True)
+
+        self.quick = QRadioButton("Quick (seconds, any computer)", self)
+        self.quick.setToolTip("Retrain the quality head on the cached image embeddings: the original "
+                              "JoyQuality personal recipe (frozen tower)")
+        self.full = QRadioButton("Full (whole vision tower, CUDA GPU)", self)
+        self.quick.setChecked(True)
+        self.full.setToolTip("Finetune the whole SigLIP tower as well: better with many comparisons; needs a CUDA GPU")
+        if not self.has_cuda:
+            self.full.setEnabled(False)
+            self.full.setToolTip("No CUDA GPU was found; quick mode works on any computer.")
+        group = QButtonGroup(self)
+        group.addButton(self.quick)
+        group.addButton(self.full)
+        self.quick.toggled.connect(self._update_defaults)
+
+        self.train_button = QPushButton("Train", self)
+        self.train_button.setToolTip("Train a personal model on your comparisons (Ctrl+T)")
+        f = self.train_button.font()
+        f.setPointSizeF(f.pointSizeF() * 1.5)
+        f.setBold(True)
+        self.train_button.setFont(f)
+        self.train_button.setMinimumHeight(48)
+        self.train_button.setMinimumWidth(180)
+        self.train_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setToolTip("Stop training; nothing is saved (Esc)")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        esc = QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.cancel)
+        esc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+
+        # Advanced
+        self.adv_toggle = QToolButton(self)
+        self.adv_toggle.setText("Advanced")
+        self.adv_toggle.setCheckable(True)
+        self.adv_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.adv_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.adv_toggle.toggled.connect(self._toggle_advanced)
+        self.advanced = QWidget(self)
+        form = QFormLayout(self.advanced)
+        self.samples = QSpinBox(self)
+        self.samples.setRange(0, 10_000_000)
+        self.samples.setSingleStep(1000)
+        self.batch = QSpinBox(self)
+        self.batch.setRange(1, 65536)
+        self.batch.setValue(256)
+        self.lr = QDoubleSpinBox(self)
+        self.lr.setDecimals(6)
+        self.lr.setRange(0.0, 1.0)
+        self.lr.setSingleStep(0.0005)
+        self.schedule = QComboBox(self)
+        self.schedule.addItems(["onecycle", "cosine", "linear", "constant"])
+        self.seed = QSpinBox(self)
+        self.seed.setRange(0, 2**31 - 1)
+        self.freeze = QSpinBox(self)
+        self.freeze.setRange(0, 64)
+        self.checkpointing = QCheckBox("Gradient checkpointing (less GPU memory, slower)", self)
+        form.addRow("Pairs seen in total", self.samples)
+        form.addRow("Batch size (pairs)", self.batch)
+        form.addRow("Peak learning rate", self.lr)
+        form.addRow("Schedule", self.schedule)
+        form.addRow("Seed", self.seed)
+        form.addRow("Frozen lowest layers (full)", self.freeze)
+        form.addRow("", self.checkpointing)
+        self.advanced.setVisible(False)
+        self.batch.valueChanged.connect(self._update_defaults)
+
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(True)
+        self.eta = QLabel("", self)
+        self.message = QLabel("", self)
+        self.message.setWordWrap(True)
+        self.plot = TrainPlot(self)
+
+        # Results
+        self.results_box = QGroupBox("Result: before and after, on your held-out comparisons", self)
+        self.table = QTableWidget(len(METRIC_ROWS), 2, self)
+        self.table.setHorizontalHeaderLabels(["Before", "After"])
+        self.table.setVerticalHeaderLabels([r[0] for r in METRIC_ROWS])
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.table.setMinimumHeight(self.table.verticalHeader().length() + self.table.horizontalHeader().height() + 4)
+        self.use_button = QPushButton("Use this model", self)
+        self.use_button.setToolTip("Make the new model active, rescore the folder and re-seed pair selection")
+        self.use_button.clicked.connect(self.use_result)
+        self.discard_button = QPushButton("Discard", self)
+        self.discard_button.setToolTip("Keep the current model; the new version is hidden from the list")
+        self.discard_button.clicked.connect(self.discard_result)
+        rl = QVBoxLayout(self.results_box)
+        rl.addWidget(self.table)
+        rb = QHBoxLayout()
+        rb.addStretch(1)
+        rb.addWidget(self.discard_button)
+        rb.addWidget(self.use_button)
+        rl.addLayout(rb)
+        self.results_box.setVisible(False)
+
+        # Versions
+        self.versions_box = QGroupBox("Model versions", self)
+        self.versions = QTableWidget(0, 5, self)
+        self.versions.setHorizontalHeaderLabels(["Version", "Created", "Mode", "Accuracy", "Status"])
+        self.versions.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.versions.horizontalHeader().setStretchLastSection(True)
+        self.versions.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.versions.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.versions.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.versions.verticalHeader().setVisible(False)
+        self.rollback_button = QPushButton("Use selected version", self)
+        self.rollback_button.setToolTip("Roll back (or forward) to the selected version and rescore")
+        self.rollback_button.clicked.connect(self.use_selected)
+        self.base_button = QPushButton("Use base model", self)
+        self.base_button.setToolTip("Go back to the model you started from")
+        self.base_button.clicked.connect(self.c.use_base_model)
+        vl = QVBoxLayout(self.versions_box)
+        vl.addWidget(self.versions)
+        vb = QHBoxLayout()
+        vb.addStretch(1)
+        vb.addWidget(self.base_button)
+        vb.addWidget(self.rollback_button)
+        vl.addLayout(vb)
+
+        top = QHBoxLayout()
+        modes = QVBoxLayout()
+        modes.addWidget(self.quick)
+        modes.addWidget(self.full)
+        top.addLayout(modes, 1)
+        top.addWidget(self.train_button)
+        prog = QHBoxLayout()
+        prog.addWidget(self.progress, 1)
+        prog.addWidget(self.eta)
+        prog.addWidget(self.cancel_button)
+        left = QVBoxLayout()
+        left.addWidget(self.summary)
+        left.addLayout(top)
+        left.addWidget(self.adv_toggle, 0, Qt.AlignmentFlag.AlignLeft)
+        left.addWidget(self.advanced)
+        left.addLayout(prog)
+        left.addWidget(self.message)
+        left.addWidget(self.plot, 1)
+        right = QVBoxLayout()
+        right.addWidget(self.results_box)
+        right.addWidget(self.versions_box, 1)
+        lay = QHBoxLayout(self)
+        lay.addLayout(left, 3)
+        lay.addLayout(right, 2)
+
+    # -- state ---------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the previous project's run (the project was closed)."""
+        self.task = None
+        self.result = None
+        self.results_box.setVisible(False)
+        self.plot.clear()
+        self.message.setText("")
+        self._reset_progress()
+        self.cancel_button.setEnabled(False)
+        self.versions.setRowCount(0)
+
+    @property
+    def session(self):
+        return self.c.session
+
+    def running(self) -> bool:
+        return self.task is not None  # cleared by this task's own `done`, never by a stale one
+
+    def refresh(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        n = s.project.comparison_count()
+        n_test = len(s.project.comparisons(split="test"))
+        from ..training import MIN_PAIRS
+
+        text = (f"<b>{n}</b> comparisons ({n_test} held-out pair{'s' if n_test != 1 else ''} for testing). "
+                f"Model: {self.c.model_label()}.")
+        if n < MIN_PAIRS:
+            text += f" Compare at least {MIN_PAIRS} pairs before training."
+        self.summary.setText(text)
+        self.train_button.setEnabled(not self.running() and n >= MIN_PAIRS and not self.c.busy_scoring())
+        self._update_defaults()
+        self._refresh_versions()
+
+    def _update_defaults(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        from ..training import default_config
+
+        n = s.project.comparison_count()
+        cfg = default_config(int(n * 0.8), self.mode(), batch_size=self.batch.value())
+        self.samples.setSpecialValueText(f"auto ({cfg.total_samples:,})")
+        self.lr.setSpecialValueText(f"auto ({cfg.lr:g})")
+
+    def mode(self) -> str:
+        return "full" if self.full.isChecked() else "quick"
+
+    def _toggle_advanced(self, on: bool) -> None:
+        self.advanced.setVisible(on)
+        self.adv_toggle.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+
+    def config(self):
+        from ..training import TrainConfig
+
+        return TrainConfig(
+            mode=self.mode(),
+            total_samples=self.samples.value() or None,
+            batch_size=self.batch.value(),
+            lr=self.lr.value() or None,
+            schedule=self.schedule.currentText(),
+            seed=self.seed.value(),
+            freeze_layers=self.freeze.value() if self.mode() == "full" else 0,
+            grad_checkpointing=self.checkpointing.isChecked() and self.mode() == "full",
+        )
+
+    # -- training --------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.running() or self.session is None:
+            return
+        from ..store import Project
+        from ..training import train_project
+
+        cfg = self.config()
+        folder, spec = self.session.folder, self.session.model_spec
+        self.result = None
+        self.results_box.setVisible(False)
+        self.plot.clear()
+        self.progress.setRange(0, 0)
+        self.eta.setText("")
+        self.message.setText("Preparing...")
+
+        def job(report, cancelled):
+            with Project(folder) as p:
+                return train_project(
+                    p, cfg, cancel=cancelled, start_spec=spec,
+                    progress=lambda tp: report(tp, force=tp.eval is not None or tp.phase != "training"))
+
+        task = Task("train", job, self)
+        task.progress.connect(self._on_progress)
+        task.succeeded.connect(self._on_done)
+        task.failed.connect(self._on_failed)
+        task.cancelled_.connect(self._on_cancelled)
+        task.done.connect(lambda t=task: self._finish(t))
+        self.task = task
+        self.train_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.c.runner.start(task)
+        self.c.set_busy("train", True)
+
+    def cancel(self) -> None:
+        if self.running():
+            self.task.cancel()
+            self.message.setText("Cancelling...")
+
+    def _on_progress(self, tp) -> None:
+        if tp.phase == "message":
+            self.message.setText(tp.message)
+            return
+        total = max(1, tp.total_steps)
+        self.progress.setRange(0, total)
+        self.progress.setValue(min(tp.step, total))
+        if tp.phase == "embedding":
+            self.progress.setFormat(f"{tp.message or 'embedding'} %v/%m")
+        else:
+            self.progress.setFormat("step %v/%m")
+            acc = tp.eval.get("accuracy") if tp.eval else None
+            self.plot.add(tp.step, tp.loss, acc, total)
+        self.eta.setText(f"ETA {format_seconds(tp.eta_s)}" if tp.eta_s is not None else "")
+
+    def _on_done(self, result) -> None:
+        self.result = result
+        self.plot.set_history(result.history)
+        self.message.setText(f"Trained version {result.version_id}. Compare before and after, then use it or discard it.")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self.progress.setFormat("done")
+        self.eta.setText("")
+        self._show_table(result.before, result.after)
+        self.results_box.setVisible(True)
+        self.use_button.setEnabled(True)
+        self.discard_button.setEnabled(True)
+        self.trained.emit(result)
+
+    def _on_failed(self, sentence: str) -> None:
+        self.message.setText("Training failed.")
+        self.c.show_error(sentence)
+        self._reset_progress()
+
+    def _on_cancelled(self) -> None:
+        self.message.setText("Training was cancelled; no model version was written.")
+        self._reset_progress()
+
+    def _reset_progress(self) -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.eta.setText("")
+
+    def _finish(self, task) -> None:
+        if self.task is not task:
+            return
+        self.task = None
+        self.cancel_button.setEnabled(False)
+        self.c.set_busy("train", False)
+        self.refresh()
+
+    def _show_table(self, before: dict, after: dict) -> None:
+        for row, (_, key, higher, kind) in enumerate(METRIC_ROWS):
+            b, a = before.get(key), after.get(key)
+            self.table.setItem(row, 0, QTableWidgetItem(_fmt(b, kind)))
+            item = QTableWidgetItem(_fmt(a, kind))
+            if higher is not None and isinstance(a, (int, float)) and isinstance(b, (int, float)) \
+                    and math.isfinite(a) and math.isfinite(b) and abs(a - b) > 1e-9:
+                better = (a > b) == higher
+                item.setText(item.text() + ("  \u25b2" if a > b else "  \u25bc"))
+                item.setForeground(QColor(40, 160, 70) if better else QColor(220, 60, 60))  # legible on light and dark
+                item.setToolTip("better" if better else "worse")
+            self.table.setItem(row, 1, item)
+            for col in (0, 1):
+                self.table.item(row, col).setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+
+    def use_result(self) -> None:
+        if self.result is None:
+            return
+        vid = self.result.version_id
+        self.use_button.setEnabled(False)
+        self.discard_button.setEnabled(False)
+        self.c.adopt_version(vid)
+        self.message.setText(f"Using version {vid}: rescoring the folder...")
+
+    def discard_result(self) -> None:
+        if self.result is None:
+            return
+        vid = self.result.version_id
+        try:
+            self.session.project.delete_version(vid)
+        except Exception as e:  # noqa: BLE001
+            from .util import error_sentence
+
+            self.c.show_error(error_sentence(e))
+        self.result = None
+        self.results_box.setVisible(False)
+        self.message.setText(f"Discarded version {vid}; the current model is unchanged.")
+        self.refresh()
+
+    # -- versions ----------------------------------------------------------------------------
+    def _refresh_versions(self) -> None:
+        s = self.session
+        versions = s.project.versions()
+        active = s.project.active_version
+        self.versions.setRowCount(len(versions))
+        for row, v in enumerate(reversed(versions)):
+            acc = (v.get("metrics_after") or {}).get("accuracy")
+            cells = [
+                v["id"],
+                datetime.datetime.fromtimestamp(v.get("created", 0)).strftime("%Y-%m-%d %H:%M"),
+                v.get("mode", "?"),
+                _fmt(acc, "pct"),
+                "active" if v["id"] == active else "",
+            ]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, v["id"])
+                if v["id"] == active:
+                    f = item.font()
+                    f.setBold(True)
+                    item.setFont(f)
+                self.versions.setItem(row, col, item)
+        busy = self.c.busy_scoring() or self.running()
+        self.rollback_button.setEnabled(bool(versions) and not busy)
+        self.base_button.setEnabled(active is not None and not busy)
+
+    def use_selected(self) -> None:
+        items = self.versions.selectedItems()
+        if not items:
+            self.c.show_error("Select a version in the list first.")
+            return
+        vid = items[0].data(Qt.ItemDataRole.UserRole)
+        if vid == self.session.project.active_version:
+            return
+        self.c.adopt_version(vid)

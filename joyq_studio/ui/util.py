@@ -1,0 +1,126 @@
+"""Small helpers shared by the views: formatting, settings, error sentences."""
+
+from __future__ import annotations
+
+import logging
+import math
+import traceback
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+
+from ..errors import JoyqError
+from ..store import data_dir
+
+log = logging.getLogger("joyq_studio.ui")
+
+ORG = "JoyQuality"
+APP = "JoyQuality Studio"
+MAX_RECENT = 8
+
+
+def settings() -> QSettings:
+    """Persistent settings: an ini file in the data dir (follows $JOYQ_DATA_DIR, so tests
+    and portable installs keep their settings with their data)."""
+    path = data_dir() / "settings.ini"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return QSettings(str(path), QSettings.Format.IniFormat)
+
+
+def recent_folders() -> list[str]:
+    value = settings().value("recent", [])
+    if isinstance(value, str):
+        value = [value]
+    return [str(v) for v in (value or []) if v]
+
+
+def add_recent_folder(folder: str | Path) -> None:
+    folder = str(folder)
+    items = [f for f in recent_folders() if f != folder]
+    s = settings()
+    s.setValue("recent", [folder, *items][:MAX_RECENT])
+    s.sync()
+
+
+def remove_recent_folder(folder: str | Path) -> None:
+    s = settings()
+    s.setValue("recent", [f for f in recent_folders() if f != str(folder)])
+    s.sync()
+
+
+def error_sentence(exc: BaseException) -> str:
+    """One sentence for the window: JoyqError messages as they are; anything else is a bug,
+    logged with its traceback, and shown as one line without the stack."""
+    if isinstance(exc, JoyqError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "Out of memory; close other programs or use a smaller model and try again."
+    log.error("unexpected error:\n%s", "".join(traceback.format_exception(exc)))
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"Unexpected error ({type(exc).__name__}{': ' + text if text else ''}); details are in the log."
+
+
+def default_model() -> str:
+    """The JoyQuality repo id (imported lazily: joyq_studio.model pulls in torch and transformers,
+    which a background task imports at start-up while the window is already on screen)."""
+    from ..model import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
+def format_seconds(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "--"
+    s = max(0, int(round(s)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def format_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024.0
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if n < 100 else f"{n:.0f} {unit}"
+    return f"{n:.0f} TiB"
+
+
+FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jfif": "JPEG", ".png": "PNG", ".webp": "WebP", ".bmp": "BMP",
+           ".gif": "GIF", ".tif": "TIFF", ".tiff": "TIFF", ".avif": "AVIF", ".heic": "HEIC"}
+
+
+def format_name(path: str | Path) -> str:
+    return FORMATS.get(Path(path).suffix.lower(), Path(path).suffix.lstrip(".").upper() or "?")
+
+
+def percent(x: float | None) -> str:
+    return "--" if x is None or not math.isfinite(x) else f"{100 * x:.0f}%"
+
+
+class Eta:
+    """ETA from a progress stream: the rate over the whole run so far (robust, no jitter)."""
+
+    def __init__(self):
+        import time
+
+        self._clock = time.monotonic
+        self.t0 = self._clock()
+        self.first: int | None = None
+
+    def __call__(self, done: int, total: int) -> float | None:
+        now = self._clock()
+        if self.first is None:
+            self.first = done
+            self.t0 = now
+            return None
+        moved = done - self.first
+        elapsed = now - self.t0
+        if moved <= 0 or elapsed <= 0:
+            return None
+        return (total - done) * elapsed / moved
