@@ -25,18 +25,21 @@ class CliError(JoyqError):
 
 
 class ProgressLine:
-    """A one-line progress bar on stderr: done/total, rate and ETA."""
+    """A one-line progress bar on stderr: done/total, rate and ETA. Redrawn in place on a
+    terminal; in a log, one line every 5 s of a long task (and nothing for a short one)."""
 
     def __init__(self, label: str, unit: str = "img", stream=None):
         self.label, self.unit, self.stream = label, unit, stream or sys.stderr
-        self.last = 0.0
         self.tty = self.stream.isatty()
+        self.last = 0.0 if self.tty else time.monotonic()
+        self.printed = False
 
     def __call__(self, done: int, total: int, rate: float | None = None) -> None:
         now = time.monotonic()
-        if done < total and now - self.last < (0.2 if self.tty else 5.0):
+        final = done >= total and (self.tty or self.printed)
+        if not final and now - self.last < (0.2 if self.tty else 5.0):
             return
-        self.last = now
+        self.last, self.printed = now, True
         pct = 100.0 * done / max(total, 1)
         width = 24
         bar = "#" * int(width * done / max(total, 1))

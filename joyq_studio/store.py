@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import stat
 import time
@@ -405,8 +406,11 @@ class Project:
             sql, args = sql + " WHERE split = ?", (split,)
         return list(self.db.execute(sql + " ORDER BY id", args))
 
-    def comparison_count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0]
+    def comparison_count(self, since: float | None = None) -> int:
+        """All comparisons, or those made after the time ``since`` (seconds since the epoch)."""
+        if since is None:
+            return self.db.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM comparisons WHERE created > ?", (since,)).fetchone()[0]
 
     # -- model versions -------------------------------------------------------------------
     @property
@@ -434,6 +438,31 @@ class Project:
         with self.transaction():
             self.db.execute("UPDATE versions SET record = ? WHERE id = ?", (json.dumps(record), version_id))
 
+    def delete_version(self, version_id: str) -> None:
+        """Forget a (discarded) version and delete its folder; the active one is refused."""
+        v = self.version(version_id)
+        if v is None:
+            raise StoreError(f"No model version {version_id!r} in this project.")
+        if version_id == self.active_version:
+            raise StoreError(f"Version {version_id} is in use; switch to another model before deleting it.")
+        with self.transaction():
+            self.db.execute("DELETE FROM versions WHERE id = ?", (version_id,))
+        folder = Path(v["path"])
+        if folder.parent == self.versions_dir.resolve() or folder.parent == self.versions_dir:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    @property
+    def base_model(self) -> str | None:
+        """The starting model the user chose for this folder (None = the app's default)."""
+        return self.get_meta("base_model")
+
+    def set_base_model(self, spec: str | None) -> None:
+        with self.transaction():
+            if spec is None:
+                self.db.execute("DELETE FROM meta WHERE key = 'base_model'")
+            else:
+                self.set_meta("base_model", spec)
+
     @property
     def active_version(self) -> str | None:
         return self.get_meta("active_version")
@@ -448,10 +477,10 @@ class Project:
                 self.set_meta("active_version", version_id)
 
     def active_model_spec(self, default: str) -> str:
-        """The --model string of the active version, else ``default``."""
+        """The --model string of the active version, else the folder's base model, else ``default``."""
         vid = self.active_version
         v = self.version(vid) if vid else None
-        return v["path"] if v else default
+        return v["path"] if v else (self.base_model or default)
 
 
 class _Transaction:

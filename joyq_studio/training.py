@@ -65,8 +65,8 @@ class TrainingError(JoyqError):
 
 
 class Cancelled(JoyqError):
-    def __init__(self):
-        super().__init__("Training was cancelled; no model version was written.")
+    def __init__(self, message: str = "Training was cancelled; no model version was written."):
+        super().__init__(message)
 
 
 # ---------------------------------------------------------------------------------------
@@ -918,5 +918,7 @@ def adopt(project, version_id: str, device: str | None = None, progress=None, ca
     model = load_model(version["path"])
     summary = score_project(project, model, device=pick_device(device) if device else "cpu",
                             progress=progress, cancel=cancel)
-    project.set_active_version(version_id)
+    if summary.cancelled:
+        raise Cancelled("Adoption was cancelled; the previous model stays active.")
+    project.set_active_version(version_id)  # score_project made its scores the current ones
     return {"version": version_id, "scored": summary.scored, "failed": len(summary.failed)}
