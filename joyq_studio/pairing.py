@@ -1,0 +1,827 @@
+"""Active pair selection: which two images to show next.
+
+Beliefs are one Gaussian ``N(mu_i, sigma_i^2)`` per image in *logit units*, so that once
+sigma is small
+
+    P(i beats j) ~= sigmoid(mu_i - mu_j).
+
+They start from the live model's scores (``set_model_scores``: one temperature fit on the
+unbiased labels so far, see ``prior_from_scores``) and are updated after every comparison
+with openskill's ``BradleyTerryFull``
+(Weng & Lin 2011, Algorithm 1) with ``mu=0, sigma=1, beta=1/sqrt(2), tau=0``. With
+``2 beta^2 = 1`` its win probability ``1 / (1 + exp(-(mu_i - mu_j) / c))``,
+``c = sqrt(1 + sigma_i^2 + sigma_j^2)``, is the logistic BT model above.
+
+The next pair is a documented mix (``PairMix``):
+
+* ``info``    maximise the expected information gain about ``mu_i - mu_j``
+              ``EIG = log(1 + V p (1 - p))``, ``V = sigma_i^2 + sigma_j^2``,
+              over a bounded candidate set: the highest-sigma images ("anchors") times
+              their neighbours in mu order;
+* ``near``    an uncertain anchor and, among its nearest neighbours in embedding space
+              (same content, different quality), the partner with the highest EIG;
+* ``heldout`` a uniformly random pair of available images, never chosen by the model, so
+              the app can store these as an unbiased test set;
+* ``repeat``  an earlier pair shown again to measure the user's own consistency.
+
+Rules: never return a self-pair; never repeat a pair by accident (a pair is shown again
+only as a ``repeat``, or in tiny sets once a third of all pairs have been used, see
+``_pair_limit``); cap how often one image is shown (``max_shows``); a pair that was
+issued and not yet recorded is not issued again.
+
+Everything is numpy arrays; per-item Python objects are too slow for candidate search over
+100k images. This module never imports Qt.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+from openskill.models import BradleyTerryFull
+
+__all__ = [
+    "KINDS",
+    "PairMix",
+    "PairSelector",
+    "fit_temperature",
+    "prior_from_scores",
+    "expected_info_gain",
+    "win_probability",
+    "self_agreement",
+    "model_agreement",
+]
+
+KINDS: tuple[str, ...] = ("info", "near", "heldout", "repeat")
+"""Kinds of pair returned by ``next_pair``; recorded pairs not issued by us are "other"."""
+
+BETA = 1.0 / math.sqrt(2.0)
+"""openskill performance noise; ``2 beta^2 = 1`` makes its model the unit-logit BT model."""
+
+PRIOR_TOTAL_SD = 1.5
+"""Assumed spread (SD, logits) of true quality within one user's folder. Only used to split
+the prior into "explained by the model" (mu) and "remaining" (sigma)."""
+
+Comparison = Sequence  # (i, j, outcome) or (i, j, outcome, kind)
+
+PRIOR_SLOPE_REL_SD = 0.5
+"""Prior SD of the slope 1/T relative to its centre 1/prior_temperature."""
+
+DENSE_MAX = 2048
+"""Up to this many items pair counts also live in a dense matrix, so that a session that has
+compared most pairs (small n, large budgets) can still find its best unused pair quickly."""
+
+
+# ----------------------------------------------------------------------------- maths
+
+
+def _sigmoid(x: np.ndarray | float) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+
+def win_probability(mu_i, sigma_i, mu_j, sigma_j) -> np.ndarray:
+    """Logistic predictive probability that i beats j, integrating over both Gaussians.
+
+        P(i > j) = E[sigmoid(x_i - x_j)] ~= sigmoid((mu_i - mu_j) / sqrt(1 + pi V / 8)),
+        V = sigma_i^2 + sigma_j^2                    (MacKay's probit approximation).
+
+    openskill's ``predict_win`` uses a normal CDF instead, which is the wrong link here.
+    """
+    v = np.square(sigma_i) + np.square(sigma_j)
+    return _sigmoid((np.asarray(mu_i) - np.asarray(mu_j)) / np.sqrt(1.0 + (math.pi / 8.0) * v))
+
+
+def expected_info_gain(mu_i, sigma_i, mu_j, sigma_j) -> np.ndarray:
+    """Expected information (nats, x2) one comparison gives about d = x_i - x_j.
+
+    With d ~ N(mu_i - mu_j, V) and a logistic likelihood, a Laplace step shrinks the
+    variance of d from V to V / (1 + V p (1 - p)), so the entropy drops by
+    ``0.5 log(1 + V p (1 - p))``; we return ``log(1 + V p (1 - p))``. Large when both images
+    are uncertain (V) and the outcome is a coin flip (p ~ 1/2).
+    """
+    v = np.square(sigma_i) + np.square(sigma_j)
+    p = win_probability(mu_i, sigma_i, mu_j, sigma_j)
+    return np.log1p(v * p * (1.0 - p))
+
+
+def _fit_slope(
+    score_diffs: np.ndarray,
+    outcomes: np.ndarray,
+    prior_slope: float,
+    prior_sd: float,
+) -> tuple[float, float]:
+    """MAP slope ``a`` (and its Laplace variance) of P(i > j) = sigmoid(a (s_i - s_j)).
+
+    Maximises  sum_k [o_k log sigmoid(a d_k) + (1 - o_k) log sigmoid(-a d_k)]
+               - (a - a0)^2 / (2 tau^2)
+    by Newton's method (the objective is concave in a). Ties (o = 0.5) count half each way.
+    """
+    d = np.asarray(score_diffs, dtype=np.float64)
+    o = np.asarray(outcomes, dtype=np.float64)
+    prec0 = 1.0 / (prior_sd * prior_sd)
+
+    def objective(a: float) -> float:  # log posterior; log sigmoid(x) = -log(1 + e^-x)
+        x = a * d
+        return float(-np.dot(o, np.logaddexp(0.0, -x)) - np.dot(1.0 - o, np.logaddexp(0.0, x))) - 0.5 * prec0 * (
+            a - prior_slope
+        ) ** 2
+
+    a = float(prior_slope)
+    fa = objective(a)
+    for _ in range(100):
+        p = _sigmoid(a * d)
+        g = float(np.dot(d, o - p)) - (a - prior_slope) * prec0
+        h = -float(np.dot(d * d, p * (1.0 - p))) - prec0
+        step = -g / h  # Newton step, halved until the objective does not drop
+        for _ in range(60):
+            fn = objective(a + step)
+            if fn >= fa - 1e-12:
+                break
+            step *= 0.5
+        a, fa = a + step, fn
+        if abs(step) < 1e-10 * max(1.0, abs(a)):
+            break
+    p = _sigmoid(a * d)
+    h = -float(np.dot(d * d, p * (1.0 - p))) - prec0
+    return a, -1.0 / h
+
+
+def fit_temperature(
+    score_diffs: Sequence[float] | np.ndarray,
+    outcomes: Sequence[float] | np.ndarray,
+    prior_temperature: float = 1.0,
+    prior_rel_sd: float = PRIOR_SLOPE_REL_SD,
+) -> float:
+    """Temperature T such that P(i beats j) = sigmoid((s_i - s_j) / T) fits the labels.
+
+    A one-parameter logistic regression on score differences, MAP with a Gaussian prior on
+    the slope 1/T centred on ``1/prior_temperature`` with SD ``prior_rel_sd / prior_temperature``
+    (so a handful of labels cannot give T -> 0). Returns ``inf`` when the fitted slope is
+    <= 0 (the model is no better than a coin on these labels).
+    """
+    a0 = 1.0 / prior_temperature
+    a, _ = _fit_slope(np.asarray(score_diffs, float), np.asarray(outcomes, float), a0, prior_rel_sd * a0)
+    return 1.0 / a if a > 0 else math.inf
+
+
+def prior_from_scores(
+    scores: Sequence[float] | np.ndarray,
+    slope: float,
+    slope_var: float = 0.0,
+    total_sd: float = PRIOR_TOTAL_SD,
+    min_sigma: float = 0.2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Prior beliefs (mu, sigma) from model scores and the fitted slope a = 1/T.
+
+    Model: true logit t_i = b s_i + e_i, e_i ~ N(0, r^2) independent of the score. Labels
+    identify only the *effective* slope  a = b / sqrt(1 + pi r^2 / 4)  (the noise of two
+    items blurs the sigmoid). Assuming Var(t) = total_sd^2 = b^2 Var(s) + r^2 gives
+
+        r^2 = (total_sd^2 - a^2 Var(s)) / (1 + pi a^2 Var(s) / 4),
+        b   = a sqrt(1 + pi r^2 / 4),
+        mu_i = b (s_i - mean(s)),
+        sigma^2 = r^2 + Var(b) Var(s),   Var(b) = slope_var (1 + pi r^2 / 4),
+
+    the same sigma for every image. The slope's uncertainty is shared by all images (it
+    stretches the ranking, it does not reorder it), so it enters as its average: given per
+    image as Var(b) (s_i - mean(s))^2 it made the extreme images look most uncertain and
+    drew the info pairs there. A useless model (a ~ 0) gives mu ~ 0, sigma ~ total_sd; a
+    sharp one gives small sigma. A negative slope is clipped to 0: we never invert the model.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    sc = s - s.mean() if s.size else s
+    a = max(float(slope), 0.0)
+    explained = a * a * float(np.mean(sc * sc)) if s.size else 0.0
+    r2 = (total_sd * total_sd - explained) / (1.0 + (math.pi / 4.0) * explained)
+    r2 = max(r2, min_sigma * min_sigma)
+    k = 1.0 + (math.pi / 4.0) * r2
+    b = a * math.sqrt(k)
+    mu = b * sc
+    var_s = float(np.mean(sc * sc)) if s.size else 0.0
+    sigma = np.full(s.shape, math.sqrt(r2 + max(slope_var, 0.0) * k * var_s))
+    return mu, sigma
+
+
+def self_agreement(first_outcomes: Sequence[float], repeat_outcomes: Sequence[float]) -> float:
+    """Share of repeated pairs the user judged the same way twice.
+
+    Both sequences give P(first-listed image won) in the *same* orientation per pair.
+    Agreement of one pair is 1 - |o1 - o2| (win/win 1, win/loss 0, tie/win 0.5).
+    Returns nan when there are no repeats.
+    """
+    a = np.asarray(first_outcomes, dtype=np.float64)
+    b = np.asarray(repeat_outcomes, dtype=np.float64)
+    if a.size == 0:
+        return math.nan
+    return float(np.mean(1.0 - np.abs(a - b)))
+
+
+def model_agreement(
+    score_diffs: Sequence[float], outcomes: Sequence[float], last_n: int | None = None
+) -> float:
+    """Share of comparisons (the last ``last_n``) where the model agrees with the user.
+
+    The model's vote is 1 if s_i > s_j, 0 if s_i < s_j, 0.5 on equal scores; agreement per
+    comparison is 1 - |vote - outcome|. Returns nan when there are no comparisons.
+    """
+    d = np.asarray(score_diffs, dtype=np.float64)
+    o = np.asarray(outcomes, dtype=np.float64)
+    if last_n is not None:
+        d, o = d[-last_n:], o[-last_n:]
+    if d.size == 0:
+        return math.nan
+    vote = 0.5 * (np.sign(d) + 1.0)
+    return float(np.mean(1.0 - np.abs(vote - o)))
+
+
+# ----------------------------------------------------------------------------- selector
+
+
+@dataclass(frozen=True)
+class PairMix:
+    """Shares of each pair kind; ``info`` gets the rest (``1 - near - heldout - repeat``).
+
+    ``near`` falls back to ``info`` without embeddings; ``repeat`` falls back to ``info``
+    until there is an old enough pair to repeat.
+    """
+
+    near: float = 0.30
+    heldout: float = 0.10
+    repeat: float = 0.04
+
+    def probabilities(self, has_embeddings: bool) -> np.ndarray:
+        """(info, near, heldout, repeat) probabilities."""
+        near = self.near if has_embeddings else 0.0
+        info = 1.0 - near - self.heldout - self.repeat
+        if info < 0:
+            raise ValueError("PairMix shares must sum to at most 1")
+        return np.array([info, near, self.heldout, self.repeat])
+
+
+def _orthonormal(y: np.ndarray) -> np.ndarray:
+    """Orthonormal basis of the columns of a tall y via its small Gram matrix:
+    y^T y = U diag(w) U^T  =>  q = y U diag(w)^-1/2  has q^T q = I."""
+    w, u = np.linalg.eigh(y.T @ y)
+    return (y @ u) / np.sqrt(np.maximum(w, 1e-12 * w.max()))
+
+
+def _reduce_embeddings(emb: np.ndarray, dims: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-norm float32 embeddings, PCA-reduced to ``dims`` (PCA fit on <= 4096 rows).
+
+    Cosine neighbours in the top principal directions approximate those of the full space.
+    Row scaling commutes with the projection, so (x_i / |x_i| - m) V = x_i V / |x_i| - m V
+    and the (n, D) input is read once, never copied.
+    """
+    x = np.asarray(emb, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError("embeddings must be a 2-d array (n_items, dim)")
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32))
+    norms = np.maximum(norms, 1e-12)[:, None]
+    if x.shape[1] > dims:
+        rows = np.arange(len(x)) if len(x) <= 4096 else np.sort(rng.choice(len(x), 4096, replace=False))
+        sample = x[rows] / norms[rows]
+        mean = sample.mean(axis=0)
+        c = sample - mean
+        cov = (c.T @ c).astype(np.float64)
+        # top-`dims` eigenvectors by randomized subspace iteration (Halko et al. 2011); a
+        # full SVD of the 4096 x 1152 sample takes seconds on a small CPU, this ~0.05 s.
+        q = _orthonormal(cov @ rng.normal(size=(cov.shape[0], dims + 16)))
+        for _ in range(3):
+            q = _orthonormal(cov @ q)
+        w, u = np.linalg.eigh(q.T @ cov @ q)
+        v = np.ascontiguousarray((q @ u[:, ::-1][:, :dims]).astype(np.float32))
+        y = (x @ v) / norms - mean @ v
+    else:
+        y = x / norms
+    y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+class _NearIndex:
+    """Cosine nearest-neighbour search over unit vectors, exact for small n and an
+    inverted-file index (IVF) above ``brute_max`` items.
+
+    IVF: ~sqrt(n) centroids (a random sample, one Lloyd step), every item listed under its
+    most similar centroid; a query scans the ``n_probe`` lists whose centroids are most
+    similar to it. At 100k items that reads ~3k vectors instead of 100k.
+    """
+
+    def __init__(self, x: np.ndarray, rng: np.random.Generator, brute_max: int = 20_000, n_probe: int = 8):
+        self.x = x
+        self.n_probe = n_probe
+        self.lists: list[np.ndarray] | None = None
+        if len(x) <= brute_max:
+            return
+        n_lists = int(min(2048, max(16, math.sqrt(len(x)))))
+        c = x[rng.choice(len(x), n_lists, replace=False)]
+        for step in range(2):
+            assign = np.concatenate([np.argmax(x[s : s + 8192] @ c.T, axis=1) for s in range(0, len(x), 8192)])
+            if step == 0:  # one Lloyd step: centroids -> normalised means of their members
+                sums = np.zeros_like(c)
+                np.add.at(sums, assign, x)
+                nz = np.linalg.norm(sums, axis=1) > 0
+                c[nz] = sums[nz] / np.linalg.norm(sums[nz], axis=1, keepdims=True)
+        order = np.argsort(assign, kind="stable")
+        bounds = np.searchsorted(assign[order], np.arange(n_lists + 1))
+        self.centroids = c
+        self.lists = [order[bounds[k] : bounds[k + 1]] for k in range(n_lists)]
+
+    def query(self, a: int, k: int, mask: np.ndarray) -> np.ndarray:
+        """Up to k items in ``mask`` (excluding a) most cosine-similar to item a."""
+        q = self.x[a]
+        if self.lists is None:
+            cand = np.flatnonzero(mask)
+        else:
+            near_lists = np.argsort(-(self.centroids @ q))[: self.n_probe]
+            cand = np.concatenate([self.lists[c] for c in near_lists])
+            cand = cand[mask[cand]]
+        cand = cand[cand != a]
+        if cand.size <= k:
+            return cand
+        sims = self.x[cand] @ q
+        return cand[np.argpartition(-sims, k - 1)[:k]]
+
+
+class PairSelector:
+    """Chooses the next pair of images to compare and keeps the beliefs.
+
+    >>> sel = PairSelector(n_items, prior_mu=None, prior_sigma=None, embeddings=None, seed=0)
+    >>> i, j = sel.next_pair()          # two distinct indices; sel.last_kind says which kind
+    >>> sel.record(i, j, outcome)       # 1.0 = i won, 0.0 = j won, 0.5 = tie
+    >>> sel.mu, sel.sigma               # numpy arrays, logit units
+
+    Parameters
+    ----------
+    n_items: number of images (indices 0..n-1).
+    prior_mu, prior_sigma: prior beliefs (arrays or scalars; default 0 and 1).
+    embeddings: optional (n, d) array for ``near`` pairs.
+    seed: everything random comes from ``np.random.default_rng(seed)``.
+    mix: shares of pair kinds (``PairMix``).
+    n_anchors, window: candidate set of ``info`` = ``n_anchors`` highest-sigma images x
+        ``window`` neighbours on each side in mu order (default 16 x 32, or 64 x 64 up to
+        DENSE_MAX images).
+    near_k: the ``near`` partner is chosen among this many embedding neighbours.
+    max_shows: cap on how often one image is shown in info/near/repeat pairs. ``None``:
+        ``3 * mean shows + 6``, so the cap grows with the session.
+    repeat_gap: a repeat is drawn from pairs at least this many comparisons old.
+    pair_reuse: see ``_pair_limit``; only matters when n (n - 1) / 2 is within a few
+        multiples of the number of comparisons.
+
+    Attributes: ``mu``, ``sigma``, ``prior_mu``, ``prior_sigma``, ``shows`` (per-image
+    counts), ``available`` (bool mask, see ``exclude``), ``temperature`` (after
+    ``set_model_scores``), ``last_kind``, ``history``.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        prior_mu: np.ndarray | float | None = None,
+        prior_sigma: np.ndarray | float | None = None,
+        embeddings: np.ndarray | None = None,
+        seed: int = 0,
+        *,
+        mix: PairMix = PairMix(),
+        n_anchors: int | None = None,
+        window: int | None = None,
+        near_k: int = 10,
+        near_dims: int = 64,
+        max_shows: int | None = None,
+        repeat_gap: int = 20,
+        pair_reuse: float = 3.0,
+    ) -> None:
+        n = int(n_items)
+        if n < 2:
+            raise ValueError("PairSelector needs at least 2 items")
+        self.n = n
+        self.rng = np.random.default_rng(seed)
+        self.prior_mu = np.broadcast_to(np.asarray(0.0 if prior_mu is None else prior_mu, float), (n,)).copy()
+        self.prior_sigma = np.broadcast_to(np.asarray(1.0 if prior_sigma is None else prior_sigma, float), (n,)).copy()
+        if np.any(self.prior_sigma <= 0) or not np.all(np.isfinite(self.prior_mu)):
+            raise ValueError("prior_sigma must be > 0 and prior_mu finite")
+        self.embeddings = None if embeddings is None else _reduce_embeddings(embeddings, near_dims, self.rng)
+        if self.embeddings is not None and len(self.embeddings) != n:
+            raise ValueError(f"embeddings have {len(self.embeddings)} rows for {n} items")
+        self._near_index = None if self.embeddings is None else _NearIndex(self.embeddings, self.rng)
+        self.mix = mix
+        self._cum_kind = np.cumsum(mix.probabilities(self.embeddings is not None))
+        small = n <= DENSE_MAX  # small sets can afford a wider search (it finds better pairs)
+        self.n_anchors = int(n_anchors if n_anchors is not None else (64 if small else 16))
+        self.window = int(window if window is not None else (64 if small else 32))
+        self.near_k = int(near_k)
+        self.max_shows, self.repeat_gap = max_shows, int(repeat_gap)
+        self.pair_reuse = float(pair_reuse)
+        self.available = np.ones(n, dtype=bool)
+        self.temperature: float | None = None
+        self.last_kind: str | None = None
+        # openskill: tau must be set here; rate(tau=0) is ignored because 0 is falsy.
+        self.model = BradleyTerryFull(mu=0.0, sigma=1.0, beta=BETA, tau=0.0)
+        self._ra = self.model.rating(mu=0.0, sigma=1.0)
+        self._rb = self.model.rating(mu=0.0, sigma=1.0)
+        # Fixed random tie-break: equal sigmas/mus are ordered randomly but reproducibly.
+        self._jitter = self.rng.random(n) * 1e-9
+        self._tri: tuple[np.ndarray, np.ndarray] | None = None
+        if n * (n - 1) // 2 <= 4096:  # tiny n: score all pairs
+            self._tri = np.triu_indices(n, 1)
+        self._dense = n <= DENSE_MAX  # small n: pair counts in an (n, n) matrix
+        self._reset_state()
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_model_scores(
+        cls,
+        scores: Sequence[float] | np.ndarray,
+        comparisons: Iterable[Comparison] = (),
+        embeddings: np.ndarray | None = None,
+        seed: int = 0,
+        **kwargs,
+    ) -> "PairSelector":
+        """Selector whose priors come from the model's ``scores``, with ``comparisons`` replayed.
+
+        ``comparisons`` are (i, j, outcome) or (i, j, outcome, kind); pass the kind so that
+        held-out pairs are recognised. Fits one temperature (see ``set_model_scores``), sets prior
+        mu/sigma with ``prior_from_scores`` and replays the comparisons in order.
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        sel = cls(len(scores), embeddings=embeddings, seed=seed, **kwargs)
+        sel.replay(comparisons)  # under the default prior: builds the history and its flags
+        sel.set_model_scores(scores)  # refit T, priors from scores, replay again
+        return sel
+
+    def set_model_scores(
+        self,
+        scores: Sequence[float] | np.ndarray,
+        prior_temperature: float = 1.0,
+        trust_z: float = 1.5,
+    ) -> float:
+        """After a retrain: refit the temperature, reset the priors from the new scores and
+        replay every recorded comparison. Returns the fitted temperature.
+
+        * The slope a = 1/T is fit as in ``fit_temperature``: prior N(a0, (a0/2)^2),
+          a0 = 1/prior_temperature (JoyQuality scores are already logits, so T ~ 1).
+        * It is fit on the *unbiased* labels: held-out pairs, and pairs of two images that
+          had never been compared before (their choice depended on the scores only, not on
+          how these two images fared). Other actively chosen pairs are a biased sample: we
+          pick pairs whose *posterior* means are close, e.g. a high-scored image that lost
+          before against a lower-scored one that won, so there the model looks less
+          predictive than it is (T came out twice too large in simulation).
+        * The model is used only while  a - trust_z sd(a) > 0 : a model that the labels do
+          not show to be predictive does not get to order the unseen images (the prior is
+          then mu = 0, sigma = total_sd).
+        """
+        s = np.asarray(scores, dtype=np.float64)
+        if s.shape != (self.n,) or not np.all(np.isfinite(s)):
+            raise ValueError(f"scores must be {self.n} finite numbers")
+        fit = [c for c, f in zip(self._history, self._fresh) if f or c[3] == "heldout"]
+        if not fit:
+            fit = self._history
+        if fit:
+            h = np.array([c[:3] for c in fit], dtype=np.float64)
+            d, o = s[h[:, 0].astype(np.int64)] - s[h[:, 1].astype(np.int64)], h[:, 2]
+        else:
+            d = o = np.zeros(0)
+        a0 = 1.0 / prior_temperature
+        a, var_a = _fit_slope(d, o, a0, PRIOR_SLOPE_REL_SD * a0)
+        self.temperature = 1.0 / a if a > 0 else math.inf
+        a_used = a if a - trust_z * math.sqrt(var_a) > 0 else 0.0
+        self.prior_mu, self.prior_sigma = prior_from_scores(s, a_used, var_a)
+        self.replay()
+        return self.temperature
+
+    def _reset_state(self) -> None:
+        n = self.n
+        self.mu = self.prior_mu.copy()
+        self.sigma = self.prior_sigma.copy()
+        self.shows = np.zeros(n, dtype=np.int64)
+        self._history: list[tuple[int, int, float, str]] = []
+        self._pair_count: dict[int, int] = {}
+        self._counts = np.zeros((n, n) if self._dense else (0, 0), dtype=np.int32)
+        self._first_idx: dict[int, int] = {}
+        self._repeated: set[int] = set()
+        self._pending: dict[int, str] = {}
+        self._fresh: list[bool] = []  # both images unseen when this pair was recorded
+        self._rebuild_order()
+
+    def _rebuild_order(self) -> None:
+        """``order`` sorts items by mu (ties by a fixed random jitter); ``pos`` inverts it."""
+        self._order = np.lexsort((self._jitter, self.mu)).astype(np.int64)
+        self._mu_sorted = self.mu[self._order]
+        self._pos = np.empty(self.n, dtype=np.int64)
+        self._pos[self._order] = np.arange(self.n)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def history(self) -> list[tuple[int, int, float, str]]:
+        """All recorded comparisons in order, as (i, j, outcome, kind)."""
+        return list(self._history)
+
+    @property
+    def n_comparisons(self) -> int:
+        return len(self._history)
+
+    def exclude(self, indices: Iterable[int] | np.ndarray) -> None:
+        """Never offer these images (e.g. not scored yet) until ``include``-d again."""
+        self.available[np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)] = False
+
+    def include(self, indices: Iterable[int] | np.ndarray) -> None:
+        self.available[np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)] = True
+
+    def next_pair(self) -> tuple[int, int]:
+        """Two distinct available indices to compare next; ``self.last_kind`` gives the kind."""
+        i, j, _ = self.next_pair_with_kind()
+        return i, j
+
+    def next_pair_with_kind(self) -> tuple[int, int, str]:
+        """Like ``next_pair`` but also returns the kind ("info", "near", "heldout", "repeat").
+
+        The pair stays *pending* (not offered again) until ``record``-ed or ``skip``-ped.
+        """
+        n_av = int(self.available.sum())
+        if n_av < 2:
+            raise RuntimeError("fewer than 2 images are available to compare")
+        kind = KINDS[min(int(np.searchsorted(self._cum_kind, self.rng.random(), side="right")), 3)]
+        pair = None
+        if kind == "near":
+            pair = self._pick_near()
+        elif kind == "heldout":
+            pair = self._pick_heldout(n_av)
+        elif kind == "repeat":
+            pair = self._pick_repeat()
+        if pair is None:
+            kind = "info"
+            pair = self._pick_info(n_av)
+        i, j = pair
+        if kind != "repeat" and self.rng.random() < 0.5:  # random sides: no position bias
+            i, j = j, i
+        self._pending[self._key(i, j)] = kind
+        self.last_kind = kind
+        return int(i), int(j), kind
+
+    def skip(self, i: int, j: int) -> None:
+        """Forget a pending pair that the user skipped (it may be offered again later)."""
+        self._pending.pop(self._key(i, j), None)
+
+    def record(self, i: int, j: int, outcome: float, kind: str | None = None) -> None:
+        """Record one comparison and update both beliefs with openskill.
+
+        outcome: 1.0 = i won, 0.0 = j won, 0.5 = tie. ``kind`` defaults to the kind under
+        which the pair was issued, or "other" for pairs we did not issue.
+        """
+        c = self._normalise((i, j, outcome, kind))
+        self._apply(c)
+        self._reposition(c[0])
+        self._reposition(c[1])
+
+    def replay(self, comparisons: Iterable[Comparison] | None = None) -> None:
+        """Reset beliefs to the priors and apply ``comparisons`` (default: our own history)
+        in order. Pending pairs are dropped."""
+        comps = self._history if comparisons is None else [self._normalise(c) for c in comparisons]
+        self._reset_state()
+        for c in comps:
+            self._apply(c)
+        self._rebuild_order()
+
+    def win_probability(self, i, j) -> np.ndarray:
+        """Current P(i beats j) (vectorised over index arrays)."""
+        return win_probability(self.mu[i], self.sigma[i], self.mu[j], self.sigma[j])
+
+    def repeat_outcomes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(first, repeat) outcomes of every repeated pair, both oriented as (min, max) index."""
+        first, again = [], []
+        for k, (i, j, o, kind) in enumerate(self._history):
+            if kind != "repeat":
+                continue
+            key = self._key(i, j)
+            k0 = self._first_idx.get(key)
+            if k0 is None or k0 >= k:
+                continue
+            i0, _, o0, _ = self._history[k0]
+            first.append(o0 if i0 < self._history[k0][1] else 1.0 - o0)
+            again.append(o if i < j else 1.0 - o)
+        return np.asarray(first), np.asarray(again)
+
+    def self_agreement(self) -> float:
+        """The user's agreement with themselves on repeated pairs (nan if none yet)."""
+        return self_agreement(*self.repeat_outcomes())
+
+    def model_agreement(self, scores: Sequence[float] | np.ndarray, last_n: int | None = 200) -> float:
+        """Agreement of the model's ``scores`` with the user over the last ``last_n`` comparisons."""
+        if not self._history:
+            return math.nan
+        s = np.asarray(scores, dtype=np.float64)
+        h = self._history[-last_n:] if last_n else self._history
+        arr = np.array([c[:3] for c in h], dtype=np.float64)
+        ii, jj = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64)
+        return model_agreement(s[ii] - s[jj], arr[:, 2])
+
+    # ------------------------------------------------------------------ internals
+
+    def _key(self, i: int, j: int) -> int:
+        return int(i) * self.n + int(j) if i < j else int(j) * self.n + int(i)
+
+    def _normalise(self, c: Comparison) -> tuple[int, int, float, str]:
+        i, j, o = int(c[0]), int(c[1]), float(c[2])
+        kind = c[3] if len(c) > 3 and c[3] is not None else None
+        if not (0 <= i < self.n and 0 <= j < self.n) or i == j:
+            raise ValueError(f"bad pair ({i}, {j}) for {self.n} items")
+        if o not in (0.0, 0.5, 1.0):
+            raise ValueError(f"outcome must be 1.0 (i won), 0.0 (j won) or 0.5 (tie), not {o}")
+        if kind is None:
+            kind = self._pending.get(self._key(i, j), "other")
+        return i, j, o, str(kind)
+
+    def _apply(self, c: tuple[int, int, float, str]) -> None:
+        """openskill BradleyTerryFull update of items i and j, plus the bookkeeping."""
+        i, j, o, kind = c
+        ra, rb = self._ra, self._rb
+        ra.mu, ra.sigma = float(self.mu[i]), float(self.sigma[i])
+        rb.mu, rb.sigma = float(self.mu[j]), float(self.sigma[j])
+        ranks = [0, 1] if o == 1.0 else ([1, 0] if o == 0.0 else [0, 0])
+        (na,), (nb,) = self.model.rate([[ra], [rb]], ranks=ranks)
+        self.mu[i], self.sigma[i] = na.mu, na.sigma
+        self.mu[j], self.sigma[j] = nb.mu, nb.sigma
+        key = self._key(i, j)
+        self._pending.pop(key, None)
+        self._fresh.append(bool(self.shows[i] == 0 and self.shows[j] == 0))
+        self.shows[i] += 1
+        self.shows[j] += 1
+        self._pair_count[key] = self._pair_count.get(key, 0) + 1
+        if self._dense:
+            self._counts[i, j] += 1
+            self._counts[j, i] += 1
+        if kind == "repeat":
+            self._repeated.add(key)
+        else:
+            self._first_idx.setdefault(key, len(self._history))
+        self._history.append(c)
+
+    def _reposition(self, k: int) -> None:
+        """Move item k to its new place in the mu order in O(distance moved)."""
+        p = int(self._pos[k])
+        new = float(self.mu[k])
+        old = float(self._mu_sorted[p])
+        q = int(np.searchsorted(self._mu_sorted, new, side="left"))
+        if old < new:
+            q -= 1  # the array without k's old entry has one fewer element below `new`
+        order, ms = self._order, self._mu_sorted
+        if q > p:
+            order[p:q] = order[p + 1 : q + 1]
+            ms[p:q] = ms[p + 1 : q + 1]
+        elif q < p:
+            order[q + 1 : p + 1] = order[q:p].copy()
+            ms[q + 1 : p + 1] = ms[q:p].copy()
+        order[q], ms[q] = k, new
+        lo, hi = min(p, q), max(p, q) + 1
+        self._pos[order[lo:hi]] = np.arange(lo, hi)
+
+    def _eligible(self) -> np.ndarray:
+        """Available images under the show cap (falls back to all available ones)."""
+        cap = self.max_shows
+        if cap is None:
+            n_av = max(int(self.available.sum()), 1)
+            cap = int(3.0 * 2.0 * len(self._history) / n_av) + 6
+        elig = self.available & (self.shows < cap)
+        if np.count_nonzero(elig) < 2:
+            elig = self.available
+        return elig
+
+    def _pair_limit(self, n_av: int) -> int:
+        """A pair may be offered while its count is below this limit:
+
+            limit = 1 + floor(pair_reuse * m / n_pairs),   n_pairs = n_av (n_av - 1) / 2,
+
+        i.e. 1 (never repeat) until the session has used 1/pair_reuse of all distinct pairs;
+        only tiny sets with big budgets (the all-pairs protocols) ever get there."""
+        n_pairs = n_av * (n_av - 1) // 2
+        return 1 + int(self.pair_reuse * len(self._history) // n_pairs)
+
+    def _first_allowed(self, a: np.ndarray, b: np.ndarray, score: np.ndarray, limit: int):
+        """Best-scoring candidate (a, b) that is not a self-pair, pending or over ``limit``."""
+        t = int(np.argmax(score))  # usually the best one is allowed: skip the sort
+        if np.isfinite(score[t]) and a[t] != b[t]:
+            key = self._key(a[t], b[t])
+            if key not in self._pending and self._pair_count.get(key, 0) < limit:
+                return int(a[t]), int(b[t])
+        for t in np.argsort(-score, kind="stable"):
+            if not np.isfinite(score[t]):
+                break
+            i, j = int(a[t]), int(b[t])
+            if i == j:
+                continue
+            key = self._key(i, j)
+            if key in self._pending or self._pair_count.get(key, 0) >= limit:
+                continue
+            return i, j
+        return None
+
+    def _pick_info(self, n_av: int) -> tuple[int, int]:
+        """Highest-EIG allowed pair among anchors x mu-neighbours (all pairs for tiny n).
+
+        Fallbacks when those are used up (small n, big budgets): anchors x every eligible
+        image, then every eligible pair, then a random allowed pair."""
+        elig = self._eligible()
+        limit = self._pair_limit(n_av)
+        if self._tri is not None:  # tiny n: score every pair
+            a, b = self._tri
+            ok = elig[a] & elig[b]
+            return self._best_allowed(a[ok], b[ok], limit) or self._fallback(elig, limit)
+        s = np.where(elig, self.sigma + self._jitter, -np.inf)
+        k = min(self.n_anchors, self.n - 1)
+        anchors = np.argpartition(s, -k)[-k:]
+        anchors = anchors[np.isfinite(s[anchors])]
+        offs = np.concatenate([np.arange(-self.window, 0), np.arange(1, self.window + 1)])
+        pos = np.clip(self._pos[anchors][:, None] + offs[None, :], 0, self.n - 1)
+        a = np.repeat(anchors, len(offs))
+        b = self._order[pos].ravel()
+        ok = elig[b] & (a != b)
+        pair = self._best_allowed(a[ok], b[ok], limit)
+        if pair is None and self._dense:  # windows used up: anchors x every eligible image
+            idx = np.flatnonzero(elig)
+            a, b = np.repeat(anchors, len(idx)), np.tile(idx, len(anchors))
+            pair = self._best_allowed(a[a != b], b[a != b], limit)
+        return pair or self._fallback(elig, limit)
+
+    def _fallback(self, elig: np.ndarray, limit: int) -> tuple[int, int]:
+        pair = None
+        if self._dense:  # score every eligible pair
+            idx = np.flatnonzero(elig)
+            a, b = np.triu_indices(len(idx), 1)
+            pair = self._best_allowed(idx[a], idx[b], limit)
+        if pair is None:
+            pair = self._random_pair(elig, limit)
+        if pair is None:  # all allowed pairs are used or pending (tiny n): any available pair
+            pair = self._random_pair(self.available, 1 << 62, tries=256, ignore_pending=True)
+        if pair is None:
+            raise RuntimeError("no pair available")
+        return pair
+
+    def _best_allowed(self, a: np.ndarray, b: np.ndarray, limit: int):
+        """Highest-EIG candidate not yet compared ``limit`` times (vectorised when dense)."""
+        if self._dense and a.size:
+            ok = self._counts[a, b] < limit
+            a, b = a[ok], b[ok]
+        if a.size == 0:
+            return None
+        eig = expected_info_gain(self.mu[a], self.sigma[a], self.mu[b], self.sigma[b])
+        return self._first_allowed(a, b, eig, limit)
+
+    def _random_pair(
+        self, mask: np.ndarray, limit: int, tries: int = 64, fresh: bool = False, ignore_pending: bool = False
+    ):
+        """Uniform pair of distinct items in ``mask`` that is not pending and under ``limit``
+        (never compared if ``fresh``), by rejection sampling; None if ``tries`` draws fail."""
+        if mask.all():
+            idx = None
+            m = self.n
+        else:
+            idx = np.flatnonzero(mask)
+            m = len(idx)
+        if m < 2:
+            return None
+        draws = self.rng.integers(0, m, size=(tries, 2))
+        for x, y in draws:
+            if x == y:
+                continue
+            i, j = (int(x), int(y)) if idx is None else (int(idx[x]), int(idx[y]))
+            key = self._key(i, j)
+            if (key in self._pending and not ignore_pending) or self._pair_count.get(key, 0) >= (1 if fresh else limit):
+                continue
+            return i, j
+        return None
+
+    def _pick_heldout(self, n_av: int):
+        """Uniform over available pairs never compared before (not pending)."""
+        return self._random_pair(self.available, self._pair_limit(n_av), tries=64, fresh=True)
+
+    def _pick_near(self):
+        elig = self._eligible()
+        sample = self.rng.integers(0, self.n, size=64)
+        sample = sample[elig[sample]]
+        if sample.size == 0:
+            cand = np.flatnonzero(elig)
+            if cand.size < 2:
+                return None
+            sample = self.rng.choice(cand, size=min(64, cand.size), replace=False)
+        anchor = int(sample[np.argmax(self.sigma[sample])])
+        nb = self._near_index.query(anchor, self.near_k, elig)
+        if nb.size == 0:
+            return None
+        return self._best_allowed(np.full(nb.size, anchor), nb, self._pair_limit(int(self.available.sum())))
+
+    def _pick_repeat(self):
+        """An earlier (non-repeat) pair, >= repeat_gap comparisons old, not yet repeated."""
+        m = len(self._history) - self.repeat_gap
+        if m <= 0:
+            return None
+        for k in self.rng.integers(0, m, size=8):
+            i, j, _, kind = self._history[int(k)]
+            key = self._key(i, j)
+            if kind == "repeat" or key in self._repeated or key in self._pending:
+                continue
+            if not (self.available[i] and self.available[j]):
+                continue
+            return (j, i) if self.rng.random() < 0.5 else (i, j)
+        return None
