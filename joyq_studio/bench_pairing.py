@@ -155,7 +155,7 @@ def bt_map(
         w = p * (1.0 - p)
         diag = np.bincount(i, w, n) + np.bincount(j, w, n) + prec
 
-        def hv(v: np.ndarray) -> np.ndarray:
+        def hv(v: np.ndarray, w: np.ndarray = w) -> np.ndarray:
             u = w * (v[i] - v[j])
             return np.bincount(i, u, n) - np.bincount(j, u, n) + prec * v
 
@@ -336,8 +336,23 @@ def run_selector(world, prior_rho, checkpoints, seed) -> list[dict]:
             h = np.array([c[:3] for c in sel.history])
             theta = bt_map(world.n, h[:, 0].astype(np.int64), h[:, 1].astype(np.int64), h[:, 2],
                            sel.prior_mu, sel.prior_sigma, theta)
-            out.append({"m": m, **evaluate(world, theta)})
+            out.append({"m": m, **evaluate(world, theta), **consistency(world, sel, scores)})
     return out
+
+
+def consistency(world: World, sel: PairSelector, scores: np.ndarray | None) -> dict[str, float]:
+    """The live rater-consistency numbers, and what the simulated rater should give.
+
+    A rater with P(i beats j) = p agrees with itself on a repeat with prob. p^2 + (1-p)^2.
+    """
+    rep = [(i, j) for i, j, _, kind in sel.history if kind == "repeat"]
+    p = world.prob(np.array([r[0] for r in rep], dtype=np.int64), np.array([r[1] for r in rep], dtype=np.int64))
+    return {
+        "self_agree": sel.self_agreement(),
+        "self_agree_expected": float(np.mean(p * p + (1 - p) ** 2)) if rep else math.nan,
+        "n_repeats": float(len(rep)),
+        "model_agree": sel.model_agreement(scores, last_n=200) if scores is not None else math.nan,
+    }
 
 
 # ----------------------------------------------------------------------------- runner
@@ -355,7 +370,7 @@ class Block:
 
     def to_m(self, b: float) -> int:
         unit = self.n * (self.n - 1) / 2 if self.setting == "asap" else self.n
-        return max(1, int(round(b * unit)))
+        return max(1, round(b * unit))
 
     @property
     def unit(self) -> str:
@@ -460,6 +475,14 @@ def _reach_budget(budgets, curve, target) -> float:
 def tables(rows: list[dict], blocks: list[Block]) -> tuple[str, list[str]]:
     """Markdown tables of medians and a list of target verdicts."""
     md, verdicts = [], []
+    consist = [
+        "### rater consistency at the largest budget (medians)\n",
+        (
+            "| block | strategy | budget | repeats | self-agreement | expected for this rater "
+            "| model agreement, last 200 |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
     metrics = ["spearman", "kendall", "bucket", "heldout"]
     for bl in blocks:
         ms = metrics + (["rmse"] if bl.setting == "asap" else [])
@@ -474,10 +497,26 @@ def tables(rows: list[dict], blocks: list[Block]) -> tuple[str, list[str]]:
         # targets
         ours = [s for s in bl.strategies if s.startswith("ours")]
         for s in ours:
-            diffs = [float(np.median(_paired(rows, bl, s, "random", b))) for b in bl.budgets]
+            paired = [_paired(rows, bl, s, "random", b) for b in bl.budgets]
+            diffs = [float(np.median(p)) for p in paired]
+            k = int(np.argmin(diffs))
+            se = float(np.std(paired[k], ddof=1) / math.sqrt(len(paired[k]))) if len(paired[k]) > 1 else math.nan
             verdicts.append(f"{bl.setting} n={bl.n}: {s} never worse than random; median paired "
                             f"dSpearman per budget: " + ", ".join(f"{d:+.3f}" for d in diffs)
+                            + f" (worst at {bl.budgets[k]:g}: mean {float(np.mean(paired[k])):+.3f} +- {se:.3f} SE)"
                             + f": {'MET' if min(diffs) >= 0 else 'NOT MET'}")
+        last = bl.budgets[-1]
+        for s in ours:
+            sa = [r for r in rows if r["setting"] == bl.setting and r["n"] == bl.n and r["strategy"] == s
+                  and r["budget"] == last and "self_agree" in r]
+            if sa:
+
+                def med(k: str, sa: list[dict] = sa) -> float:
+                    v = np.array([r[k] for r in sa], dtype=float)
+                    return float(np.nanmedian(v)) if np.isfinite(v).any() else math.nan
+
+                consist.append(f"| {bl.setting} n={bl.n:,} | {s} | {last:g} | {med('n_repeats'):.0f} | "
+                               f"{med('self_agree'):.3f} | {med('self_agree_expected'):.3f} | {med('model_agree'):.3f} |")
         if bl.n <= 200 and "ours" in bl.strategies:
             rc = [_median(rows, bl, "random", b, "spearman") for b in bl.budgets]
             oc = [_median(rows, bl, "ours", b, "spearman") for b in bl.budgets]
@@ -494,7 +533,7 @@ def tables(rows: list[dict], blocks: list[Block]) -> tuple[str, list[str]]:
             verdicts.append(f"app n=1000: ours with a 0.75 prior, Spearman after 4 cmp/img = {v:.3f} "
                             f"(target >= 0.90): {'MET' if v >= 0.90 else 'NOT MET'}; after 2 cmp/img "
                             f"(4 shows/img) = {_median(rows, bl, 'ours-rho0.75', 2, 'spearman'):.3f}")
-    return "\n".join(md), verdicts
+    return "\n".join(md + consist + [""]), verdicts
 
 
 def plot(rows: list[dict], blocks: list[Block], path: str) -> bool:
@@ -505,8 +544,12 @@ def plot(rows: list[dict], blocks: list[Block], path: str) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, axes = plt.subplots(1, len(blocks), figsize=(4.2 * len(blocks), 3.6), squeeze=False)
-    for ax, bl in zip(axes[0], blocks):
+    cols = min(2, len(blocks))
+    rows_ = math.ceil(len(blocks) / cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(6.0 * cols, 4.2 * rows_), squeeze=False)
+    for ax in axes.ravel()[len(blocks):]:
+        ax.set_visible(False)
+    for ax, bl in zip(axes.ravel(), blocks):
         for s in bl.strategies:
             q = np.array([np.percentile([r["spearman"] for r in rows if r["setting"] == bl.setting
                                          and r["n"] == bl.n and r["strategy"] == s and r["budget"] == b],
@@ -514,7 +557,9 @@ def plot(rows: list[dict], blocks: list[Block], path: str) -> bool:
             ax.plot(bl.budgets, q[:, 1], marker="o", ms=3, label=s)
             ax.fill_between(bl.budgets, q[:, 0], q[:, 2], alpha=0.15)
         ax.set_xscale("log")
-        ax.set_title(f"{bl.setting} n={bl.n:,}")
+        ax.set_xticks(bl.budgets, [f"{b:g}" for b in bl.budgets])
+        ax.minorticks_off()
+        ax.set_title(f"{bl.setting} n={bl.n:,} (median, IQR over {bl.seeds} seeds)")
         ax.set_xlabel(f"budget ({bl.unit})")
         ax.set_ylabel("Spearman vs truth")
         ax.grid(alpha=0.3)
@@ -576,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     """``joyq bench pairing``: print result tables, write a markdown file and a PNG plot."""
     ap = argparse.ArgumentParser(prog="joyq bench pairing", description=__doc__.split("\n")[0])
     ap.add_argument("--setting", choices=["asap", "app", "speed", "all"], default="all")
-    ap.add_argument("--quick", action="store_true", help="few seeds, smaller budgets, no n=10,000 (a few minutes)")
+    ap.add_argument("--quick", action="store_true", help="4 seeds, smaller budgets, no n=10,000 (about a minute)")
     ap.add_argument("--seeds", type=int, default=None, help="paired seeds per setting (default 20, quick 4)")
     ap.add_argument("--large-seeds", type=int, default=3, help="seeds for n=10,000 (default 3)")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")

@@ -36,8 +36,8 @@ Everything is numpy arrays; per-item Python objects are too slow for candidate s
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 from openskill.models import BradleyTerryFull
@@ -46,12 +46,12 @@ __all__ = [
     "KINDS",
     "PairMix",
     "PairSelector",
-    "fit_temperature",
-    "prior_from_scores",
     "expected_info_gain",
-    "win_probability",
-    "self_agreement",
+    "fit_temperature",
     "model_agreement",
+    "prior_from_scores",
+    "self_agreement",
+    "win_probability",
 ]
 
 KINDS: tuple[str, ...] = ("info", "near", "heldout", "repeat")
@@ -290,7 +290,7 @@ def _reduce_embeddings(emb: np.ndarray, dims: int, rng: np.random.Generator) -> 
         q = _orthonormal(cov @ rng.normal(size=(cov.shape[0], dims + 16)))
         for _ in range(3):
             q = _orthonormal(cov @ q)
-        w, u = np.linalg.eigh(q.T @ cov @ q)
+        _, u = np.linalg.eigh(q.T @ cov @ q)
         v = np.ascontiguousarray((q @ u[:, ::-1][:, :dims]).astype(np.float32))
         y = (x @ v) / norms - mean @ v
     else:
@@ -360,8 +360,8 @@ class PairSelector:
     seed: everything random comes from ``np.random.default_rng(seed)``.
     mix: shares of pair kinds (``PairMix``).
     n_anchors, window: candidate set of ``info`` = ``n_anchors`` highest-sigma images x
-        ``window`` neighbours on each side in mu order (default 16 x 32, or 64 x 64 up to
-        DENSE_MAX images).
+        ``window`` neighbours on each side in mu order (default 16 x 32; 64 x 64 up to 256
+        images, where narrow windows are soon used up).
     near_k: the ``near`` partner is chosen among this many embedding neighbours.
     max_shows: cap on how often one image is shown in info/near/repeat pairs. ``None``:
         ``3 * mean shows + 6``, so the cap grows with the session.
@@ -406,9 +406,9 @@ class PairSelector:
         self._near_index = None if self.embeddings is None else _NearIndex(self.embeddings, self.rng)
         self.mix = mix
         self._cum_kind = np.cumsum(mix.probabilities(self.embeddings is not None))
-        small = n <= DENSE_MAX  # small sets can afford a wider search (it finds better pairs)
-        self.n_anchors = int(n_anchors if n_anchors is not None else (64 if small else 16))
-        self.window = int(window if window is not None else (64 if small else 32))
+        wide = n <= 256  # in small sets most windows get used up: search wider
+        self.n_anchors = int(n_anchors if n_anchors is not None else (64 if wide else 16))
+        self.window = int(window if window is not None else (64 if wide else 32))
         self.near_k = int(near_k)
         self.max_shows, self.repeat_gap = max_shows, int(repeat_gap)
         self.pair_reuse = float(pair_reuse)
@@ -437,7 +437,7 @@ class PairSelector:
         embeddings: np.ndarray | None = None,
         seed: int = 0,
         **kwargs,
-    ) -> "PairSelector":
+    ) -> PairSelector:
         """Selector whose priors come from the model's ``scores``, with ``comparisons`` replayed.
 
         ``comparisons`` are (i, j, outcome) or (i, j, outcome, kind); pass the kind so that

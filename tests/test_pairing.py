@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
@@ -230,7 +231,7 @@ def test_repeats_measure_self_agreement_and_model_agreement():
 
     _run(sel, perfect, 400)
     first, again = sel.repeat_outcomes()
-    assert len(first) > 20
+    assert len(first) == len(again) > 20
     assert sel.self_agreement() == 1.0
     assert sel.model_agreement(truth, last_n=100) == 1.0
     assert sel.model_agreement(-truth, last_n=100) == 0.0
@@ -303,5 +304,8 @@ def test_bench_pipeline_tiny(tmp_path):
     assert len(rows) == 2 * 2 * 3 + 2 * 2 * 4
     md, verdicts = bp.tables(rows, blocks)
     assert "| ours | spearman |" in md and "rmse" in md and verdicts
-    assert bp.plot(rows, blocks, str(tmp_path / "p.png"))
-    assert (tmp_path / "p.png").stat().st_size > 1000
+    if importlib.util.find_spec("matplotlib") is None:  # the `bench` extra, not `test`
+        assert not bp.plot(rows, blocks, str(tmp_path / "p.png"))
+    else:
+        assert bp.plot(rows, blocks, str(tmp_path / "p.png"))
+        assert (tmp_path / "p.png").stat().st_size > 1000
