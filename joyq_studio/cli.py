@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "demo-blur, demo-lowres, demo-noise (default jpeg,lowres)")
     sp.add_argument("--test-bases", type=positive_int, default=200, help="held-out base images (default 200)")
     sp.add_argument("--mosaic-share", type=float, default=0.5, help="share of bases that are 2x2 mosaics (default 0.5)")
+    sp.add_argument("--cross-pairs", type=nonnegative_int, default=0,
+                    help="per base: pairs 'clean beats another base's degraded copy', which anchor one "
+                         "quality scale across contents (default 0)")
     sp.add_argument("--steps", type=positive_int, default=300, help="optimizer steps (default 300)")
     sp.add_argument("--batch-size", type=positive_int, default=32, help="pairs per step (default 32)")
     sp.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
@@ -210,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device-batches", type=positive_int, nargs="+", default=[1, 2, 4, 8])
     sp.add_argument("--steps", type=positive_int, default=5)
     sp.set_defaults(func=cmd_bench)
+    # `joyq bench pairing ...` is handed whole to bench_pairing.main (see main()); listed for --help.
+    bsub.add_parser("pairing", help="simulated raters: pair-selection strategies compared, selector speed at 100k")
     from .cli_train import register as register_train
 
     register_train(sub)
@@ -232,6 +237,11 @@ def nonnegative_int(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["bench", "pairing"]:
+        from .bench_pairing import main as bench_pairing
+
+        return bench_pairing(argv[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
