@@ -200,7 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--evals", type=positive_int, default=6, help="evaluations during the run (default 6)")
     sp.add_argument("--no-augment", action="store_true", help="no random flip/rot90 of pairs")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--save-demo-model", metavar="FOLDER", help="also save the trained model here (save_pretrained form)")
+    sp.add_argument("--save-model", metavar="FOLDER", help="also save the trained model here (save_pretrained form)")
+    sp.add_argument("--save-demo-model", metavar="FOLDER",
+                    help="instead, run the demo tower's fixed recipe (docs/learning.md; ~15-25 min of CPU) and "
+                         "save it here, e.g. resources/demo-model")
     sp.set_defaults(func=cmd_bench)
     sp = bsub.add_parser("train", help="time a quick (head-only) finetune with the reference recipe")
     sp.add_argument("--pairs", type=positive_int, default=6000)

@@ -16,13 +16,15 @@ The next pair is a documented mix (``PairMix``):
 
 * ``info``    maximise the expected information gain about ``mu_i - mu_j``
               ``EIG = log(1 + V p (1 - p))``, ``V = sigma_i^2 + sigma_j^2``,
-              over a bounded candidate set: the highest-sigma images ("anchors") times
-              their neighbours in mu order;
+              over a bounded candidate set: the "anchors" (highest sigma_i f(mu_i), f the
+              density of images around mu_i: uncertainty where the ranking is crowded,
+              see ``_anchor_score``) times their neighbours in mu order;
 * ``near``    an uncertain anchor and, among its nearest neighbours in embedding space
               (same content, different quality), the partner with the highest EIG;
 * ``heldout`` a uniformly random pair of available images, never chosen by the model, so
               the app can store these as an unbiased test set;
-* ``repeat``  an earlier pair shown again to measure the user's own consistency.
+* ``repeat``  an earlier pair shown again to measure the user's own consistency (none
+              during the first min(200, n / 2) comparisons).
 
 Rules: never return a self-pair; never repeat a pair by accident (a pair is shown again
 only as a ``repeat``, or in tiny sets once a third of all pairs have been used, see
@@ -66,8 +68,24 @@ the prior into "explained by the model" (mu) and "remaining" (sigma)."""
 
 Comparison = Sequence  # (i, j, outcome) or (i, j, outcome, kind)
 
+TRUST_MIN_SD = 0.15
+"""Trust gate: the model orders the images only while the lower end of its fitted slope,
+``(a - trust_z sd(a)) * SD(scores)``, exceeds this many logits (about a Spearman of 0.15 with
+the truth when the truth's SD is 1.5). Ordering the unseen images by a near-useless model
+lowers the Spearman of the ranking (their ranks spread out at random instead of tying)."""
+
+TRUST_Z_NO_LABELS = 1.5
+"""With no labels at all the model is trusted while a0 - 1.5 (a0 / 2) > 0 (always, by default)."""
+
+TRUST_FLAT_SD = 10.0
+"""SD (relative to 1/prior_temperature) of the near-flat slope prior used by the trust gate."""
+
 PRIOR_SLOPE_REL_SD = 0.5
 """Prior SD of the slope 1/T relative to its centre 1/prior_temperature."""
+
+REPEAT_START = 200
+"""No repeats during the first min(REPEAT_START, n_available / 2) comparisons: at tiny
+budgets every comparison that shows two new images is worth more to the ranking."""
 
 DENSE_MAX = 2048
 """Up to this many items pair counts also live in a dense matrix, so that a session that has
@@ -359,7 +377,8 @@ class PairSelector:
     embeddings: optional (n, d) array for ``near`` pairs.
     seed: everything random comes from ``np.random.default_rng(seed)``.
     mix: shares of pair kinds (``PairMix``).
-    n_anchors, window: candidate set of ``info`` = ``n_anchors`` highest-sigma images x
+    rank_weight: anchors maximise sigma_i f(mu_i)^rank_weight (0: plain highest sigma).
+    n_anchors, window: candidate set of ``info`` = ``n_anchors`` top-anchor-score images x
         ``window`` neighbours on each side in mu order (default 16 x 32; 64 x 64 up to 256
         images, where narrow windows are soon used up).
     near_k: the ``near`` partner is chosen among this many embedding neighbours.
@@ -390,6 +409,7 @@ class PairSelector:
         max_shows: int | None = None,
         repeat_gap: int = 20,
         pair_reuse: float = 3.0,
+        rank_weight: float = 1.0,
     ) -> None:
         n = int(n_items)
         if n < 2:
@@ -412,6 +432,7 @@ class PairSelector:
         self.near_k = int(near_k)
         self.max_shows, self.repeat_gap = max_shows, int(repeat_gap)
         self.pair_reuse = float(pair_reuse)
+        self.rank_weight = float(rank_weight)
         self.available = np.ones(n, dtype=bool)
         self.temperature: float | None = None
         self.last_kind: str | None = None
@@ -454,7 +475,8 @@ class PairSelector:
         self,
         scores: Sequence[float] | np.ndarray,
         prior_temperature: float = 1.0,
-        trust_z: float = 1.5,
+        trust_z: float = 2.0,
+        trust_min_sd: float = TRUST_MIN_SD,
     ) -> float:
         """After a retrain: refit the temperature, reset the priors from the new scores and
         replay every recorded comparison. Returns the fitted temperature.
@@ -467,9 +489,14 @@ class PairSelector:
           pick pairs whose *posterior* means are close, e.g. a high-scored image that lost
           before against a lower-scored one that won, so there the model looks less
           predictive than it is (T came out twice too large in simulation).
-        * The model is used only while  a - trust_z sd(a) > 0 : a model that the labels do
-          not show to be predictive does not get to order the unseen images (the prior is
-          then mu = 0, sigma = total_sd).
+        * Trust gate: with no labels the slope prior alone decides (a0 - 1.5 a0/2 > 0: the
+          model is used). With labels, the model is used only while the *labels alone* (a
+          near-flat slope prior) show it to order the images by a useful amount:
+          ``(a_data - trust_z sd(a_data)) * SD(scores) > trust_min_sd`` (2 SD, 0.15 logits).
+          A model that the labels do not show to be predictive does not get to order the
+          unseen images (the prior is then mu = 0, sigma ~ total_sd): ranking them by a
+          near-useless model spreads their ranks at random and lowers the Spearman, where
+          leaving them tied does not.
         """
         s = np.asarray(scores, dtype=np.float64)
         if s.shape != (self.n,) or not np.all(np.isfinite(s)):
@@ -485,7 +512,16 @@ class PairSelector:
         a0 = 1.0 / prior_temperature
         a, var_a = _fit_slope(d, o, a0, PRIOR_SLOPE_REL_SD * a0)
         self.temperature = 1.0 / a if a > 0 else math.inf
-        a_used = a if a - trust_z * math.sqrt(var_a) > 0 else 0.0
+        sd_s = float(s.std()) if s.size else 0.0
+        if d.size == 0:  # no labels yet: the slope prior alone decides (as the app starts)
+            trusted = a - TRUST_Z_NO_LABELS * math.sqrt(var_a) > 0
+        else:
+            # with labels the gate weighs the labels alone (a flat prior on the slope): the
+            # N(a0, (a0/2)^2) prior by itself passes it and let a useless model that a few
+            # dozen labels happened to favour order the unseen images
+            a_data, var_data = _fit_slope(d, o, 0.0, TRUST_FLAT_SD * a0)
+            trusted = (a_data - trust_z * math.sqrt(var_data)) * sd_s > trust_min_sd
+        a_used = a if trusted else 0.0
         self.prior_mu, self.prior_sigma = prior_from_scores(s, a_used, var_a)
         self.replay()
         return self.temperature
@@ -728,7 +764,7 @@ class PairSelector:
             a, b = self._tri
             ok = elig[a] & elig[b]
             return self._best_allowed(a[ok], b[ok], limit) or self._fallback(elig, limit)
-        s = np.where(elig, self.sigma + self._jitter, -np.inf)
+        s = np.where(elig, self._anchor_score(), -np.inf)
         k = min(self.n_anchors, self.n - 1)
         anchors = np.argpartition(s, -k)[-k:]
         anchors = anchors[np.isfinite(s[anchors])]
@@ -743,6 +779,24 @@ class PairSelector:
             a, b = np.repeat(anchors, len(idx)), np.tile(idx, len(anchors))
             pair = self._best_allowed(a[a != b], b[a != b], limit)
         return pair or self._fallback(elig, limit)
+
+    def _anchor_score(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """How much an image's uncertainty costs the *ranking*: sigma_i f(mu_i)^rank_weight.
+
+        An error of sigma in logits moves an image by about n f(mu) sigma ranks, f the
+        density of images around mu (many images close together in the middle, few in the
+        tails), so anchors favour uncertain images where the ranking is crowded. f is read
+        off the mu order: 2K / (mu[p + K] - mu[p - K]) at the item's position p, K = 8.
+        """
+        sig, jit = (self.sigma, self._jitter) if idx is None else (self.sigma[idx], self._jitter[idx])
+        if self.rank_weight == 0:
+            return sig + jit
+        ms, n, k = self._mu_sorted, self.n, 8
+        p = self._pos if idx is None else self._pos[idx]
+        gap = ms[np.minimum(p + k, n - 1)] - ms[np.maximum(p - k, 0)]
+        spread = float(ms[-1] - ms[0])
+        dens = 1.0 / (gap + 1e-3 * spread + 1e-9)
+        return sig * dens**self.rank_weight * (1.0 + jit)
 
     def _fallback(self, elig: np.ndarray, limit: int) -> tuple[int, int]:
         pair = None
@@ -805,7 +859,7 @@ class PairSelector:
             if cand.size < 2:
                 return None
             sample = self.rng.choice(cand, size=min(64, cand.size), replace=False)
-        anchor = int(sample[np.argmax(self.sigma[sample])])
+        anchor = int(sample[np.argmax(self._anchor_score(sample))])
         nb = self._near_index.query(anchor, self.near_k, elig)
         if nb.size == 0:
             return None
@@ -814,7 +868,7 @@ class PairSelector:
     def _pick_repeat(self):
         """An earlier (non-repeat) pair, >= repeat_gap comparisons old, not yet repeated."""
         m = len(self._history) - self.repeat_gap
-        if m <= 0:
+        if m <= 0 or len(self._history) < min(REPEAT_START, int(self.available.sum()) // 2):
             return None
         for k in self.rng.integers(0, m, size=8):
             i, j, _, kind = self._history[int(k)]

@@ -309,3 +309,52 @@ def test_bench_pipeline_tiny(tmp_path):
     else:
         assert bp.plot(rows, blocks, str(tmp_path / "p.png"))
         assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_trust_gate_asks_the_labels_for_evidence():
+    n = 400
+    rng = np.random.default_rng(21)
+    truth = rng.normal(0, 1.5, n)
+    good = truth + rng.normal(0, 0.5, n)
+    useless = rng.normal(0, 1.5, n)
+    i = rng.integers(0, n, 300)
+    j = (i + rng.integers(1, n, 300)) % n
+    o = (rng.random(300) < 1.0 / (1.0 + np.exp(-(truth[i] - truth[j])))).astype(float)
+    labels = [(int(a), int(b), float(c), "heldout") for a, b, c in zip(i, j, o)]
+    # no labels yet: the slope prior alone decides, and the model orders the images
+    assert PairSelector.from_model_scores(useless, seed=0).prior_mu.std() > 0
+    # with labels, only the labels count: a useless model is switched off ...
+    off = PairSelector.from_model_scores(useless, labels, seed=0)
+    assert np.allclose(off.prior_mu, 0.0)
+    # ... and so is one the labels favour only weakly (below TRUST_MIN_SD of ordering)
+    weak = PairSelector.from_model_scores(0.05 * good + useless, labels, seed=0)
+    assert np.allclose(weak.prior_mu, 0.0)
+    on = PairSelector.from_model_scores(good, labels, seed=0)
+    assert bp.spearman(on.prior_mu, truth) > 0.9
+
+
+def test_anchors_favour_uncertain_images_where_the_ranking_is_crowded():
+    n = 1000
+    mu = np.sort(np.random.default_rng(3).normal(0, 1.5, n))
+    sel = PairSelector(n, prior_mu=mu, prior_sigma=1.0, seed=0, mix=PairMix(0, 0, 0))
+    score = sel._anchor_score()
+    middle, tails = np.abs(mu) < 0.5, np.abs(mu) > 3.0
+    assert score[middle].min() > 3 * score[tails].max()
+    i, j = sel.next_pair()
+    assert abs(mu[i]) < 1.0 and abs(mu[j]) < 1.0
+    flat = PairSelector(n, prior_mu=mu, prior_sigma=1.0, seed=0, rank_weight=0.0)
+    assert np.allclose(flat._anchor_score(), 1.0)
+    # uncertainty still counts: a certain image in the middle is no anchor
+    sig = np.ones(n)
+    sig[np.abs(mu) < 0.5] = 0.01
+    assert np.argmax(PairSelector(n, prior_mu=mu, prior_sigma=sig, seed=0)._anchor_score()) not in np.flatnonzero(sig < 1)
+
+
+def test_repeats_wait_for_coverage():
+    n = 1000
+    truth = np.random.default_rng(4).normal(0, 1.5, n)
+    sel = PairSelector(n, seed=0, mix=PairMix(0, 0.1, 0.3))
+    kinds = [k for _, _, k in _run(sel, _rater(truth, 5), 199)]
+    assert "repeat" not in kinds  # min(REPEAT_START, n / 2) = 200 comparisons first
+    kinds = [k for _, _, k in _run(sel, _rater(truth, 6), 100)]
+    assert kinds.count("repeat") > 10
