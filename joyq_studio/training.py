@@ -699,12 +699,24 @@ def prepare_splits(data: PairData, cfg: TrainConfig) -> tuple[np.ndarray, np.nda
     train_idx = np.flatnonzero(split == "train")
     if len(train_idx) == 0:
         raise TrainingError(f"{data.source}: no training pairs (the train split is empty).")
-    # Validation slice for picking the best step: random training pairs (it only chooses
-    # a step, so it need not be image-disjoint, and a disjoint cut would waste many pairs).
+    # Validation pairs pick the best step (step 0, the starting model, included).
     val_mask = np.zeros(n, dtype=bool)
     train_mask = split == "train"
-    if cfg.val_fraction > 0 and len(train_idx) >= 40:
-        rng = np.random.default_rng(cfg.seed + 7)
+    if cfg.val_fraction <= 0:
+        return train_mask, val_mask, test_mask
+    rng = np.random.default_rng(cfg.seed + 7)
+    test_idx = np.flatnonzero(test_mask)
+    if has_test and len(test_idx) >= 10:
+        # The data's own held-out pairs (the app's are uniformly random) are distributed like
+        # pairs in general; actively chosen training pairs are not (they sit where the model
+        # was unsure), and a step that fits them can hurt everywhere else. So half of the
+        # held-out pairs choose the step and the other half report it, unbiased.
+        val = rng.choice(test_idx, size=len(test_idx) // 2, replace=False)
+        val_mask[val] = True
+        test_mask = test_mask & ~val_mask
+    elif len(train_idx) >= 40:
+        # Otherwise a random slice of training pairs (it only chooses a step, so it need not
+        # be image-disjoint, and a disjoint cut would waste many pairs).
         val = rng.choice(train_idx, size=max(1, int(round(cfg.val_fraction * len(train_idx)))), replace=False)
         val_mask[val] = True
         train_mask &= ~val_mask
