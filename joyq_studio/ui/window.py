@@ -751,6 +751,7 @@ class MainWindow(QMainWindow):
         self.loader.shutdown()
         self.rank.shutdown()
         if self.session is not None:
+            self.compare.set_session(None)  # late decode results must not reach a closed database
             self.session.close()
             self.session = None
         super().closeEvent(event)
