@@ -40,6 +40,7 @@ from .corruptions import make_validation_pair
 from .errors import JoyqError
 from .images import (
     ImageError,
+    content_hash,
     load_rgb,
     normalize,
     pil_to_uint8,
@@ -521,16 +522,13 @@ def _augment_pair(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 
 def pixel_cache(paths: list[Path], keys: list[str], size: int, workers: int, progress: ProgressFn | None, cancel,
                 cache_root: Path | None = None) -> torch.Tensor:
-    """uint8 [N, 3, S, S] of every image, decoded once; kept on disk keyed by content so
-    later runs (and epochs) never re-decode. Unreadable images raise TrainingError."""
-    from .images import content_hash
-
+    """uint8 [N, 3, S, S] of every image, decoded once; kept on disk keyed by content hash
+    (``keys``) so later runs (and epochs) never re-decode. Unreadable images raise TrainingError."""
     out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
     missing = []
     names = []
     for i, p in enumerate(paths):
-        key = keys[i] if len(keys[i]) == 32 and "/" not in keys[i] else content_hash(p)
-        f = cache_root / f"{key}-{size}.npy" if cache_root else None
+        f = cache_root / f"{keys[i]}-{size}.npy" if cache_root else None
         names.append(f)
         if f is not None and f.exists():
             try:
@@ -761,7 +759,9 @@ def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir
         model.head.load_state_dict(head.state_dict())
     else:
         cache_root = _pixel_cache_dir()
-        pixels = pixel_cache(data.paths, data.keys, model.image_size, workers=min(4, os.cpu_count() or 1),
+        # Project keys are content hashes already; dataset-file keys are paths.
+        hashes = data.keys if project is not None else [content_hash(p) for p in data.paths]
+        pixels = pixel_cache(data.paths, hashes, model.image_size, workers=min(4, os.cpu_count() or 1),
                              progress=progress, cancel=cancel, cache_root=cache_root)
         model, history, before, after, best_step = train_full(model, pixels, data, train_mask, val_mask, es, cfg,
                                                               device, progress, cancel)
