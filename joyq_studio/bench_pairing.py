@@ -499,12 +499,18 @@ def tables(rows: list[dict], blocks: list[Block]) -> tuple[str, list[str]]:
         for s in ours:
             paired = [_paired(rows, bl, s, "random", b) for b in bl.budgets]
             diffs = [float(np.median(p)) for p in paired]
+            means = [float(np.mean(p)) for p in paired]
+            ses = [float(np.std(p, ddof=1) / math.sqrt(len(p))) if len(p) > 1 else math.nan for p in paired]
             k = int(np.argmin(diffs))
-            se = float(np.std(paired[k], ddof=1) / math.sqrt(len(paired[k]))) if len(paired[k]) > 1 else math.nan
+            # a negative median can be noise where every strategy is as good as random
+            # (e.g. all pairs fresh at tiny budgets): say whether any deficit is significant
+            worse = [f"{b:g}" for b, m, e in zip(bl.budgets, means, ses) if m + 2 * e < 0]
             verdicts.append(f"{bl.setting} n={bl.n}: {s} never worse than random; median paired "
                             f"dSpearman per budget: " + ", ".join(f"{d:+.3f}" for d in diffs)
-                            + f" (worst at {bl.budgets[k]:g}: mean {float(np.mean(paired[k])):+.3f} +- {se:.3f} SE)"
-                            + f": {'MET' if min(diffs) >= 0 else 'NOT MET'}")
+                            + f" (worst at {bl.budgets[k]:g}: mean {means[k]:+.3f} +- {ses[k]:.3f} SE)"
+                            + f": {'MET' if min(diffs) >= 0 else 'NOT MET'}"
+                            + (f"; significantly worse (mean + 2 SE < 0) at {', '.join(worse)}" if worse
+                               else "; significantly worse (mean + 2 SE < 0) at no budget"))
         last = bl.budgets[-1]
         for s in ours:
             sa = [r for r in rows if r["setting"] == bl.setting and r["n"] == bl.n and r["strategy"] == s
