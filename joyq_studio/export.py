@@ -28,6 +28,9 @@ call the same code.
   ``manifest.json`` lists every file to be created or modified with the SHA-256 of its
   old and new bytes; :func:`undo_last_export` uses those to restore / delete exactly the
   files still as the export left them. A failed write rolls back the files already written.
+  One caption export or undo runs at a time per project (an OS file lock,
+  ``<project dir>/exports.lock``, released even when its process crashes); another one is
+  refused with a message and changes nothing.
 * **Dataset JSON** (the JoyQuality training format): ``{"train": [[winner, loser, 1], ...],
   "test": [...]}``; labels 1 = first won, -1 = second won, 0 = tie.
 
@@ -36,6 +39,7 @@ Nothing here ever modifies or deletes an image file.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import hashlib
@@ -61,6 +65,17 @@ from .calibration import (
 )
 from .errors import JoyqError
 from .store import Project, describe_error
+
+if os.name == "nt":
+    import msvcrt
+
+    def _try_lock(f) -> None:
+        msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+else:
+    import fcntl
+
+    def _try_lock(f) -> None:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 __all__ = [
     "CAPTION_MODES",
@@ -632,6 +647,25 @@ def _new_export_dir(project: Project) -> Path:
     raise ExportError(f"{root}: could not create a new export folder.")
 
 
+@contextlib.contextmanager
+def _export_lock(project: Project):
+    """One caption export or undo at a time per project: the app and ``joyq`` may run side by
+    side, and two writers would interleave captions and backups. The OS drops the lock when
+    its process ends, so a crash leaves nothing stale behind."""
+    path = project.dir / "exports.lock"
+    try:
+        f = open(path, "a+b")  # noqa: SIM115 - closed by the with below, after the error handling
+    except OSError as e:
+        raise ExportError(f"{path}: cannot open the export lock ({_reason(e)}); nothing was changed.") from None
+    with f:
+        try:
+            _try_lock(f)
+        except OSError:
+            raise ExportError(f"{project.folder}: another caption export or undo is running on this folder; "
+                              "nothing was changed, try again when it has finished.") from None
+        yield
+
+
 def apply_caption_export(project: Project, plan: CaptionPlan | Sequence[CaptionChange],
                          progress: Progress = None) -> Path | None:
     """Write the planned captions; returns the manifest path (None when there was nothing to do).
@@ -644,6 +678,11 @@ def apply_caption_export(project: Project, plan: CaptionPlan | Sequence[CaptionC
     changes = list(plan.changes if isinstance(plan, CaptionPlan) else plan)
     if not changes:
         return None
+    with _export_lock(project):
+        return _apply_locked(project, plan, changes, progress)
+
+
+def _apply_locked(project: Project, plan, changes: list[CaptionChange], progress: Progress) -> Path:
     export_dir = _new_export_dir(project)
     manifest_path = export_dir / MANIFEST
     entries = []
@@ -797,6 +836,11 @@ def undo_last_export(project: Project, progress: Progress = None) -> UndoReport:
     """Undo the newest caption export not yet undone: restore the files it modified and delete
     the ones it created, each only if still exactly as the export wrote it (others are
     reported and left alone). Backups are kept. Run again to undo the export before."""
+    with _export_lock(project):
+        return _undo_locked(project, progress)
+
+
+def _undo_locked(project: Project, progress: Progress) -> UndoReport:
     todo = [(d, m) for d, m in _manifests(project) if m.get("status") in ("pending", "complete")]
     if not todo:
         raise ExportError(f"{_exports_dir(project)}: there is no caption export of {project.folder} left to undo.")

@@ -8,6 +8,8 @@ import hashlib
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -425,6 +427,35 @@ def test_full_disk_while_backing_up_changes_nothing(project, folder, monkeypatch
     monkeypatch.undo()
     assert captions(folder) == {"a.txt": b"cat"}
     assert list((project.dir / "exports").iterdir()) == []
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the holder is killed with a POSIX signal")
+def test_one_export_at_a_time_and_a_crashed_holder_leaves_no_stale_lock(project, folder):
+    """While another process (the app, or a second `joyq`) exports or undoes captions of
+    this folder, an export or undo refuses and changes nothing; once that process is gone,
+    even killed mid-way, the next one runs."""
+    (folder / "a.txt").write_text("cat", encoding="utf-8")
+    plan = plan_caption_export(project, cal_a())
+    hold = ("import sys; from joyq_studio.export import _export_lock; from joyq_studio.store import Project\n"
+            "with Project(sys.argv[1]) as p, _export_lock(p):\n"
+            "    print('locked', flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(folder)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ExportError, match="another caption export or undo is running.*nothing was changed"):
+            apply_caption_export(project, plan)
+        with pytest.raises(ExportError, match="another caption export or undo is running"):
+            undo_last_export(project)
+        assert captions(folder) == {"a.txt": b"cat"}
+        assert not (project.dir / "exports").exists() or not any((project.dir / "exports").iterdir())
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert apply_caption_export(project, plan) is not None
+    assert (folder / "a.txt").read_text(encoding="utf-8") == "worst quality, cat"
+    undo_last_export(project)
+    assert captions(folder) == {"a.txt": b"cat"}
 
 
 def test_caption_changed_after_planning(project, folder):
