@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import errno
 import hashlib
 import json
 import os
@@ -70,12 +71,17 @@ if os.name == "nt":
     import msvcrt
 
     def _try_lock(f) -> None:
+        f.seek(0)  # msvcrt locks bytes from the current position
         msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
 else:
     import fcntl
 
     def _try_lock(f) -> None:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+# errno of a lock attempt that failed only because another process holds the lock
+_HELD_ELSEWHERE = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, errno.EDEADLK}
 
 __all__ = [
     "CAPTION_MODES",
@@ -660,7 +666,9 @@ def _export_lock(project: Project):
     with f:
         try:
             _try_lock(f)
-        except OSError:
+        except OSError as e:
+            if e.errno not in _HELD_ELSEWHERE:  # e.g. no locks on this filesystem: say so
+                raise ExportError(f"{path}: cannot take the export lock ({_reason(e)}); nothing was changed.") from None
             raise ExportError(f"{project.folder}: another caption export or undo is running on this folder; "
                               "nothing was changed, try again when it has finished.") from None
         yield

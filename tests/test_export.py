@@ -429,7 +429,6 @@ def test_full_disk_while_backing_up_changes_nothing(project, folder, monkeypatch
     assert list((project.dir / "exports").iterdir()) == []
 
 
-@pytest.mark.skipif(os.name == "nt", reason="the holder is killed with a POSIX signal")
 def test_one_export_at_a_time_and_a_crashed_holder_leaves_no_stale_lock(project, folder):
     """While another process (the app, or a second `joyq`) exports or undoes captions of
     this folder, an export or undo refuses and changes nothing; once that process is gone,
@@ -455,6 +454,19 @@ def test_one_export_at_a_time_and_a_crashed_holder_leaves_no_stale_lock(project,
     assert apply_caption_export(project, plan) is not None
     assert (folder / "a.txt").read_text(encoding="utf-8") == "worst quality, cat"
     undo_last_export(project)
+    assert captions(folder) == {"a.txt": b"cat"}
+
+
+def test_filesystem_without_locks_is_named_as_such(project, folder, monkeypatch):
+    """A lock that fails for another reason than a second exporter is not blamed on one."""
+    (folder / "a.txt").write_text("cat", encoding="utf-8")
+
+    def no_locks(f):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(ex, "_try_lock", no_locks)
+    with pytest.raises(ExportError, match=r"exports\.lock: cannot take the export lock \(.*\); nothing was changed"):
+        apply_caption_export(project, plan_caption_export(project, cal_a()))
     assert captions(folder) == {"a.txt": b"cat"}
 
 
