@@ -1,0 +1,142 @@
+"""How often the LLM chooses as the user does, with an honest interval.
+
+On pairs the user labelled (held-out pairs first: they were chosen uniformly, so they are
+the unbiased sample), the LLM's verdict (see :mod:`.labels`) is compared with the user's
+click. *Agreement* is k / n over the pairs where both chose a side (user ties and LLM
+ties are left out and reported as the tie rate), with a Wilson score 95% interval:
+
+    centre = (p + z^2 / 2n) / (1 + z^2 / n),
+    half   = z * sqrt(p (1 - p) / n + z^2 / 4n^2) / (1 + z^2 / n),   z = 1.96,
+
+which, unlike p +- z sqrt(p(1-p)/n), stays inside [0, 1] and keeps its coverage for small
+n and p near 1 (Wilson 1927; Brown, Cai & DasGupta 2001). The same agreement is the trust
+given to each LLM label in training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..store import Project
+from .cache import CachedAnswer
+from .labels import combine
+
+Z95 = 1.959963984540054
+#: Fewer decisive pairs than this and the agreement is too uncertain to weight labels by.
+MIN_PAIRS_FOR_TRUST = 20
+
+
+def wilson_interval(k: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k / n; (nan, nan) when n == 0."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = k / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class UserPair:
+    a: str
+    b: str
+    outcome: float       # the user's: 1 a won, 0 b won (ties are not used)
+    split: str
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    a: str
+    b: str
+    user_outcome: float
+    llm_outcome: float
+    reasons: tuple[str, str]     # (a shown first, b shown first)
+
+
+@dataclass
+class AgreementReport:
+    model: str
+    prompt_hash: str
+    pairs: int = 0               # user pairs asked about
+    answered: int = 0            # with a valid answer in both orders
+    n: int = 0                   # answered pairs where the LLM chose a side
+    agree: int = 0               # ... and chose as the user did
+    held_out: int = 0            # of n, pairs from the held-out (test) split
+    ties: int = 0                # answered pairs the LLM called a tie (inconsistent included)
+    inconsistent: int = 0        # answered pairs whose two orders picked opposite sides
+    failed: int = 0              # pairs with a malformed or missing answer
+    disagreements: list[Disagreement] = field(default_factory=list)
+
+    @property
+    def agreement(self) -> float:
+        return self.agree / self.n if self.n else math.nan
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.agree, self.n)
+
+    @property
+    def tie_rate(self) -> float:
+        return self.ties / self.answered if self.answered else math.nan
+
+    @property
+    def inconsistent_rate(self) -> float:
+        return self.inconsistent / self.answered if self.answered else math.nan
+
+    @property
+    def better_than_chance(self) -> bool:
+        """The interval lies above 1/2: the LLM's taste can be told apart from a coin."""
+        return self.n > 0 and self.interval[0] > 0.5
+
+    def trust(self) -> float | None:
+        """The weight for its labels (the agreement, at least 1/2), or None when there are
+        too few pairs or it cannot be told apart from chance."""
+        if self.n < MIN_PAIRS_FOR_TRUST or not self.better_than_chance:
+            return None
+        return max(0.5, min(1.0, self.agreement))
+
+
+def user_pairs(project: Project, limit: int | None = None) -> list[UserPair]:
+    """The user's own decisive pairs, held-out ones first, each unordered pair once."""
+    seen: set[frozenset] = set()
+    out: list[UserPair] = []
+    records = project.comparison_records()
+    ordered = [r for r in records if r.split == "test"] + [r for r in records if r.split != "test"]
+    for r in ordered:
+        if r.source is not None or r.outcome == 0.5:
+            continue
+        key = frozenset((r.a, r.b))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(UserPair(r.a, r.b, r.outcome, r.split))
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def summarize(model: str, prompt_hash: str, pairs: list[UserPair],
+              answers: dict[tuple[str, str], CachedAnswer], max_disagreements: int = 5) -> AgreementReport:
+    """The agreement report over ``pairs`` from the cached answers (no network)."""
+    rep = AgreementReport(model, prompt_hash, pairs=len(pairs))
+    for p in pairs:
+        ab, ba = answers.get((p.a, p.b)), answers.get((p.b, p.a))
+        if not (ab and ba and ab.ok and ba.ok):
+            rep.failed += 1
+            continue
+        rep.answered += 1
+        v = combine(ab.better, ba.better)
+        rep.inconsistent += v.inconsistent
+        if v.outcome == 0.5:
+            rep.ties += 1
+            continue
+        rep.n += 1
+        rep.held_out += p.split == "test"
+        if v.outcome == p.outcome:
+            rep.agree += 1
+        elif len(rep.disagreements) < max_disagreements:
+            rep.disagreements.append(Disagreement(p.a, p.b, p.outcome, v.outcome,
+                                                  (ab.reason or "", ba.reason or "")))
+    return rep
