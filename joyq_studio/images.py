@@ -3,8 +3,10 @@
 This is the only place that turns a file into model input. The recipe:
 open with PIL -> apply EXIF orientation -> first frame -> RGB (alpha composited on a
 neutral grey) -> resize to the model's square input ignoring aspect ratio (BICUBIC)
--> uint8 CHW tensor. Normalisation to [-1, 1] (mean 0.5, std 0.5) happens on the
-device in :func:`normalize`, so worker processes only ship uint8 bytes.
+-> uint8 CHW tensor (:mod:`joyq_studio.pixels`). Normalisation to [-1, 1] (mean 0.5,
+std 0.5) happens on the device in :func:`joyq_studio.pixels.normalize`, so worker
+processes only ship uint8 bytes. This module needs no torch, so the store and the
+commands that only read a project start fast.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import JoyqError
@@ -128,19 +129,3 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
 def resize_for_model(img: Image.Image, size: int) -> Image.Image:
     """Square resize ignoring aspect ratio, BICUBIC, as the reference does."""
     return img.resize((size, size), Image.Resampling.BICUBIC)
-
-
-def pil_to_uint8(img: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> uint8 tensor [3, H, W]."""
-    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
-
-
-def load_uint8(path: str | os.PathLike, size: int) -> torch.Tensor:
-    """File -> uint8 tensor [3, size, size] ready for :func:`normalize`."""
-    return pil_to_uint8(resize_for_model(load_rgb(path), size))
-
-
-def normalize(batch: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 [B, 3, H, W] -> [-1, 1] (mean 0.5, std 0.5); run it on the device."""
-    return batch.to(dtype).div_(127.5).sub_(1.0)
-

@@ -20,12 +20,8 @@ from torch import nn
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
 from .errors import JoyqError
-
-JOYQUALITY_REPO = "fancyfeast/joyquality-siglip2-so400m-512-16-o8eg1n4c"
-BASE_REPO = "google/siglip2-so400m-patch16-512"
-DEFAULT_MODEL = JOYQUALITY_REPO
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
-DEMO_MODEL_DIR = RESOURCES / "demo-model"
+from .resources import DEMO_MODEL_DIR
+from .settings import BASE_REPO, DEFAULT_MODEL
 
 # Key prefixes seen in the wild for the tower, longest first: save_pretrained of
 # SiglipForImageClassification / SiglipModel, transformers 4 SiglipVisionModel, and the
@@ -315,7 +311,7 @@ def load_model(spec: str = DEFAULT_MODEL) -> JoyQuality:
     """Load JoyQuality on the CPU (fp32) from one string:
 
     - ``tiny``: random tiny SigLIP, fixed seed (tests, no-GPU demo);
-    - ``demo``: the small demo tower shipped in resources/ (trained to see quality);
+    - ``demo``: the small demo tower shipped in joyq_studio/resources/ (trained to see quality);
     - ``so400m-random``: the full architecture with random weights (benchmarks);
     - a local folder in save_pretrained form, or a model-version folder made by training;
     - a ``.safetensors`` / ``.pt`` state dict (save_pretrained or original train.py keys);

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .images import ImageError, load_uint8, normalize
+from .images import ImageError
 from .model import JoyQuality, model_id
+from .pixels import load_uint8, normalize
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,9 @@ class Batch:
     errors: list[str | None]  # None = ok, else one sentence naming the file
 
 
-class _DecodeDataset(Dataset):
+class DecodeDataset(Dataset):
+    """Paths -> (uint8 [3, S, S], error sentence or ""); a failed file never stops the run."""
+
     def __init__(self, paths: Sequence[str], size: int):
         self.paths, self.size = list(paths), size
 
@@ -54,15 +57,30 @@ class _DecodeDataset(Dataset):
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), f"{self.paths[i]}: {e}"
 
 
-def _collate(items):
+def collate(items):
     return torch.stack([t for t, _ in items]), [e or None for _, e in items]
 
 
-def _mp_context():
+def worker_context():
     # fork is fastest, but forking a process that runs other threads (the GUI) is unsafe.
     if threading.current_thread() is threading.main_thread() and "fork" in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
+
+
+def decode_loader(paths: Sequence[str], size: int, batch_size: int, workers: int,
+                  pin_memory: bool = False) -> DataLoader:
+    """Batches of (uint8 pixels [B, 3, S, S], per-file errors) decoded by ``workers`` processes,
+    in input order: the one decode pipeline of scoring, training's pixel cache and the benches."""
+    return DataLoader(
+        DecodeDataset(paths, size),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        multiprocessing_context=worker_context() if workers > 0 else None,
+        prefetch_factor=4 if workers > 0 else None,
+    )
 
 
 def prepare_for_inference(model: JoyQuality, device: torch.device, compile: bool = False):
@@ -89,15 +107,7 @@ def embed_paths(
     if not paths:
         return
     model, forward, dtype = prepare_for_inference(model, device, compile)
-    loader = DataLoader(
-        _DecodeDataset(paths, model.image_size),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        pin_memory=device.type == "cuda",
-        multiprocessing_context=_mp_context() if workers > 0 else None,
-        prefetch_factor=4 if workers > 0 else None,
-    )
+    loader = decode_loader(paths, model.image_size, batch_size, workers, pin_memory=device.type == "cuda")
     t0, done = time.perf_counter(), 0
     with torch.inference_mode():
         for pixels, errors in loader:

@@ -17,15 +17,18 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import platformdirs
 
 from .errors import JoyqError
+from .fsio import describe_error
 from .images import ImageError, content_hash, image_size, is_image_path
+from .settings import APP_NAME
 
-SCHEMA_VERSION = 1
-APP_NAME = "joyq-studio"
+SCHEMA_VERSION = 2
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,7 +67,9 @@ CREATE TABLE IF NOT EXISTS comparisons (
     outcome REAL NOT NULL,             -- 1 = a won, 0 = b won, 0.5 = tie
     split TEXT NOT NULL DEFAULT 'train',   -- 'test' = held-out pair picked uniformly at random
     kind TEXT NOT NULL DEFAULT 'click',    -- how the pair was chosen / where it came from
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    source TEXT,                           -- who judged: NULL = the user, else e.g. 'llm:MODEL:PROMPTHASH'
+    weight REAL NOT NULL DEFAULT 1.0       -- how much training trusts it (labels from other sources)
 );
 CREATE TABLE IF NOT EXISTS versions (
     id TEXT PRIMARY KEY,
@@ -73,7 +78,23 @@ CREATE TABLE IF NOT EXISTS versions (
     record TEXT NOT NULL               -- JSON: config, parent, counts, metrics, calibration
 );
 """
-MIGRATIONS: dict[int, str] = {}  # version -> SQL that upgrades from version - 1
+# version -> statements that upgrade from version - 1 (run in one transaction)
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE comparisons ADD COLUMN source TEXT",
+        "ALTER TABLE comparisons ADD COLUMN weight REAL NOT NULL DEFAULT 1.0"),
+}
+
+
+class Comparison(NamedTuple):
+    id: int
+    a: str                 # content hash of the first image
+    b: str
+    outcome: float         # 1 = a won, 0 = b won, 0.5 = tie
+    split: str             # 'train' or 'test' (held out, chosen uniformly)
+    kind: str              # how the pair was chosen
+    source: str | None     # None = the user; else who judged (e.g. an LLM)
+    weight: float          # how much training trusts it
+    created: float
 
 
 class StoreError(JoyqError):
@@ -200,7 +221,8 @@ class Project:
             )
         for v in range(version + 1, SCHEMA_VERSION + 1):
             with self.transaction():
-                self.db.execute(MIGRATIONS[v])
+                for statement in MIGRATIONS[v]:
+                    self.db.execute(statement)
                 self.set_meta("schema_version", str(v))
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -373,25 +395,33 @@ class Project:
                 self.set_meta("current_model_key", key)
 
     # -- comparisons ----------------------------------------------------------------------
-    def add_comparison(self, a: str, b: str, outcome: float, split: str = "train", kind: str = "click") -> int:
-        """Record one judgement durably (committed before this returns); returns its id."""
+    def add_comparison(self, a: str, b: str, outcome: float, split: str = "train", kind: str = "click",
+                       source: str | None = None, weight: float = 1.0) -> int:
+        """Record one judgement durably (committed before this returns); returns its id.
+
+        ``source`` None means the user judged it; labels from elsewhere (an LLM) name their
+        source and carry the ``weight`` training gives them.
+        """
         if a == b:
             raise StoreError("An image cannot be compared with itself.")
         if outcome not in (0.0, 0.5, 1.0):
             raise StoreError(f"Outcome must be 1 (first won), 0 (second won) or 0.5 (tie), not {outcome}.")
         with self.transaction():
             cur = self.db.execute(
-                "INSERT INTO comparisons(a, b, outcome, split, kind, created) VALUES (?, ?, ?, ?, ?, ?)",
-                (a, b, float(outcome), split, kind, time.time()))
+                "INSERT INTO comparisons(a, b, outcome, split, kind, created, source, weight)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (a, b, float(outcome), split, kind, time.time(), source, float(weight)))
         return int(cur.lastrowid)
 
-    def add_comparisons(self, rows: Iterable[tuple[str, str, float, str, str]]) -> int:
-        """Many (a, b, outcome, split, kind) at once, atomically; returns how many."""
+    def add_comparisons(self, rows: Iterable[tuple]) -> int:
+        """Many (a, b, outcome, split, kind[, source, weight]) at once, atomically; returns how many."""
         now = time.time()
         with self.transaction():
             cur = self.db.executemany(
-                "INSERT INTO comparisons(a, b, outcome, split, kind, created) VALUES (?, ?, ?, ?, ?, ?)",
-                ((a, b, float(o), s, k, now) for a, b, o, s, k in rows))
+                "INSERT INTO comparisons(a, b, outcome, split, kind, created, source, weight)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                ((r[0], r[1], float(r[2]), r[3], r[4], now,
+                  r[5] if len(r) > 5 else None, float(r[6]) if len(r) > 6 else 1.0) for r in rows))
         return cur.rowcount
 
     def delete_comparison(self, comparison_id: int) -> None:
@@ -400,11 +430,15 @@ class Project:
 
     def comparisons(self, split: str | None = None) -> list[tuple[int, str, str, float, str, str]]:
         """(id, a, b, outcome, split, kind), oldest first."""
-        sql = "SELECT id, a, b, outcome, split, kind FROM comparisons"
+        return [tuple(r[:6]) for r in self.comparison_records(split)]  # type: ignore[misc]
+
+    def comparison_records(self, split: str | None = None) -> list[Comparison]:
+        """Every comparison with its source and weight, oldest first."""
+        sql = "SELECT id, a, b, outcome, split, kind, source, weight, created FROM comparisons"
         args: tuple = ()
         if split:
             sql, args = sql + " WHERE split = ?", (split,)
-        return list(self.db.execute(sql + " ORDER BY id", args))
+        return [Comparison(*r) for r in self.db.execute(sql + " ORDER BY id", args)]
 
     def comparison_count(self, since: float | None = None) -> int:
         """All comparisons, or those made after the time ``since`` (seconds since the epoch)."""
@@ -515,15 +549,6 @@ class _Transaction:
     def _rollback(self) -> None:
         if self.db.in_transaction:  # SQLite already rolled back after e.g. SQLITE_FULL
             self.db.execute("ROLLBACK")
-
-
-def describe_error(e: BaseException) -> str:
-    text = str(e).lower()
-    if "full" in text or getattr(e, "errno", None) == 28:
-        return "the disk is full"
-    if "readonly" in text or "read-only" in text or isinstance(e, PermissionError):
-        return "the location is read-only"
-    return str(e) or type(e).__name__
 
 
 def _utf8(text: str) -> bool:

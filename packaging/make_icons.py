@@ -1,6 +1,6 @@
-"""Render resources/icon.svg to the PNG sizes the .desktop file, Windows and macOS need.
+"""Render joyq_studio/resources/icon.svg to the PNG sizes the .desktop file, Windows and macOS need.
 
-    python packaging/make_icons.py        # writes resources/icon-{16..512}.png (+ icon.ico)
+    python packaging/make_icons.py        # writes joyq_studio/resources/icon-{16..512}.png (+ icon.ico)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 SIZES = (16, 32, 48, 64, 128, 256, 512)
-RES = Path(__file__).resolve().parent.parent / "resources"
+RES = Path(__file__).resolve().parent.parent / "joyq_studio" / "resources"
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""Tests for joyq_studio.calibration: tau/b fitting, ranks, buckets, labels, errors."""
+"""Tests for joyq_studio.ranking.calibration: tau/b fitting, ranks, buckets, labels, errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from joyq_studio.calibration import (
+from joyq_studio.ranking.calibration import (
     QUALITY_PHRASES,
     Calibration,
     CalibrationError,

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from joyq_studio.cli import main
-from joyq_studio.export import load_calibration
+from joyq_studio.ranking import load_calibration
 from joyq_studio.store import Project
 
 NAMES = [f"img{i:02d}.{'png' if i % 2 else 'jpg'}" for i in range(12)]

@@ -99,7 +99,23 @@ def test_unicode_and_odd_names_through_csv(good, tmp_path, capsys):
     assert main(["score", str(good), *FAST, "--csv", str(out_csv)]) == 0
     with open(out_csv, newline="", encoding="utf-8") as f:
         paths = {r[0] for r in list(csv.reader(f))[1:]}
-    assert set(odd) <= paths
+    # a cell starting with - = + @ would run as a formula in a spreadsheet: it gets a leading '
+    assert {("'" + n if n.startswith("-") else n) for n in odd} <= paths
+
+
+def test_formula_like_names_are_neutralised_in_every_csv(good, tmp_path):
+    src = sorted(good.glob("*.jpg"))
+    hostile = ["=cmd|' -C calc'!A0.jpg", "+1.jpg", "@sum.jpg", "\tx.jpg"]
+    for s, name in zip(src, hostile):
+        s.rename(good / name)
+    scores_csv, ranked_csv = tmp_path / "s.csv", tmp_path / "r.csv"
+    assert main(["score", str(good), *FAST, "--csv", str(scores_csv)]) == 0
+    assert main(["export", str(good), "--csv", str(ranked_csv)]) == 0
+    for out in (scores_csv, ranked_csv):
+        with open(out, newline="", encoding="utf-8") as f:
+            cells = [r[0] for r in list(csv.reader(f))[1:]]
+        assert all(not c.startswith(("=", "+", "-", "@", "\t", "\r")) for c in cells), cells
+        assert {"'" + n for n in hostile} <= set(cells)
 
 
 def test_unwritable_csv_is_one_line(good, tmp_path, capsys):

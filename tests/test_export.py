@@ -17,19 +17,25 @@ import pytest
 from PIL import Image
 
 from joyq_studio import export as ex
-from joyq_studio.calibration import QUALITY_PHRASES, Calibration, CalibrationError
+from joyq_studio.export import captions as captions_module
+from joyq_studio.export import dataset
+from joyq_studio.ranking import (
+    QUALITY_PHRASES,
+    Calibration,
+    CalibrationError,
+    calibrate_project,
+    load_calibration,
+    ranked_images,
+    save_calibration,
+)
 from joyq_studio.errors import JoyqError
 from joyq_studio.export import (
     ExportError,
     apply_caption_export,
-    calibrate_project,
     edit_caption,
     export_pairs,
     import_pairs,
-    load_calibration,
     plan_caption_export,
-    ranked_images,
-    save_calibration,
     undo_last_export,
     write_csv,
 )
@@ -171,7 +177,7 @@ def test_csv_rows_order_and_filter(project, tmp_path):
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert [r["path"] for r in rows] == ["sub/j.png", "sub/i.jpg", "sub/h.png"]
     assert report.counts[7:] == [1, 1, 1] and report.total_scored == 10
-    with pytest.raises(ExportError, match="min-bucket"):
+    with pytest.raises(ExportError, match="minimum bucket"):
         write_csv(project, out, cal_a(), min_bucket=10)
 
 
@@ -200,7 +206,7 @@ def test_csv_full_disk_leaves_the_old_file(project, tmp_path, monkeypatch):
 
 # -- caption text editing -----------------------------------------------------------------------
 def finder(sep=", "):
-    return ex._TagFinder([*QUALITY_PHRASES, "meh"], [sep, ", "])
+    return captions_module.TagFinder([*QUALITY_PHRASES, "meh"], [sep, ", "])
 
 
 @pytest.mark.parametrize("old, mode, new", [
@@ -226,14 +232,14 @@ def test_edit_caption(old, mode, new):
 
 
 def test_edit_caption_whitespace_and_newline_separators():
-    f = ex._TagFinder(QUALITY_PHRASES, [" ", ", "])
+    f = captions_module.TagFinder(QUALITY_PHRASES, [" ", ", "])
     assert edit_caption("a photo of very high quality", "low quality", "append", " ", f) == \
         "a photo of low quality"   # our tag is the last item: replaced
     assert edit_caption("high quality cats are here", "low quality", "append", " ", f) == \
         "cats are here low quality"
     assert edit_caption("the best quality camera", "low quality", "prepend", " ", f) == \
         "low quality the best quality camera"   # prose in the middle is never cut
-    f = ex._TagFinder(QUALITY_PHRASES, ["\n", ", "])
+    f = captions_module.TagFinder(QUALITY_PHRASES, ["\n", ", "])
     assert edit_caption("a cat\r\nhigh quality\r\n", "low quality", "prepend", "\n", f) == \
         "low quality\r\na cat\r\n"
     assert edit_caption(None, "low quality", "replace", "\n", f) is None
@@ -435,8 +441,8 @@ def test_one_export_at_a_time_and_a_crashed_holder_leaves_no_stale_lock(project,
     even killed mid-way, the next one runs."""
     (folder / "a.txt").write_text("cat", encoding="utf-8")
     plan = plan_caption_export(project, cal_a())
-    hold = ("import sys; from joyq_studio.export import _export_lock; from joyq_studio.store import Project\n"
-            "with Project(sys.argv[1]) as p, _export_lock(p):\n"
+    hold = ("import sys; from joyq_studio.export.captions import export_lock; from joyq_studio.store import Project\n"
+            "with Project(sys.argv[1]) as p, export_lock(p):\n"
             "    print('locked', flush=True); sys.stdin.read()")
     holder = subprocess.Popen([sys.executable, "-c", hold, str(folder)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -464,7 +470,7 @@ def test_filesystem_without_locks_is_named_as_such(project, folder, monkeypatch)
     def no_locks(f):
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(ex, "_try_lock", no_locks)
+    monkeypatch.setattr(captions_module, "try_lock", no_locks)
     with pytest.raises(ExportError, match=r"exports\.lock: cannot take the export lock \(.*\); nothing was changed"):
         apply_caption_export(project, plan_caption_export(project, cal_a()))
     assert captions(folder) == {"a.txt": b"cat"}
@@ -490,7 +496,7 @@ def test_readonly_file_at_write_time_is_rolled_back(project, folder, monkeypatch
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", denied)
-    with pytest.raises(ExportError, match=r"f\.txt: could not write the caption \(the location is read-only\)"):
+    with pytest.raises(ExportError, match=r"f\.txt: could not write the caption \(permission denied\)"):
         apply_caption_export(project, plan)
     monkeypatch.undo()
     assert captions(folder) == {"a.txt": b"cat"}
@@ -576,7 +582,7 @@ def test_export_and_import_round_trip(project, folder, tmp_path):
     assert json.loads(inside.path.read_text(encoding="utf-8"))["test"] == [["g.jpg", "h.png", 1]]
 
     def judgements(p: Project):
-        return sorted(ex._pair_key(a, b, o, s) for _, a, b, o, s, _ in p.comparisons())
+        return sorted(dataset.pair_key(a, b, o, s) for _, a, b, o, s, _ in p.comparisons())
 
     for ds in (out, folder / "sub" / "ds.json"):
         with Project(folder, db_path=tmp_path / f"other-{ds.parent.name}" / "project.sqlite") as other:

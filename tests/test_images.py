@@ -10,7 +10,8 @@ from PIL import Image, ImageOps
 
 from joyq_studio import images
 from joyq_studio.demo import draw_scene
-from joyq_studio.images import ImageError, load_rgb, load_uint8, normalize
+from joyq_studio.images import ImageError, load_rgb
+from joyq_studio.pixels import load_uint8, normalize
 from joyq_studio.model import tiny_model
 from joyq_studio.scoring import embed_paths
 

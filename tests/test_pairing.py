@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from openskill.models import BradleyTerryFull
 
-from joyq_studio import bench_pairing as bp
+from joyq_studio.bench import pairing as bp
 from joyq_studio.pairing import (
     KINDS,
     PairMix,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from joyq_studio.bench_learn import demo_folder_accuracy, load_dataset, make_learning_dataset, per_kind_accuracy
+from joyq_studio.bench.learn import demo_folder_accuracy, load_dataset, make_learning_dataset, per_kind_accuracy
 from joyq_studio.demo import make_demo_folder
 from joyq_studio.model import DEMO_MODEL_DIR, load_model, save_model
 from joyq_studio.training import TrainConfig, load_pairs_json, run_training

@@ -1,39 +1,32 @@
 """`joyq calibrate | export | undo-export | import-pairs | export-pairs`: ranking and exports.
 
-Thin wrappers over :mod:`joyq_studio.export`; registered into the main parser by
-:func:`register`.
+Thin wrappers over :mod:`joyq_studio.ranking` and :mod:`joyq_studio.export`; the
+arguments are declared in :mod:`joyq_studio.cli.main`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 
-from .calibration import Calibration
-from .cli import (
-    EXIT_FAILED_FILES,
-    EXIT_OK,
-    CliError,
-    ProgressLine,
-    open_project,
-    positive_int,
-    scan_with_progress,
-)
-from .export import (
-    CAPTION_MODES,
+from ..console import EXIT_FAILED_FILES, EXIT_OK, ProgressLine, UsageError
+from ..export import (
     apply_caption_export,
-    bucket_counts,
-    calibrate_project,
-    ensure_calibration,
     export_pairs,
     import_pairs,
     plan_caption_export,
-    ranked_images,
-    save_calibration,
     undo_last_export,
     write_csv,
 )
-from .store import Project
+from ..ranking import (
+    Calibration,
+    bucket_counts,
+    calibrate_project,
+    ensure_calibration,
+    ranked_images,
+    save_calibration,
+)
+from ..store import Project
+from .common import open_project, scan_with_progress
 
 MAX_LISTED = 50
 
@@ -66,7 +59,7 @@ def describe_calibration(cal: Calibration) -> str:
 def _require_scores(project: Project) -> None:
     key = project.current_model_key()
     if not key or not project.scores(key):
-        raise CliError(f"{project.folder}: no image is scored yet; run `joyq score {project.folder}` first.")
+        raise UsageError(f"{project.folder}: no image is scored yet; run `joyq score {project.folder}` first.")
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -94,15 +87,15 @@ def cmd_calibrate(args) -> int:
     if args.labels is not None:
         labels = [s.strip() for s in args.labels.split(",")]
         if any(not s for s in labels):
-            raise CliError(f"--labels {args.labels!r}: every label must be non-empty (comma separated, worst first).")
+            raise UsageError(f"--labels {args.labels!r}: every label must be non-empty (comma separated, worst first).")
     k = args.buckets or (len(labels) if labels else 10)
     if labels and len(labels) != k:
-        raise CliError(f"--labels gives {len(labels)} labels but --buckets is {k}; give one label per bucket, worst first.")
+        raise UsageError(f"--labels gives {len(labels)} labels but --buckets is {k}; give one label per bucket, worst first.")
     if args.target_mean is not None:
         if args.method == "a":
-            raise CliError("--target-mean applies to method B only.")
+            raise UsageError("--target-mean applies to method B only.")
         if not 0 < args.target_mean < k:
-            raise CliError(f"--target-mean must lie strictly between 0 and {k}, not {args.target_mean:g}.")
+            raise UsageError(f"--target-mean must lie strictly between 0 and {k}, not {args.target_mean:g}.")
     with open_project(args.folder) as project:
         scan_with_progress(project)
         _require_scores(project)
@@ -119,11 +112,11 @@ def cmd_calibrate(args) -> int:
 
 def cmd_export(args) -> int:
     if not args.csv and not args.captions:
-        raise CliError("say what to export: --csv OUT and/or --captions.")
+        raise UsageError("say what to export: --csv OUT and/or --captions.")
     if args.min_bucket is not None and not args.csv:
-        raise CliError("--min-bucket filters the CSV; use it with --csv OUT.")
+        raise UsageError("--min-bucket filters the CSV; use it with --csv OUT.")
     if args.dry_run and not args.captions:
-        raise CliError("--dry-run previews caption changes; use it with --captions.")
+        raise UsageError("--dry-run previews caption changes; use it with --captions.")
     status = EXIT_OK
     with open_project(args.folder) as project:
         scan_with_progress(project)
@@ -203,57 +196,3 @@ def cmd_export_pairs(args) -> int:
         print(f"wrote {sum(report.written.values())} pairs ({parts}) to {report.path}"
               + ("; " + "; ".join(extra) if extra else ""))
     return EXIT_OK
-
-
-def _bucket(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
-def register(sub) -> None:
-    """Add the ranking and export subcommands to the `joyq` subparsers."""
-    sp = sub.add_parser("calibrate", help="fit and save the calibrated K-bucket ranking of a scored folder")
-    sp.add_argument("folder")
-    sp.add_argument("--method", choices=["a", "b"],
-                    help="a: equal-width score ranges; b: sigmoid ranks fitted on held-out comparisons "
-                         "(default: b when there are comparisons, else a)")
-    sp.add_argument("--buckets", type=positive_int, help="number of buckets K (default 10, or the number of --labels)")
-    sp.add_argument("--target-mean", type=_positive_float, help="method B: mean rank of the folder (default K/2)")
-    sp.add_argument("--labels", help='comma-separated bucket labels, worst first, e.g. "bad,ok,good"')
-    sp.set_defaults(func=cmd_calibrate)
-
-    sp = sub.add_parser("export", help="write the ranking as a CSV and/or quality tags into .txt caption sidecars")
-    sp.add_argument("folder")
-    sp.add_argument("--csv", metavar="OUT", help="write path,hash,score,rank,bucket,label,model_version to OUT")
-    sp.add_argument("--min-bucket", type=_bucket, metavar="B", help="CSV: only images in bucket B or better (0 = worst)")
-    sp.add_argument("--captions", action="store_true", help="write the bucket label into each image's .txt caption")
-    sp.add_argument("--mode", choices=CAPTION_MODES, default="prepend",
-                    help="prepend/append the tag, replace only an existing tag, or only create new caption "
-                         "files (default prepend)")
-    sp.add_argument("--separator", default=", ", help='between the tag and the caption (default ", "; "\\n" allowed)')
-    sp.add_argument("--dry-run", action="store_true", help="list exactly what would change, write nothing")
-    sp.set_defaults(func=cmd_export)
-
-    sp = sub.add_parser("undo-export", help="undo the last caption export (restore modified, delete created files)")
-    sp.add_argument("folder")
-    sp.set_defaults(func=cmd_undo_export)
-
-    sp = sub.add_parser("import-pairs", help="add the pairs of a JoyQuality dataset JSON as comparisons")
-    sp.add_argument("folder")
-    sp.add_argument("dataset", help="JSON with 'train'/'test' lists of [path, path, label]")
-    sp.set_defaults(func=cmd_import_pairs)
-
-    sp = sub.add_parser("export-pairs", help="write the comparisons as a JoyQuality dataset JSON")
-    sp.add_argument("folder")
-    sp.add_argument("out")
-    sp.add_argument("--ties", action="store_true", help="include ties as [a, b, 0] (default: omitted)")
-    sp.set_defaults(func=cmd_export_pairs)

@@ -44,44 +44,24 @@ from dataclasses import dataclass
 import numpy as np
 from openskill.models import BradleyTerryFull
 
-__all__ = [
-    "KINDS",
-    "PairMix",
-    "PairSelector",
-    "expected_info_gain",
-    "fit_temperature",
-    "model_agreement",
-    "prior_from_scores",
-    "self_agreement",
-    "win_probability",
-]
+from ..errors import NoPairAvailable
+from .beliefs import (
+    BETA,
+    PRIOR_SLOPE_REL_SD,
+    TRUST_FLAT_SD,
+    TRUST_MIN_SD,
+    TRUST_Z_NO_LABELS,
+    Comparison,
+    expected_info_gain,
+    fit_slope,
+    model_agreement,
+    prior_from_scores,
+    self_agreement,
+    win_probability,
+)
 
 KINDS: tuple[str, ...] = ("info", "near", "heldout", "repeat")
 """Kinds of pair returned by ``next_pair``; recorded pairs not issued by us are "other"."""
-
-BETA = 1.0 / math.sqrt(2.0)
-"""openskill performance noise; ``2 beta^2 = 1`` makes its model the unit-logit BT model."""
-
-PRIOR_TOTAL_SD = 1.5
-"""Assumed spread (SD, logits) of true quality within one user's folder. Only used to split
-the prior into "explained by the model" (mu) and "remaining" (sigma)."""
-
-Comparison = Sequence  # (i, j, outcome) or (i, j, outcome, kind)
-
-TRUST_MIN_SD = 0.15
-"""Trust gate: the model orders the images only while the lower end of its fitted slope,
-``(a - trust_z sd(a)) * SD(scores)``, exceeds this many logits (about a Spearman of 0.15 with
-the truth when the truth's SD is 1.5). Ordering the unseen images by a near-useless model
-lowers the Spearman of the ranking (their ranks spread out at random instead of tying)."""
-
-TRUST_Z_NO_LABELS = 1.5
-"""With no labels at all the model is trusted while a0 - 1.5 (a0 / 2) > 0 (always, by default)."""
-
-TRUST_FLAT_SD = 10.0
-"""SD (relative to 1/prior_temperature) of the near-flat slope prior used by the trust gate."""
-
-PRIOR_SLOPE_REL_SD = 0.5
-"""Prior SD of the slope 1/T relative to its centre 1/prior_temperature."""
 
 REPEAT_START = 200
 """No repeats during the first min(REPEAT_START, n_available / 2) comparisons: at tiny
@@ -92,170 +72,7 @@ DENSE_MAX = 2048
 compared most pairs (small n, large budgets) can still find its best unused pair quickly."""
 
 
-# ----------------------------------------------------------------------------- maths
-
-
-def _sigmoid(x: np.ndarray | float) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
-
-
-def win_probability(mu_i, sigma_i, mu_j, sigma_j) -> np.ndarray:
-    """Logistic predictive probability that i beats j, integrating over both Gaussians.
-
-        P(i > j) = E[sigmoid(x_i - x_j)] ~= sigmoid((mu_i - mu_j) / sqrt(1 + pi V / 8)),
-        V = sigma_i^2 + sigma_j^2                    (MacKay's probit approximation).
-
-    openskill's ``predict_win`` uses a normal CDF instead, which is the wrong link here.
-    """
-    v = np.square(sigma_i) + np.square(sigma_j)
-    return _sigmoid((np.asarray(mu_i) - np.asarray(mu_j)) / np.sqrt(1.0 + (math.pi / 8.0) * v))
-
-
-def expected_info_gain(mu_i, sigma_i, mu_j, sigma_j) -> np.ndarray:
-    """Expected information (nats, x2) one comparison gives about d = x_i - x_j.
-
-    With d ~ N(mu_i - mu_j, V) and a logistic likelihood, a Laplace step shrinks the
-    variance of d from V to V / (1 + V p (1 - p)), so the entropy drops by
-    ``0.5 log(1 + V p (1 - p))``; we return ``log(1 + V p (1 - p))``. Large when both images
-    are uncertain (V) and the outcome is a coin flip (p ~ 1/2).
-    """
-    v = np.square(sigma_i) + np.square(sigma_j)
-    p = win_probability(mu_i, sigma_i, mu_j, sigma_j)
-    return np.log1p(v * p * (1.0 - p))
-
-
-def _fit_slope(
-    score_diffs: np.ndarray,
-    outcomes: np.ndarray,
-    prior_slope: float,
-    prior_sd: float,
-) -> tuple[float, float]:
-    """MAP slope ``a`` (and its Laplace variance) of P(i > j) = sigmoid(a (s_i - s_j)).
-
-    Maximises  sum_k [o_k log sigmoid(a d_k) + (1 - o_k) log sigmoid(-a d_k)]
-               - (a - a0)^2 / (2 tau^2)
-    by Newton's method (the objective is concave in a). Ties (o = 0.5) count half each way.
-    """
-    d = np.asarray(score_diffs, dtype=np.float64)
-    o = np.asarray(outcomes, dtype=np.float64)
-    prec0 = 1.0 / (prior_sd * prior_sd)
-
-    def objective(a: float) -> float:  # log posterior; log sigmoid(x) = -log(1 + e^-x)
-        x = a * d
-        return float(-np.dot(o, np.logaddexp(0.0, -x)) - np.dot(1.0 - o, np.logaddexp(0.0, x))) - 0.5 * prec0 * (
-            a - prior_slope
-        ) ** 2
-
-    a = float(prior_slope)
-    fa = objective(a)
-    for _ in range(100):
-        p = _sigmoid(a * d)
-        g = float(np.dot(d, o - p)) - (a - prior_slope) * prec0
-        h = -float(np.dot(d * d, p * (1.0 - p))) - prec0
-        step = -g / h  # Newton step, halved until the objective does not drop
-        for _ in range(60):
-            fn = objective(a + step)
-            if fn >= fa - 1e-12:
-                break
-            step *= 0.5
-        a, fa = a + step, fn
-        if abs(step) < 1e-10 * max(1.0, abs(a)):
-            break
-    p = _sigmoid(a * d)
-    h = -float(np.dot(d * d, p * (1.0 - p))) - prec0
-    return a, -1.0 / h
-
-
-def fit_temperature(
-    score_diffs: Sequence[float] | np.ndarray,
-    outcomes: Sequence[float] | np.ndarray,
-    prior_temperature: float = 1.0,
-    prior_rel_sd: float = PRIOR_SLOPE_REL_SD,
-) -> float:
-    """Temperature T such that P(i beats j) = sigmoid((s_i - s_j) / T) fits the labels.
-
-    A one-parameter logistic regression on score differences, MAP with a Gaussian prior on
-    the slope 1/T centred on ``1/prior_temperature`` with SD ``prior_rel_sd / prior_temperature``
-    (so a handful of labels cannot give T -> 0). Returns ``inf`` when the fitted slope is
-    <= 0 (the model is no better than a coin on these labels).
-    """
-    a0 = 1.0 / prior_temperature
-    a, _ = _fit_slope(np.asarray(score_diffs, float), np.asarray(outcomes, float), a0, prior_rel_sd * a0)
-    return 1.0 / a if a > 0 else math.inf
-
-
-def prior_from_scores(
-    scores: Sequence[float] | np.ndarray,
-    slope: float,
-    slope_var: float = 0.0,
-    total_sd: float = PRIOR_TOTAL_SD,
-    min_sigma: float = 0.2,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Prior beliefs (mu, sigma) from model scores and the fitted slope a = 1/T.
-
-    Model: true logit t_i = b s_i + e_i, e_i ~ N(0, r^2) independent of the score. Labels
-    identify only the *effective* slope  a = b / sqrt(1 + pi r^2 / 4)  (the noise of two
-    items blurs the sigmoid). Assuming Var(t) = total_sd^2 = b^2 Var(s) + r^2 gives
-
-        r^2 = (total_sd^2 - a^2 Var(s)) / (1 + pi a^2 Var(s) / 4),
-        b   = a sqrt(1 + pi r^2 / 4),
-        mu_i = b (s_i - mean(s)),
-        sigma^2 = r^2 + Var(b) Var(s),   Var(b) = slope_var (1 + pi r^2 / 4),
-
-    the same sigma for every image. The slope's uncertainty is shared by all images (it
-    stretches the ranking, it does not reorder it), so it enters as its average: given per
-    image as Var(b) (s_i - mean(s))^2 it made the extreme images look most uncertain and
-    drew the info pairs there. A useless model (a ~ 0) gives mu ~ 0, sigma ~ total_sd; a
-    sharp one gives small sigma. A negative slope is clipped to 0: we never invert the model.
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    sc = s - s.mean() if s.size else s
-    a = max(float(slope), 0.0)
-    explained = a * a * float(np.mean(sc * sc)) if s.size else 0.0
-    r2 = (total_sd * total_sd - explained) / (1.0 + (math.pi / 4.0) * explained)
-    r2 = max(r2, min_sigma * min_sigma)
-    k = 1.0 + (math.pi / 4.0) * r2
-    b = a * math.sqrt(k)
-    mu = b * sc
-    var_s = float(np.mean(sc * sc)) if s.size else 0.0
-    sigma = np.full(s.shape, math.sqrt(r2 + max(slope_var, 0.0) * k * var_s))
-    return mu, sigma
-
-
-def self_agreement(first_outcomes: Sequence[float], repeat_outcomes: Sequence[float]) -> float:
-    """Share of repeated pairs the user judged the same way twice.
-
-    Both sequences give P(first-listed image won) in the *same* orientation per pair.
-    Agreement of one pair is 1 - |o1 - o2| (win/win 1, win/loss 0, tie/win 0.5).
-    Returns nan when there are no repeats.
-    """
-    a = np.asarray(first_outcomes, dtype=np.float64)
-    b = np.asarray(repeat_outcomes, dtype=np.float64)
-    if a.size == 0:
-        return math.nan
-    return float(np.mean(1.0 - np.abs(a - b)))
-
-
-def model_agreement(
-    score_diffs: Sequence[float], outcomes: Sequence[float], last_n: int | None = None
-) -> float:
-    """Share of comparisons (the last ``last_n``) where the model agrees with the user.
-
-    The model's vote is 1 if s_i > s_j, 0 if s_i < s_j, 0.5 on equal scores; agreement per
-    comparison is 1 - |vote - outcome|. Returns nan when there are no comparisons.
-    """
-    d = np.asarray(score_diffs, dtype=np.float64)
-    o = np.asarray(outcomes, dtype=np.float64)
-    if last_n is not None:
-        d, o = d[-last_n:], o[-last_n:]
-    if d.size == 0:
-        return math.nan
-    vote = 0.5 * (np.sign(d) + 1.0)
-    return float(np.mean(1.0 - np.abs(vote - o)))
-
-
-# ----------------------------------------------------------------------------- selector
-
+__all__ = ["KINDS", "PairMix", "PairSelector"]
 
 @dataclass(frozen=True)
 class PairMix:
@@ -510,7 +327,7 @@ class PairSelector:
         else:
             d = o = np.zeros(0)
         a0 = 1.0 / prior_temperature
-        a, var_a = _fit_slope(d, o, a0, PRIOR_SLOPE_REL_SD * a0)
+        a, var_a = fit_slope(d, o, a0, PRIOR_SLOPE_REL_SD * a0)
         self.temperature = 1.0 / a if a > 0 else math.inf
         sd_s = float(s.std()) if s.size else 0.0
         if d.size == 0:  # no labels yet: the slope prior alone decides (as the app starts)
@@ -519,7 +336,7 @@ class PairSelector:
             # with labels the gate weighs the labels alone (a flat prior on the slope): the
             # N(a0, (a0/2)^2) prior by itself passes it and let a useless model that a few
             # dozen labels happened to favour order the unseen images
-            a_data, var_data = _fit_slope(d, o, 0.0, TRUST_FLAT_SD * a0)
+            a_data, var_data = fit_slope(d, o, 0.0, TRUST_FLAT_SD * a0)
             trusted = (a_data - trust_z * math.sqrt(var_data)) * sd_s > trust_min_sd
         a_used = a if trusted else 0.0
         self.prior_mu, self.prior_sigma = prior_from_scores(s, a_used, var_a)
@@ -577,7 +394,7 @@ class PairSelector:
         """
         n_av = int(self.available.sum())
         if n_av < 2:
-            raise RuntimeError("fewer than 2 images are available to compare")
+            raise NoPairAvailable("Fewer than 2 images are available to compare.")
         kind = KINDS[min(int(np.searchsorted(self._cum_kind, self.rng.random(), side="right")), 3)]
         pair = None
         if kind == "near":
@@ -809,7 +626,7 @@ class PairSelector:
         if pair is None:  # all allowed pairs are used or pending (tiny n): any available pair
             pair = self._random_pair(self.available, 1 << 62, tries=256, ignore_pending=True)
         if pair is None:
-            raise RuntimeError("no pair available")
+            raise NoPairAvailable("Every pair of the available images has been shown or excluded.")
         return pair
 
     def _best_allowed(self, a: np.ndarray, b: np.ndarray, limit: int):

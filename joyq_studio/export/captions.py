@@ -1,38 +1,25 @@
-"""Ranked exports of a project: calibrated buckets, CSV, caption sidecars, dataset JSON.
+"""Caption sidecars: one ``.txt`` per image (``img.jpg`` -> ``img.txt``) with the quality tag.
 
-Everything here is plain functions over a :class:`~joyq_studio.store.Project` (plus an
-optional ``progress(done, total)`` callback), so the CLI and the GUI's worker threads
-call the same code.
-
-* **Scores** are those of the project's current model (:meth:`Project.current_model_key`).
-* **Calibration** (:mod:`joyq_studio.calibration`) is saved with the active model version
-  (its record's ``calibration``), or, without one, in project meta
-  ``calibration:<model key>``, and reused until the user recalibrates.
-* **CSV**: path, hash, score, rank (0..K), bucket (0..K-1, 0 = worst), label, model
-  version; best first; written to a temporary file and renamed.
-* **Captions**: one ``.txt`` sidecar per image (``img.jpg`` -> ``img.txt``). A quality tag
-  is any phrase of our label sets (this calibration's labels, the default phrases, every
-  label an earlier export wrote) that forms a whole separator-delimited item of the
-  caption, or, for a whitespace separator, its first or last item. Re-running replaces
-  such a tag, never duplicates it. Modes:
+A quality tag is any phrase of our label sets (this calibration's labels, the default
+phrases, every label an earlier export wrote) that forms a whole separator-delimited item
+of the caption, or, for a whitespace separator, its first or last item. Re-running
+replaces such a tag, never duplicates it. Modes:
 
   ``prepend``  ``tag<sep>caption`` (created when missing)
   ``append``   ``caption<sep>tag`` (created when missing)
   ``replace``  swap an existing tag in place; captions without one, and missing ones, untouched
   ``new``      only create missing caption files; existing ones untouched
 
-  Encoding (UTF-8, UTF-8/16/32 with BOM) and line endings of an existing file are kept:
-  only the tag and one separator change. Files that are not such text, read-only, folders,
-  symlinks or over 1 MiB are reported and left alone. Before anything is written, every
-  file to be modified is copied to ``<project dir>/exports/<timestamp>/backup/`` and a
-  ``manifest.json`` lists every file to be created or modified with the SHA-256 of its
-  old and new bytes; :func:`undo_last_export` uses those to restore / delete exactly the
-  files still as the export left them. A failed write rolls back the files already written.
-  One caption export or undo runs at a time per project (an OS file lock,
-  ``<project dir>/exports.lock``, released even when its process crashes); another one is
-  refused with a message and changes nothing.
-* **Dataset JSON** (the JoyQuality training format): ``{"train": [[winner, loser, 1], ...],
-  "test": [...]}``; labels 1 = first won, -1 = second won, 0 = tie.
+Encoding (UTF-8, UTF-8/16/32 with BOM) and line endings of an existing file are kept:
+only the tag and one separator change. Files that are not such text, read-only, folders,
+symlinks or over 1 MiB are reported and left alone. Before anything is written, every
+file to be modified is copied to ``<project dir>/exports/<timestamp>/backup/`` and a
+``manifest.json`` lists every file to be created or modified with the SHA-256 of its
+old and new bytes; :func:`undo_last_export` uses those to restore / delete exactly the
+files still as the export left them. A failed write rolls back the files already written.
+One caption export or undo runs at a time per project (an OS file lock,
+``<project dir>/exports.lock``, released even when its process crashes); another one is
+refused with a message and changes nothing.
 
 Nothing here ever modifies or deletes an image file.
 """
@@ -40,7 +27,6 @@ Nothing here ever modifies or deletes an image file.
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime
 import errno
 import hashlib
@@ -48,304 +34,44 @@ import json
 import os
 import shutil
 import stat
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from .calibration import (
-    DEFAULT_K,
+from ..errors import ExportError, JoyqError
+from ..fsio import atomic_write, describe_error, write_json
+from ..ranking.calibration import (
     QUALITY_PHRASES,
     Calibration,
-    CalibrationError,
-    calibrate,
     default_labels,
 )
-from .errors import JoyqError
-from .store import Project, describe_error
+from ..ranking.rows import RankedImage, ranked_images
+from ..store import Project
 
 if os.name == "nt":
     import msvcrt
 
-    def _try_lock(f) -> None:
+    def try_lock(f) -> None:
         f.seek(0)  # msvcrt locks bytes from the current position
         msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
 else:
     import fcntl
 
-    def _try_lock(f) -> None:
+    def try_lock(f) -> None:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 # errno of a lock attempt that failed only because another process holds the lock
 _HELD_ELSEWHERE = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, errno.EDEADLK}
 
-__all__ = [
-    "CAPTION_MODES",
-    "CaptionChange",
-    "CaptionPlan",
-    "ExportError",
-    "ExportPairsReport",
-    "ImportReport",
-    "RankedImage",
-    "UndoReport",
-    "apply_caption_export",
-    "bucket_counts",
-    "calibrate_project",
-    "current_model_key",
-    "edit_caption",
-    "ensure_calibration",
-    "export_pairs",
-    "held_out_pairs",
-    "import_pairs",
-    "load_calibration",
-    "plan_caption_export",
-    "ranked_images",
-    "save_calibration",
-    "undo_last_export",
-    "write_csv",
-]
 
 Progress = Callable[[int, int], None] | None
 
 CAPTION_MODES = ("prepend", "append", "replace", "new")
-CSV_HEADER = ["path", "hash", "score", "rank", "bucket", "label", "model_version"]
 MAX_CAPTION_BYTES = 1 << 20
 MANIFEST = "manifest.json"
 HISTORY_KEY = "caption_history"
-
-
-class ExportError(JoyqError):
-    """An export or import cannot be done; one sentence naming the file and the problem."""
-
-
-# -- scores and ranks ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class RankedImage:
-    path: str        # relative to the folder, '/' separated
-    hash: str
-    score: float
-    rank: float      # calibrated, 0..K
-    bucket: int      # 0 (worst) .. K - 1 (best)
-    label: str
-
-
-def not_scored_message(project: Project) -> str:
-    return f"{project.folder}: no image is scored yet; run `joyq score {project.folder}` first."
-
-
-def current_model_key(project: Project) -> str:
-    """The current model's key; ExportError when nothing is scored."""
-    key = project.current_model_key()
-    if not key:
-        raise ExportError(not_scored_message(project))
-    return key
-
-
-def _model_version(project: Project, key: str) -> str:
-    return project.active_version or key
-
-
-def _scored_files(project: Project) -> list[tuple[str, str, float]]:
-    """(path, hash, score) of every image file with a current score, in path order."""
-    scores = project.scores(current_model_key(project))
-    rows = [(p, h, scores[h]) for p, h in project.file_hashes() if h in scores]
-    if not rows:
-        raise ExportError(not_scored_message(project))
-    return rows
-
-
-def ranked_images(project: Project, cal: Calibration, min_bucket: int | None = None) -> list[RankedImage]:
-    """Every scored image file (duplicates included), best first, with rank/bucket/label."""
-    rows = _scored_files(project)
-    ranks, buckets = cal.apply(np.array([s for _, _, s in rows], dtype=np.float64))
-    out = [RankedImage(p, h, s, float(r), int(b), cal.labels[int(b)])
-           for (p, h, s), r, b in zip(rows, ranks, buckets)]
-    if min_bucket is not None:
-        out = [r for r in out if r.bucket >= min_bucket]
-    out.sort(key=lambda r: (-r.score, r.path))
-    return out
-
-
-def bucket_counts(rows: Iterable[RankedImage], k: int) -> list[int]:
-    """Number of rows in each bucket 0..k-1."""
-    counts = [0] * k
-    for r in rows:
-        counts[r.bucket] += 1
-    return counts
-
-
-# -- calibration ----------------------------------------------------------------------------
-def held_out_pairs(project: Project, scores: dict[str, float]) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], list[str]]:
-    """(s_first, s_second, outcome) of the held-out (split 'test') comparisons whose images
-    are both scored; all comparisons when there is no held-out one (noted). Also notes."""
-    notes = []
-    comps = project.comparisons(split="test")
-    if not comps:
-        comps = project.comparisons()
-        if comps:
-            notes.append(f"no held-out comparisons yet, so tau was fitted on all {len(comps)} comparisons "
-                         "(the same ones training uses; it may be overconfident)")
-    usable = [(scores[a], scores[b], o) for _, a, b, o, _, _ in comps if a in scores and b in scores]
-    if len(usable) < len(comps):
-        notes.append(f"{len(comps) - len(usable)} comparisons skipped: an image is not scored")
-    arr = np.array(usable, dtype=np.float64).reshape(-1, 3)
-    return (arr[:, 0], arr[:, 1], arr[:, 2]), notes
-
-
-def calibrate_project(project: Project, method: str | None = None, k: int = DEFAULT_K,
-                      target_mean: float | None = None,
-                      labels: Sequence[str] | None = None) -> tuple[Calibration, list[str]]:
-    """Fit a calibration on the current scores (not saved; see :func:`save_calibration`).
-
-    ``method`` None picks B when there are usable comparisons and B can be fitted, else A
-    (and says why in the returned notes).
-    """
-    key = current_model_key(project)
-    rows = _scored_files(project)
-    unique = {h: s for _, h, s in rows}
-    scores = np.array(list(unique.values()), dtype=np.float64)
-    all_scores = project.scores(key)
-    version = _model_version(project, key)
-    if method is not None and str(method).strip().lower() == "a":
-        return calibrate(scores, None, "a", k, None, labels, version), []
-    pairs, notes = held_out_pairs(project, all_scores)
-    if method is None and len(pairs[0]) == 0:
-        return calibrate(scores, None, "a", k, None, labels, version), ["no comparisons yet, so method A was used"]
-    try:
-        return calibrate(scores, pairs, "b", k, target_mean, labels, version), notes
-    except CalibrationError as e:
-        if method is not None:
-            raise
-        return calibrate(scores, None, "a", k, None, labels, version), [f"method A was used: {e}"]
-
-
-def save_calibration(project: Project, cal: Calibration) -> None:
-    """Store ``cal`` with the active model version, else in meta under the model key."""
-    vid = project.active_version
-    if vid and project.version(vid) is not None:
-        project.update_version_record(vid, calibration=cal.to_dict())
-        return
-    key = current_model_key(project)
-    with project.transaction():
-        project.set_meta("calibration:" + key, json.dumps(cal.to_dict()))
-
-
-def load_calibration(project: Project) -> Calibration | None:
-    """The saved calibration of the current model, or None when it was never calibrated."""
-    vid = project.active_version
-    v = project.version(vid) if vid else None
-    if v is not None:
-        d = v.get("calibration")
-    else:
-        key = project.current_model_key()
-        text = project.get_meta("calibration:" + key) if key else None
-        try:
-            d = json.loads(text) if text else None
-        except ValueError:
-            d = None  # a damaged record: treat as not calibrated, the next save replaces it
-    return Calibration.from_dict(d) if isinstance(d, dict) else None
-
-
-def ensure_calibration(project: Project) -> tuple[Calibration, list[str]]:
-    """The saved calibration, or a fresh default one (saved, and said so in the notes)."""
-    cal = load_calibration(project)
-    if cal is not None:
-        return cal, []
-    cal, notes = calibrate_project(project)
-    save_calibration(project, cal)
-    first = f"not calibrated yet, so calibrated now with method {cal.method.upper()} (see `joyq calibrate`)"
-    return cal, [first, *notes]
-
-
-# -- atomic file writing ---------------------------------------------------------------------
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.joyq-tmp-{os.getpid()}")
-
-
-def _atomic_write(path: Path, data: bytes, like: Path | None = None, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename; ``like``'s mode/owner kept."""
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        if like is not None:
-            _copy_owner_and_mode(like, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise
-
-
-def _copy_owner_and_mode(src: Path, dst: Path) -> None:
-    try:
-        st = os.stat(src)
-        os.chmod(dst, stat.S_IMODE(st.st_mode))
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            os.chown(dst, st.st_uid, st.st_gid)
-    except OSError:
-        pass  # best effort: the content matters, the mode is a courtesy
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    _atomic_write(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
-
-
-def _reason(e: OSError) -> str:
-    """A few words on why a file operation failed (no path: the message names it)."""
-    if isinstance(e, IsADirectoryError):
-        return "it is a folder"
-    if isinstance(e, FileNotFoundError):
-        return "no such file or folder"
-    text = describe_error(e)
-    return e.strerror.lower() if text == str(e) and e.strerror else text
-
-
-# -- CSV --------------------------------------------------------------------------------------
-@dataclass
-class CsvReport:
-    path: Path
-    rows: int
-    counts: list[int]          # per bucket, of the rows written
-    total_scored: int
-
-
-def write_csv(project: Project, out: str | os.PathLike, cal: Calibration,
-              min_bucket: int | None = None) -> CsvReport:
-    """Write the ranking (best first) to ``out`` atomically; only buckets >= ``min_bucket``."""
-    out = Path(out)
-    if min_bucket is not None and not 0 <= min_bucket < cal.k:
-        raise ExportError(f"--min-bucket must be between 0 and {cal.k - 1} for a {cal.k}-bucket calibration, "
-                          f"not {min_bucket}.")
-    all_rows = ranked_images(project, cal)
-    rows = [r for r in all_rows if min_bucket is None or r.bucket >= min_bucket]
-    version = cal.model_version or _model_version(project, current_model_key(project))
-    tmp = _tmp_path(out)
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(CSV_HEADER)
-            for r in rows:
-                w.writerow([r.path, r.hash, f"{r.score:.6f}", f"{r.rank:.4f}", r.bucket, r.label, version])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise ExportError(f"{out}: could not write the CSV ({_reason(e)}); nothing was written.") from None
-    return CsvReport(out, len(rows), bucket_counts(rows, cal.k), len(all_rows))
 
 
 # -- caption text ---------------------------------------------------------------------------
@@ -380,7 +106,7 @@ def encode_caption(text: str, encoding: str) -> bytes:
 _PLACEHOLDER = "\x00joyq\x00"
 
 
-class _TagFinder:
+class TagFinder:
     """Finds our quality tags in a caption body (see the module docstring for what counts)."""
 
     def __init__(self, labels: Iterable[str], separators: Iterable[str]):
@@ -455,7 +181,7 @@ def _segments(body: str, d: str) -> list[tuple[int, int]]:
         start = i + len(d)
 
 
-def edit_caption(text: str | None, label: str, mode: str, separator: str, finder: _TagFinder) -> str | None:
+def edit_caption(text: str | None, label: str, mode: str, separator: str, finder: TagFinder) -> str | None:
     """The new caption text, or None when ``mode`` leaves this caption alone."""
     if text is None:
         return None if mode == "replace" else label
@@ -549,7 +275,7 @@ def _read_existing(path: Path) -> tuple[bytes | None, str | None]:
     except FileNotFoundError:
         return None, None
     except OSError as e:
-        return None, f"cannot be read ({_reason(e)})"
+        return None, f"cannot be read ({describe_error(e)})"
     if stat.S_ISDIR(st.st_mode):
         return None, "is a folder, not a caption file"
     if stat.S_ISLNK(st.st_mode):
@@ -563,7 +289,7 @@ def _read_existing(path: Path) -> tuple[bytes | None, str | None]:
     try:
         return path.read_bytes(), None
     except OSError as e:
-        return None, f"cannot be read ({_reason(e)})"
+        return None, f"cannot be read ({describe_error(e)})"
 
 
 def plan_caption_export(project: Project, cal: Calibration, mode: str = "prepend", separator: str = ", ",
@@ -581,7 +307,7 @@ def plan_caption_export(project: Project, cal: Calibration, mode: str = "prepend
             raise ExportError(f"The label {label!r} contains the separator {delim!r}; choose another separator or label.")
     history = _history(project)
     labels = [*cal.labels, *QUALITY_PHRASES, *default_labels(cal.k), *history.get("labels", [])]
-    finder = _TagFinder(labels, [separator, ", ", *history.get("separators", [])])
+    finder = TagFinder(labels, [separator, ", ", *history.get("separators", [])])
     plan = CaptionPlan(mode, separator, list(cal.labels))
 
     groups: dict[str, list[RankedImage]] = defaultdict(list)
@@ -654,7 +380,7 @@ def _new_export_dir(project: Project) -> Path:
 
 
 @contextlib.contextmanager
-def _export_lock(project: Project):
+def export_lock(project: Project):
     """One caption export or undo at a time per project: the app and ``joyq`` may run side by
     side, and two writers would interleave captions and backups. The OS drops the lock when
     its process ends, so a crash leaves nothing stale behind."""
@@ -662,13 +388,13 @@ def _export_lock(project: Project):
     try:
         f = open(path, "a+b")  # noqa: SIM115 - closed by the with below, after the error handling
     except OSError as e:
-        raise ExportError(f"{path}: cannot open the export lock ({_reason(e)}); nothing was changed.") from None
+        raise ExportError(f"{path}: cannot open the export lock ({describe_error(e)}); nothing was changed.") from None
     with f:
         try:
-            _try_lock(f)
+            try_lock(f)
         except OSError as e:
             if e.errno not in _HELD_ELSEWHERE:  # e.g. no locks on this filesystem: say so
-                raise ExportError(f"{path}: cannot take the export lock ({_reason(e)}); nothing was changed.") from None
+                raise ExportError(f"{path}: cannot take the export lock ({describe_error(e)}); nothing was changed.") from None
             raise ExportError(f"{project.folder}: another caption export or undo is running on this folder; "
                               "nothing was changed, try again when it has finished.") from None
         yield
@@ -686,7 +412,7 @@ def apply_caption_export(project: Project, plan: CaptionPlan | Sequence[CaptionC
     changes = list(plan.changes if isinstance(plan, CaptionPlan) else plan)
     if not changes:
         return None
-    with _export_lock(project):
+    with export_lock(project):
         return _apply_locked(project, plan, changes, progress)
 
 
@@ -699,7 +425,7 @@ def _apply_locked(project: Project, plan, changes: list[CaptionChange], progress
             try:
                 current = _current_bytes(c.path)
             except OSError as e:
-                raise ExportError(f"{c.path}: cannot be read ({_reason(e)}); nothing was changed.") from None
+                raise ExportError(f"{c.path}: cannot be read ({describe_error(e)}); nothing was changed.") from None
             if _sha(current) != c.old_sha256:
                 raise ExportError(f"{c.path}: changed since the export was planned; nothing was changed, "
                                   "please preview the export again.")
@@ -723,10 +449,10 @@ def _apply_locked(project: Project, plan, changes: list[CaptionChange], progress
             "separator": plan.separator if isinstance(plan, CaptionPlan) else None,
             "files": entries,
         }
-        _write_json(manifest_path, manifest)
+        write_json(manifest_path, manifest)
     except OSError as e:
         shutil.rmtree(export_dir, ignore_errors=True)
-        raise ExportError(f"{export_dir}: could not back up the caption files ({_reason(e)}); "
+        raise ExportError(f"{export_dir}: could not back up the caption files ({describe_error(e)}); "
                           "nothing was changed.") from None
     except BaseException:
         shutil.rmtree(export_dir, ignore_errors=True)
@@ -735,28 +461,28 @@ def _apply_locked(project: Project, plan, changes: list[CaptionChange], progress
     done: list[CaptionChange] = []
     for n, c in enumerate(changes, 1):
         try:
-            _atomic_write(c.path, c.new_bytes(), like=c.path if c.old_text is not None else None, fsync=False)
+            atomic_write(c.path, c.new_bytes(), like=c.path if c.old_text is not None else None, fsync=False)
         except OSError as e:
             failed = _roll_back(project, export_dir, entries[:len(done)])
             if failed:
                 raise ExportError(
-                    f"{c.path}: could not write the caption ({_reason(e)}); {len(failed)} of the {len(done)} "
+                    f"{c.path}: could not write the caption ({describe_error(e)}); {len(failed)} of the {len(done)} "
                     f"captions already written could not be put back, run `joyq undo-export "
                     f"{project.folder}` to finish (backups in {export_dir}).") from None
             manifest["status"] = "rolled back"
             try:
-                _write_json(manifest_path, manifest)
+                write_json(manifest_path, manifest)
             except OSError:
                 pass  # undo checks hashes, so a 'pending' manifest with nothing to undo is harmless
             done_text = (f"the {len(done)} captions already written were put back" if done
                          else "nothing was changed")
-            raise ExportError(f"{c.path}: could not write the caption ({_reason(e)}); {done_text}.") from None
+            raise ExportError(f"{c.path}: could not write the caption ({describe_error(e)}); {done_text}.") from None
         done.append(c)
         if progress:
             progress(n, len(changes))
     manifest["status"] = "complete"
     try:
-        _write_json(manifest_path, manifest)
+        write_json(manifest_path, manifest)
     except OSError:
         pass  # every caption is written; a 'pending' manifest is undone the same way
     _remember(project, plan, changes)
@@ -795,7 +521,7 @@ def _restore(project: Project, export_dir: Path, entry: dict) -> str:
     data = (export_dir / entry["backup"]).read_bytes()
     if _sha(data) != entry["old_sha256"]:
         raise ExportError(f"{export_dir / entry['backup']}: the backup is damaged; {path} was left as it is.")
-    _atomic_write(path, data, like=path)
+    atomic_write(path, data, like=path)
     return "restored"
 
 
@@ -844,7 +570,7 @@ def undo_last_export(project: Project, progress: Progress = None) -> UndoReport:
     """Undo the newest caption export not yet undone: restore the files it modified and delete
     the ones it created, each only if still exactly as the export wrote it (others are
     reported and left alone). Backups are kept. Run again to undo the export before."""
-    with _export_lock(project):
+    with export_lock(project):
         return _undo_locked(project, progress)
 
 
@@ -859,7 +585,7 @@ def _undo_locked(project: Project, progress: Progress) -> UndoReport:
         try:
             result = _restore(project, export_dir, entry)
         except OSError as e:
-            raise ExportError(f"{project.folder / entry['caption']}: could not be restored ({_reason(e)}); "
+            raise ExportError(f"{project.folder / entry['caption']}: could not be restored ({describe_error(e)}); "
                               "run the undo again to finish.") from None
         if result == "restored":
             report.restored += 1
@@ -875,177 +601,10 @@ def _undo_locked(project: Project, progress: Progress) -> UndoReport:
     manifest["undone"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     manifest["undo_left_alone"] = report.changed_since
     try:
-        _write_json(export_dir / MANIFEST, manifest)
+        write_json(export_dir / MANIFEST, manifest)
     except OSError as e:
         raise ExportError(f"{export_dir / MANIFEST}: the files were restored but the manifest could not be "
-                          f"marked as undone ({_reason(e)}).") from None
+                          f"marked as undone ({describe_error(e)}).") from None
     return report
 
 
-# -- JoyQuality dataset JSON ---------------------------------------------------------------
-SPLITS = ("train", "test")
-_LABEL_TO_OUTCOME = {1: 1.0, -1: 0.0, 0: 0.5}
-
-
-@dataclass
-class ImportReport:
-    path: Path
-    pairs: int = 0                                    # entries in the file
-    added: Counter = field(default_factory=Counter)   # per split
-    already_present: int = 0
-    ties: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)   # ("train[3]", reason)
-
-    @property
-    def total_added(self) -> int:
-        return sum(self.added.values())
-
-
-def _pair_key(a: str, b: str, outcome: float, split: str) -> tuple:
-    """Order-free identity of a judgement: (winner, loser) or the sorted tie."""
-    if outcome == 0.5:
-        return (split, "tie", *sorted((a, b)))
-    return (split, "win", a, b) if outcome == 1.0 else (split, "win", b, a)
-
-
-def _read_dataset(path: Path) -> dict:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ExportError(f"{path}: cannot be read ({_reason(e)}).") from None
-    try:
-        obj = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise ExportError(f"{path}: is not UTF-8 text, so it is not a JoyQuality dataset JSON file.") from None
-    except json.JSONDecodeError as e:
-        raise ExportError(f"{path}: is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
-    if not isinstance(obj, dict):
-        raise ExportError(f"{path}: must hold a JSON object with 'train' and/or 'test' lists of "
-                          f"[path, path, label], not a JSON {type(obj).__name__}.")
-    extra = [k for k in obj if k not in SPLITS]
-    if extra:
-        raise ExportError(f"{path}: has the key {extra[0]!r}; a JoyQuality dataset holds only 'train' and 'test' lists.")
-    for split in SPLITS:
-        if split in obj and not isinstance(obj[split], list):
-            raise ExportError(f"{path}: '{split}' must be a list of [path, path, label].")
-    return obj
-
-
-def _resolve_in_folder(project: Project, base: Path, text: str) -> str | None:
-    """The folder-relative path of ``text`` (relative to ``base`` unless absolute), or None if outside."""
-    p = Path(text).expanduser()
-    if not p.is_absolute():
-        p = base / p
-    for candidate in (Path(os.path.abspath(p)), p.resolve()):
-        try:
-            return candidate.relative_to(project.folder).as_posix()
-        except ValueError:
-            continue
-    return None
-
-
-def import_pairs(project: Project, json_path: str | os.PathLike) -> ImportReport:
-    """Add the pairs of a JoyQuality dataset JSON file as comparisons (kind 'import').
-
-    Paths are relative to the JSON file unless absolute and must be scanned images inside the
-    folder; others are skipped and reported. A pair already in the project (same winner and
-    loser, or tie, in the same split) is not added twice. The file is checked completely
-    before anything is added; all pairs are added in one transaction.
-    """
-    path = Path(json_path)
-    obj = _read_dataset(path)
-    base = Path(os.path.abspath(path)).parent
-    report = ImportReport(path)
-    rows: list[tuple[str, str, float, str]] = []
-    for split in SPLITS:
-        for i, entry in enumerate(obj.get(split, [])):
-            where = f"{split}[{i}]"
-            if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
-                    and isinstance(entry[1], str)):
-                raise ExportError(f"{path}: {where} is {json.dumps(entry)[:60]}, not [path, path, label].")
-            label = entry[2]
-            if isinstance(label, bool) or not isinstance(label, (int, float)) or label not in _LABEL_TO_OUTCOME:
-                raise ExportError(f"{path}: {where} has the label {json.dumps(label)}; labels must be 1 (first won), "
-                                  "-1 (second won) or 0 (tie).")
-            report.pairs += 1
-            hashes = []
-            for p in entry[:2]:
-                rel = _resolve_in_folder(project, base, p)
-                if rel is None:
-                    report.skipped.append((where, f"{p} is outside the folder {project.folder}"))
-                    break
-                digest = project.hash_of(rel)
-                if digest is None:
-                    report.skipped.append((where, f"{p} is not a scanned image of the folder"))
-                    break
-                hashes.append(digest)
-            else:
-                if hashes[0] == hashes[1]:
-                    report.skipped.append((where, f"{entry[0]} and {entry[1]} are the same image"))
-                    continue
-                rows.append((hashes[0], hashes[1], _LABEL_TO_OUTCOME[int(label)], split))
-    if report.pairs and not rows:
-        raise ExportError(f"{path}: none of its {report.pairs} pairs could be matched to images of "
-                          f"{project.folder} (first problem: {report.skipped[0][0]}: {report.skipped[0][1]}).")
-    present = Counter(_pair_key(a, b, o, s) for _, a, b, o, s, _ in project.comparisons())
-    new = []
-    for a, b, o, s in rows:
-        key = _pair_key(a, b, o, s)
-        if present[key] > 0:
-            present[key] -= 1
-            report.already_present += 1
-            continue
-        new.append((a, b, o, s, "import"))
-        report.added[s] += 1
-        report.ties += o == 0.5
-    if new:
-        project.add_comparisons(new)
-    return report
-
-
-@dataclass
-class ExportPairsReport:
-    path: Path
-    written: Counter = field(default_factory=Counter)   # per split
-    ties_omitted: int = 0
-    missing: int = 0        # comparisons whose image is no longer in the folder
-
-
-def export_pairs(project: Project, out: str | os.PathLike, ties: bool = False) -> ExportPairsReport:
-    """Write the project's comparisons as a JoyQuality dataset JSON (atomically).
-
-    Each win is ``[winner, loser, 1]``; a tie is ``[a, b, 0]`` with ``ties``, else omitted.
-    Splits other than 'test' go to 'train'. Paths are relative to the JSON file when it is
-    inside the folder, absolute otherwise.
-    """
-    out = Path(out)
-    report = ExportPairsReport(out)
-    paths = dict(project.image_paths(include_errors=True))
-    out_dir = Path(os.path.abspath(out)).parent
-    inside = out_dir == project.folder or project.folder in out_dir.parents
-
-    def name(digest: str) -> str:
-        p = project.folder / paths[digest]
-        return Path(os.path.relpath(p, out_dir)).as_posix() if inside else str(p)
-
-    data: dict[str, list] = {"train": [], "test": []}
-    for _, a, b, outcome, split, _ in project.comparisons():
-        if a not in paths or b not in paths:
-            report.missing += 1
-            continue
-        key = "test" if split == "test" else "train"
-        if outcome == 0.5:
-            if not ties:
-                report.ties_omitted += 1
-                continue
-            data[key].append([name(a), name(b), 0])
-        elif outcome == 1.0:
-            data[key].append([name(a), name(b), 1])
-        else:
-            data[key].append([name(b), name(a), 1])
-        report.written[key] += 1
-    try:
-        _atomic_write(out, (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
-    except OSError as e:
-        raise ExportError(f"{out}: could not write the dataset ({_reason(e)}); nothing was written.") from None
-    return report

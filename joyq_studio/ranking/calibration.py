@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .errors import JoyqError
-from .metrics import sigmoid
+from ..errors import JoyqError
+from ..metrics import sigmoid
 
 __all__ = [
     "DEFAULT_K",

@@ -40,10 +40,17 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
-from .corruptions import make_validation_pair
-from .demo import degrade, draw_scene
+from ..console import ProgressLine, UsageError
+from ..corruptions import LOWRES_FACTOR_RANGE, make_validation_pair, rng_from_seed
+from ..demo import degrade, draw_scene, make_demo_folder
+from ..model import load_model, save_model
+from ..pixels import load_uint8, normalize
+from ..ranking.calibration import fit_tau
+from ..training import TrainConfig, load_pairs_json, run_training
+from .common import machine_name
 
 RECIPE_KINDS = ("jpeg", "lowres")
 DEMO_KINDS = ("demo-jpeg", "demo-blur", "demo-lowres", "demo-noise")
@@ -74,7 +81,6 @@ def degraded(img: Image.Image, kind: str, seed: str) -> tuple[Image.Image, Image
     if kind in RECIPE_KINDS:
         return make_validation_pair(img, kind, seed=seed)
     if kind in DEMO_KINDS:
-        from .corruptions import rng_from_seed
 
         return img, degrade(img, kind.removeprefix("demo-"), rng_from_seed(seed))
     raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(ALL_KINDS)}")
@@ -240,7 +246,6 @@ def format_row(r: dict) -> str:
 
 def lowres_factor(seed: str) -> float:
     """The downscale factor corruptions.low_res draws for ``seed`` (its first draw)."""
-    from .corruptions import LOWRES_FACTOR_RANGE, rng_from_seed
 
     return float(rng_from_seed(seed).uniform(*LOWRES_FACTOR_RANGE))
 
@@ -250,9 +255,7 @@ LOWRES_BINS = ((0.5, 0.7), (0.7, 0.8), (0.8, 0.9))
 
 def item_scores(model, data, items: np.ndarray) -> np.ndarray:
     """Scores of ``items`` (indices into data.paths), indexed by item; other entries 0."""
-    import torch
 
-    from .images import load_uint8, normalize
 
     scores = np.zeros(len(data.keys))
     model = model.float().cpu().eval()
@@ -307,7 +310,7 @@ def ensure_dataset(folder: Path, *, n_bases=700, size=512, kinds=RECIPE_KINDS, t
 def load_dataset(json_path: Path, drop_kind_prefix: str | None = None):
     """(PairData with the clean test images first, kinds, seeds): kinds/seeds parallel to
     data.a. ``drop_kind_prefix`` (e.g. "cross-") leaves those pairs out."""
-    from .training import load_pairs_json
+
 
     raw = json.loads(Path(json_path).read_text(encoding="utf-8"))
     data = load_pairs_json(json_path)
@@ -324,8 +327,7 @@ def load_dataset(json_path: Path, drop_kind_prefix: str | None = None):
 def train_recorded(data, kinds, seeds, *, model="tiny", steps=300, batch_size=32, lr=1e-3, evals=6, augment=True,
                    seed=0, echo=True) -> dict:
     """Full-mode run_training (the engine of `joyq train --mode full`) with the curve recorded."""
-    from .model import load_model
-    from .training import TrainConfig, run_training
+
 
     cfg = TrainConfig(mode="full", lr=lr, batch_size=batch_size, device_batch_size=batch_size, augment=augment,
                       total_samples=steps * batch_size, eval_every_samples=max(1, steps // evals) * batch_size,
@@ -385,7 +387,6 @@ def rescale_embedding(model, factor: float, shift=None) -> None:
     The MAP pooler returns a + mlp(layernorm(a)) with a = out_proj(attention); scaling
     out_proj and the MLP's last layer scales both terms (layernorm is scale-invariant),
     and the MLP's last bias adds straight to the output, so it takes the shift."""
-    import torch
 
     state = model.tower_state_dict()
     for k in POOL_OUTPUT_KEYS:
@@ -408,10 +409,7 @@ def calibrate_for_shipping(model, data) -> dict:
       which the pairing's "near" neighbours and the importance weights rely on);
     * the head's temperature is fitted (calibration.fit_tau), so sigmoid(s_A - s_B) is a
       calibrated probability on held-out pairs rather than the training run's overconfidence."""
-    import torch
 
-    from .calibration import fit_tau
-    from .images import load_uint8, normalize
 
     test = np.asarray(data.split, dtype=object) == "test"
     a, b, y = data.a[test], data.b[test], data.y[test]
@@ -441,7 +439,6 @@ def calibrate_for_shipping(model, data) -> dict:
 def make_demo_model(dest: Path, folder: Path, echo=True) -> dict:
     """The shipped demo tower: DEMO_DATA, stage 1 from ``tiny``, stage 2 from stage 1, then
     calibrate_for_shipping; saved with model.save_model. Deterministic given the recipe."""
-    from .model import save_model
 
     json_path, gen_s = ensure_dataset(folder, echo=echo, **DEMO_DATA)
     runs, start = [], "tiny"
@@ -464,7 +461,6 @@ def make_demo_model(dest: Path, folder: Path, echo=True) -> dict:
 def _progress_line(label: str, echo: bool):
     if not echo:
         return None
-    from .cli import ProgressLine
 
     return ProgressLine(label, "base")
 
@@ -530,9 +526,7 @@ def demo_folder_accuracy(model, folder: Path) -> dict[str, float]:
     """Accuracy on a make_demo_folder folder: clean beats each degraded copy of the same
     scene (per kind, from its pairs.json), and clean beats degraded copies of other scenes
     ("cross-scene", every such pair), which is what ranking the folder needs."""
-    import torch
 
-    from .images import load_uint8, normalize
 
     raw = json.loads((Path(folder) / "pairs.json").read_text(encoding="utf-8"))
     pairs = raw["train"] + raw["test"]
@@ -567,13 +561,11 @@ def _print_run(run: dict, title: str) -> None:
 
 
 def bench_learn(args) -> int:
-    from .bench import machine_name
-    from .cli import CliError
 
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     bad = [k for k in kinds if k not in ALL_KINDS]
     if bad or not kinds:
-        raise CliError(f"--kinds: unknown kind {bad[0] if bad else '(none)'!r}; choose from {', '.join(ALL_KINDS)}.")
+        raise UsageError(f"--kinds: unknown kind {bad[0] if bad else '(none)'!r}; choose from {', '.join(ALL_KINDS)}.")
     machine = machine_name()
     print(f"machine: {machine}")
     out = Path(args.out) if args.out else (Path(args.dir) / "report" if args.dir else Path("joyq-learn-report"))
@@ -598,7 +590,6 @@ def bench_learn(args) -> int:
     for p in write_reports(out, run, title):
         print(f"wrote {p}")
     if args.save_model:
-        from .model import save_model
 
         save_model(run["model"], Path(args.save_model))
         print(f"saved the trained model to {args.save_model}")
@@ -606,7 +597,6 @@ def bench_learn(args) -> int:
 
 
 def _bench_demo_model(dest: Path, work: Path, out: Path, machine: str) -> int:
-    from .demo import make_demo_folder
 
     t0 = time.perf_counter()
     demo = make_demo_model(dest, work)

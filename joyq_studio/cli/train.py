@@ -7,10 +7,20 @@ import math
 import sys
 from pathlib import Path
 
-from .cli import EXIT_OK, CliError, ProgressLine, open_project, positive_int
-from .metrics import format_metrics_table
-from .model import DEFAULT_MODEL, load_model, pick_device
-from .store import data_dir
+from ..console import EXIT_OK, ProgressLine, UsageError
+from ..metrics import format_metrics_table
+from ..model import load_model, pick_device
+from ..settings import DEFAULT_MODEL
+from ..store import data_dir
+from ..training import (
+    TrainConfig,
+    adopt,
+    evaluate_pairs,
+    load_pairs_json,
+    run_training,
+    train_project,
+)
+from .common import open_project
 
 TABLE_KEYS = ["n", "accuracy", "nll", "mcfadden_r2", "auc", "brier", "ece", "aurc", "median_margin",
               "share_confident", "weighted_accuracy", "weighted_brier", "weighted_ece",
@@ -34,8 +44,6 @@ class ConsoleProgress:
 
 
 def config_from_args(args):
-    from .training import TrainConfig
-
     return TrainConfig(
         mode=args.mode, total_samples=args.total_samples, batch_size=args.batch_size,
         device_batch_size=args.device_batch_size, lr=args.lr, schedule=args.schedule,
@@ -45,10 +53,8 @@ def config_from_args(args):
 
 
 def cmd_train(args) -> int:
-    from .training import adopt, load_pairs_json, run_training, train_project
-
     if bool(args.folder) == bool(args.pairs):
-        raise CliError("give either a FOLDER (train on its comparisons) or --pairs DATASET.json, not both.")
+        raise UsageError("give either a FOLDER (train on its comparisons) or --pairs DATASET.json, not both.")
     cfg = config_from_args(args)
     progress = ConsoleProgress()
     if args.pairs:
@@ -85,8 +91,6 @@ def print_result(result) -> None:
 
 
 def cmd_eval(args) -> int:
-    from .training import evaluate_pairs, load_pairs_json
-
     data = load_pairs_json(args.pairs)
     model = load_model(args.model or DEFAULT_MODEL)
     device = pick_device(args.device)
@@ -125,8 +129,6 @@ def _fmt(x) -> str:
 
 
 def cmd_adopt(args) -> int:
-    from .training import adopt
-
     with open_project(args.folder) as project:
         if args.version == "base":
             project.set_active_version(None)
@@ -135,47 +137,3 @@ def cmd_adopt(args) -> int:
         summary = adopt(project, args.version, device=args.device, progress=ProgressLine("rescoring"))
         print(f"{args.version} is now active; rescored {summary['scored']} images.")
     return EXIT_OK
-
-
-def register(sub) -> None:
-    sp = sub.add_parser("train", help="finetune on a folder's comparisons or a JoyQuality dataset JSON")
-    sp.add_argument("folder", nargs="?", help="project folder whose comparisons to train on")
-    sp.add_argument("--pairs", help='dataset JSON {"train": [[a, b, label], ...], "test": [...]}')
-    sp.add_argument("--model", help="starting model (default: the project's active version, else JoyQuality)")
-    sp.add_argument("--mode", choices=["quick", "full"], default="quick",
-                    help="quick: head only on cached embeddings (CPU, seconds); full: whole tower (GPU)")
-    sp.add_argument("--device", help="cpu, cuda or cuda:N")
-    sp.add_argument("--total-samples", type=positive_int, help="pairs seen in total (default: scaled to the data, max 20000)")
-    sp.add_argument("--batch-size", type=positive_int, default=256, help="effective batch in pairs (default 256)")
-    sp.add_argument("--device-batch-size", type=positive_int, help="pairs per forward pass (gradient accumulation)")
-    sp.add_argument("--lr", type=float, help="peak learning rate (default 0.008 quick, 2e-5 full)")
-    sp.add_argument("--schedule", choices=["onecycle", "cosine", "linear", "constant"], default="onecycle")
-    sp.add_argument("--warmup-samples", type=int, help="default min(1500, 10%% of total)")
-    sp.add_argument("--weight-decay", type=float, default=0.01)
-    sp.add_argument("--freeze-layers", type=int, default=0, help="full mode: freeze the lowest K tower layers")
-    sp.add_argument("--grad-checkpointing", action="store_true", help="full mode: trade compute for memory")
-    sp.add_argument("--optimizer", choices=["adamw", "adamw8bit"], default="adamw",
-                    help="adamw8bit needs bitsandbytes and CUDA")
-    sp.add_argument("--augment", action="store_true", help="full mode: same random flip/rot90 on both images of a pair")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--out", help="--pairs runs: folder for the new version (default: the user data dir)")
-    sp.add_argument("--adopt", action="store_true", help="make the new version the project's active model")
-    sp.set_defaults(func=cmd_train)
-
-    sp = sub.add_parser("eval", help="full metric suite (incl. JPEG and low-res robustness) of a model on a pair set")
-    sp.add_argument("--pairs", required=True, help="dataset JSON")
-    sp.add_argument("--model", help=f"model to evaluate (default {DEFAULT_MODEL})")
-    sp.add_argument("--device")
-    sp.add_argument("--split", choices=["all", "train", "test"], default="all")
-    sp.add_argument("--json", action="store_true", help="print one JSON object")
-    sp.set_defaults(func=cmd_eval)
-
-    sp = sub.add_parser("versions", help="list a project's model versions (* = active)")
-    sp.add_argument("folder")
-    sp.set_defaults(func=cmd_versions)
-
-    sp = sub.add_parser("adopt", help="make a model version active and rescore ('base' = back to the base model)")
-    sp.add_argument("folder")
-    sp.add_argument("version")
-    sp.add_argument("--device")
-    sp.set_defaults(func=cmd_adopt)

@@ -1,0 +1,192 @@
+"""`joyq`: headless commands over the same core the desktop app uses.
+
+The whole command surface is declared here (argparse only, so `joyq --help` and every
+subcommand's `--help` start instantly). Each command runs from its group's module, named
+as ``handler="module:function"`` and imported only when that command runs: the one place
+where the CLI imports lazily, because the model commands bring torch and transformers.
+
+Exit codes: 0 success, 1 some files failed, 2 usage or configuration error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from .. import __version__, bench
+from ..console import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
+from ..errors import JoyqError
+from ..export.captions import CAPTION_MODES
+from ..settings import DEFAULT_MODEL
+
+SCHEDULES = ("onecycle", "cosine", "linear", "constant")  # = training.config.SCHEDULES (test-checked)
+
+
+def model_args(sp, batch: int = 32) -> None:
+    sp.add_argument("--model", help=f"model: HF repo id (default {DEFAULT_MODEL}, or the project's active version), "
+                    "a folder, a .safetensors/.pt file, 'demo' (the small shipped demo tower) or 'tiny' (random)")
+    sp.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
+    sp.add_argument("--batch-size", type=positive_int, default=batch, help=f"images per batch (default {batch})")
+    sp.add_argument("--workers", type=nonnegative_int, default=min(8, os.cpu_count() or 1),
+                    help="decoding worker processes (default: CPU count, at most 8)")
+
+
+def _bucket(text: str) -> int:
+    return nonnegative_int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="joyq", description="JoyQuality Studio command line: score, train, rank "
+                                "and export image folders.")
+    p.add_argument("--version", action="version", version=f"joyq {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    # -- scoring ------------------------------------------------------------------------
+    sp = sub.add_parser("score", help="embed and score every image of a folder not yet scored (resumable)")
+    sp.add_argument("folder")
+    model_args(sp)
+    sp.add_argument("--compile", action="store_true", help="torch.compile the tower (faster on big runs)")
+    sp.add_argument("--csv", help="also write path,score to this CSV file")
+    sp.set_defaults(handler="joyq_studio.cli.score:cmd_score")
+
+    sp = sub.add_parser("demo", help="write a deterministic demo folder of generated images of varied quality")
+    sp.add_argument("dir")
+    sp.add_argument("--count", type=positive_int, default=200, help="number of images (default 200)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(handler="joyq_studio.cli.score:cmd_demo")
+
+    # -- training -----------------------------------------------------------------------
+    sp = sub.add_parser("train", help="finetune on a folder's comparisons or a JoyQuality dataset JSON")
+    sp.add_argument("folder", nargs="?", help="project folder whose comparisons to train on")
+    sp.add_argument("--pairs", help='dataset JSON {"train": [[a, b, label], ...], "test": [...]}')
+    sp.add_argument("--model", help="starting model (default: the project's active version, else the model the "
+                    "folder was scored with, else JoyQuality)")
+    sp.add_argument("--mode", choices=["quick", "full"], default="quick",
+                    help="quick: head only on cached embeddings (CPU, seconds); full: whole tower (GPU)")
+    sp.add_argument("--device", help="cpu, cuda or cuda:N")
+    sp.add_argument("--total-samples", type=positive_int,
+                    help="pairs seen in total (default: scaled to the data, max 20000)")
+    sp.add_argument("--batch-size", type=positive_int, default=256, help="effective batch in pairs (default 256)")
+    sp.add_argument("--device-batch-size", type=positive_int, help="pairs per forward pass (gradient accumulation)")
+    sp.add_argument("--lr", type=float, help="peak learning rate (default 0.008 quick, 2e-5 full)")
+    sp.add_argument("--schedule", choices=SCHEDULES, default="onecycle")
+    sp.add_argument("--warmup-samples", type=int, help="default min(1500, 10%% of total)")
+    sp.add_argument("--weight-decay", type=float, default=0.01)
+    sp.add_argument("--freeze-layers", type=int, default=0, help="full mode: freeze the lowest K tower layers")
+    sp.add_argument("--grad-checkpointing", action="store_true", help="full mode: trade compute for memory")
+    sp.add_argument("--optimizer", choices=["adamw", "adamw8bit"], default="adamw",
+                    help="adamw8bit needs bitsandbytes and CUDA")
+    sp.add_argument("--augment", action="store_true",
+                    help="full mode: same random flip/rot90 on both images of a pair")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", help="--pairs runs: folder for the new version (default: the user data dir)")
+    sp.add_argument("--adopt", action="store_true", help="make the new version the project's active model")
+    sp.set_defaults(handler="joyq_studio.cli.train:cmd_train")
+
+    sp = sub.add_parser("eval", help="full metric suite (incl. JPEG and low-res robustness) of a model on a pair set")
+    sp.add_argument("--pairs", required=True, help="dataset JSON")
+    sp.add_argument("--model", help=f"model to evaluate (default {DEFAULT_MODEL})")
+    sp.add_argument("--device")
+    sp.add_argument("--split", choices=["all", "train", "test"], default="all")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.set_defaults(handler="joyq_studio.cli.train:cmd_eval")
+
+    sp = sub.add_parser("versions", help="list a project's model versions (* = active)")
+    sp.add_argument("folder")
+    sp.set_defaults(handler="joyq_studio.cli.train:cmd_versions")
+
+    sp = sub.add_parser("adopt", help="make a model version active and rescore ('base' = back to the base model)")
+    sp.add_argument("folder")
+    sp.add_argument("version")
+    sp.add_argument("--device")
+    sp.set_defaults(handler="joyq_studio.cli.train:cmd_adopt")
+
+    # -- ranking and exports ------------------------------------------------------------
+    sp = sub.add_parser("calibrate", help="fit and save the calibrated K-bucket ranking of a scored folder")
+    sp.add_argument("folder")
+    sp.add_argument("--method", choices=["a", "b"],
+                    help="a: equal-width score ranges; b: sigmoid ranks fitted on held-out comparisons "
+                         "(default: b when there are comparisons, else a)")
+    sp.add_argument("--buckets", type=positive_int,
+                    help="number of buckets K (default 10, or the number of --labels)")
+    sp.add_argument("--target-mean", type=positive_float, help="method B: mean rank of the folder (default K/2)")
+    sp.add_argument("--labels", help='comma-separated bucket labels, worst first, e.g. "bad,ok,good"')
+    sp.set_defaults(handler="joyq_studio.cli.rank:cmd_calibrate")
+
+    sp = sub.add_parser("export", help="write the ranking as a CSV and/or quality tags into .txt caption sidecars")
+    sp.add_argument("folder")
+    sp.add_argument("--csv", metavar="OUT", help="write path,hash,score,rank,bucket,label,model_version to OUT")
+    sp.add_argument("--min-bucket", type=_bucket, metavar="B",
+                    help="CSV: only images in bucket B or better (0 = worst)")
+    sp.add_argument("--captions", action="store_true", help="write the bucket label into each image's .txt caption")
+    sp.add_argument("--mode", choices=CAPTION_MODES, default="prepend",
+                    help="prepend/append the tag, replace only an existing tag, or only create new caption "
+                         "files (default prepend)")
+    sp.add_argument("--separator", default=", ",
+                    help='between the tag and the caption (default ", "; "\\n" allowed)')
+    sp.add_argument("--dry-run", action="store_true", help="list exactly what would change, write nothing")
+    sp.set_defaults(handler="joyq_studio.cli.rank:cmd_export")
+
+    sp = sub.add_parser("undo-export", help="undo the last caption export (restore modified, delete created files)")
+    sp.add_argument("folder")
+    sp.set_defaults(handler="joyq_studio.cli.rank:cmd_undo_export")
+
+    sp = sub.add_parser("import-pairs", help="add the pairs of a JoyQuality dataset JSON as comparisons")
+    sp.add_argument("folder")
+    sp.add_argument("dataset", help="JSON with 'train'/'test' lists of [path, path, label]")
+    sp.set_defaults(handler="joyq_studio.cli.rank:cmd_import_pairs")
+
+    sp = sub.add_parser("export-pairs", help="write the comparisons as a JoyQuality dataset JSON")
+    sp.add_argument("folder")
+    sp.add_argument("out")
+    sp.add_argument("--ties", action="store_true", help="include ties as [a, b, 0] (default: omitted)")
+    sp.set_defaults(handler="joyq_studio.cli.rank:cmd_export_pairs")
+
+    # -- benchmarks and optional groups ---------------------------------------------------
+    bench.register(sub, model_args)
+    for name in OPTIONAL_GROUPS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # a group whose module is not part of this installation
+            continue
+        module.register(sub)
+    return p
+
+
+# groups that declare their own subcommands with register(sub); each keeps its module light
+OPTIONAL_GROUPS = ("joyq_studio.cli.prelabel",)
+
+
+def run_handler(handler: str, args) -> int:
+    module, _, function = handler.partition(":")
+    return getattr(importlib.import_module(module), function)(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in bench.OWN_PARSERS:
+            return importlib.import_module(bench.OWN_PARSERS[argv[1]]).main(argv[2:])
+        args = build_parser().parse_args(argv)
+        return run_handler(args.handler, args)
+    except JoyqError as e:
+        print(f"joyq: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\njoyq: interrupted; everything finished so far is saved, rerun to continue.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `joyq export --dry-run | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

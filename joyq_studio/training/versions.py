@@ -1,0 +1,183 @@
+"""A training run end to end (splits, train, evaluate, save a version) and adopting a version."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import Cancelled
+from ..fsio import describe_error
+from ..images import content_hash
+from ..model import (
+    JoyQuality,
+    head_state,
+    load_model,
+    model_id,
+    pick_device,
+    save_model,
+)
+from ..scoring import score_project
+from ..settings import DEFAULT_MODEL
+from ..store import StoreError
+from .config import (
+    MIN_PAIRS,
+    ProgressFn,
+    TrainConfig,
+    TrainingError,
+    TrainProgress,
+    TrainResult,
+    check_cancel,
+    default_config,
+)
+from .data import (
+    PairData,
+    _pixel_cache_dir,
+    pairs_from_project,
+    pixel_cache,
+    prepare_splits,
+)
+from .evaluation import (
+    EvalSet,
+    _embed_uint8,
+    importance_weights,
+    item_embeddings,
+    robustness_pixels,
+)
+from .loop import train_full, train_quick
+
+
+def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir: Path,
+                 progress: ProgressFn | None = None, cancel=None, project=None) -> TrainResult:
+    """The whole pipeline behind `joyq train` and the GUI's Train button.
+
+    Writes a new version folder under versions_dir (atomically: a temp folder renamed at
+    the end) and returns it; never changes the active model."""
+    decisive = int((data.y != 0.5).sum())
+    if len(data.a) < MIN_PAIRS or decisive < MIN_PAIRS // 2:
+        raise TrainingError(f"{data.source}: only {len(data.a)} pairs ({decisive} with a winner); "
+                            f"at least {MIN_PAIRS} are needed to train.")
+    cfg = default_config(int(len(data.a) * 0.8), cfg.mode, **{k: v for k, v in asdict(cfg).items() if k != "mode"})
+    cfg.validate()
+    device = pick_device(cfg.device)  # the tower runs here; a quick head trains on the CPU
+    model = load_model(start_spec)
+    train_mask, val_mask, test_mask = prepare_splits(data, cfg)
+    ta, tb, ty = data.subset(test_mask)
+    test_items = np.unique(np.concatenate([ta, tb])) if len(ta) else np.zeros(0, dtype=np.int64)
+    es = EvalSet(ta, tb, ty, test_items, ranking=data.ranking)
+    if progress:
+        progress(TrainProgress("message", message=f"{int(train_mask.sum())} training, {int(val_mask.sum())} validation "
+                                                  f"and {int(test_mask.sum())} test pairs"))
+    rob_paths = [data.paths[i] for i in test_items]
+    rob_keys = [data.keys[i] for i in test_items]
+    es.robustness = robustness_pixels(rob_paths, rob_keys, model.image_size, cancel=cancel)
+
+    if cfg.mode == "quick":
+        emb = item_embeddings(model, data, device, project, progress, cancel)
+        if len(ta):
+            es.weights = importance_weights(emb, ta, tb, cfg.seed)
+        rob_emb = {k: (_embed_uint8(model, c, device), _embed_uint8(model, d, device)) for k, (c, d) in es.robustness.items()}
+        head, history, before, after, best_step = train_quick(model.head, emb, data, train_mask, val_mask, es, rob_emb, cfg,
+                                                              progress, cancel)
+        model.head.load_state_dict(head.state_dict())
+    else:
+        cache_root = _pixel_cache_dir()
+        # Project keys are content hashes already; dataset-file keys are paths.
+        hashes = data.keys if project is not None else [content_hash(p) for p in data.paths]
+        pixels = pixel_cache(data.paths, hashes, model.image_size, workers=min(4, os.cpu_count() or 1),
+                             progress=progress, cancel=cancel, cache_root=cache_root)
+        model, history, before, after, best_step = train_full(model, pixels, data, train_mask, val_mask, es, cfg,
+                                                              device, progress, cancel)
+    check_cancel(cancel)
+    if best_step == 0 and val_mask.any():
+        data.warnings.append("No training step beat the starting model on the validation pairs, so the new "
+                             "version keeps the starting weights; label more pairs before retraining.")
+    new = model_id(model.cpu().float())
+    record = {
+        "mode": cfg.mode,
+        "parent": start_spec,
+        "tower_spec": _tower_spec(start_spec) if cfg.mode == "quick" else None,
+        "model_key": new.key,
+        "tower": new.tower,
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        "counts": {"train": int(train_mask.sum()), "validation": int(val_mask.sum()), "test": int(test_mask.sum()),
+                   "ties": int((data.y == 0.5).sum()), "images": len(data.keys)},
+        "best_step": best_step,
+        "metrics_before": _public(before),
+        "metrics_after": _public(after),
+        "source": data.source,
+        "warnings": data.warnings,
+        "created": time.time(),
+    }
+    version_id = time.strftime("v%Y%m%d-%H%M%S-") + new.head[:6]
+    path = write_version(model, versions_dir, version_id, record, head_only=cfg.mode == "quick")
+    if project is not None:
+        project.add_version(version_id, path, record)
+    return TrainResult(version_id, path, record["metrics_before"], record["metrics_after"], record, history)
+
+
+def _public(m: dict) -> dict:
+    return {k: v for k, v in m.items() if not k.startswith("_")}
+
+
+def _tower_spec(spec: str) -> str:
+    """A quick version's tower is its parent's tower: follow head-only versions down."""
+    p = Path(spec)
+    rec = p / "version.json"
+    if p.is_dir() and rec.exists() and not (p / "model.safetensors").exists():
+        return json.loads(rec.read_text(encoding="utf-8"))["tower_spec"]
+    return str(p.resolve()) if p.exists() else spec
+
+
+
+def write_version(model: JoyQuality, versions_dir: Path, version_id: str, record: dict, head_only: bool) -> Path:
+    """Write weights + version.json into a temp folder, then rename: never half a version.
+    On failure (disk full...) the temp folder is removed and earlier versions are untouched."""
+    from safetensors.torch import save_file
+
+    final = versions_dir / version_id
+    tmp = versions_dir / f".{version_id}.partial"
+    try:
+        versions_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        if head_only:
+            save_file(head_state(model), str(tmp / "head.safetensors"))
+        else:
+            save_model(model, tmp)
+        (tmp / "version.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+        os.replace(tmp, final)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+        raise TrainingError(f"{final}: could not save the new model version ({describe_error(e)}); "
+                            "earlier versions are unchanged.") from None
+    return final.resolve()
+
+
+def train_project(project, cfg: TrainConfig, progress: ProgressFn | None = None, cancel=None,
+                  start_spec: str | None = None) -> TrainResult:
+    """Train on a project's comparisons, starting from its active model (or start_spec)."""
+    data = pairs_from_project(project)
+    spec = start_spec or project.active_model_spec(DEFAULT_MODEL)
+    return run_training(data, spec, cfg, project.versions_dir, progress, cancel, project=project)
+
+
+def adopt(project, version_id: str, device: str | None = None, progress=None, cancel=None) -> dict:
+    """Make a version active and rescore the folder: one mat-vec per image for a head-only
+    version on a cached tower; a full re-embedding for a new tower."""
+    version = project.version(version_id)
+    if version is None:
+        raise StoreError(f"No model version {version_id!r} in this project; see `joyq versions`.")
+    model = load_model(version["path"])
+    summary = score_project(project, model, device=pick_device(device) if device else "cpu",
+                            progress=progress, cancel=cancel)
+    if summary.cancelled:
+        raise Cancelled("Adoption was cancelled; the previous model stays active.")
+    project.set_active_version(version_id)  # score_project made its scores the current ones
+    return {"version": version_id, "scored": summary.scored, "failed": len(summary.failed)}
