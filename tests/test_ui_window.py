@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+import joyq_studio  # noqa: E402
 from joyq_studio.ui.window import MainWindow  # noqa: E402
 
 T = 30_000  # generous timeouts (ms): a busy CI box must not flake
@@ -35,8 +39,9 @@ def open_window(qtbot, folder, model="tiny") -> MainWindow:
     qtbot.addWidget(w)
     w.resize(1200, 800)
     w.show()
-    assert w.open_folder(str(folder), model), w.last_error
-    qtbot.waitUntil(lambda: not w.busy_scoring(), timeout=T)
+    c = w.controller
+    assert c.open_folder(str(folder), model), c.last_error
+    qtbot.waitUntil(lambda: not c.busy_scoring(), timeout=T)
     qtbot.waitUntil(w.compare.ready, timeout=T)
     return w
 
@@ -48,12 +53,12 @@ def press(qtbot, w: MainWindow, key, modifier=Qt.KeyboardModifier.NoModifier) ->
 
 
 def outcomes(w: MainWindow) -> list[tuple[str, str, float, str, str]]:
-    return [(a, b, o, s, k) for _, a, b, o, s, k in w.session.project.comparisons()]
+    return [(a, b, o, s, k) for _, a, b, o, s, k in w.controller.session.project.comparisons()]
 
 
 def test_keys_clicks_skip_tie_undo_are_durable(qtbot, folder40):
     w = open_window(qtbot, folder40)
-    s = w.session
+    s = w.controller.session
     assert len(s.hashes) == 40 and s.n_scored() == 40
     expected = []
     for key, outcome in ((Qt.Key.Key_Left, 1.0), (Qt.Key.Key_Right, 0.0), (Qt.Key.Key_1, 1.0),
@@ -106,7 +111,7 @@ def test_kill_and_reopen_keeps_every_click(qtbot, folder40):
     w.close()
     w2 = open_window(qtbot, folder40)
     assert outcomes(w2) == before
-    assert w2.session.selector.n_comparisons == 4  # replayed into the pair selector
+    assert w2.controller.session.selector.n_comparisons == 4  # replayed into the pair selector
     assert "4 comparisons" in w2.compare.status.text()
     press(qtbot, w2, Qt.Key.Key_Right)
     assert len(outcomes(w2)) == 5
@@ -149,7 +154,7 @@ def test_flicker_zoom_and_scores(qtbot, folder40):
 def clean_wins(w: MainWindow) -> float:
     """A consistent 'user': the clean version of a scene beats a degraded one."""
     p = w.compare.current
-    left, right = w.session.rel(p.left), w.session.rel(p.right)
+    left, right = w.controller.session.rel(p.left), w.controller.session.rel(p.right)
     lc, rc = "_clean" in left, "_clean" in right
     if lc != rc:
         return 1.0 if lc else 0.0
@@ -164,8 +169,9 @@ def judge(qtbot, w: MainWindow, n: int) -> None:
 
 def test_train_quick_adopt_and_rollback(qtbot, folder40):
     w = open_window(qtbot, folder40)
+    c = w.controller
     judge(qtbot, w, 40)
-    assert w.session.project.comparison_count() == 40
+    assert c.session.project.comparison_count() == 40
     w.show_tab(1)
     panel = w.train
     assert panel.train_button.isEnabled()
@@ -178,22 +184,22 @@ def test_train_quick_adopt_and_rollback(qtbot, folder40):
     assert result is not None and panel.results_box.isVisible()
     assert panel.plot.loss  # the live plot got the history
     assert panel.table.item(0, 0).text() and panel.table.item(0, 1).text()
-    old_key = w.session.model_key
+    old_key = c.session.model_key
     panel.use_button.click()
-    qtbot.waitUntil(lambda: w.session.project.active_version == result.version_id and not w.busy_scoring(),
+    qtbot.waitUntil(lambda: c.session.project.active_version == result.version_id and not c.busy_scoring(),
                     timeout=T)
-    assert w.session.model_key == result.record["model_key"] != old_key
-    assert w.session.n_scored() == 40
-    assert w.session.project.current_model_key() == result.record["model_key"]
+    assert c.session.model_key == result.record["model_key"] != old_key
+    assert c.session.n_scored() == 40
+    assert c.session.project.current_model_key() == result.record["model_key"]
     assert "personal version" in w.model_status.text()
     # versions list and rollback to the base model
     assert panel.versions.rowCount() == 1
     panel.base_button.click()
-    qtbot.waitUntil(lambda: w.session.project.active_version is None and not w.busy_scoring(), timeout=T)
-    assert w.session.model_key == old_key
+    qtbot.waitUntil(lambda: c.session.project.active_version is None and not c.busy_scoring(), timeout=T)
+    assert c.session.model_key == old_key
     panel.versions.selectRow(0)
     panel.rollback_button.click()
-    qtbot.waitUntil(lambda: w.session.project.active_version == result.version_id and not w.busy_scoring(),
+    qtbot.waitUntil(lambda: c.session.project.active_version == result.version_id and not c.busy_scoring(),
                     timeout=T)
     assert not w.message.isVisible(), w.message.label.text()
 
@@ -206,17 +212,17 @@ def test_train_cancel_and_discard(qtbot, folder40):
     panel.start()
     panel.cancel()  # cancelled before its first step: nothing is written
     qtbot.waitUntil(lambda: not panel.running(), timeout=60_000)
-    assert panel.result is None and w.session.project.versions() == []
+    assert panel.result is None and w.controller.session.project.versions() == []
     assert "cancelled" in panel.message.text()
     assert not w.message.isVisible()  # a cancel is not an error
     panel.start()
     qtbot.waitUntil(lambda: not panel.running(), timeout=60_000)
-    assert panel.result is not None, (w.last_error, panel.message.text())
+    assert panel.result is not None, (w.controller.last_error, panel.message.text())
     vid = panel.result.version_id
     path = panel.result.path
     panel.discard_button.click()
-    assert w.session.project.active_version is None
-    assert w.session.project.version(vid) is None and not path.exists()  # discarded for good
+    assert w.controller.session.project.active_version is None
+    assert w.controller.session.project.version(vid) is None and not path.exists()  # discarded for good
     assert panel.versions.rowCount() == 0
 
 
@@ -224,6 +230,7 @@ def test_rank_view_and_exports(qtbot, folder40, tmp_path):
     w = open_window(qtbot, folder40)
     judge(qtbot, w, 12)
     rank = w.rank
+    ranking = w.controller.ranking
     with qtbot.waitSignal(rank.ranked, timeout=T):
         w.show_tab(2)
     assert len(rank.bucket_rows) == 10
@@ -239,43 +246,43 @@ def test_rank_view_and_exports(qtbot, folder40, tmp_path):
 
     assert thumbnail_path(digest, rank.thumbs.size).exists()
     # method A, then edit a label
-    other = "a" if rank.cal.method == "b" else "b"
+    other = "a" if ranking.cal.method == "b" else "b"
     rank.method.setCurrentIndex(rank.method.findData(other))
     rank.method.activated.emit(rank.method.currentIndex())
-    qtbot.waitUntil(lambda: rank.task is None, timeout=T)
-    if other == "b" and rank.cal.method == "a":  # B needs held-out pairs the random tiny model predicts
+    qtbot.waitUntil(lambda: ranking.task is None, timeout=T)
+    if other == "b" and ranking.cal.method == "a":  # B needs held-out pairs the random tiny model predicts
         assert w.message.isVisible()
         w.message.hide()
     else:
-        assert rank.cal.method == other
+        assert ranking.cal.method == other
     with qtbot.waitSignal(rank.ranked, timeout=T):
-        rank.recalibrate("a")
-    assert rank.cal.method == "a" and rank.method.currentData() == "a"
+        w.controller.recalibrate("a")
+    assert ranking.cal.method == "a" and rank.method.currentData() == "a"
     best = rank.bucket_rows[0]
     best.label.setText("masterpiece")
     best.label.editingFinished.emit()
-    from joyq_studio.export import load_calibration
+    from joyq_studio.ranking import load_calibration
 
-    assert load_calibration(w.session.project).labels[9] == "masterpiece"
+    assert load_calibration(w.controller.session.project).labels[9] == "masterpiece"
 
     # CSV
-    from joyq_studio.ui.export_dialogs import CaptionExportDialog, CsvExportDialog
+    from joyq_studio.ui.dialogs.export import CaptionExportDialog, CsvExportDialog
 
     out = tmp_path / "ranking.csv"
-    dlg = CsvExportDialog(w, rank.cal, rank.rows, w)
+    dlg = CsvExportDialog(w.controller, ranking.cal, ranking.rows, w)
     qtbot.addWidget(dlg)
     assert dlg.table.rowCount() == 40
     dlg.path.setText(str(out))
     dlg.export()
     qtbot.waitUntil(lambda: dlg.written is not None, timeout=T)
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
-    assert len(rows) == 40 and rows[0]["label"] in rank.cal.labels
+    assert len(rows) == 40 and rows[0]["label"] in ranking.cal.labels
     dlg.min_bucket.setCurrentIndex(1)  # best bucket only
     assert dlg.table.rowCount() == rank.hist.counts[9]
 
     # captions: dry run writes nothing; apply writes; undo restores
     (folder40 / "scene0000_clean.txt").write_text("a red circle", encoding="utf-8")
-    cap = CaptionExportDialog(w, rank.cal, w)
+    cap = CaptionExportDialog(w.controller, ranking.cal, w)
     qtbot.addWidget(cap)
     cap.preview()
     qtbot.waitUntil(lambda: cap.plan is not None, timeout=T)
@@ -304,57 +311,63 @@ def test_corrupt_files_never_stop_loading(qtbot, tmp_path):
     good = (folder / "scene0000_jpeg.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])  # header fine, decoding fails
     w = open_window(qtbot, folder)
-    bad = w.session.unreadable()
+    bad = w.controller.session.unreadable()
     assert {Path(p).name for p, _ in bad} == {"broken.jpg", "empty.png", "truncated.jpg"}
     assert all(reason for _, reason in bad)
-    assert len(w.session.hashes) == 6 and w.session.n_scored() == 6
+    assert len(w.controller.session.hashes) == 6 and w.controller.session.n_scored() == 6
     assert w.unreadable_button.isVisible() and "3 could not be read" in w.unreadable_button.text()
     w.show_unreadable()
     assert w.unreadable_dialog.findChild(type(w.train.table)).rowCount() == 3
     press(qtbot, w, Qt.Key.Key_Left)
-    assert w.session.project.comparison_count() == 1
+    assert w.controller.session.project.comparison_count() == 1
 
 
 def test_errors_are_one_sentence_in_the_window(qtbot, tmp_path):
     w = MainWindow()
     qtbot.addWidget(w)
     w.show()
-    assert not w.open_folder(str(tmp_path / "nope"))
+    assert not w.controller.open_folder(str(tmp_path / "nope"))
     assert w.message.isVisible()
     text = w.message.label.text()
     assert "no such folder" in text and "Traceback" not in text and text.count("\n") == 0
+    from joyq_studio.ui.logfile import log_path
     from joyq_studio.ui.util import error_sentence
 
-    assert "Traceback" not in error_sentence(RuntimeError("boom\nline two"))
-    assert error_sentence(RuntimeError("boom\nline two")).count("\n") == 0
+    try:
+        raise RuntimeError("boom\nline two")
+    except RuntimeError as e:
+        sentence = error_sentence(e)
+    assert "Traceback" not in sentence and sentence.count("\n") == 0
+    # a bug's sentence says where its details are, and they are there (in this test's own dir)
+    path = log_path()
+    assert str(path) in sentence and path.is_relative_to(Path(os.environ["JOYQ_DATA_DIR"]).parent)
+    logged = path.read_text(encoding="utf-8")
+    assert "Traceback" in logged and "RuntimeError: boom" in logged
 
 
 def test_welcome_demo_and_recent(qtbot, monkeypatch):
-    from joyq_studio.ui import model_dialog
-
-    monkeypatch.setattr(model_dialog, "demo_model_spec", lambda: "tiny")
-    monkeypatch.setattr("joyq_studio.ui.window.demo_model_spec", lambda: "tiny")
+    monkeypatch.setattr("joyq_studio.ui.controller.demo_model_spec", lambda: "tiny")
     w = MainWindow(demo_count=12, demo_size=128)
     qtbot.addWidget(w)
     w.show()
     assert w.stack.currentWidget() is w.welcome
     assert not w.welcome.recent.isVisible()
-    with qtbot.waitSignal(w.project_opened, timeout=T):
+    with qtbot.waitSignal(w.controller.project_opened, timeout=T):
         w.welcome.demo_button.click()
-    qtbot.waitUntil(lambda: not w.busy_scoring() and w.compare.ready(), timeout=T)
-    assert w.session.folder.name == "demo" and len(w.session.hashes) == 12
+    qtbot.waitUntil(lambda: not w.controller.busy_scoring() and w.compare.ready(), timeout=T)
+    assert w.controller.session.folder.name == "demo" and len(w.controller.session.hashes) == 12
     press(qtbot, w, Qt.Key.Key_Left)
-    w.close_project()
+    w.controller.close_project()
     assert w.stack.currentWidget() is w.welcome
     assert w.welcome.recent.count() == 1
     item = w.welcome.recent.item(0)
     w.welcome.recent.itemActivated.emit(item)
-    qtbot.waitUntil(lambda: w.session is not None and not w.busy_scoring(), timeout=T)
-    assert w.session.project.comparison_count() == 1
+    qtbot.waitUntil(lambda: w.controller.session is not None and not w.controller.busy_scoring(), timeout=T)
+    assert w.controller.session.project.comparison_count() == 1
 
 
 def test_model_dialog_offers_the_demo_model(qtbot):
-    from joyq_studio.ui.model_dialog import ModelDialog
+    from joyq_studio.ui.dialogs.model import ModelDialog
     from joyq_studio.ui.workers import TaskRunner
 
     dlg = ModelDialog(TaskRunner(), "CPU")
@@ -388,14 +401,30 @@ def test_latency_benchmark_runs(qtbot, folder40):
     assert r["clicks"] == 5 and math.isfinite(r["p95_ms"])
 
 
-def test_python_m_entry_point_parses():
-    from joyq_studio.ui.app import parse_args
+def test_python_m_entry_point_parses(monkeypatch):
+    from joyq_studio.ui import app
 
-    a = parse_args(["/some/folder", "--model", "tiny"])
+    a = app.parse_args(["/some/folder", "--model", "tiny"])
     assert a.folder == "/some/folder" and a.model == "tiny"
-    import joyq_studio.__main__  # noqa: F401 - importable without starting the GUI
+    # `python -m joyq_studio` runs the app's main and exits with its status
+    calls = []
+    monkeypatch.setattr(app, "main", lambda argv=None: calls.append(argv) or 7)
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("joyq_studio", run_name="__main__")
+    assert calls == [None] and exit_.value.code == 7
+    # and for real, in a fresh process: --version answers without starting the GUI
+    r = subprocess.run([sys.executable, "-m", "joyq_studio", "--version"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == f"joyq-studio {joyq_studio.__version__}", r.stderr
 
-    assert "joyq_studio.__main__" in sys.modules
+
+def test_window_paints_before_torch_is_imported():
+    """Start-up: the window is on screen before torch and transformers are imported (they
+    load on a worker thread afterwards), measured on a real launch."""
+    from joyq_studio.ui.bench import startup_times
+
+    [(seconds, heavy)] = startup_times(runs=1)
+    assert heavy == "-" and seconds > 0
 
 
 def test_qt_binding_has_no_refcount_bug():
@@ -408,8 +437,8 @@ def test_qt_binding_has_no_refcount_bug():
 def test_download_reports_bytes_and_cancels(monkeypatch):
     import huggingface_hub
 
-    from joyq_studio.ui.model_dialog import download_repo
-    from joyq_studio.ui.workers import CancelledError
+    from joyq_studio.errors import Cancelled
+    from joyq_studio.ui.dialogs.model import download_repo
 
     def fake_snapshot_download(repo_id, allow_patterns=None, tqdm_class=None, **kw):
         bar = tqdm_class(total=1000, unit="B")
@@ -422,12 +451,12 @@ def test_download_reports_bytes_and_cancels(monkeypatch):
     seen = []
     assert download_repo("org/model", seen.append, lambda: False) == "org/model"
     assert seen[-1] == (1000, 1000)
-    with pytest.raises(CancelledError):
+    with pytest.raises(Cancelled):
         download_repo("org/model", seen.append, lambda: True)
 
 
 def test_missing_joyquality_asks_for_a_model_and_remembers_it(qtbot, folder40, monkeypatch):
-    from joyq_studio.ui import model_dialog
+    from joyq_studio.ui.dialogs import model as model_dialog
 
     asked = []
 
@@ -440,11 +469,11 @@ def test_missing_joyquality_asks_for_a_model_and_remembers_it(qtbot, folder40, m
     w = MainWindow()
     qtbot.addWidget(w)
     w.show()
-    assert w.open_folder(str(folder40))  # no model given: JoyQuality, which is not downloaded here
+    assert w.controller.open_folder(str(folder40))  # no model given: JoyQuality, which is not downloaded here
     assert len(asked) == 1
-    qtbot.waitUntil(lambda: not w.busy_scoring() and w.compare.ready(), timeout=T)
-    assert w.session.model_spec == "tiny" and w.session.base_model_spec() == "tiny"
-    w.close_project()
-    assert w.open_folder(str(folder40))  # remembered: no second question
-    assert len(asked) == 1 and w.session.model_spec == "tiny"
-    qtbot.waitUntil(lambda: not w.busy_scoring(), timeout=T)
+    qtbot.waitUntil(lambda: not w.controller.busy_scoring() and w.compare.ready(), timeout=T)
+    assert w.controller.session.model_spec == "tiny" and w.controller.session.base_model_spec() == "tiny"
+    w.controller.close_project()
+    assert w.controller.open_folder(str(folder40))  # remembered: no second question
+    assert len(asked) == 1 and w.controller.session.model_spec == "tiny"
+    qtbot.waitUntil(lambda: not w.controller.busy_scoring(), timeout=T)

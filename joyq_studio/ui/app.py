@@ -1,4 +1,9 @@
-"""`joyq-studio [FOLDER]`: start the desktop app (also `python -m joyq_studio`)."""
+"""`joyq-studio [FOLDER]`: start the desktop app (also `python -m joyq_studio`).
+
+The window is on screen before torch and transformers are imported: nothing the window
+imports pulls them in, and once it has painted, the controller imports them on a worker
+thread while it looks for the GPU (``python -m joyq_studio.ui.bench --startup`` measures it).
+"""
 
 from __future__ import annotations
 
@@ -13,20 +18,20 @@ from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication
 
 from .. import __version__
+from ..resources import resource_path
+from .logfile import install_log_file
 from .util import APP, ORG
 
-# = joyq_studio.model.RESOURCES, without importing torch before the window is up
-RESOURCES = Path(__file__).resolve().parent.parent.parent / "resources"
 APP_ID = "io.github.joyquality.Studio"  # reverse-DNS id: .desktop file, AppStream, Wayland app id
 
 
 def app_icon() -> QIcon:
     icon = QIcon()
-    svg = RESOURCES / "icon.svg"
+    svg = resource_path("icon.svg")
     if svg.exists():
         icon.addFile(str(svg))
     for size in (16, 32, 48, 64, 128, 256, 512):
-        png = RESOURCES / f"icon-{size}.png"
+        png = resource_path(f"icon-{size}.png")
         if png.exists():
             icon.addFile(str(png))
     if icon.isNull():
@@ -85,21 +90,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()  # standalone bundles: scoring workers re-enter here
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    log_file = install_log_file()
+    logging.getLogger("joyq_studio.ui").info("joyq-studio %s starting; log file %s", __version__, log_file)
     app = create_app(sys.argv[:1] + (list(argv) if argv is not None else sys.argv[1:]))
     args = parse_args(app.arguments()[1:])
     problem = qt_binding_problem()
     if problem:
         print(f"joyq-studio: error: {problem}", file=sys.stderr)
         return 2
-    from .window import MainWindow
+    from .window import MainWindow  # here, not at the top: `--help` and `--version` need no views
 
     window = MainWindow(app_icon())
-    window.show()
+    controller = window.controller
     if args.demo:
-        QTimer.singleShot(0, window.open_demo)
+        window.first_painted.connect(lambda: QTimer.singleShot(0, controller.open_demo))
     elif args.folder:
         folder = str(Path(args.folder).expanduser())
-        QTimer.singleShot(0, lambda: window.open_folder(folder, args.model))
+        window.first_painted.connect(lambda: QTimer.singleShot(0, lambda: controller.open_folder(folder, args.model)))
+    window.show()
     return app.exec()
 
 

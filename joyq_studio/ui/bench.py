@@ -1,11 +1,15 @@
-"""Click-to-shown latency of the Compare view: `python -m joyq_studio.ui.bench`.
+"""Benchmarks of the desktop app: `python -m joyq_studio.ui.bench [--startup]`.
 
-Drives the real window offscreen on a generated demo folder (tiny model, so scoring is
-instant): waits until a pair is on screen, "thinks" for a while (as a person does, which
-gives the prefetcher its chance), presses Left / Right / T, and measures the time from the
-key press to the next pair fully painted (both images). Reports p50 / p95 / max and names
-the machine. A second run without think time shows the worst case (clicking faster than
-images can be decoded).
+Click-to-shown latency of the Compare view: drives the real window offscreen on a
+generated demo folder (tiny model, so scoring is instant): waits until a pair is on
+screen, "thinks" for a while (as a person does, which gives the prefetcher its chance),
+presses Left / Right / T, and measures the time from the key press to the next pair fully
+painted (both images). Reports p50 / p95 / max and names the machine. A second run without
+think time shows the worst case (clicking faster than images can be decoded).
+
+``--startup``: seconds from launching the app (a fresh Python process, offscreen, empty
+data dir) to the window's first paint, median of ``--runs`` launches, and whether torch
+or transformers had been imported by then.
 """
 
 from __future__ import annotations
@@ -13,11 +17,32 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+# The child of `startup_times`: start the app as `joyq-studio` does; at the first paint,
+# print the seconds since the parent launched it and which heavy modules are loaded, then exit.
+_STARTUP_CHILD = """
+import os, sys, time
+t0 = float(sys.argv[1])
+from joyq_studio.ui import window
+init = window.MainWindow.__init__
+def probe(self, *a, **k):
+    init(self, *a, **k)
+    def painted():
+        heavy = [m for m in ("torch", "transformers") if m in sys.modules]
+        print(f"painted {time.time() - t0:.4f} {','.join(heavy) or '-'}", flush=True)
+        os._exit(0)
+    self.first_painted.connect(painted)
+window.MainWindow.__init__ = probe
+from joyq_studio.ui.app import main
+sys.exit(main([]))
+"""
 
 
 def _percentile(xs: list[float], q: float) -> float:
@@ -66,8 +91,8 @@ def measure(clicks: int = 60, images: int = 80, size: int = 1024, think_ms: floa
         window = MainWindow()
         window.resize(1400, 900)
         window.show()
-        window.open_folder(str(folder), "tiny")
-        wait(lambda: not window.busy_scoring(), 300)
+        window.controller.open_folder(str(folder), "tiny")
+        wait(lambda: not window.controller.busy_scoring(), 300)
     view = window.compare
     latencies: list[float] = []
     view.shown.connect(latencies.append)
@@ -92,6 +117,28 @@ def measure(clicks: int = 60, images: int = 80, size: int = 1024, think_ms: floa
     }
 
 
+def startup_times(runs: int = 5, timeout: float = 120.0) -> list[tuple[float, str]]:
+    """(seconds from launch to the window's first paint, heavy modules loaded by then) of
+    ``runs`` fresh launches, offscreen, each with its own empty data and cache dirs."""
+    out = []
+    for _ in range(runs):
+        tmp = Path(tempfile.mkdtemp(prefix="joyq-startup-"))
+        env = dict(os.environ, QT_QPA_PLATFORM="offscreen", JOYQ_DATA_DIR=str(tmp / "data"),
+                   JOYQ_CACHE_DIR=str(tmp / "cache"))
+        try:
+            t0 = time.time()
+            r = subprocess.run([sys.executable, "-c", _STARTUP_CHILD, repr(t0)], env=env, capture_output=True,
+                               text=True, timeout=timeout)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        line = next((x for x in r.stdout.splitlines() if x.startswith("painted ")), None)
+        if line is None:
+            raise RuntimeError(f"the app did not paint its window: {r.stderr.strip()[-500:]}")
+        _, seconds, heavy = line.split()
+        out.append((float(seconds), heavy))
+    return out
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -109,8 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=1024, help="demo image size in pixels")
     p.add_argument("--think-ms", type=float, default=300.0, help="pause before each click (a person's think time)")
     p.add_argument("--folder", help="use this folder of images instead of a generated one")
+    p.add_argument("--startup", action="store_true", help="measure the time from launch to the first paint instead")
+    p.add_argument("--runs", type=int, default=5, help="launches to take the median of (--startup)")
     args = p.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if args.startup:
+        times = startup_times(args.runs)
+        secs = [t for t, _ in times]
+        print(f"machine: {machine()}; QPA offscreen")
+        print(f"launch to first paint: median {statistics.median(secs):.2f} s over {len(secs)} launches "
+              f"({', '.join(f'{t:.2f}' for t in secs)}); heavy modules loaded at first paint: "
+              f"{', '.join(sorted({h for _, h in times}))}")
+        return 0
     if "JOYQ_DATA_DIR" not in os.environ:  # never touch the user's real projects
         import atexit
         import shutil
@@ -119,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         atexit.register(shutil.rmtree, tmp, True)
         os.environ["JOYQ_DATA_DIR"] = str(tmp / "data")
         os.environ["JOYQ_CACHE_DIR"] = str(tmp / "cache")
-    from PySide6 import __version__ as qt_version
-
     import shutil
+
+    from PySide6 import __version__ as qt_version
 
     folder = Path(args.folder) if args.folder else None
     made = None

@@ -13,7 +13,6 @@ QImage (unlike QPixmap) may be built on any thread.
 from __future__ import annotations
 
 import os
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,8 @@ from PIL import Image
 from PySide6.QtCore import QObject, QRunnable, QSize, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
+from ..fsio import atomic_write
+from ..images import ImageError, load_rgb
 from ..store import cache_dir
 
 
@@ -71,8 +72,6 @@ class _DecodeJob(QRunnable):
         self.setAutoDelete(True)
 
     def run(self) -> None:
-        from ..images import ImageError, load_rgb  # torch comes with it: imported off the GUI thread
-
         try:
             img = load_rgb(self.path)
             full = pil_to_qimage(img)
@@ -153,8 +152,6 @@ def thumbnail_path(digest: str, size: int) -> Path:
 
 def make_thumbnail(digest: str, path: str | Path, size: int) -> QImage:
     """Load the cached thumbnail or make it (and save it atomically); raises ImageError."""
-    from ..images import load_rgb
-
     out = thumbnail_path(digest, size)
     if out.exists():
         q = QImage(str(out))
@@ -164,22 +161,18 @@ def make_thumbnail(digest: str, path: str | Path, size: int) -> QImage:
     img.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        img.save(tmp, "JPEG", quality=88)
-        os.replace(tmp, out)
+        atomic_write(out, lambda f: img.save(f, "JPEG", quality=88), fsync=False)  # a cache: no fsync
     except OSError:
         pass  # a read-only cache only costs speed
     return pil_to_qimage(img)
 
 
 class _ThumbJob(QRunnable):
-    def __init__(self, digest: str, path: str, size: int, signals: "_ThumbSignals"):
+    def __init__(self, digest: str, path: str, size: int, signals: _ThumbSignals):
         super().__init__()
         self.digest, self.path, self.size, self.signals = digest, path, size, signals
 
     def run(self) -> None:
-        from ..images import ImageError
-
         try:
             img, err = make_thumbnail(self.digest, self.path, self.size), None
         except ImageError as e:

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..demo import make_demo_folder
     from .app import app_icon, create_app
-    from .model_dialog import demo_model_spec
+    from .util import add_recent_folder, demo_model_spec
     from .window import MainWindow
 
     app = create_app([sys.argv[0]])
@@ -51,20 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     w.resize(1360, 860)
     w.show()
     pump(200)
-    from .util import add_recent_folder
-
+    c = w.controller
     for f in ("~/Pictures/holiday-2024", "~/Pictures/portraits", "~/datasets/anime-v3"):
         add_recent_folder(os.path.expanduser(f))
     w.welcome.refresh()
     pump(100)
     w.grab().save(str(out / "welcome.png"))
 
-    w.open_folder(str(folder), demo_model_spec())
-    wait(lambda: not w.busy_scoring() and w.compare.ready())
+    c.open_folder(str(folder), demo_model_spec())
+    wait(lambda: not c.busy_scoring() and w.compare.ready())
 
     def verdict() -> Qt.Key:
         p = w.compare.current
-        a, b = w.session.rel(p.left), w.session.rel(p.right)
+        a, b = c.session.rel(p.left), c.session.rel(p.right)
         if ("_clean" in a) != ("_clean" in b):
             return Qt.Key.Key_Left if "_clean" in a else Qt.Key.Key_Right
         return Qt.Key.Key_T if a[:9] == b[:9] else (Qt.Key.Key_Left if a < b else Qt.Key.Key_Right)
@@ -75,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     # a same-scene pair makes the best picture of what comparing looks like
     for _ in range(200):
         p = w.compare.current
-        if w.session.rel(p.left)[:9] == w.session.rel(p.right)[:9]:
+        if c.session.rel(p.left)[:9] == c.session.rel(p.right)[:9]:
             break
         QTest.keyClick(w.compare, Qt.Key.Key_Space)
         wait(w.compare.ready)
@@ -88,10 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     pump(200)
     w.grab().save(str(out / "train.png"))
     w.train.use_result()
-    wait(lambda: not w.busy_scoring())
+    wait(lambda: not c.busy_scoring())
 
     w.show_tab(2)
-    wait(lambda: w.rank.cal is not None and w.rank.task is None)
+    wait(lambda: c.ranking.cal is not None and c.ranking.task is None)
     t0 = time.perf_counter()
     wait(lambda: not w.rank.thumbs.pending or time.perf_counter() - t0 > 20)
     pump(500)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from ..errors import NoPairAvailable
 from ..pairing import PairSelector, model_agreement
+from ..settings import DEFAULT_MODEL
 from ..store import Project
-from .util import default_model
 
 AGREEMENT_WINDOW = 50
 
@@ -70,7 +71,7 @@ class Session(QObject):
         return self.base_model_spec()
 
     def base_model_spec(self) -> str:
-        return self.project.base_model or default_model()
+        return self.project.base_model or DEFAULT_MODEL
 
     def remember_base_model(self, spec: str) -> None:
         self.project.set_base_model(spec)
@@ -175,7 +176,7 @@ class Session(QObject):
             return None
         try:
             i, j, kind = self.selector.next_pair_with_kind()
-        except RuntimeError:
+        except NoPairAvailable:
             return None
         return Pair(self.hashes[i], self.hashes[j], kind)
 

@@ -1,16 +1,21 @@
-"""Small helpers shared by the views: formatting, settings, error sentences."""
+"""Small helpers shared by the window, the controller and the views: formatting, settings,
+error sentences, model names."""
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 import traceback
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
 from ..errors import JoyqError
+from ..resources import DEMO_MODEL_DIR
+from ..settings import DEFAULT_MODEL
 from ..store import data_dir
+from .logfile import install_log_file
 
 log = logging.getLogger("joyq_studio.ui")
 
@@ -50,22 +55,57 @@ def remove_recent_folder(folder: str | Path) -> None:
 
 def error_sentence(exc: BaseException) -> str:
     """One sentence for the window: JoyqError messages as they are; anything else is a bug,
-    logged with its traceback, and shown as one line without the stack."""
+    logged with its traceback to the log file, and shown as one line that names that file."""
     if isinstance(exc, JoyqError):
         return str(exc)
     if isinstance(exc, MemoryError):
         return "Out of memory; close other programs or use a smaller model and try again."
+    path = install_log_file()
     log.error("unexpected error:\n%s", "".join(traceback.format_exception(exc)))
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"Unexpected error ({type(exc).__name__}{': ' + text if text else ''}); details are in the log."
+    where = f"details are in the log file {path}" if path else "details were printed to the console"
+    return f"Unexpected error ({type(exc).__name__}{': ' + text if text else ''}); {where}."
 
 
-def default_model() -> str:
-    """The JoyQuality repo id (imported lazily: joyq_studio.model pulls in torch and transformers,
-    which a background task imports at start-up while the window is already on screen)."""
-    from ..model import DEFAULT_MODEL
+def demo_model_spec() -> str:
+    """The small demo model when it ships with this installation, else the tiny random one."""
+    return "demo" if DEMO_MODEL_DIR.exists() else "tiny"
 
-    return DEFAULT_MODEL
+
+def looks_like_repo(spec: str) -> bool:
+    """A Hugging Face repo id (``org/name``) rather than a local file or folder."""
+    return spec.count("/") == 1 and not spec.startswith((".", "/", "~")) and not Path(spec).expanduser().exists()
+
+
+def is_version_path(spec: str) -> bool:
+    """A personal model version folder (it has a version.json)."""
+    p = Path(spec)
+    return p.is_dir() and (p / "version.json").exists()
+
+
+def model_label(spec: str | None) -> str:
+    """The model's name for the status bar and the Train panel."""
+    if not spec:
+        return "no model"
+    if spec == DEFAULT_MODEL:
+        return "JoyQuality"
+    if spec == "demo":
+        return "demo model"
+    if spec == "tiny":
+        return "tiny test model (random)"
+    p = Path(spec)
+    if (p / "version.json").exists():
+        return f"personal version {p.name}"
+    return p.name or spec
+
+
+def undo_summary(report) -> str:
+    """One sentence on an undone caption export (an :class:`~joyq_studio.export.UndoReport`)."""
+    text = (f"Undid the caption export: {report.restored} captions restored, {report.deleted} created ones deleted")
+    if report.changed_since:
+        text += (f"; {len(report.changed_since)} edited since the export were left alone "
+                 f"({', '.join(report.changed_since[:3])}{'...' if len(report.changed_since) > 3 else ''})")
+    return text + "."
 
 
 def format_seconds(s: float | None) -> str:
@@ -107,8 +147,6 @@ class Eta:
     """ETA from a progress stream: the rate over the whole run so far (robust, no jitter)."""
 
     def __init__(self):
-        import time
-
         self._clock = time.monotonic
         self.t0 = self._clock()
         self.first: int | None = None

@@ -3,7 +3,9 @@
 A :class:`Task` runs ``fn(report, cancelled)`` on its own thread: ``report(payload)``
 forwards progress to the GUI (throttled), ``cancelled()`` is the core's cancel callback.
 The outcome arrives as exactly one of ``succeeded(result)``, ``failed(sentence)`` or
-``cancelled_()``, always on the GUI thread (queued signals), then ``done``.
+``cancelled_()``, always on the GUI thread (queued signals), then ``done``. A task stops
+early by raising :class:`~joyq_studio.errors.Cancelled` (as the core does when its cancel
+check says so); a task whose project was closed is *stale* and its outcome is dropped.
 """
 
 from __future__ import annotations
@@ -14,16 +16,8 @@ from typing import Any
 
 from PySide6.QtCore import QThread, Signal
 
+from ..errors import Cancelled
 from .util import error_sentence
-
-
-class CancelledError(Exception):
-    """Raised inside a task function to stop early; becomes the ``cancelled_`` signal."""
-
-
-def _is_cancel_exception(exc: BaseException) -> bool:
-    # training.Cancelled and friends: any exception class named like a cancellation.
-    return isinstance(exc, CancelledError) or type(exc).__name__ in ("Cancelled", "CancelledError")
 
 
 class Hook:
@@ -31,7 +25,7 @@ class Hook:
     skipped once the task is *stale* (its project was closed), so a late result can never
     land in the next project's views."""
 
-    def __init__(self, task: "Task"):
+    def __init__(self, task: Task):
         self.task = task
         self.callbacks: list[Callable] = []
 
@@ -88,7 +82,7 @@ class Task(QThread):
         try:
             result = self.fn(self.report, self.is_cancelled)
         except BaseException as e:  # noqa: BLE001 - every outcome must reach the GUI
-            if _is_cancel_exception(e):
+            if isinstance(e, Cancelled):
                 self._cancelled.emit()
             else:
                 self._failed.emit(error_sentence(e))

@@ -23,10 +23,21 @@ from PySide6.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
-from ..store import Project
-from .workers import Task
+from ...errors import Cancelled, JoyqError
+from ...export import (
+    apply_caption_export,
+    plan_caption_export,
+    undo_last_export,
+    write_csv,
+)
+from ...ranking import Calibration, RankedImage, ranked_images
+from ...store import Project
+from ..controller import Controller
+from ..util import undo_summary
+from ..workers import Task
 
 PREVIEW_ROWS = 500
 
@@ -62,9 +73,13 @@ def _oneline(text: str | None, limit: int = 120) -> str:
 class _TaskDialog(QDialog):
     """A dialog that runs one task at a time with a progress bar and Cancel."""
 
-    def __init__(self, controller, title: str, parent=None):
+    def __init__(self, controller: Controller, title: str, parent: QWidget | None = None):
         super().__init__(parent)
+        if controller.session is None:
+            raise JoyqError("Open a folder first.")
         self.c = controller
+        self.session = controller.session
+        self.folder = controller.session.folder
         self.task: Task | None = None
         self.setWindowTitle(title)
         self.progress = QProgressBar(self)
@@ -114,11 +129,12 @@ class _TaskDialog(QDialog):
 
 
 class CsvExportDialog(_TaskDialog):
-    def __init__(self, controller, cal, rows: list | None = None, parent=None):
+    def __init__(self, controller: Controller, cal: Calibration, rows: list[RankedImage] | None = None,
+                 parent: QWidget | None = None):
         super().__init__(controller, "Export CSV - JoyQuality Studio", parent)
         self.cal = cal
         self.rows = rows
-        folder = controller.session.folder
+        folder = self.folder
         self.path = QLineEdit(str(folder.parent / f"{folder.name}-quality.csv"), self)
         browse = QPushButton("Browse...", self)
         browse.clicked.connect(self._browse)
@@ -156,10 +172,8 @@ class CsvExportDialog(_TaskDialog):
             self.path.setText(path)
 
     def preview(self) -> None:
-        from ..export import ranked_images
-
         if self.rows is None:
-            self.rows = ranked_images(self.c.session.project, self.cal)
+            self.rows = ranked_images(self.session.project, self.cal)
         mb = self.min_bucket.currentData()
         rows = [r for r in self.rows if mb is None or r.bucket >= mb]
         _fill(self.table, [[r.path, f"{r.score:+.4f}", f"{r.rank:.2f}", str(r.bucket + 1), r.label]
@@ -168,10 +182,8 @@ class CsvExportDialog(_TaskDialog):
         self.status.setText(f"{len(rows)} rows would be written{more}.")
 
     def export(self) -> None:
-        from ..export import write_csv
-
         out = Path(self.path.text()).expanduser()
-        folder, cal, mb = self.c.session.folder, self.cal, self.min_bucket.currentData()
+        folder, cal, mb = self.folder, self.cal, self.min_bucket.currentData()
 
         def job(report, cancelled):
             with Project(folder) as p:
@@ -199,7 +211,7 @@ class CaptionExportDialog(_TaskDialog):
     """Dry run first: the table lists every caption file that would be created or changed
     (before and after); Apply writes exactly that plan (with backups, undoable)."""
 
-    def __init__(self, controller, cal, parent=None):
+    def __init__(self, controller: Controller, cal: Calibration, parent: QWidget | None = None):
         super().__init__(controller, "Export captions - JoyQuality Studio", parent)
         self.cal = cal
         self.plan = None
@@ -248,16 +260,12 @@ class CaptionExportDialog(_TaskDialog):
         self.apply_button.setEnabled(False)
 
     def preview(self) -> None:
-        from ..export import plan_caption_export
-
-        folder, cal, mode, sep = self.c.session.folder, self.cal, self.mode.currentData(), self.separator_text()
+        folder, cal, mode, sep = self.folder, self.cal, self.mode.currentData(), self.separator_text()
 
         def job(report, cancelled):
             def progress(done, total):
                 if cancelled():
-                    from .workers import CancelledError
-
-                    raise CancelledError()
+                    raise Cancelled()
                 report((done, total))
 
             with Project(folder) as p:
@@ -278,9 +286,7 @@ class CaptionExportDialog(_TaskDialog):
     def apply(self) -> None:
         if self.plan is None:
             return
-        from ..export import apply_caption_export
-
-        folder, plan = self.c.session.folder, self.plan
+        folder, plan = self.folder, self.plan
 
         def job(report, cancelled):
             with Project(folder) as p:
@@ -296,9 +302,7 @@ class CaptionExportDialog(_TaskDialog):
                             "Undo last export restores them.")
 
     def undo(self) -> None:
-        from ..export import undo_last_export
-
-        folder = self.c.session.folder
+        folder = self.folder
 
         def job(report, cancelled):
             with Project(folder) as p:
@@ -318,10 +322,3 @@ class CaptionExportDialog(_TaskDialog):
         else:
             self.apply_button.setEnabled(self.plan is not None and len(self.plan.changes) > 0)
 
-
-def undo_summary(report) -> str:
-    text = (f"Undid the caption export: {report.restored} captions restored, {report.deleted} created ones deleted")
-    if report.changed_since:
-        text += (f"; {len(report.changed_since)} edited since the export were left alone "
-                 f"({', '.join(report.changed_since[:3])}{'...' if len(report.changed_since) > 3 else ''})")
-    return text + "."

@@ -12,30 +12,21 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QVBoxLayout,
+    QWidget,
 )
 
-from .util import Eta, format_bytes, format_seconds
-from .workers import CancelledError, Task
+from ...errors import Cancelled
+from ...settings import DEFAULT_MODEL
+from ..util import Eta, demo_model_spec, format_bytes, format_seconds
+from ..workers import Task, TaskRunner
 
 CHECKPOINT_FILTER = "Checkpoints (*.safetensors *.pt *.pth *.bin);;All files (*)"
-
-
-def demo_model_spec() -> str:
-    """The small demo model when it ships with this installation, else the tiny random one."""
-    from ..model import DEMO_MODEL_DIR
-
-    return "demo" if DEMO_MODEL_DIR.exists() else "tiny"
-
-
-def looks_like_repo(spec: str) -> bool:
-    from pathlib import Path
-
-    return spec.count("/") == 1 and not spec.startswith((".", "/", "~")) and not Path(spec).expanduser().exists()
 
 
 def download_repo(repo_id: str, report, cancelled) -> str:
     """snapshot_download with byte progress and cancellation (a tqdm subclass that reports
     to the GUI and raises when cancelled); returns the repo id once cached."""
+    # optional until a download starts (and slow to import): huggingface_hub, tqdm
     from huggingface_hub import snapshot_download
     from tqdm.auto import tqdm
 
@@ -50,7 +41,7 @@ def download_repo(repo_id: str, report, cancelled) -> str:
 
         def update(self, n=1):
             if cancelled():
-                raise CancelledError()
+                raise Cancelled("Download cancelled; run it again to resume.")
             out = super().update(n)
             byte_bars = [b for b in bars if getattr(b, "unit", "") == "B"] or bars
             done = max((b.n or 0) for b in byte_bars)
@@ -71,11 +62,14 @@ class _Null:
 
 
 class ModelDialog(QDialog):
-    def __init__(self, runner, device: str, repo_id: str | None = None, parent=None):
-        super().__init__(parent)
-        from .util import default_model
+    """Offers, for ``repo_id`` (JoyQuality by default): download it (or use it, when it is
+    downloaded already), a local checkpoint file or folder, or the demo model. The choice
+    is in ``spec`` once the dialog is accepted."""
 
-        repo_id = repo_id or default_model()
+    def __init__(self, runner: TaskRunner, device: str, repo_id: str | None = None,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        repo_id = repo_id or DEFAULT_MODEL
         self.setWindowTitle("Choose a model - JoyQuality Studio")
         self.runner, self.repo_id = runner, repo_id
         self.spec: str | None = None
@@ -118,6 +112,17 @@ class ModelDialog(QDialog):
         row.addWidget(self.cancel)
         lay.addLayout(row)
         self.resize(520, 0)
+        self._offer_downloaded()
+
+    def _offer_downloaded(self) -> None:
+        from ...model import (
+            is_downloaded,  # heavy (torch, transformers); imported in the background at start-up
+        )
+
+        if is_downloaded(self.repo_id):
+            self.download.setText("Use JoyQuality (downloaded)")
+            self.download.clicked.disconnect()
+            self.download.clicked.connect(lambda: self._accept(self.repo_id))
 
     def _accept(self, spec: str) -> None:
         self.spec = spec

@@ -14,212 +14,22 @@ import math
 import time
 from collections import deque
 
-from PySide6.QtCore import QObject, QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPalette
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
-from .imagecache import Decoded, ImageLoader, fit_size
-from .session import Pair, Session
-from .util import error_sentence, format_bytes, format_name, percent
+from ..controller import Controller
+from ..imagecache import Decoded
+from ..session import AGREEMENT_WINDOW, Pair, Session
+from ..util import error_sentence, format_bytes, format_name, percent
+from .canvas import ImageCanvas, ViewState
 
 PREFETCH = 2
-MAX_ZOOM = 16.0
-WHEEL_STEP = 1.25
-
-
-class ViewState(QObject):
-    """Zoom and pan shared by both panes: zoom None = fit, else device px per image px;
-    (cx, cy) = the image point (as a fraction of its size) at the centre of the pane."""
-
-    changed = Signal()
-
-    def __init__(self):
-        super().__init__()
-        self.zoom: float | None = None
-        self.cx = 0.5
-        self.cy = 0.5
-
-    def fit(self) -> None:
-        self.zoom, self.cx, self.cy = None, 0.5, 0.5
-        self.changed.emit()
-
-    def set(self, zoom: float | None, cx: float, cy: float) -> None:
-        self.zoom = zoom
-        self.cx, self.cy = min(max(cx, 0.0), 1.0), min(max(cy, 0.0), 1.0)
-        self.changed.emit()
-
-
-class ImageCanvas(QWidget):
-    """Paints one decoded image, fitted (high quality, pre-scaled off-thread) or zoomed."""
-
-    clicked = Signal()
-    painted = Signal(str)  # digest, after a real image was painted
-
-    def __init__(self, view: ViewState, parent=None):
-        super().__init__(parent)
-        self.view = view
-        self.digest: str | None = None
-        self.decoded: Decoded | None = None
-        self.message = ""
-        self._scaled: tuple[str, int, int, QImage] | None = None
-        self._press: QPointF | None = None
-        self._last: QPointF | None = None
-        self._dragged = False
-        self.setMinimumSize(120, 120)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
-        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.setMouseTracking(True)
-        view.changed.connect(self._on_view)
-
-    def box(self) -> tuple[int, int]:
-        dpr = self.devicePixelRatioF()
-        return max(1, int(self.width() * dpr)), max(1, int(self.height() * dpr))
-
-    def show_image(self, digest: str | None, decoded: Decoded | None, message: str = "") -> None:
-        self.digest, self.decoded, self.message = digest, decoded, message
-        self._on_view()
-        self.update()
-
-    def _on_view(self) -> None:
-        zoomed = self.view.zoom is not None
-        self.setCursor(Qt.CursorShape.OpenHandCursor if zoomed else Qt.CursorShape.PointingHandCursor)
-        self.update()
-
-    # -- geometry ----------------------------------------------------------------------
-    def has_image(self) -> bool:
-        return self.decoded is not None and self.decoded.full is not None
-
-    def fit_scale(self) -> float:
-        if not self.has_image():
-            return 1.0
-        full = self.decoded.full
-        bw, bh = self.box()
-        return min(bw / full.width(), bh / full.height())
-
-    def effective_zoom(self) -> float:
-        return self.view.zoom if self.view.zoom is not None else self.fit_scale()
-
-    def _fitted(self) -> QImage:
-        d = self.decoded
-        full = d.full
-        fw, fh = fit_size(full.width(), full.height(), *self.box(), upscale=True)
-        if (fw, fh) == (full.width(), full.height()):
-            return full
-        if d.fitted is not None and (d.fitted.width(), d.fitted.height()) == (fw, fh):
-            return d.fitted
-        if self._scaled and self._scaled[:3] == (d.key, fw, fh):
-            return self._scaled[3]
-        img = full.scaled(fw, fh, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation)
-        self._scaled = (d.key, fw, fh, img)
-        return img
-
-    # -- painting ------------------------------------------------------------------------
-    def paintEvent(self, event) -> None:  # noqa: N802 - Qt naming
-        p = QPainter(self)
-        pal = self.palette()
-        bg = pal.color(QPalette.ColorRole.Base)
-        bg = bg.darker(112) if bg.lightness() > 128 else bg.lighter(130)
-        p.fillRect(self.rect(), bg)
-        if not self.has_image():
-            p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
-            text = self.message or ("Loading..." if self.digest else "")
-            p.drawText(self.rect().adjusted(12, 12, -12, -12),
-                       Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
-            return
-        dpr = self.devicePixelRatioF()
-        w, h = self.width(), self.height()
-        full = self.decoded.full
-        if self.view.zoom is None:
-            img = self._fitted()
-            lw, lh = img.width() / dpr, img.height() / dpr
-            p.drawImage(QRectF((w - lw) / 2, (h - lh) / 2, lw, lh), img)
-        else:
-            s = self.view.zoom
-            iw, ih = full.width(), full.height()
-            tlx = w / 2 - self.view.cx * iw * s / dpr
-            tly = h / 2 - self.view.cy * ih * s / dpr
-            k = dpr / s  # image px per logical px
-            x0, y0 = max(0.0, -tlx * k), max(0.0, -tly * k)
-            x1, y1 = min(float(iw), (w - tlx) * k), min(float(ih), (h - tly) * k)
-            if x1 > x0 and y1 > y0:
-                p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, s < 1.0)
-                p.translate(tlx, tly)
-                p.scale(1 / k, 1 / k)
-                src = QRectF(math.floor(x0), math.floor(y0), math.ceil(x1) - math.floor(x0), math.ceil(y1) - math.floor(y0))
-                p.drawImage(src, full, src)
-                p.resetTransform()
-            p.setPen(pal.color(QPalette.ColorRole.Text))
-            label = f"{100 * s:.0f}%"
-            r = p.fontMetrics().boundingRect(label).adjusted(-6, -3, 6, 3)
-            r.moveTopLeft(self.rect().topLeft() + QPointF(8, 8).toPoint())
-            p.fillRect(r, QColor(0, 0, 0, 140))
-            p.setPen(QColor(255, 255, 255))
-            p.drawText(r, Qt.AlignmentFlag.AlignCenter, label)
-        p.end()
-        self.painted.emit(self.digest or "")
-
-    # -- mouse ---------------------------------------------------------------------------
-    def mousePressEvent(self, event) -> None:  # noqa: N802
-        if event.button() == Qt.MouseButton.LeftButton:
-            self._press = self._last = event.position()
-            self._dragged = False
-            if self.view.zoom is not None:
-                self.setCursor(Qt.CursorShape.ClosedHandCursor)
-
-    def mouseMoveEvent(self, event) -> None:  # noqa: N802
-        if self._press is None or not self.has_image():
-            return
-        pos = event.position()
-        if (pos - self._press).manhattanLength() > 6:
-            self._dragged = True
-        if self.view.zoom is not None and self._dragged:
-            d = pos - self._last
-            s, dpr = self.view.zoom, self.devicePixelRatioF()
-            full = self.decoded.full
-            self.view.set(s, self.view.cx - d.x() * dpr / (s * full.width()),
-                          self.view.cy - d.y() * dpr / (s * full.height()))
-        self._last = pos
-
-    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
-        if event.button() != Qt.MouseButton.LeftButton or self._press is None:
-            return
-        dragged = self._dragged
-        self._press = None
-        self._on_view()
-        if not dragged:
-            self.clicked.emit()
-
-    def wheelEvent(self, event) -> None:  # noqa: N802
-        if not self.has_image():
-            return
-        steps = event.angleDelta().y() / 120.0
-        if steps == 0:
-            return
-        self.zoom_at(event.position(), WHEEL_STEP ** steps)
-        event.accept()
-
-    def zoom_at(self, pos: QPointF, factor: float) -> None:
-        """Zoom by ``factor`` keeping the image point under ``pos`` in place."""
-        full = self.decoded.full
-        dpr = self.devicePixelRatioF()
-        s0 = self.effective_zoom()
-        cx, cy = (self.view.cx, self.view.cy) if self.view.zoom is not None else (0.5, 0.5)
-        s1 = min(s0 * factor, MAX_ZOOM)
-        if s1 <= self.fit_scale() * 1.0001:
-            self.view.fit()
-            return
-        ox, oy = pos.x() - self.width() / 2, pos.y() - self.height() / 2
-        ux = cx * full.width() + ox * dpr / s0
-        uy = cy * full.height() + oy * dpr / s0
-        self.view.set(s1, (ux - ox * dpr / s1) / full.width(), (uy - oy * dpr / s1) / full.height())
 
 
 class ImagePane(QWidget):
@@ -261,12 +71,12 @@ class CompareView(QWidget):
     an action (for the latency benchmark)."""
 
     shown = Signal(float)
-    error = Signal(str)
     status_changed = Signal()
 
-    def __init__(self, loader: ImageLoader, parent=None):
+    def __init__(self, controller: Controller, parent: QWidget | None = None):
         super().__init__(parent)
-        self.loader = loader
+        self.c = controller
+        self.loader = controller.loader
         self.session: Session | None = None
         self.current: Pair | None = None
         self.queue: deque[Pair] = deque()
@@ -283,7 +93,10 @@ class CompareView(QWidget):
         self.right.canvas.clicked.connect(lambda: self.choose(0.0))
         for pane in (self.left, self.right):
             pane.canvas.painted.connect(self._on_painted)
-        loader.ready.connect(self._on_decoded)
+        self.loader.ready.connect(self._on_decoded)
+        controller.session_changed.connect(self.set_session)
+        controller.pairs_reseeded.connect(self.reseed)
+        controller.scores_updated.connect(self._on_scores_updated)
 
         self.prompt = QLabel("Which image has the better quality? Click it, or press Left / Right.", self)
         self.prompt.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -354,6 +167,11 @@ class CompareView(QWidget):
             self.advance()
         else:
             self._fill_queue()
+        self.refresh_status()
+
+    def _on_scores_updated(self, newly: int) -> None:
+        if newly and self.current is None:
+            self.advance()
         self.refresh_status()
 
     def ready(self) -> bool:
@@ -453,7 +271,7 @@ class CompareView(QWidget):
             self.session.record(pair, outcome)
         except Exception as e:  # noqa: BLE001 - a failed save must be visible, not silent
             self._action_t = None
-            self.error.emit(error_sentence(e) + " The click was not saved.")
+            self.c.report_error(error_sentence(e) + " The click was not saved.")
             return False
         self.advance()
         return True
@@ -471,7 +289,7 @@ class CompareView(QWidget):
         try:
             entry = self.session.undo()
         except Exception as e:  # noqa: BLE001
-            self.error.emit(error_sentence(e))
+            self.c.report_error(error_sentence(e))
             return False
         if entry is None:
             return False
@@ -519,7 +337,7 @@ class CompareView(QWidget):
         parts = [f"{st['total']} comparisons"]
         if st["trained"]:
             parts.append(f"{st['since_training']} since the last training")
-        parts.append(f"model agrees with your last {st['agreement_n'] or AGREEMENT_LABEL} clicks: "
+        parts.append(f"model agrees with your last {st['agreement_n'] or AGREEMENT_WINDOW} clicks: "
                      f"{percent(st['agreement'])}")
         if st["repeats"]:
             parts.append(f"your self-consistency on {st['repeats']} repeated pairs: {percent(st['self_consistency'])}")
@@ -576,5 +394,3 @@ class CompareView(QWidget):
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(1100, 700)
 
-
-AGREEMENT_LABEL = 50

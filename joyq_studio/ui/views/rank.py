@@ -2,8 +2,9 @@
 
 A histogram of images per bucket, then one row of lazily loaded thumbnails per bucket
 (best first), each scrollable, double-click to open at full size. Method A / B switch,
-editable bucket labels, "Recalibrate" (refit on held-out comparisons), and the export
-dialogs. Ranking is computed on a worker thread with the core's export functions.
+editable bucket labels, "Recalibrate" (refit on held-out comparisons), and buttons for
+the export dialogs. The controller ranks on a worker thread with the core's ranking
+functions; this view renders :attr:`Controller.ranking` when it is visible.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .imagecache import ThumbnailLoader
-from .workers import Task
+from ...ranking import RankedImage
+from ..controller import Controller
+from ..imagecache import ThumbnailLoader
+from .viewer import ImageViewer
 
 THUMB = 128  # logical px of a thumbnail cell
 CELL = QSize(THUMB + 12, THUMB + 24)
@@ -221,17 +224,30 @@ METHODS = (("a", "A: equal score ranges"), ("b", "B: calibrated"))
 
 
 class RankView(QWidget):
-    ranked = Signal()
+    ranked = Signal()  # the ranking on screen was redrawn
+    export_csv_requested = Signal()
+    export_captions_requested = Signal()
 
-    def __init__(self, controller, parent=None):
+    def __init__(self, controller: Controller, parent: QWidget | None = None):
         super().__init__(parent)
         self.c = controller
-        self.cal = None
-        self.rows: list = []
-        self.dirty = True
-        self.task: Task | None = None
         self.thumbs = ThumbnailLoader(size=192, max_items=1000, parent=self)
+        self.viewer: ImageViewer | None = None
+        self.bucket_rows: list[BucketRow] = []
+        self._build_bar()
+        self._build_rows()
+        lay = QVBoxLayout(self)
+        lay.addLayout(self._bar)
+        lay.addWidget(self.notes)
+        lay.addWidget(self.hist)
+        lay.addWidget(self.scroll, 1)
+        controller.session_changed.connect(self._on_session_changed)
+        controller.ranking_stale.connect(self._on_stale)
+        controller.ranking_message.connect(self.notes.setText)
+        controller.ranked.connect(self._on_ranked)
+        controller.ranking_failed.connect(self._on_failed)
 
+    def _build_bar(self) -> None:
         self.method = QComboBox(self)
         for key, text in METHODS:
             self.method.addItem(text, key)
@@ -240,29 +256,16 @@ class RankView(QWidget):
         self.method.activated.connect(self._method_chosen)
         self.recal = QPushButton("Recalibrate", self)
         self.recal.setToolTip("Refit the calibration on the held-out comparisons so far")
-        self.recal.clicked.connect(lambda: self.recalibrate(self.current_method()))
+        self.recal.clicked.connect(lambda: self.c.recalibrate(self.current_method()))
         self.csv_button = QPushButton("Export CSV...", self)
         self.csv_button.setToolTip("Write the ranking to a CSV file (Ctrl+E)")
-        self.csv_button.clicked.connect(lambda: self.c.export_csv())
+        self.csv_button.clicked.connect(self.export_csv_requested)
         self.cap_button = QPushButton("Export captions...", self)
         self.cap_button.setToolTip("Write the quality label into caption .txt files, with a dry-run preview (Ctrl+Shift+E)")
-        self.cap_button.clicked.connect(lambda: self.c.export_captions())
+        self.cap_button.clicked.connect(self.export_captions_requested)
         self.undo_button = QPushButton("Undo captions", self)
         self.undo_button.setToolTip("Undo the last caption export: restore the caption files it changed")
         self.undo_button.clicked.connect(lambda: self.c.undo_caption_export())
-        self.notes = QLabel(self)
-        self.notes.setWordWrap(True)
-        self.hist = Histogram(self)
-        self.hist.bucket_clicked.connect(self.scroll_to_bucket)
-
-        self.rows_widget = QWidget(self)
-        self.rows_layout = QVBoxLayout(self.rows_widget)
-        self.rows_layout.setContentsMargins(4, 4, 4, 4)
-        self.bucket_rows: list[BucketRow] = []
-        self.scroll = QScrollArea(self)
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setWidget(self.rows_widget)
-
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Method:", self))
         bar.addWidget(self.method)
@@ -271,17 +274,26 @@ class RankView(QWidget):
         bar.addWidget(self.csv_button)
         bar.addWidget(self.cap_button)
         bar.addWidget(self.undo_button)
-        lay = QVBoxLayout(self)
-        lay.addLayout(bar)
-        lay.addWidget(self.notes)
-        lay.addWidget(self.hist)
-        lay.addWidget(self.scroll, 1)
+        self._bar = bar
+
+    def _build_rows(self) -> None:
+        self.notes = QLabel(self)
+        self.notes.setWordWrap(True)
+        self.hist = Histogram(self)
+        self.hist.bucket_clicked.connect(self.scroll_to_bucket)
+        self.rows_widget = QWidget(self)
+        self.rows_layout = QVBoxLayout(self.rows_widget)
+        self.rows_layout.setContentsMargins(4, 4, 4, 4)
+        self.scroll = QScrollArea(self)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setWidget(self.rows_widget)
+
+    def _on_session_changed(self, session) -> None:
+        if session is None:
+            self.reset()
 
     def reset(self) -> None:
         """Forget the previous project's ranking (the project was closed)."""
-        self.task = None
-        self.cal, self.rows = None, []
-        self.dirty = True
         self._clear_rows()
         self.hist.set_data([0] * 10, [""] * 10)
         self.notes.setText("")
@@ -298,7 +310,7 @@ class RankView(QWidget):
         return self.method.currentData()
 
     def _ensure_rows(self, k: int) -> None:
-        if len(self.bucket_rows) == k:
+        if len(self.bucket_rows) == k or self.c.session is None:
             return
         self._clear_rows()
         folder = self.c.session.folder
@@ -310,88 +322,29 @@ class RankView(QWidget):
             self.bucket_rows.append(row)
         self.rows_layout.addStretch(1)
 
-    # -- computing ---------------------------------------------------------------------------
-    def mark_dirty(self) -> None:
-        self.dirty = True
-        if self.isVisible():
-            self.refresh()
-
+    # -- rendering the controller's ranking ------------------------------------------------------
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
-        if self.dirty:
-            self.refresh()
+        if self.c.ranking.dirty:
+            self.c.rank()
 
-    def refresh(self) -> None:
-        """Load the saved calibration (calibrating once if needed) and rank the folder."""
-        from ..export import ensure_calibration, ranked_images
-        from ..store import Project
-
-        if self.c.session is None:
-            return
-        if self.c.session.n_scored() == 0:
-            self.notes.setText("Nothing is scored yet; the ranking appears once scoring has started.")
-            self.dirty = True
-            return
-        folder = self.c.session.folder
-
-        def job(report, cancelled):
-            with Project(folder) as p:
-                cal, notes = ensure_calibration(p)
-                return cal, notes, ranked_images(p, cal)
-
-        self._run(job)
-
-    def recalibrate(self, method: str) -> None:
-        from ..export import calibrate_project, ranked_images, save_calibration
-        from ..store import Project
-
-        if self.c.session is None:
-            return
-        folder = self.c.session.folder
-        labels = list(self.cal.labels) if self.cal is not None else None
-
-        def job(report, cancelled):
-            with Project(folder) as p:
-                cal, notes = calibrate_project(p, method, labels=labels)
-                save_calibration(p, cal)
-                return cal, notes, ranked_images(p, cal)
-
-        self._run(job)
-
-    def _run(self, job) -> None:
-        if self.task is not None:
-            self.dirty = True
-            return
-        self.dirty = False
-        self.notes.setText("Ranking...")
-        task = Task("rank", job, self)
-        task.succeeded.connect(self._on_ranked)
-        task.failed.connect(self._on_failed)
-        task.done.connect(lambda t=task: self._on_task_done(t))
-        self.task = task
-        self.c.runner.start(task)
-
-    def _on_task_done(self, task) -> None:
-        if self.task is not task:
-            return
-        self.task = None
-        if self.dirty and self.isVisible():
-            self.refresh()
+    def _on_stale(self) -> None:
+        if self.isVisible():  # ranked when shown, not while hidden
+            self.c.rank()
 
     def _on_failed(self, sentence: str) -> None:
         self.notes.setText(sentence)
-        self.c.show_error(sentence)
-        if self.cal is not None:
-            self._select_method(self.cal.method)
+        if self.c.ranking.cal is not None:
+            self._select_method(self.c.ranking.cal.method)
 
-    def _on_ranked(self, result) -> None:
-        cal, notes, rows = result
-        self.cal, self.rows = cal, rows
+    def _on_ranked(self) -> None:
+        r = self.c.ranking
+        cal, notes, rows = r.cal, r.notes, r.rows
         self._select_method(cal.method)
         self._ensure_rows(cal.k)
-        by_bucket: list[list] = [[] for _ in range(cal.k)]
-        for r in rows:
-            by_bucket[r.bucket].append(r)
+        by_bucket: list[list[RankedImage]] = [[] for _ in range(cal.k)]
+        for row in rows:
+            by_bucket[row.bucket].append(row)
         for row in self.bucket_rows:
             row.set_rows(by_bucket[row.bucket], cal.labels[row.bucket])
         self.hist.set_data([len(b) for b in by_bucket], list(cal.labels))
@@ -411,33 +364,18 @@ class RankView(QWidget):
 
     def _method_chosen(self, index: int) -> None:
         method = self.method.itemData(index)
-        if self.cal is None or method != self.cal.method:
-            self.recalibrate(method)
+        cal = self.c.ranking.cal
+        if cal is None or method != cal.method:
+            self.c.recalibrate(method)
 
     def _label_edited(self, bucket: int, text: str) -> None:
-        if self.cal is None or self.c.session is None:
+        cal = self.c.ranking.cal
+        if cal is None:
             return
-        text = text.strip()
-        if not text:
-            self.c.show_error(f"The label of bucket {bucket + 1} must not be empty.")
-            self.bucket_rows[self.cal.k - 1 - bucket].label.setText(self.cal.labels[bucket])
-            return
-        if text == self.cal.labels[bucket]:
-            return
-        from ..export import save_calibration
-
-        labels = list(self.cal.labels)
-        labels[bucket] = text
-        try:
-            cal = self.cal.with_labels(labels)
-            save_calibration(self.c.session.project, cal)
-        except Exception as e:  # noqa: BLE001
-            from .util import error_sentence
-
-            self.c.show_error(error_sentence(e))
-            return
-        self.cal = cal
-        self.hist.set_data(self.hist.counts, labels)
+        if self.c.set_bucket_label(bucket, text):
+            self.hist.set_data(self.hist.counts, list(self.c.ranking.cal.labels))
+        elif not text.strip():
+            self.bucket_rows[cal.k - 1 - bucket].label.setText(cal.labels[bucket])
 
     def scroll_to_bucket(self, bucket: int) -> None:
         for row in self.bucket_rows:
@@ -445,12 +383,10 @@ class RankView(QWidget):
                 self.scroll.ensureWidgetVisible(row, 0, 0)
                 row.list.setFocus()
 
-    def _open(self, r) -> None:
-        if r is None:
-            return
-        from .viewer import ImageViewer
-
+    def _open(self, r: RankedImage | None) -> None:
         s = self.c.session
+        if r is None or s is None:
+            return
         dlg = ImageViewer(self.c.loader, r.hash, s.folder / r.path,
                           f"{r.path}  \u00b7  bucket {r.bucket + 1}: {r.label}  \u00b7  score {r.score:+.3f}", self)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -459,5 +395,3 @@ class RankView(QWidget):
 
     def shutdown(self) -> None:
         self.thumbs.shutdown()
-
-

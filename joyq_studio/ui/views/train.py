@@ -1,6 +1,7 @@
 """The Train panel: one big button with defaults derived from the data, live progress with
 ETA and a loss / held-out accuracy plot, a before/after table, adopt or discard, and the
-list of model versions for rollback. Training runs in a QThread; the UI stays usable."""
+list of model versions for rollback. The controller runs the training on a worker thread
+(the UI stays usable); this panel renders its task's progress and outcome."""
 
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..controller import DETECTING, Controller
+from ..util import format_seconds
 from .plot import TrainPlot
-from .util import format_seconds
-from .workers import Task
 
 METRIC_ROWS = (
     # label, key, higher is better, format
@@ -56,39 +57,41 @@ def _fmt(v, kind: str) -> str:
     return f"{v:.3f}"
 
 
-def cuda_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
 class TrainPanel(QWidget):
     trained = Signal(object)  # TrainResult
 
-    def __init__(self, controller, parent=None):
+    def __init__(self, controller: Controller, parent: QWidget | None = None):
         super().__init__(parent)
         self.c = controller
-        self.task: Task | None = None
-        self.result = None
-        self.has_cuda = cuda_available()
-
+        self.result = None  # the TrainResult under review (adopt or discard)
         self.summary = QLabel(self)
         self.summary.setWordWrap(True)
+        self._build_modes()
+        self._build_buttons()
+        self._build_advanced()
+        self._build_progress()
+        self._build_results()
+        self._build_versions()
+        self._build_layout()
+        controller.session_changed.connect(self._on_session_changed)
+        controller.busy_changed.connect(self._on_busy_changed)
+        controller.device_detected.connect(self._on_device)
+        controller.version_adopted.connect(self._on_adopted)
+        self._on_device(controller.device_text, controller.has_cuda)
 
+    # -- building ------------------------------------------------------------------------
+    def _build_modes(self) -> None:
         self.quick = QRadioButton("Quick (seconds, any computer)", self)
         self.quick.setToolTip("Retrain the quality head on the cached image embeddings: the original "
                               "JoyQuality personal recipe (frozen tower)")
         self.full = QRadioButton("Full (whole vision tower, CUDA GPU)", self)
         self.quick.setChecked(True)
-        self.full.setToolTip("Finetune the whole SigLIP tower as well: better with many comparisons; needs a CUDA GPU")
-        if not self.has_cuda:
-            self.full.setEnabled(False)
-            self.full.setToolTip("No CUDA GPU was found; quick mode works on any computer.")
         group = QButtonGroup(self)
         group.addButton(self.quick)
         group.addButton(self.full)
         self.quick.toggled.connect(self._update_defaults)
 
+    def _build_buttons(self) -> None:
         self.train_button = QPushButton("Train", self)
         self.train_button.setToolTip("Train a personal model on your comparisons (Ctrl+T)")
         f = self.train_button.font()
@@ -105,7 +108,7 @@ class TrainPanel(QWidget):
         esc = QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.cancel)
         esc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
 
-        # Advanced
+    def _build_advanced(self) -> None:
         self.adv_toggle = QToolButton(self)
         self.adv_toggle.setText("Advanced")
         self.adv_toggle.setCheckable(True)
@@ -113,24 +116,24 @@ class TrainPanel(QWidget):
         self.adv_toggle.setArrowType(Qt.ArrowType.RightArrow)
         self.adv_toggle.toggled.connect(self._toggle_advanced)
         self.advanced = QWidget(self)
-        form = QFormLayout(self.advanced)
         self.samples = QSpinBox(self)
         self.samples.setRange(0, 10_000_000)
         self.samples.setSingleStep(1000)
         self.batch = QSpinBox(self)
         self.batch.setRange(1, 65536)
         self.batch.setValue(256)
+        self.batch.valueChanged.connect(self._update_defaults)
         self.lr = QDoubleSpinBox(self)
         self.lr.setDecimals(6)
         self.lr.setRange(0.0, 1.0)
         self.lr.setSingleStep(0.0005)
-        self.schedule = QComboBox(self)
-        self.schedule.addItems(["onecycle", "cosine", "linear", "constant"])
+        self.schedule = QComboBox(self)  # filled by _fill_schedules (the list comes with torch)
         self.seed = QSpinBox(self)
         self.seed.setRange(0, 2**31 - 1)
         self.freeze = QSpinBox(self)
         self.freeze.setRange(0, 64)
         self.checkpointing = QCheckBox("Gradient checkpointing (less GPU memory, slower)", self)
+        form = QFormLayout(self.advanced)
         form.addRow("Pairs seen in total", self.samples)
         form.addRow("Batch size (pairs)", self.batch)
         form.addRow("Peak learning rate", self.lr)
@@ -139,8 +142,8 @@ class TrainPanel(QWidget):
         form.addRow("Frozen lowest layers (full)", self.freeze)
         form.addRow("", self.checkpointing)
         self.advanced.setVisible(False)
-        self.batch.valueChanged.connect(self._update_defaults)
 
+    def _build_progress(self) -> None:
         self.progress = QProgressBar(self)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -150,7 +153,7 @@ class TrainPanel(QWidget):
         self.message.setWordWrap(True)
         self.plot = TrainPlot(self)
 
-        # Results
+    def _build_results(self) -> None:
         self.results_box = QGroupBox("Result: before and after, on your held-out comparisons", self)
         self.table = QTableWidget(len(METRIC_ROWS), 2, self)
         self.table.setHorizontalHeaderLabels(["Before", "After"])
@@ -168,14 +171,10 @@ class TrainPanel(QWidget):
         self.discard_button.clicked.connect(self.discard_result)
         rl = QVBoxLayout(self.results_box)
         rl.addWidget(self.table)
-        rb = QHBoxLayout()
-        rb.addStretch(1)
-        rb.addWidget(self.discard_button)
-        rb.addWidget(self.use_button)
-        rl.addLayout(rb)
+        rl.addLayout(_right_aligned(self.discard_button, self.use_button))
         self.results_box.setVisible(False)
 
-        # Versions
+    def _build_versions(self) -> None:
         self.versions_box = QGroupBox("Model versions", self)
         self.versions = QTableWidget(0, 5, self)
         self.versions.setHorizontalHeaderLabels(["Version", "Created", "Mode", "Accuracy", "Status"])
@@ -193,16 +192,13 @@ class TrainPanel(QWidget):
         self.base_button.clicked.connect(self.c.use_base_model)
         vl = QVBoxLayout(self.versions_box)
         vl.addWidget(self.versions)
-        vb = QHBoxLayout()
-        vb.addStretch(1)
-        vb.addWidget(self.base_button)
-        vb.addWidget(self.rollback_button)
-        vl.addLayout(vb)
+        vl.addLayout(_right_aligned(self.base_button, self.rollback_button))
 
-        top = QHBoxLayout()
+    def _build_layout(self) -> None:
         modes = QVBoxLayout()
         modes.addWidget(self.quick)
         modes.addWidget(self.full)
+        top = QHBoxLayout()
         top.addLayout(modes, 1)
         top.addWidget(self.train_button)
         prog = QHBoxLayout()
@@ -225,9 +221,12 @@ class TrainPanel(QWidget):
         lay.addLayout(right, 2)
 
     # -- state ---------------------------------------------------------------------------
+    def _on_session_changed(self, session) -> None:
+        if session is None:
+            self.reset()
+
     def reset(self) -> None:
         """Forget the previous project's run (the project was closed)."""
-        self.task = None
         self.result = None
         self.results_box.setVisible(False)
         self.plot.clear()
@@ -236,21 +235,42 @@ class TrainPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.versions.setRowCount(0)
 
+    def _on_busy_changed(self, name: str, on: bool) -> None:
+        if name != "train":
+            self.refresh()
+
+    def _on_device(self, text: str, has_cuda: bool) -> None:
+        self.full.setEnabled(has_cuda)
+        if has_cuda:
+            self.full.setToolTip("Finetune the whole SigLIP tower as well: better with many comparisons; "
+                                 "needs a CUDA GPU")
+        elif text == DETECTING:
+            self.full.setToolTip("Looking for a CUDA GPU...")
+        else:
+            self.full.setToolTip("No CUDA GPU was found; quick mode works on any computer.")
+
+    def _on_adopted(self, version_id: str) -> None:
+        self.refresh()
+        self.message.setText(f"Now using version {version_id}; the folder was rescored.")
+
     @property
     def session(self):
         return self.c.session
 
     def running(self) -> bool:
-        return self.task is not None  # cleared by this task's own `done`, never by a stale one
+        return self.c.training_running()
 
     def refresh(self) -> None:
         s = self.session
         if s is None:
             return
+        from ...training import (
+            MIN_PAIRS,  # heavy (torch); imported in the background at start-up
+        )
+
+        self._fill_schedules()
         n = s.project.comparison_count()
         n_test = len(s.project.comparisons(split="test"))
-        from ..training import MIN_PAIRS
-
         text = (f"<b>{n}</b> comparisons ({n_test} held-out pair{'s' if n_test != 1 else ''} for testing). "
                 f"Model: {self.c.model_label()}.")
         if n < MIN_PAIRS:
@@ -264,7 +284,9 @@ class TrainPanel(QWidget):
         s = self.session
         if s is None:
             return
-        from ..training import default_config
+        from ...training import (
+            default_config,  # heavy (torch); imported in the background at start-up
+        )
 
         n = s.project.comparison_count()
         cfg = default_config(int(n * 0.8), self.mode(), batch_size=self.batch.value())
@@ -274,13 +296,24 @@ class TrainPanel(QWidget):
     def mode(self) -> str:
         return "full" if self.full.isChecked() else "quick"
 
+    def _fill_schedules(self) -> None:
+        if self.schedule.count() == 0:
+            from ...training import (
+                SCHEDULES,  # heavy (torch); imported in the background at start-up
+            )
+
+            self.schedule.addItems(list(SCHEDULES))
+
     def _toggle_advanced(self, on: bool) -> None:
         self.advanced.setVisible(on)
         self.adv_toggle.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
 
     def config(self):
-        from ..training import TrainConfig
+        from ...training import (
+            TrainConfig,  # heavy (torch); imported in the background at start-up
+        )
 
+        self._fill_schedules()
         return TrainConfig(
             mode=self.mode(),
             total_samples=self.samples.value() or None,
@@ -296,39 +329,26 @@ class TrainPanel(QWidget):
     def start(self) -> None:
         if self.running() or self.session is None:
             return
-        from ..store import Project
-        from ..training import train_project
-
         cfg = self.config()
-        folder, spec = self.session.folder, self.session.model_spec
         self.result = None
         self.results_box.setVisible(False)
         self.plot.clear()
         self.progress.setRange(0, 0)
         self.eta.setText("")
         self.message.setText("Preparing...")
-
-        def job(report, cancelled):
-            with Project(folder) as p:
-                return train_project(
-                    p, cfg, cancel=cancelled, start_spec=spec,
-                    progress=lambda tp: report(tp, force=tp.eval is not None or tp.phase != "training"))
-
-        task = Task("train", job, self)
+        task = self.c.start_training(cfg)
+        if task is None:
+            return
         task.progress.connect(self._on_progress)
         task.succeeded.connect(self._on_done)
         task.failed.connect(self._on_failed)
         task.cancelled_.connect(self._on_cancelled)
-        task.done.connect(lambda t=task: self._finish(t))
-        self.task = task
+        task.done.connect(self._finish)
         self.train_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.c.runner.start(task)
-        self.c.set_busy("train", True)
 
     def cancel(self) -> None:
-        if self.running():
-            self.task.cancel()
+        if self.c.cancel_training():
             self.message.setText("Cancelling...")
 
     def _on_progress(self, tp) -> None:
@@ -361,8 +381,7 @@ class TrainPanel(QWidget):
         self.trained.emit(result)
 
     def _on_failed(self, sentence: str) -> None:
-        self.message.setText("Training failed.")
-        self.c.show_error(sentence)
+        self.message.setText("Training failed.")  # the sentence itself is in the message bar
         self._reset_progress()
 
     def _on_cancelled(self) -> None:
@@ -375,12 +394,8 @@ class TrainPanel(QWidget):
         self.progress.setFormat("")
         self.eta.setText("")
 
-    def _finish(self, task) -> None:
-        if self.task is not task:
-            return
-        self.task = None
+    def _finish(self) -> None:
         self.cancel_button.setEnabled(False)
-        self.c.set_busy("train", False)
         self.refresh()
 
     def _show_table(self, before: dict, after: dict) -> None:
@@ -411,12 +426,7 @@ class TrainPanel(QWidget):
         if self.result is None:
             return
         vid = self.result.version_id
-        try:
-            self.session.project.delete_version(vid)
-        except Exception as e:  # noqa: BLE001
-            from .util import error_sentence
-
-            self.c.show_error(error_sentence(e))
+        self.c.discard_version(vid)
         self.result = None
         self.results_box.setVisible(False)
         self.message.setText(f"Discarded version {vid}; the current model is unchanged.")
@@ -452,9 +462,17 @@ class TrainPanel(QWidget):
     def use_selected(self) -> None:
         items = self.versions.selectedItems()
         if not items:
-            self.c.show_error("Select a version in the list first.")
+            self.c.report_error("Select a version in the list first.")
             return
         vid = items[0].data(Qt.ItemDataRole.UserRole)
         if vid == self.session.project.active_version:
             return
         self.c.adopt_version(vid)
+
+
+def _right_aligned(*buttons: QPushButton) -> QHBoxLayout:
+    row = QHBoxLayout()
+    row.addStretch(1)
+    for b in buttons:
+        row.addWidget(b)
+    return row

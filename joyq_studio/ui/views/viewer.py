@@ -7,9 +7,9 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QLabel, QVBoxLayout
 
-from .compare import ImageCanvas, ViewState
-from .imagecache import ImageLoader
-from .util import format_name
+from ..imagecache import ImageLoader
+from ..util import format_name
+from .canvas import ImageCanvas, ViewState
 
 
 class ImageViewer(QDialog):

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .util import recent_folders
+from ..util import recent_folders
 
 
 class WelcomePage(QWidget):
