@@ -129,7 +129,9 @@ def encode_image(path: str | os.PathLike, longest_side: int = 768, quality: int 
     longest side is at most ``longest_side`` (never enlarged); raises ImageError."""
     from PIL import Image
 
-    from ..images import load_rgb  # the one decoder (EXIF orientation, first frame, alpha on grey)
+    from ..images import (
+        load_rgb,  # the one decoder (EXIF orientation, first frame, alpha on grey)
+    )
 
     img = load_rgb(path)
     if max(img.size) > longest_side:

@@ -148,7 +148,8 @@ def ask_pairs(project: Project, client: LLMClient, prompt_text: str, prompt_hash
                     rep.stopped = "cancelled"
                     break
                 if cap is not None and rep.spent + committed + estimate.cost > cap + 1e-12:
-                    rep.stopped = "cap"
+                    if not inflight:  # else wait: replies may cost less than their estimates
+                        rep.stopped = "cap"
                     break
                 key = todo.popleft()
                 fut = pool.submit(client.judge, paths[key[0]], paths[key[1]], prompt_text, stopped)

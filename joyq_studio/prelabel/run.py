@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from ..errors import JoyqError
 from ..store import Project
 from . import cache
-from .agreement import MIN_PAIRS_FOR_TRUST, AgreementReport, UserPair, summarize, user_pairs
+from .agreement import (
+    MIN_PAIRS_FOR_TRUST,
+    AgreementReport,
+    UserPair,
+    summarize,
+    user_pairs,
+)
 from .client import LLMClient
 from .cost import CallEstimate, Pricing, estimate_call
 from .engine import AskProgress, AskReport, ask_pairs
