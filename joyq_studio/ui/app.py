@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import sys
 from pathlib import Path
+from typing import cast
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QIcon
@@ -41,9 +42,9 @@ def app_icon() -> QIcon:
 
 def create_app(argv: list[str] | None = None) -> QApplication:
     """The QApplication with names, icon, high-DPI policy and the system theme."""
-    app = QApplication.instance()
-    if app is not None:
-        return app
+    existing = QApplication.instance()
+    if existing is not None:
+        return cast(QApplication, existing)
     QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
     app = QApplication(argv if argv is not None else sys.argv)
     app.setApplicationName(APP)

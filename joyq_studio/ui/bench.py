@@ -146,7 +146,8 @@ def machine() -> str:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores, {system}, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = made / "images"
         make_demo_folder(folder, count=args.images, seed=1, size=args.size)
     print(f"machine: {machine()}; PySide6 {qt_version}; QPA {os.environ.get('QT_QPA_PLATFORM')}")
-    print(f"folder: {folder} ({'generated, %d px' % args.size if not args.folder else 'given'})")
+    print(f"folder: {folder} ({f'generated, {args.size} px' if not args.folder else 'given'})")
     r = measure(args.clicks, folder=folder, think_ms=args.think_ms)
     print(f"click-to-shown latency, {args.think_ms:.0f} ms think time: p50 {r['p50_ms']:.1f} ms, "
           f"p95 {r['p95_ms']:.1f} ms, max {r['max_ms']:.1f} ms over {r['clicks']} clicks")

@@ -118,7 +118,8 @@ class Controller(QObject):
         super().__init__(parent)
         self.demo_count, self.demo_size = demo_count, demo_size
         self.session: Session | None = None
-        self.runner = TaskRunner()
+        self.runner = TaskRunner()  # the open project's tasks: cancelled (and made stale) when it closes
+        self._app_tasks = TaskRunner()  # tasks of the app as a whole (the device), stopped at shutdown
         self.loader = ImageLoader(parent=self)
         self.ask_model: ModelChooser | None = None
         self.busy: set[str] = set()
@@ -168,7 +169,7 @@ class Controller(QObject):
         task = Task("device", job, self)
         task.succeeded.connect(lambda r: self._on_device(*r))
         task.failed.connect(lambda _: self._on_device("CPU", False))
-        self.runner.start(task)
+        self._app_tasks.start(task)
 
     def _on_device(self, text: str, has_cuda: bool) -> None:
         self.device_text, self.has_cuda = text, has_cuda
@@ -254,6 +255,7 @@ class Controller(QObject):
     def shutdown(self) -> None:
         """Stop every task and close the project (the window is closing)."""
         self.runner.cancel_all()
+        self._app_tasks.cancel_all()
         self.loader.shutdown()
         session, self.session = self.session, None
         if session is not None:

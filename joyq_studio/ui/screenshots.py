@@ -61,9 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     c.open_folder(str(folder), demo_model_spec())
     wait(lambda: not c.busy_scoring() and w.compare.ready())
 
+    def names() -> tuple[str, str]:
+        p, s = w.compare.current, c.session
+        if p is None or s is None:
+            raise RuntimeError("the demo folder has no pair to compare")
+        return s.rel(p.left), s.rel(p.right)
+
     def verdict() -> Qt.Key:
-        p = w.compare.current
-        a, b = c.session.rel(p.left), c.session.rel(p.right)
+        a, b = names()
         if ("_clean" in a) != ("_clean" in b):
             return Qt.Key.Key_Left if "_clean" in a else Qt.Key.Key_Right
         return Qt.Key.Key_T if a[:9] == b[:9] else (Qt.Key.Key_Left if a < b else Qt.Key.Key_Right)
@@ -73,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         wait(w.compare.ready)
     # a same-scene pair makes the best picture of what comparing looks like
     for _ in range(200):
-        p = w.compare.current
-        if c.session.rel(p.left)[:9] == c.session.rel(p.right)[:9]:
+        a, b = names()
+        if a[:9] == b[:9]:
             break
         QTest.keyClick(w.compare, Qt.Key.Key_Space)
         wait(w.compare.ready)

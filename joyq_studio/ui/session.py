@@ -76,7 +76,7 @@ class Session(QObject):
     def remember_base_model(self, spec: str) -> None:
         self.project.set_base_model(spec)
 
-    def set_model(self, spec: str, key: str, tower: str) -> None:
+    def set_model(self, spec: str, key: str, tower: str | None) -> None:
         self.model_spec, self.model_key, self.tower = spec, key, tower
         self.refresh_scores(rebuild=True)
 
@@ -172,10 +172,11 @@ class Session(QObject):
         return self.selector is not None and int(self.selector.available.sum()) >= 2
 
     def next_pair(self) -> Pair | None:
-        if not self.can_compare():
+        sel = self.selector
+        if sel is None or not self.can_compare():
             return None
         try:
-            i, j, kind = self.selector.next_pair_with_kind()
+            i, j, kind = sel.next_pair_with_kind()
         except NoPairAvailable:
             return None
         return Pair(self.hashes[i], self.hashes[j], kind)

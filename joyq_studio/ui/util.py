@@ -34,9 +34,8 @@ def settings() -> QSettings:
 
 def recent_folders() -> list[str]:
     value = settings().value("recent", [])
-    if isinstance(value, str):
-        value = [value]
-    return [str(v) for v in (value or []) if v]
+    items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return [str(v) for v in items if v]
 
 
 def add_recent_folder(folder: str | Path) -> None:
@@ -124,11 +123,12 @@ def format_bytes(n: int | None) -> str:
         return "?"
     if n < 1024:
         return f"{n} B"
+    x = float(n)
     for unit in ("KiB", "MiB", "GiB", "TiB"):
-        n /= 1024.0
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if n < 100 else f"{n:.0f} {unit}"
-    return f"{n:.0f} TiB"
+        x /= 1024.0
+        if x < 1024 or unit == "TiB":
+            return f"{x:.1f} {unit}" if x < 100 else f"{x:.0f} {unit}"
+    return f"{x:.0f} TiB"
 
 
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jfif": "JPEG", ".png": "PNG", ".webp": "WebP", ".bmp": "BMP",

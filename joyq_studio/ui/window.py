@@ -239,7 +239,7 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
         if s.value("compare/show_scores", False, type=bool):
             self.compare.toggle_scores()
-        self.train.adv_toggle.setChecked(s.value("train/advanced", False, type=bool))
+        self.train.adv_toggle.setChecked(bool(s.value("train/advanced", False, type=bool)))
 
     def save_settings(self) -> None:
         s = settings()

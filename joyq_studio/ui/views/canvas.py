@@ -44,7 +44,7 @@ class ImageCanvas(QWidget):
     clicked = Signal()
     painted = Signal(str)  # digest, after a real image was painted
 
-    def __init__(self, view: ViewState, parent=None):
+    def __init__(self, view: ViewState, parent: QWidget | None = None):
         super().__init__(parent)
         self.view = view
         self.digest: str | None = None
@@ -76,31 +76,37 @@ class ImageCanvas(QWidget):
         self.update()
 
     # -- geometry ----------------------------------------------------------------------
+    def image(self) -> QImage | None:
+        """The decoded image at full size, or None (loading, or unreadable)."""
+        return self.decoded.full if self.decoded is not None else None
+
     def has_image(self) -> bool:
-        return self.decoded is not None and self.decoded.full is not None
+        return self.image() is not None
 
     def fit_scale(self) -> float:
-        if not self.has_image():
+        full = self.image()
+        if full is None:
             return 1.0
-        full = self.decoded.full
         bw, bh = self.box()
         return min(bw / full.width(), bh / full.height())
 
     def effective_zoom(self) -> float:
         return self.view.zoom if self.view.zoom is not None else self.fit_scale()
 
-    def _fitted(self) -> QImage:
-        d = self.decoded
-        full = d.full
+    def _fitted(self, full: QImage) -> QImage:
+        """``full`` fitted to the pane: the copy decoded off-thread when its size is right,
+        else scaled here once and kept."""
         fw, fh = fit_size(full.width(), full.height(), *self.box(), upscale=True)
         if (fw, fh) == (full.width(), full.height()):
             return full
-        if d.fitted is not None and (d.fitted.width(), d.fitted.height()) == (fw, fh):
+        d = self.decoded
+        if d is not None and d.fitted is not None and (d.fitted.width(), d.fitted.height()) == (fw, fh):
             return d.fitted
-        if self._scaled and self._scaled[:3] == (d.key, fw, fh):
+        key = d.key if d is not None else ""
+        if self._scaled and self._scaled[:3] == (key, fw, fh):
             return self._scaled[3]
         img = full.scaled(fw, fh, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation)
-        self._scaled = (d.key, fw, fh, img)
+        self._scaled = (key, fw, fh, img)
         return img
 
     # -- painting ------------------------------------------------------------------------
@@ -110,7 +116,8 @@ class ImageCanvas(QWidget):
         bg = pal.color(QPalette.ColorRole.Base)
         bg = bg.darker(112) if bg.lightness() > 128 else bg.lighter(130)
         p.fillRect(self.rect(), bg)
-        if not self.has_image():
+        full = self.image()
+        if full is None:
             p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
             text = self.message or ("Loading..." if self.digest else "")
             p.drawText(self.rect().adjusted(12, 12, -12, -12),
@@ -118,9 +125,8 @@ class ImageCanvas(QWidget):
             return
         dpr = self.devicePixelRatioF()
         w, h = self.width(), self.height()
-        full = self.decoded.full
         if self.view.zoom is None:
-            img = self._fitted()
+            img = self._fitted(full)
             lw, lh = img.width() / dpr, img.height() / dpr
             p.drawImage(QRectF((w - lw) / 2, (h - lh) / 2, lw, lh), img)
         else:
@@ -135,7 +141,8 @@ class ImageCanvas(QWidget):
                 p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, s < 1.0)
                 p.translate(tlx, tly)
                 p.scale(1 / k, 1 / k)
-                src = QRectF(math.floor(x0), math.floor(y0), math.ceil(x1) - math.floor(x0), math.ceil(y1) - math.floor(y0))
+                fx, fy = math.floor(x0), math.floor(y0)
+                src = QRectF(fx, fy, math.ceil(x1) - fx, math.ceil(y1) - fy)
                 p.drawImage(src, full, src)
                 p.resetTransform()
             p.setPen(pal.color(QPalette.ColorRole.Text))
@@ -157,7 +164,8 @@ class ImageCanvas(QWidget):
                 self.setCursor(Qt.CursorShape.ClosedHandCursor)
 
     def mouseMoveEvent(self, event) -> None:  # noqa: N802
-        if self._press is None or not self.has_image():
+        full = self.image()
+        if self._press is None or self._last is None or full is None:
             return
         pos = event.position()
         if (pos - self._press).manhattanLength() > 6:
@@ -165,7 +173,6 @@ class ImageCanvas(QWidget):
         if self.view.zoom is not None and self._dragged:
             d = pos - self._last
             s, dpr = self.view.zoom, self.devicePixelRatioF()
-            full = self.decoded.full
             self.view.set(s, self.view.cx - d.x() * dpr / (s * full.width()),
                           self.view.cy - d.y() * dpr / (s * full.height()))
         self._last = pos
@@ -190,7 +197,9 @@ class ImageCanvas(QWidget):
 
     def zoom_at(self, pos: QPointF, factor: float) -> None:
         """Zoom by ``factor`` keeping the image point under ``pos`` in place."""
-        full = self.decoded.full
+        full = self.image()
+        if full is None:
+            return
         dpr = self.devicePixelRatioF()
         s0 = self.effective_zoom()
         cx, cy = (self.view.cx, self.view.cy) if self.view.zoom is not None else (0.5, 0.5)

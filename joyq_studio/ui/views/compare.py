@@ -36,7 +36,7 @@ class ImagePane(QWidget):
     """A canvas plus the file facts under it: name, pixel size, file size, format (and the
     model score when shown)."""
 
-    def __init__(self, view: ViewState, side: str, parent=None):
+    def __init__(self, view: ViewState, side: str, parent: QWidget | None = None):
         super().__init__(parent)
         self.side = side
         self.canvas = ImageCanvas(view, self)
@@ -114,7 +114,8 @@ class CompareView(QWidget):
         self.b_skip = button("Skip", "Skip this pair (Down or Space)", self.skip)
         self.b_right = button("Right is better  \u2192", "Right image is better (Right or 2)", lambda: self.choose(0.0))
         self.b_undo = button("Undo", "Undo the last decision (Backspace or Ctrl+Z); several steps", self.undo)
-        self.b_scores = button("Show scores", "Show / hide the model's scores (S); hidden by default to avoid anchoring",
+        self.b_scores = button("Show scores",
+                               "Show / hide the model's scores (S); hidden by default to avoid anchoring",
                                self.toggle_scores)
         self.b_scores.setCheckable(True)
         self.status = QLabel(self)
@@ -224,7 +225,7 @@ class CompareView(QWidget):
         for pane, digest in zip((self.left, self.right), digests, strict=True):
             d = self.loader.request(digest, self.session.path(digest), box)
             pane.canvas.show_image(digest, d, d.error if d is not None and d.error else "")
-            pane.set_facts(*self._facts(digest))
+            pane.set_facts(*self._facts(self.session, digest))
 
     def _empty_message(self) -> str:
         if self.session is None:
@@ -234,8 +235,7 @@ class CompareView(QWidget):
             return "This folder has fewer than two readable images, so there is nothing to compare."
         return "Scoring the first images; comparing starts in a moment."
 
-    def _facts(self, digest: str) -> tuple[str, str, str]:
-        s = self.session
+    def _facts(self, s: Session, digest: str) -> tuple[str, str, str]:
         rel = s.rel(digest)
         info = s.project.image_info(digest) or {}
         size = f"{info.get('width')}\u00d7{info.get('height')}" if info.get("width") else "?"
@@ -263,9 +263,9 @@ class CompareView(QWidget):
     def choose(self, outcome: float) -> bool:
         """outcome 1 = left better, 0 = right better, 0.5 = tie. Ignored until both images
         are on screen (never a blind judgement)."""
-        if not self.ready() or self.session is None:
-            return False
         pair = self.current
+        if not self.ready() or self.session is None or pair is None:
+            return False
         self._action_t = time.perf_counter()
         try:
             self.session.record(pair, outcome)

@@ -105,7 +105,8 @@ class TrainPlot(QWidget):
                    Qt.AlignmentFlag.AlignCenter, f"step (of {self.total_steps})")
         # legend
         p.setPen(LOSS_COLOR)
-        p.drawText(QRectF(area.left(), 2, area.width() / 2, fm.height()), Qt.AlignmentFlag.AlignLeft, "\u2014 training loss")
+        p.drawText(QRectF(area.left(), 2, area.width() / 2, fm.height()), Qt.AlignmentFlag.AlignLeft,
+                   "\u2014 training loss")
         p.setPen(ACC_COLOR)
         p.drawText(QRectF(area.left() + area.width() / 2, 2, area.width() / 2, fm.height()),
                    Qt.AlignmentFlag.AlignRight, "held-out accuracy \u2014")

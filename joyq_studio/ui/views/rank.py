@@ -153,11 +153,13 @@ class Histogram(QWidget):
             col.setAlphaF(0.35 + 0.65 * (i + 1) / k)
             p.fillRect(QRectF(x + 4, top + area_h - h, w - 8, h), col)
             p.setPen(pal.color(QPalette.ColorRole.Text))
-            p.drawText(QRectF(x, top + area_h - h - fm.height() - 2, w, fm.height()), Qt.AlignmentFlag.AlignCenter, str(c))
+            centre = Qt.AlignmentFlag.AlignCenter
+            p.drawText(QRectF(x, top + area_h - h - fm.height() - 2, w, fm.height()), centre, str(c))
             p.drawText(QRectF(x, self.height() - bottom + 4, w, fm.height()), Qt.AlignmentFlag.AlignCenter, str(i + 1))
-            label = fm.elidedText(self.labels[i] if i < len(self.labels) else "", Qt.TextElideMode.ElideRight, int(w - 4))
+            text = self.labels[i] if i < len(self.labels) else ""
+            label = fm.elidedText(text, Qt.TextElideMode.ElideRight, int(w - 4))
             p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
-            p.drawText(QRectF(x, self.height() - bottom + 4 + fm.height(), w, fm.height()), Qt.AlignmentFlag.AlignCenter, label)
+            p.drawText(QRectF(x, self.height() - bottom + 4 + fm.height(), w, fm.height()), centre, label)
         p.end()
 
     def mousePressEvent(self, event) -> None:  # noqa: N802
@@ -240,7 +242,7 @@ class RankView(QWidget):
         lay.addLayout(self._bar)
         lay.addWidget(self.notes)
         lay.addWidget(self.hist)
-        lay.addWidget(self.scroll, 1)
+        lay.addWidget(self.scroll_area, 1)
         controller.session_changed.connect(self._on_session_changed)
         controller.ranking_stale.connect(self._on_stale)
         controller.ranking_message.connect(self.notes.setText)
@@ -261,7 +263,8 @@ class RankView(QWidget):
         self.csv_button.setToolTip("Write the ranking to a CSV file (Ctrl+E)")
         self.csv_button.clicked.connect(self.export_csv_requested)
         self.cap_button = QPushButton("Export captions...", self)
-        self.cap_button.setToolTip("Write the quality label into caption .txt files, with a dry-run preview (Ctrl+Shift+E)")
+        self.cap_button.setToolTip("Write the quality label into caption .txt files, with a dry-run preview "
+                                   "(Ctrl+Shift+E)")
         self.cap_button.clicked.connect(self.export_captions_requested)
         self.undo_button = QPushButton("Undo captions", self)
         self.undo_button.setToolTip("Undo the last caption export: restore the caption files it changed")
@@ -284,9 +287,9 @@ class RankView(QWidget):
         self.rows_widget = QWidget(self)
         self.rows_layout = QVBoxLayout(self.rows_widget)
         self.rows_layout.setContentsMargins(4, 4, 4, 4)
-        self.scroll = QScrollArea(self)
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setWidget(self.rows_widget)
+        self.scroll_area = QScrollArea(self)
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setWidget(self.rows_widget)
 
     def _on_session_changed(self, session) -> None:
         if session is None:
@@ -340,11 +343,13 @@ class RankView(QWidget):
     def _on_ranked(self) -> None:
         r = self.c.ranking
         cal, notes, rows = r.cal, r.notes, r.rows
+        if cal is None:
+            return
         self._select_method(cal.method)
         self._ensure_rows(cal.k)
         by_bucket: list[list[RankedImage]] = [[] for _ in range(cal.k)]
-        for row in rows:
-            by_bucket[row.bucket].append(row)
+        for image in rows:
+            by_bucket[image.bucket].append(image)
         for row in self.bucket_rows:
             row.set_rows(by_bucket[row.bucket], cal.labels[row.bucket])
         self.hist.set_data([len(b) for b in by_bucket], list(cal.labels))
@@ -373,14 +378,14 @@ class RankView(QWidget):
         if cal is None:
             return
         if self.c.set_bucket_label(bucket, text):
-            self.hist.set_data(self.hist.counts, list(self.c.ranking.cal.labels))
+            self.hist.set_data(self.hist.counts, list(self.c.ranking.cal.labels if self.c.ranking.cal else ()))
         elif not text.strip():
             self.bucket_rows[cal.k - 1 - bucket].label.setText(cal.labels[bucket])
 
     def scroll_to_bucket(self, bucket: int) -> None:
         for row in self.bucket_rows:
             if row.bucket == bucket:
-                self.scroll.ensureWidgetVisible(row, 0, 0)
+                self.scroll_area.ensureWidgetVisible(row, 0, 0)
                 row.list.setFocus()
 
     def _open(self, r: RankedImage | None) -> None:

@@ -369,7 +369,8 @@ class TrainPanel(QWidget):
     def _on_done(self, result) -> None:
         self.result = result
         self.plot.set_history(result.history)
-        self.message.setText(f"Trained version {result.version_id}. Compare before and after, then use it or discard it.")
+        self.message.setText(f"Trained version {result.version_id}. "
+                             "Compare before and after, then use it or discard it.")
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         self.progress.setFormat("done")
@@ -401,17 +402,16 @@ class TrainPanel(QWidget):
     def _show_table(self, before: dict, after: dict) -> None:
         for row, (_, key, higher, kind) in enumerate(METRIC_ROWS):
             b, a = before.get(key), after.get(key)
-            self.table.setItem(row, 0, QTableWidgetItem(_fmt(b, kind)))
-            item = QTableWidgetItem(_fmt(a, kind))
+            old, item = QTableWidgetItem(_fmt(b, kind)), QTableWidgetItem(_fmt(a, kind))
             if higher is not None and isinstance(a, (int, float)) and isinstance(b, (int, float)) \
                     and math.isfinite(a) and math.isfinite(b) and abs(a - b) > 1e-9:
                 better = (a > b) == higher
                 item.setText(item.text() + ("  \u25b2" if a > b else "  \u25bc"))
                 item.setForeground(QColor(40, 160, 70) if better else QColor(220, 60, 60))  # legible on light and dark
                 item.setToolTip("better" if better else "worse")
-            self.table.setItem(row, 1, item)
-            for col in (0, 1):
-                self.table.item(row, col).setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+            for col, cell in enumerate((old, item)):
+                cell.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                self.table.setItem(row, col, cell)
 
     def use_result(self) -> None:
         if self.result is None:
