@@ -230,6 +230,8 @@ def test_agreement_interval_contains_planted_rate_despite_faults(images, fakes):
         report, ask = pl.measure_agreement(project, client, plan)
         lo, hi = report.interval
         assert lo <= 0.8 <= hi, (report.agreement, report.interval, report.n)
+        print(f"planted 0.80, measured {report.agreement:.3f} [{lo:.3f}, {hi:.3f}] n={report.n} "
+              f"inconsistent {report.inconsistent_rate:.3f} retries {ask.retries} malformed {ask.malformed}")
         assert report.n >= 100 and report.held_out > 0 and report.better_than_chance
         assert 0.05 < report.inconsistent_rate < 0.4 and report.tie_rate == report.inconsistent_rate
         assert report.disagreements and all(d.reasons[0] for d in report.disagreements)
@@ -416,6 +418,15 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="joyq")
     register(p.add_subparsers(dest="command", required=True))
     return p
+
+
+def test_cli_help_of_every_step(capsys):
+    for step in ("agreement", "run", "status"):
+        with pytest.raises(SystemExit) as info:
+            _parser().parse_args(["prelabel", step, "--help"])
+        assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--endpoint" in out and "--cap" in out and "25%" in out and "--exclude" in out
 
 
 def _run_cli(argv: list[str]) -> int:

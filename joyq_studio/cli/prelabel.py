@@ -71,7 +71,7 @@ def register(subparsers) -> None:
                         help="input tokens one image costs (default: measured on earlier calls, else OpenAI's tile rule)")
         sp.add_argument("--cap", type=_price, metavar="USD",
                         help=f"stop before spending more than this (default with prices: the estimate + "
-                             f"{DEFAULT_CAP_MARGIN:.0%})")
+                             f"{round(100 * DEFAULT_CAP_MARGIN)}%%)")
         sp.add_argument("--yes", "-y", action="store_true", help="start without asking (needed off a terminal when it costs money)")
         sp.add_argument("--dry-run", action="store_true", help="show what would be sent and its cost, send nothing")
 

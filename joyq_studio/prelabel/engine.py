@@ -45,11 +45,12 @@ class AskProgress:
     failed: int
     retries: int
     elapsed: float
+    calls_sent: int = 0      # calls_done less the cached ones: what this run asked
 
     @property
     def rate(self) -> float:
-        """Calls answered per second in this run."""
-        return self.calls_done / self.elapsed if self.elapsed > 0 else 0.0
+        """Calls asked per second in this run (cached answers excluded, so ETA holds)."""
+        return self.calls_sent / self.elapsed if self.elapsed > 0 else 0.0
 
 
 @dataclass
@@ -118,8 +119,10 @@ def ask_pairs(project: Project, client: LLMClient, prompt_text: str, prompt_hash
             if on_pair:
                 on_pair(a, b, ab, ba)
 
-    for pair in dict.fromkeys(wanted):
-        with project.transaction():
+    unique_pairs = list(dict.fromkeys(wanted))
+    calls_total = len(set(keys))
+    with project.transaction():
+        for pair in unique_pairs:
             pair_check(pair)
 
     stop_flag = {"cancel": False}
@@ -129,9 +132,9 @@ def ask_pairs(project: Project, client: LLMClient, prompt_text: str, prompt_hash
 
     def report_progress() -> None:
         if progress:
-            progress(AskProgress(rep.calls_cached + rep.calls_paid + rep.failed, len(set(keys)),
-                                 rep.pairs_done, len(dict.fromkeys(wanted)), rep.spent, rep.failed,
-                                 rep.retries, time.monotonic() - t0))
+            progress(AskProgress(rep.calls_cached + rep.calls_paid + rep.failed, calls_total,
+                                 rep.pairs_done, len(unique_pairs), rep.spent, rep.failed,
+                                 rep.retries, time.monotonic() - t0, rep.calls_paid + rep.failed))
 
     limit = max_consecutive_failures or max(10, 2 * client.config.concurrency)
     consecutive = 0
