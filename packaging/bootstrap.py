@@ -5,8 +5,8 @@
     python3 packaging/bootstrap.py test [ARGS...]  # set up (with test extras), then run pytest
 
 Needs only Python >= 3.10. Re-running is cheap: installation is skipped while
-pyproject.toml is unchanged. On a machine without an NVIDIA GPU the CPU build of torch
-is installed (much smaller); set JOYQ_TORCH to choose another torch requirement.
+pyproject.toml and packaging/constraints.txt (the versions CI tested) are unchanged.
+On a machine without an NVIDIA GPU the CPU build of torch is installed (much smaller); set JOYQ_TORCH to choose another torch requirement.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 # The release CI tests on; where a CPU wheel of it is on the package index, pip takes that.
 CPU_TORCH = "torch==2.13.0"
+# The versions CI tested; every install is constrained to them.
+CONSTRAINTS = ROOT / "packaging" / "constraints.txt"
 
 
 def run(*cmd: str | Path) -> None:
@@ -43,14 +45,14 @@ def setup(extras: str) -> None:
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     stamp = VENV / f".installed-{extras or 'app'}"
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + CONSTRAINTS.read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == want and has_torch():
         return
     if not has_torch():
         gpu = shutil.which("nvidia-smi") is not None
         run(PYTHON, "-m", "pip", "install", "--disable-pip-version-check", os.environ.get("JOYQ_TORCH") or ("torch" if gpu else CPU_TORCH))
     target = f".[{extras}]" if extras else "."
-    run(PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-e", target)
+    run(PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-c", CONSTRAINTS, "-e", target)
     stamp.write_text(want)
 
 

@@ -23,6 +23,8 @@ from joyq_studio.demo import make_demo_folder
 from joyq_studio.model import DEMO_MODEL_DIR, load_model, save_model
 from joyq_studio.training import TrainConfig, load_pairs_json, run_training
 
+pytestmark = pytest.mark.slow  # learning runs: `pytest -m 'not slow'` skips them while iterating
+
 # ---------------------------------------------------------------------------------------
 # (b) full mode from scratch
 # ---------------------------------------------------------------------------------------

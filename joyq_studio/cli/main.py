@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("versions", help="list a project's model versions (* = active)")
     sp.add_argument("folder")
-    sp.set_defaults(handler="joyq_studio.cli.train:cmd_versions")
+    sp.set_defaults(handler="joyq_studio.cli.versions:cmd_versions")
 
     sp = sub.add_parser("adopt", help="make a model version active and rescore ('base' = back to the base model)")
     sp.add_argument("folder")
