@@ -3,7 +3,9 @@ exit code, bad files are listed while the rest are scored, CSV output, resumabil
 
 from __future__ import annotations
 
+import argparse
 import csv
+import os
 import shutil
 import struct
 import subprocess
@@ -134,13 +136,46 @@ def test_uncached_model_offline_is_one_line(good, tmp_path, monkeypatch, capsys)
     assert len(err) == 1 and "nobody/not-cached" in err[0]
 
 
-@pytest.mark.parametrize("argv", [[], ["score"], ["demo"], ["bench"], ["bench", "score"], ["bench", "scan"]])
+def _every_command() -> list[list[str]]:
+    """Every command and subcommand the parser declares (so a new one is covered by itself)."""
+    from joyq_studio.cli.main import build_parser
+
+    def walk(parser, prefix):
+        yield prefix
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, [*prefix, name])
+
+    return list(walk(build_parser(), []))
+
+
+@pytest.mark.parametrize("argv", _every_command(), ids=lambda a: " ".join(a) or "joyq")
 def test_help_on_every_command(argv, capsys):
     with pytest.raises(SystemExit) as info:
         main([*argv, "--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: joyq") and " ".join(["joyq", *argv]) in out
+
+
+def test_help_and_light_commands_do_not_import_torch(tmp_path):
+    """`--help`, `versions`, `calibrate` and `export` never need the model: no torch, no transformers."""
+    code = (
+        "import sys\n"
+        "from joyq_studio.cli import main\n"
+        "for argv in (['--help'], ['train', '--help'], ['bench', 'learn', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"main(['versions', {str(tmp_path)!r}])\n"
+        "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    env = {**os.environ, "JOYQ_DATA_DIR": str(tmp_path / "data")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env).stdout
+    assert "HEAVY []" in out, out
 
 
 def test_bad_option_values_exit_2(capsys):
