@@ -148,6 +148,26 @@ _SQLITE_REASONS = {
 }
 
 
+def clip(text: str, limit: int = 200) -> str:
+    """A plain string (a path from a user's file) cut to ``limit`` characters for an error line."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def shorten(value: Any, limit: int = 80, as_json: bool = False) -> str:
+    """``value`` for an error line (its repr, its JSON with ``as_json``, an exception's text),
+    cut to ``limit`` characters: a 100 MB JSON string must not be echoed whole."""
+    try:
+        if isinstance(value, BaseException):
+            text = str(value)
+        elif as_json:
+            text = json.dumps(value, ensure_ascii=False)
+        else:
+            text = repr(value)
+    except (RecursionError, TypeError, ValueError):
+        return "a deeply nested value"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def describe_error(e: BaseException) -> str:
     """A few words on why a file or database operation failed, decided by errno or the
     SQLite error code (never by searching the message text). No path: the caller names it."""

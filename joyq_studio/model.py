@@ -20,6 +20,7 @@ from torch import nn
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
 from .errors import JoyqError
+from .fsio import shorten
 from .resources import DEMO_MODEL_DIR
 from .settings import BASE_REPO, DEFAULT_MODEL
 
@@ -129,6 +130,10 @@ class JoyQuality(nn.Module):
 
     def load_head_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         _check_keys("head", state, self.head.state_dict(), self.source)
+        bad = sorted(k for k, v in state.items() if not torch.isfinite(v).all())
+        if bad:
+            raise ModelError(f"{self.source}: the quality head's {' and '.join(bad)} hold NaN or infinite values; "
+                             "the checkpoint is damaged, choose another model or version.")
         self.head.load_state_dict(state)
 
 
@@ -171,19 +176,57 @@ def split_state_dict(state: dict[str, torch.Tensor], source: str):
     return tower, (head or None)
 
 
+# Integer fields of a vision config we check before building anything: (minimum, maximum).
+# The maxima are far above any real SigLIP (so400m: 1152 wide, 27 layers, 512 px) and
+# stop a hostile config.json from asking for terabytes.
+_CONFIG_LIMITS = {
+    "hidden_size": (1, 8192),
+    "intermediate_size": (1, 65536),
+    "num_hidden_layers": (1, 256),
+    "num_attention_heads": (1, 256),
+    "num_channels": (1, 16),
+    "image_size": (1, 4096),
+    "patch_size": (1, 4096),
+}
+
+
 def config_from_json(path: Path) -> SiglipVisionConfig:
     """config.json of a SiglipModel / SiglipForImageClassification / SiglipVisionModel."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ModelError(f"{path}: config.json is nested too deeply to be a model configuration.") from None
     except (OSError, ValueError) as e:
-        raise ModelError(f"{path}: unreadable config.json ({e}).") from None
+        raise ModelError(f"{path}: unreadable config.json ({shorten(e)}).") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: config.json must hold a JSON object, not a JSON {type(data).__name__}.")
     if data.get("model_type") not in ("siglip", "siglip_vision_model"):
         raise ModelError(
-            f"{path}: model_type is {data.get('model_type')!r}; only SigLIP ('siglip') checkpoints are supported."
+            f"{path}: model_type is {shorten(data.get('model_type'))}; only SigLIP ('siglip') checkpoints are supported."
         )
     vision = data.get("vision_config", data)
+    if not isinstance(vision, dict):
+        raise ModelError(f"{path}: vision_config must be a JSON object, not a JSON {type(vision).__name__}.")
+    for key, (low, high) in _CONFIG_LIMITS.items():
+        if key not in vision:
+            continue
+        v = vision[key]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ModelError(f"{path}: vision_config.{key} must be a whole number, not {shorten(v)}.")
+        if not low <= v <= high:
+            raise ModelError(f"{path}: vision_config.{key} is {v}, outside the sensible range {low}..{high}.")
     keep = {k: v for k, v in vision.items() if k not in ("model_type", "architectures", "transformers_version")}
-    return SiglipVisionConfig(**keep)
+    try:
+        config = SiglipVisionConfig(**keep)
+    except Exception as e:  # noqa: BLE001 - any value transformers refuses is one sentence
+        raise ModelError(f"{path}: vision_config is not a valid SigLIP configuration ({shorten(e)}).") from None
+    if config.hidden_size % config.num_attention_heads:
+        raise ModelError(f"{path}: vision_config.hidden_size ({config.hidden_size}) is not a multiple of "
+                         f"num_attention_heads ({config.num_attention_heads}).")
+    if config.patch_size > config.image_size:
+        raise ModelError(f"{path}: vision_config.patch_size ({config.patch_size}) is larger than image_size "
+                         f"({config.image_size}).")
+    return config
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -293,14 +336,43 @@ def _load_folder(folder: Path, source: str, fresh_head_ok: bool) -> JoyQuality:
     return build_model(config_from_json(config_path), state, source, fresh_head_ok)
 
 
-def _load_head_version(folder: Path) -> JoyQuality:
-    """A quick-finetune version: head.safetensors plus the tower it was trained on."""
+MAX_VERSION_CHAIN = 16  # head-only versions built on head-only versions: far more is a loop
+
+
+def read_version_record(folder: Path) -> dict:
+    """version.json of a model version folder, checked: an object whose ``tower_spec`` (when
+    present) is a string that does not point back at the folder itself."""
+    path = folder / "version.json"
     try:
-        record = json.loads((folder / "version.json").read_text(encoding="utf-8"))
-        tower_spec = record["tower_spec"]
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelError(f"{folder / 'version.json'}: unreadable model version record ({e}).") from None
-    model = load_model(tower_spec)
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ModelError(f"{path}: nested too deeply to be a model version record.") from None
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: unreadable model version record ({shorten(e)}).") from None
+    if not isinstance(record, dict):
+        raise ModelError(f"{path}: a model version record must be a JSON object, not a JSON {type(record).__name__}.")
+    spec = record.get("tower_spec")
+    if spec is not None and not isinstance(spec, str):
+        raise ModelError(f"{path}: tower_spec must be a string naming the tower's model, not {shorten(spec)}.")
+    if isinstance(spec, str) and Path(spec).expanduser().resolve() == folder.resolve():
+        raise ModelError(f"{path}: tower_spec points at this version itself, so it has no tower to load.")
+    return record
+
+
+def _load_head_version(folder: Path, depth: int = 0) -> JoyQuality:
+    """A quick-finetune version: head.safetensors plus the tower it was trained on."""
+    record = read_version_record(folder)
+    tower_spec = record.get("tower_spec")
+    if not tower_spec:
+        raise ModelError(f"{folder / 'version.json'}: has no tower_spec, so the tower of this version is unknown.")
+    if depth >= MAX_VERSION_CHAIN:
+        raise ModelError(f"{folder / 'version.json'}: its tower_spec chain is more than {MAX_VERSION_CHAIN} versions "
+                         "long (versions pointing at each other); point it at a full model.")
+    tower_path = Path(tower_spec).expanduser()
+    if tower_path.is_dir() and (tower_path / "version.json").exists() and not (tower_path / "model.safetensors").exists():
+        model = _load_head_version(tower_path, depth + 1)
+    else:
+        model = load_model(tower_spec)
     head = read_state_dict(folder / "head.safetensors")
     model.source = str(folder)
     model.load_head_state_dict(head)

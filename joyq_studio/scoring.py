@@ -20,8 +20,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .images import ImageError
-from .model import JoyQuality, model_id
+from .model import JoyQuality, ModelError, model_id
 from .pixels import load_uint8, normalize
+from .store import StoreError, partly_saved
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,11 @@ class ScoreSummary:
     seconds: float = 0.0
 
 
+def _not_numbers(model: JoyQuality) -> ModelError:
+    return ModelError(f"{model.source or 'the model'}: gives scores that are not numbers (NaN or infinite), so its "
+                      "weights are damaged; choose another model or version.")
+
+
 def score_project(
     project,
     model: JoyQuality,
@@ -168,6 +174,8 @@ def score_project(
         with torch.no_grad():
             head = model.head.float().cpu()
             s = head(torch.from_numpy(cached)).squeeze(-1).numpy()
+        if not np.isfinite(s).all():
+            raise _not_numbers(model)
         project.save_scores(mid.key, zip(cached_hashes, s))
         summary.scored += len(cached_hashes)
         have = set(cached_hashes)
@@ -184,8 +192,16 @@ def score_project(
                 if paths[batch.start + k].exists():  # a vanished file is reported, not marked unreadable for good
                     errors.append((digest, err))
                 summary.failed.append((str(paths[batch.start + k]), err))
-        project.save_results(mid.tower, mid.key, rows)
-        project.set_errors(errors)
+        if any(not np.isfinite(score) for _, _, score in rows):
+            raise _not_numbers(model)
+        try:
+            project.save_results(mid.tower, mid.key, rows)
+            project.set_errors(errors)
+        except StoreError as e:
+            if summary.scored:
+                raise partly_saved(e, f"the {summary.scored} images scored before it in this run were saved, "
+                                      "rerun to continue") from None
+            raise
         summary.scored += len(rows)
     summary.cancelled = bool(cancel and cancel())
     if not summary.cancelled:

@@ -7,6 +7,7 @@ interrupted run leaves the database as it was after the last committed batch.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -101,6 +102,110 @@ class StoreError(JoyqError):
     """A project cannot be opened or written; one sentence naming the path and the problem."""
 
 
+# What the user can do about a database error, by SQLite primary result code.
+_ADVICE = {
+    5: "close the other program (or JoyQuality Studio window) using it and retry",
+    6: "close the other program (or JoyQuality Studio window) using it and retry",
+    8: "make the file and its folder writable and retry",
+    10: "check the disk, then retry",
+    11: "move that file aside to start this folder afresh (the images are not affected), or restore it from a backup",
+    13: "free some disk space and retry",
+    14: "check that the folder exists and is writable, then retry",
+    26: "move that file aside to start this folder afresh (the images are not affected), or restore it from a backup",
+}
+
+
+def database_error(path: Path, e: BaseException, doing: str = "cannot use the project database") -> StoreError:
+    """One sentence for any database failure: the database, what failed, why and what to do."""
+    code = getattr(e, "sqlite_errorcode", None)
+    advice = _ADVICE.get(code & 0xFF) if code is not None else None
+    if advice is None and isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
+        advice = _ADVICE[11]  # malformed, not a database, ...: nothing short of a new file helps
+    err = StoreError(f"{path}: {doing} ({describe_error(e)}); {advice or 'retry, or report this as a bug'}.")
+    err.path, err.reason, err.advice = path, describe_error(e), advice or "retry, or report this as a bug"
+    return err
+
+
+def partly_saved(e: StoreError, kept: str) -> StoreError:
+    """``e`` (a failed save) restated for a run whose earlier batches were saved: ``kept``
+    says what was, instead of the misleading 'nothing was changed'."""
+    if getattr(e, "reason", None) is None:
+        return e
+    err = StoreError(f"{e.path}: could not save the last batch ({e.reason}); {kept}; {e.advice}.")
+    err.path, err.reason, err.advice = e.path, e.reason, e.advice
+    return err
+
+
+class _GuardedCursor(sqlite3.Cursor):
+    """Every read outside a transaction that hits a database error (a damaged page can
+    surface on any row) raises a :class:`StoreError` naming the database; inside a
+    transaction the error reaches :class:`_Transaction`, which rolls back and says so."""
+
+    def _fail(self, e: sqlite3.Error):
+        if self.connection.in_transaction:
+            raise e
+        raise database_error(self.connection.path, e) from None
+
+    def execute(self, *args):
+        try:
+            return super().execute(*args)
+        except sqlite3.DatabaseError as e:
+            self._fail(e)
+
+    def executemany(self, *args):
+        try:
+            return super().executemany(*args)
+        except sqlite3.DatabaseError as e:
+            self._fail(e)
+
+    def executescript(self, *args):
+        try:
+            return super().executescript(*args)
+        except sqlite3.DatabaseError as e:
+            self._fail(e)
+
+    def __next__(self):
+        try:
+            return super().__next__()
+        except sqlite3.DatabaseError as e:
+            self._fail(e)
+
+    def fetchone(self):
+        try:
+            return super().fetchone()
+        except sqlite3.DatabaseError as e:
+            self._fail(e)
+
+    def fetchmany(self, *args):
+        try:
+            return super().fetchmany(*args)
+        except sqlite3.DatabaseError as e:
+            self._fail(e)
+
+    def fetchall(self):
+        try:
+            return super().fetchall()
+        except sqlite3.DatabaseError as e:
+            self._fail(e)
+
+
+class _GuardedConnection(sqlite3.Connection):
+    path: Path
+
+    def cursor(self, factory=_GuardedCursor):
+        return super().cursor(factory)
+
+    # sqlite3.Connection's shortcuts make a plain cursor; these make a guarded one
+    def execute(self, *args):
+        return self.cursor().execute(*args)
+
+    def executemany(self, *args):
+        return self.cursor().executemany(*args)
+
+    def executescript(self, *args):
+        return self.cursor().executescript(*args)
+
+
 def data_dir() -> Path:
     """Where projects live: $JOYQ_DATA_DIR, else the platform's user data dir."""
     env = os.environ.get("JOYQ_DATA_DIR")
@@ -131,11 +236,25 @@ class ScanReport:
     changed: int = 0
     removed: int = 0
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    links_not_followed: list[str] = field(default_factory=list)      # symlinked folders left out
     seconds: float = 0.0
 
 
-def walk_images(folder: Path, on_error: Callable[[str, str], None] | None = None) -> Iterator[ScannedFile]:
-    """Every image file under folder (recursively, following symlinks, never looping)."""
+def walk_images(folder: Path, on_error: Callable[[str, str], None] | None = None,
+                follow_links: bool = False, on_link: Callable[[str], None] | None = None) -> Iterator[ScannedFile]:
+    """Every image file under folder, recursively, in name order.
+
+    Symbolic links to folders are not followed unless ``follow_links`` (each one skipped is
+    passed to ``on_link``): a link can lead anywhere on the disk, and what is found through
+    it is no longer "this folder". Links to image files are read. Entries that cannot be
+    used are passed to ``on_error(path, reason)``: broken links, link loops, names that
+    are not valid UTF-8, folders that cannot be listed.
+    """
+    def report(path: str, why: str) -> None:
+        if on_error:
+            on_error(os.fsencode(path).decode("utf-8", "replace"), why)
+
+    root_real = os.path.realpath(folder)
     seen_dirs: set[tuple[int, int]] = set()
     stack = [folder]
     while stack:
@@ -143,31 +262,54 @@ def walk_images(folder: Path, on_error: Callable[[str, str], None] | None = None
         try:
             st = d.stat()
             if (st.st_dev, st.st_ino) in seen_dirs:
-                continue  # a symlink loop or a second link to a folder already walked
+                continue  # a second link to a folder already walked
             seen_dirs.add((st.st_dev, st.st_ino))
             entries = list(os.scandir(d))
         except OSError as e:
-            if on_error:
-                on_error(str(d), f"folder cannot be read ({e.strerror or e})")
+            report(str(d), f"folder cannot be read ({describe_error(e)})")
             continue
         for entry in sorted(entries, key=lambda e: e.name, reverse=True):
             try:
-                if entry.is_dir():
+                if entry.is_symlink():
+                    try:
+                        target = os.stat(entry.path)
+                    except OSError as e:
+                        if not (is_image_path(entry.name) or not Path(entry.name).suffix):
+                            continue  # a dangling link to a file we would not read anyway
+                        if e.errno == errno.ELOOP:
+                            report(entry.path, "is a symbolic link loop; left out")
+                        elif e.errno in (errno.ENOENT, errno.ENOTDIR):
+                            report(entry.path, f"is a broken symbolic link (to {os.readlink(entry.path)}); left out")
+                        else:
+                            report(entry.path, f"cannot be read ({describe_error(e)})")
+                        continue
+                    if stat.S_ISDIR(target.st_mode):
+                        if not follow_links:
+                            if on_link:
+                                on_link(entry.path)
+                            continue
+                        real = os.path.realpath(entry.path)
+                        if real == root_real or os.path.realpath(d).startswith(real.rstrip(os.sep) + os.sep) \
+                                or real == os.path.realpath(d):
+                            report(entry.path, f"is a symbolic link loop (it leads back to {real}); left out")
+                            continue
+                        stack.append(Path(entry.path))
+                        continue
+                elif entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
-                elif is_image_path(entry.name):
-                    st = entry.stat()
-                    if not stat.S_ISREG(st.st_mode):
-                        continue
-                    rel = Path(entry.path).relative_to(folder).as_posix()
-                    if not _utf8(rel):  # SQLite text must be UTF-8
-                        if on_error:
-                            on_error(os.fsencode(entry.path).decode("utf-8", "replace"),
-                                     "the file name is not valid UTF-8; rename the file to include it")
-                        continue
-                    yield ScannedFile(rel, st.st_size, st.st_mtime_ns)
-            except OSError as e:  # broken symlink, permission, deleted meanwhile
-                if on_error:
-                    on_error(entry.path, f"cannot be read ({e.strerror or e})")
+                    continue
+                if not is_image_path(entry.name):
+                    continue
+                st = entry.stat()
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                rel = Path(entry.path).relative_to(folder).as_posix()
+                if not _utf8(rel):  # SQLite text must be UTF-8
+                    report(entry.path, "the file name is not valid UTF-8; rename the file to include it")
+                    continue
+                yield ScannedFile(rel, st.st_size, st.st_mtime_ns)
+            except OSError as e:  # permission, deleted meanwhile
+                report(entry.path, f"cannot be read ({describe_error(e)})")
 
 
 class Project:
@@ -183,15 +325,32 @@ class Project:
             raise StoreError(f"{self.folder}: the folder's path is not valid UTF-8; rename it to open it.")
         self.dir = db_path.parent if db_path else project_dir(self.folder)
         self.db_path = db_path or self.dir / "project.sqlite"
+        self.warnings: list[str] = []  # things the user should hear about (the CLI prints them)
+        try:
+            if self.db_path.is_file() and self.db_path.stat().st_size == 0:
+                self.warnings.append(f"{self.db_path}: the project database was empty (0 bytes), so this folder "
+                                     "starts as a new project: earlier comparisons, scores and versions are not in it.")
+        except OSError:
+            pass
+        db = None
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False,
+                                 factory=_GuardedConnection)
+            db.path = self.db_path
+            self.db = db
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+        except StoreError:
+            if db is not None:
+                db.close()
+            raise
         except (OSError, sqlite3.Error) as e:
-            raise StoreError(f"{self.db_path}: cannot open the project database ({describe_error(e)}).") from None
+            if db is not None:
+                db.close()
+            raise database_error(self.db_path, e, "cannot open the project database") from None
 
     # -- plumbing ---------------------------------------------------------------------
     def __enter__(self) -> "Project":
@@ -233,13 +392,24 @@ class Project:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     # -- scanning -----------------------------------------------------------------------
+    @property
+    def follow_links(self) -> bool:
+        """Whether scans follow symbolic links to folders (off unless the user opted in)."""
+        return self.get_meta("follow_links") == "1"
+
+    def set_follow_links(self, follow: bool) -> None:
+        with self.transaction():
+            self.set_meta("follow_links", "1" if follow else "0")
+
     def scan(self, progress: Callable[[int, int], None] | None = None,
              cancel: Callable[[], bool] | None = None) -> ScanReport:
-        """Sync the files table with the folder; only new or changed files are hashed."""
+        """Sync the files table with the folder; only new or changed files are hashed.
+        Symbolic links to folders are followed only when :attr:`follow_links` is set."""
         t0 = time.perf_counter()
         report = ScanReport()
         known = {p: (h, s, m) for p, h, s, m in self.db.execute("SELECT path, hash, size, mtime_ns FROM files")}
-        on_disk = list(walk_images(self.folder, lambda p, why: report.unreadable.append((p, why))))
+        on_disk = list(walk_images(self.folder, lambda p, why: report.unreadable.append((p, why)),
+                                   follow_links=self.follow_links, on_link=report.links_not_followed.append))
         report.total = len(on_disk)
         todo = [f for f in on_disk if known.get(f.rel, (None, -1, -1))[1:] != (f.size, f.mtime_ns)]
         batch: list[tuple[ScannedFile, str, tuple[int, int] | None, str | None]] = []
@@ -263,11 +433,11 @@ class Project:
             else:
                 report.new += 1
             if len(batch) >= 500:
-                self._write_scanned(batch)
+                self._write_scanned(batch, report)
                 batch = []
             if progress:
                 progress(n, len(todo))
-        self._write_scanned(batch)
+        self._write_scanned(batch, report)
         present = {f.rel for f in on_disk}
         gone = [p for p in known if p not in present]
         if gone and not (cancel and cancel()):
@@ -277,9 +447,19 @@ class Project:
         report.seconds = time.perf_counter() - t0
         return report
 
-    def _write_scanned(self, batch) -> None:
+    def _write_scanned(self, batch, report: ScanReport | None = None) -> None:
         if not batch:
             return
+        saved = (report.new + report.changed - len(batch)) if report else 0
+        try:
+            self._write_scanned_batch(batch)
+        except StoreError as e:
+            if saved > 0:
+                raise partly_saved(e, f"the {saved} files found before it in this scan were saved, "
+                                      "rerun to continue") from None
+            raise
+
+    def _write_scanned_batch(self, batch) -> None:
         with self.transaction():
             for f, digest, size, error in batch:
                 self.db.execute(
@@ -528,7 +708,7 @@ class _Transaction:
             try:
                 self.db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as e:  # e.g. locked by another process past the timeout
-                raise StoreError(f"{self.path}: could not save ({describe_error(e)}); nothing was changed.") from None
+                raise database_error(self.path, e, "could not save, nothing was changed") from None
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -540,15 +720,18 @@ class _Transaction:
                 return False
             except sqlite3.Error as e:
                 self._rollback()
-                raise StoreError(f"{self.path}: could not save ({describe_error(e)}); nothing was changed.") from None
+                raise database_error(self.path, e, "could not save, nothing was changed") from None
         self._rollback()
         if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"{self.path}: could not save ({describe_error(exc)}); nothing was changed.") from None
+            raise database_error(self.path, exc, "could not save, nothing was changed") from None
         return False
 
     def _rollback(self) -> None:
         if self.db.in_transaction:  # SQLite already rolled back after e.g. SQLITE_FULL
-            self.db.execute("ROLLBACK")
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the error being reported says what went wrong
 
 
 def _utf8(text: str) -> bool:

@@ -54,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("folder")
     model_args(sp)
     sp.add_argument("--compile", action="store_true", help="torch.compile the tower (faster on big runs)")
-    sp.add_argument("--csv", help="also write path,score to this CSV file")
+    sp.add_argument("--csv", help="also write path,score to this CSV file (cells that a spreadsheet would run "
+                    "as a formula are prefixed with ')")
+    sp.add_argument("--follow-links", action=argparse.BooleanOptionalAction, default=None,
+                    help="scan into symbolically linked folders (remembered for the folder; default: not followed, "
+                         "and caption exports never write outside the folder's real path either way)")
     sp.set_defaults(handler="joyq_studio.cli.score:cmd_score")
 
     sp = sub.add_parser("demo", help="write a deterministic demo folder of generated images of varied quality")

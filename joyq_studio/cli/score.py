@@ -11,28 +11,33 @@ from ..export import write_scores_csv
 from ..model import describe_device, load_model, model_id, pick_device
 from ..scoring import score_project
 from ..settings import DEFAULT_MODEL
-from .common import open_project, scan_with_progress
+from .common import open_project, print_unreadable, scan_with_progress
 
 
 def cmd_score(args) -> int:
     with open_project(args.folder) as project:
-        scan_with_progress(project)
+        if args.follow_links is not None and args.follow_links != project.follow_links:
+            project.set_follow_links(args.follow_links)
+        report = scan_with_progress(project)
         device = pick_device(args.device)
         model = load_model(args.model or project.active_model_spec(DEFAULT_MODEL))
+        if args.model and project.active_version is None:
+            project.set_base_model(args.model)  # train and the app start from what the folder was scored with
         warn_if_cpu(device, model)
         summary = score_project(project, model, device=device, batch_size=args.batch_size,
                                 workers=args.workers, compile=args.compile,
                                 progress=ProgressLine("scoring"))
-        print(f"scored {summary.scored}, already done {summary.already_done}, failed {len(summary.failed)} "
+        # entries the scan could not use (broken links, loops, undecodable names) are failures too
+        failed = list(summary.failed)
+        named = {path for path, _ in failed}
+        failed += [(path, why) for path, why in report.unreadable if path not in named]
+        print(f"scored {summary.scored}, already done {summary.already_done}, failed {len(failed)} "
               f"({summary.seconds:.1f} s)")
-        for path, reason in summary.failed[:50]:
-            print(f"  could not read: {reason}" if path in reason else f"  could not read {path}: {reason}")
-        if len(summary.failed) > 50:
-            print(f"  ... and {len(summary.failed) - 50} more")
+        print_unreadable(failed)
         if args.csv:
             rows = write_scores_csv(project, model_id(model).key, Path(args.csv))
             print(f"wrote {rows} scores to {args.csv}")
-        return EXIT_FAILED_FILES if summary.failed else EXIT_OK
+        return EXIT_FAILED_FILES if failed else EXIT_OK
 
 
 def cmd_demo(args) -> int:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ExportError, JoyqError
-from ..fsio import atomic_write, describe_error, write_json
+from ..fsio import NAME_MAX, atomic_write, describe_error, remove_leftovers, temp_path, write_json
 from ..ranking.calibration import (
     QUALITY_PHRASES,
     Calibration,
@@ -292,6 +292,27 @@ def _read_existing(path: Path) -> tuple[bytes | None, str | None]:
         return None, f"cannot be read ({describe_error(e)})"
 
 
+def inside_folder(project: Project, path: Path) -> bool:
+    """Whether ``path``'s folder, with every symbolic link resolved, is inside the project
+    folder's real path: the only place a caption export may write."""
+    real = os.path.realpath(path.parent)
+    root = os.path.realpath(project.folder)
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _unsafe_location(project: Project, path: Path) -> str | None:
+    """Why a caption cannot be written at ``path`` (None if it can): outside the folder
+    through a symbolic link, or a name the file system cannot hold (the real run writes
+    ``path`` and a temporary file beside it; the dry run must hit what it would hit)."""
+    if not inside_folder(project, path):
+        return (f"its folder is, through a symbolic link, outside {project.folder} "
+                f"(at {os.path.realpath(path.parent)}); nothing is written there")
+    for name in (path.name, temp_path(path).name):
+        if len(os.fsencode(name)) > NAME_MAX:
+            return f"the name is longer than the file system allows ({NAME_MAX} bytes)"
+    return None
+
+
 def plan_caption_export(project: Project, cal: Calibration, mode: str = "prepend", separator: str = ", ",
                         progress: Progress = None) -> CaptionPlan:
     """Everything a caption export would change; reads caption files, writes nothing."""
@@ -326,6 +347,10 @@ def plan_caption_export(project: Project, cal: Calibration, mode: str = "prepend
         if not any((project.folder / r.path).is_file() for r in imgs):
             plan.skipped.append((rel, f"its image {imgs[0].path} no longer exists; rescan the folder"))
             continue
+        problem = _unsafe_location(project, path)
+        if problem:
+            plan.skipped.append((rel, problem))
+            continue
         data, problem = _read_existing(path)
         if problem:
             plan.skipped.append((rel, problem))
@@ -341,8 +366,9 @@ def plan_caption_export(project: Project, cal: Calibration, mode: str = "prepend
         if new_text is None or new_text == old_text:
             plan.unchanged += 1
             continue
-        if old_text is None and not os.access(path.parent, os.W_OK):
-            plan.skipped.append((rel, "cannot be created: its folder is read-only"))
+        if not os.access(path.parent, os.W_OK | os.X_OK):  # a write makes a temporary file beside it
+            plan.skipped.append((rel, "cannot be " + ("created" if old_text is None else "modified")
+                                 + ": its folder is read-only"))
             continue
         plan.changes.append(CaptionChange(
             path, rel, [r.path for r in imgs], imgs[0].label, old_text, new_text, encoding,
@@ -416,7 +442,19 @@ def apply_caption_export(project: Project, plan: CaptionPlan | Sequence[CaptionC
         return _apply_locked(project, plan, changes, progress)
 
 
+def _clean_leftovers(project: Project, folders) -> None:
+    """Remove the temporary files a killed export or undo left in the folders this one touches."""
+    for folder in sorted(set(folders)):
+        if inside_folder(project, folder / "x"):
+            remove_leftovers(folder)
+
+
 def _apply_locked(project: Project, plan, changes: list[CaptionChange], progress: Progress) -> Path:
+    _clean_leftovers(project, (c.path.parent for c in changes))
+    for c in changes:  # a folder may have been swapped for a link since the plan
+        problem = _unsafe_location(project, c.path)
+        if problem:
+            raise ExportError(f"{c.path}: {problem}; nothing was changed, please preview the export again.")
     export_dir = _new_export_dir(project)
     manifest_path = export_dir / MANIFEST
     entries = []
@@ -507,6 +545,8 @@ def _restore(project: Project, export_dir: Path, entry: dict) -> str:
     """Undo one manifest entry if the file is still as the export left it.
     Returns 'restored', 'deleted', 'original' (nothing to do) or 'changed'."""
     path = project.folder / entry["caption"]
+    if not inside_folder(project, path) or os.path.islink(path):
+        return "changed"  # never follow a link out of the folder, nor write through one
     try:
         current = _sha(_current_bytes(path))
     except IsADirectoryError:
@@ -580,7 +620,8 @@ def _undo_locked(project: Project, progress: Progress) -> UndoReport:
         raise ExportError(f"{_exports_dir(project)}: there is no caption export of {project.folder} left to undo.")
     export_dir, manifest = todo[0]
     report = UndoReport(export_dir)
-    entries = manifest.get("files", [])
+    entries = [e for e in manifest.get("files", []) if isinstance(e, dict) and isinstance(e.get("caption"), str)]
+    _clean_leftovers(project, ((project.folder / e["caption"]).parent for e in entries))
     for n, entry in enumerate(reversed(entries), 1):
         try:
             result = _restore(project, export_dir, entry)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ExportError
-from ..fsio import atomic_write, describe_error
+from ..fsio import atomic_write, clip, describe_error, shorten
 from ..store import Project
 
 # -- JoyQuality dataset JSON ---------------------------------------------------------------
@@ -53,12 +53,14 @@ def _read_dataset(path: Path) -> dict:
         raise ExportError(f"{path}: is not UTF-8 text, so it is not a JoyQuality dataset JSON file.") from None
     except json.JSONDecodeError as e:
         raise ExportError(f"{path}: is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
+    except RecursionError:
+        raise ExportError(f"{path}: is nested too deeply to be a JoyQuality dataset JSON file.") from None
     if not isinstance(obj, dict):
         raise ExportError(f"{path}: must hold a JSON object with 'train' and/or 'test' lists of "
                           f"[path, path, label], not a JSON {type(obj).__name__}.")
     extra = [k for k in obj if k not in SPLITS]
     if extra:
-        raise ExportError(f"{path}: has the key {extra[0]!r}; a JoyQuality dataset holds only 'train' and 'test' lists.")
+        raise ExportError(f"{path}: has the key {shorten(extra[0])}; a JoyQuality dataset holds only 'train' and 'test' lists.")
     for split in SPLITS:
         if split in obj and not isinstance(obj[split], list):
             raise ExportError(f"{path}: '{split}' must be a list of [path, path, label].")
@@ -96,26 +98,26 @@ def import_pairs(project: Project, json_path: str | os.PathLike) -> ImportReport
             where = f"{split}[{i}]"
             if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
                     and isinstance(entry[1], str)):
-                raise ExportError(f"{path}: {where} is {json.dumps(entry)[:60]}, not [path, path, label].")
+                raise ExportError(f"{path}: {where} is {shorten(entry, 60, as_json=True)}, not [path, path, label].")
             label = entry[2]
             if isinstance(label, bool) or not isinstance(label, (int, float)) or label not in _LABEL_TO_OUTCOME:
-                raise ExportError(f"{path}: {where} has the label {json.dumps(label)}; labels must be 1 (first won), "
+                raise ExportError(f"{path}: {where} has the label {shorten(label, as_json=True)}; labels must be 1 (first won), "
                                   "-1 (second won) or 0 (tie).")
             report.pairs += 1
             hashes = []
             for p in entry[:2]:
                 rel = _resolve_in_folder(project, base, p)
                 if rel is None:
-                    report.skipped.append((where, f"{p} is outside the folder {project.folder}"))
+                    report.skipped.append((where, f"{clip(p)} is outside the folder {project.folder}"))
                     break
                 digest = project.hash_of(rel)
                 if digest is None:
-                    report.skipped.append((where, f"{p} is not a scanned image of the folder"))
+                    report.skipped.append((where, f"{clip(p)} is not a scanned image of the folder"))
                     break
                 hashes.append(digest)
             else:
                 if hashes[0] == hashes[1]:
-                    report.skipped.append((where, f"{entry[0]} and {entry[1]} are the same image"))
+                    report.skipped.append((where, f"{clip(entry[0])} and {clip(entry[1])} are the same image"))
                     continue
                 rows.append((hashes[0], hashes[1], _LABEL_TO_OUTCOME[int(label)], split))
     if report.pairs and not rows:

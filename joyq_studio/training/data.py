@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..fsio import clip, shorten
 from ..scoring import decode_loader
 from ..store import cache_dir
 from .config import ProgressFn, TrainConfig, TrainingError, TrainProgress, check_cancel
@@ -49,7 +50,9 @@ def load_pairs_json(path: str | os.PathLike) -> PairData:
     except (OSError, UnicodeDecodeError) as e:
         raise TrainingError(f"{path}: cannot be read ({e}).") from None
     except ValueError as e:
-        raise TrainingError(f"{path}: not valid JSON ({e}).") from None
+        raise TrainingError(f"{path}: not valid JSON ({shorten(e)}).") from None
+    except RecursionError:
+        raise TrainingError(f"{path}: is nested too deeply to be a JoyQuality dataset JSON file.") from None
     if not isinstance(data, dict) or not isinstance(data.get("train", []), list) or not isinstance(data.get("test", []), list):
         raise TrainingError(f'{path}: expected an object {{"train": [[pathA, pathB, label], ...], "test": [...]}}.')
     if "train" not in data and "test" not in data:
@@ -62,8 +65,8 @@ def load_pairs_json(path: str | os.PathLike) -> PairData:
     duplicates = 0
 
     def item(p) -> int:
-        if not isinstance(p, str) or not p:
-            raise TrainingError(f"{path}: image paths must be non-empty strings, got {p!r}.")
+        if not isinstance(p, str) or not p or "\x00" in p:
+            raise TrainingError(f"{path}: image paths must be non-empty strings, got {shorten(p)}.")
         full = str((base / p).resolve()) if not os.path.isabs(p) else str(Path(p).resolve())
         if full not in index:
             index[full] = len(keys)
@@ -74,13 +77,13 @@ def load_pairs_json(path: str | os.PathLike) -> PairData:
         for n, entry in enumerate(data.get(split, [])):
             where = f'{path}: "{split}" entry {n}'
             if not isinstance(entry, list) or len(entry) != 3:
-                raise TrainingError(f"{where} must be [pathA, pathB, label], got {json.dumps(entry)[:80]}.")
+                raise TrainingError(f"{where} must be [pathA, pathB, label], got {shorten(entry, as_json=True)}.")
             label = entry[2]
-            if isinstance(label, bool) or label not in LABEL_TO_OUTCOME:
-                raise TrainingError(f"{where} has label {label!r}; labels must be 1 (first won), -1 (second won) or 0 (tie).")
+            if isinstance(label, bool) or not isinstance(label, (int, float)) or label not in LABEL_TO_OUTCOME:
+                raise TrainingError(f"{where} has label {shorten(label)}; labels must be 1 (first won), -1 (second won) or 0 (tie).")
             i, j = item(entry[0]), item(entry[1])
             if i == j:
-                raise TrainingError(f"{where} compares {entry[0]} with itself.")
+                raise TrainingError(f"{where} compares {clip(entry[0])} with itself.")
             if (i, j, split) in seen or (j, i, split) in seen:
                 duplicates += 1
             seen.add((i, j, split))
@@ -88,7 +91,7 @@ def load_pairs_json(path: str | os.PathLike) -> PairData:
     missing = [k for k in keys if not os.path.isfile(k)]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise TrainingError(f"{path}: image {missing[0]} does not exist{more}.")
+        raise TrainingError(f"{path}: image {clip(missing[0])} does not exist{more}.")
     warnings = []
     if duplicates:
         warnings.append(f"{path}: {duplicates} pairs appear more than once; each is kept as a separate judgement.")

@@ -20,6 +20,7 @@ from ..model import (
     load_model,
     model_id,
     pick_device,
+    read_version_record,
     save_model,
 )
 from ..scoring import score_project
@@ -130,7 +131,7 @@ def _tower_spec(spec: str) -> str:
     p = Path(spec)
     rec = p / "version.json"
     if p.is_dir() and rec.exists() and not (p / "model.safetensors").exists():
-        return json.loads(rec.read_text(encoding="utf-8"))["tower_spec"]
+        return read_version_record(p)["tower_spec"]
     return str(p.resolve()) if p.exists() else spec
 
 
