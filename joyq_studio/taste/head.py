@@ -1,0 +1,320 @@
+"""The personal head as Bayesian logistic regression on embedding differences.
+
+Notation (``shared/notes/bayesian-head.md``): a comparison k of images (i, j) has the
+difference ``x_k = e_i - e_j`` of their pooled embeddings, a label ``y_k`` in {1, 0, 1/2}
+(1/2 = tie, a soft target) and a weight ``c_k`` (1 for the user's own clicks). With the head
+``w``, P(i beats j) = sigmoid(w . x_k); the bias cancels in every pair.
+
+* Prior ``w ~ N(w0, I / alpha)``, centred on the starting head ``w0``.
+* MAP: minimise the convex
+
+      L(w) = sum_k c_k [y_k softplus(-f_k) + (1 - y_k) softplus(f_k)] + alpha/2 |w - w0|^2,
+      f_k = w . x_k,
+
+  by Newton's method (IRLS): ``g = X^T c (p - y) + alpha (w - w0)``,
+  ``H = X^T R X + alpha I = G + alpha I``, ``R = diag(c p (1 - p))``.
+* Laplace posterior ``w ~ N(w_hat, Sigma)``, ``Sigma = H^-1`` at the MAP.
+* ``alpha`` by type-II maximum likelihood on the Laplace evidence
+
+      log p(y | alpha) ~= -L(w_hat) + sum_i 1/2 log(alpha / (lambda_i + alpha)),
+
+  lambda_i the eigenvalues of ``G`` (zero ones contribute nothing, so the sum runs over the
+  at most min(m, d) non-zero ones; the prior's normalising constants cancel against the
+  Gaussian integral).
+
+One eigendecomposition per Newton step serves everything. ``G = Q diag(lambda) Q^T`` is
+computed in the primal (``X^T R X``, d x d) when m >= d, and in the m x m dual otherwise:
+with ``D = R^1/2`` and ``D X X^T D = U diag(mu) U^T`` the non-zero eigenpairs of ``G`` are
+``lambda = mu``, ``Q = X^T D U mu^-1/2`` (``Q^T Q = I``, ``G Q = Q diag(mu)``). Then, for any
+alpha, with the likelihood replaced by its quadratic model at the current w (gradient
+``g_l = X^T c (p - y)``, curvature ``G``) and ``r = Q^T (w - w0)``, ``q = Q^T g_l``:
+
+    the Newton step at alpha lands on  w(alpha) = w0 + Q theta,
+                                       theta = (lambda * r - q) / (lambda + alpha),
+
+and the evidence of the quadratic model is a sum over the eigenvalues, O(min(m, d)) per
+alpha. Each outer iteration therefore (1) picks the alpha that maximises that evidence
+(a grid over log alpha, then golden-section refinement), (2) takes the Newton step at that
+alpha (halved until L decreases), (3) recomputes p and G. At convergence alpha maximises the
+Laplace evidence with R held at the MAP (MacKay 1992's approximation: dR/dalpha is
+ignored) and ``w`` is the exact MAP for that alpha. Warm starts (the previous w and alpha)
+make a refit after a few new pairs one or two iterations.
+
+The posterior covariance is kept in factored form,
+
+    Sigma = I / alpha + Q diag(1 / (lambda + alpha) - 1 / alpha) Q^T,
+
+so ``Sigma v`` costs 2 d r and the d x d matrix is never needed (``HeadFit.covariance``
+builds it on request).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["HeadFit", "fit_head", "default_alpha", "pair_loss", "sigmoid"]
+
+LOG_ALPHA_SPAN = (-14.0, 16.0)
+"""Search range of ln(alpha / alpha_ref) (``alpha_ref = default_alpha``). At the upper end the
+head is the starting head to within e^-8 of its prior scale: data that agrees with the base
+drives alpha there."""
+
+EIG_RTOL = 1e-10
+"""Eigenvalues of G below this fraction of the largest are treated as zero."""
+
+
+def sigmoid(x: np.ndarray | float) -> np.ndarray:
+    """Logistic function, stable for large |x|."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+
+def pair_loss(f: np.ndarray, y: np.ndarray, c: np.ndarray) -> float:
+    """sum_k c_k [y_k softplus(-f_k) + (1 - y_k) softplus(f_k)] (nats)."""
+    return float(np.dot(c * y, np.logaddexp(0.0, -f)) + np.dot(c * (1.0 - y), np.logaddexp(0.0, f)))
+
+
+def default_alpha(X: np.ndarray, w0: np.ndarray) -> float:
+    """Prior precision under which the prior's own logit variance on a typical pair equals
+    the starting head's: ``mean |x|^2 / alpha = mean (w0 . x)^2``.
+
+    Used before there are labels to choose alpha from, and as the centre of the search."""
+    X = np.asarray(X)
+    if X.shape[0] == 0:
+        return 1.0
+    xx = float(np.mean(np.einsum("ij,ij->i", X, X, dtype=np.float64)))
+    base = float(np.mean(np.square(X @ np.asarray(w0, X.dtype), dtype=np.float64)))
+    if not xx > 0:
+        return 1.0
+    return xx / base if base > 1e-12 * xx else xx
+
+
+@dataclass
+class HeadFit:
+    """A fitted Bayesian head: MAP ``w``, prior strength ``alpha`` and the Laplace posterior.
+
+    ``basis`` (d, r) and ``lam`` (r,) are the non-zero eigenpairs of ``G = X^T R X`` at the
+    MAP; ``Sigma = I / alpha + basis diag(1 / (lam + alpha) - 1 / alpha) basis^T``.
+    """
+
+    w: np.ndarray
+    w0: np.ndarray
+    alpha: float
+    evidence: float
+    loss: float
+    basis: np.ndarray
+    lam: np.ndarray
+    method: str
+    iterations: int
+    converged: bool
+    alpha_at_bound: bool = False
+
+    @property
+    def d(self) -> int:
+        return int(self.w.shape[0])
+
+    @property
+    def effective_params(self) -> float:
+        """gamma = sum lam / (lam + alpha): how many directions the data determines (MacKay)."""
+        return float(np.sum(self.lam / (self.lam + self.alpha)))
+
+    def shrink(self) -> np.ndarray:
+        """``1 / (lam + alpha) - 1 / alpha`` (<= 0): the data's reduction of the prior variance."""
+        return 1.0 / (self.lam + self.alpha) - 1.0 / self.alpha
+
+    def cov_matvec(self, v: np.ndarray) -> np.ndarray:
+        """``Sigma v`` for v of shape (d,) or (d, k)."""
+        v = np.asarray(v, dtype=np.float64)
+        qv = self.basis.T @ v
+        s = self.shrink()
+        return v / self.alpha + self.basis @ (qv * (s if v.ndim == 1 else s[:, None]))
+
+    def quad(self, x: np.ndarray) -> np.ndarray:
+        """``x_k^T Sigma x_k`` for every row of x (k, d): the posterior variance of w . x_k."""
+        x = np.atleast_2d(np.asarray(x))
+        qx = x @ self.basis.astype(x.dtype, copy=False)
+        xx = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+        return np.maximum(xx / self.alpha + np.square(qx, dtype=np.float64) @ self.shrink(), 0.0)
+
+    def covariance(self) -> np.ndarray:
+        """The dense d x d posterior covariance (d^2 r flops; for tests and small d)."""
+        b = self.basis
+        return np.eye(self.d) / self.alpha + (b * self.shrink()) @ b.T
+
+    def logdet_h(self) -> float:
+        """log |H| = sum log(lam + alpha) + (d - r) log alpha."""
+        return float(np.sum(np.log(self.lam + self.alpha)) + (self.d - self.lam.size) * math.log(self.alpha))
+
+
+def _eigen_primal(X: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of G = X^T diag(r) X from the d x d matrix (m d^2 + d^3)."""
+    xs = X * np.sqrt(r).astype(X.dtype)[:, None]
+    g = (xs.T @ xs).astype(np.float64)
+    lam, q = np.linalg.eigh(g)
+    keep = lam > EIG_RTOL * max(float(lam[-1]), 1e-300)
+    return q[:, keep], lam[keep]
+
+
+def _eigen_dual(X: np.ndarray, r: np.ndarray, gram: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Non-zero eigenpairs of G = X^T diag(r) X from the m x m matrix D X X^T D (m^2 d + m^3)."""
+    if gram is None:
+        gram = (X @ X.T).astype(np.float64)
+    dr = np.sqrt(r)
+    kw = gram * dr[:, None] * dr[None, :]
+    mu, u = np.linalg.eigh(kw)
+    keep = mu > EIG_RTOL * max(float(mu[-1]), 1e-300)
+    mu, u = mu[keep], u[:, keep]
+    coef = (u * dr[:, None]) / np.sqrt(mu)[None, :]  # (m, r): Q = X^T coef
+    q = (X.T @ coef.astype(X.dtype)).astype(np.float64)
+    return q, mu
+
+
+def _quad_evidence(log_alpha: np.ndarray, lam: np.ndarray, rq: np.ndarray, gq: np.ndarray,
+                   t: np.ndarray) -> np.ndarray:
+    """Evidence (up to the constant -loss(w)) of the quadratic model, for each ln alpha.
+
+    -[q . (theta - r) + 1/2 sum lam (theta - r)^2] - alpha/2 |theta|^2
+        + 1/2 sum log(alpha / (lam + alpha)),   theta = t / (lam + alpha).
+    """
+    a = np.exp(np.asarray(log_alpha, dtype=np.float64))[None, :]
+    lam_ = lam[:, None]
+    theta = t[:, None] / (lam_ + a)
+    dt = theta - rq[:, None]
+    data = gq @ dt + 0.5 * np.sum(lam_ * dt * dt, axis=0)
+    prior = 0.5 * a[0] * np.sum(theta * theta, axis=0)
+    occam = 0.5 * np.sum(np.log(a / (lam_ + a)), axis=0)
+    return -data - prior + occam
+
+
+def _best_log_alpha(lo: float, hi: float, lam, rq, gq, t) -> float:
+    """argmax of the quadratic-model evidence over ln alpha in [lo, hi]: grid, then golden."""
+    grid = np.arange(lo, hi + 1e-9, 0.5)
+    ev = _quad_evidence(grid, lam, rq, gq, t)
+    k = int(np.argmax(ev))
+    a, b = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+    g = (math.sqrt(5.0) - 1.0) / 2.0
+    c, d = b - g * (b - a), a + g * (b - a)
+    fc, fd = _quad_evidence(np.array([c, d]), lam, rq, gq, t)
+    for _ in range(30):
+        if b - a < 1e-4:
+            break
+        if fc > fd:
+            b, d, fd = d, c, fc
+            c = b - g * (b - a)
+            fc = _quad_evidence(np.array([c]), lam, rq, gq, t)[0]
+        else:
+            a, c, fc = c, d, fd
+            d = a + g * (b - a)
+            fd = _quad_evidence(np.array([d]), lam, rq, gq, t)[0]
+    best = 0.5 * (a + b)
+    if ev[k] > _quad_evidence(np.array([best]), lam, rq, gq, t)[0]:
+        best = float(grid[k])
+    return float(best)
+
+
+def fit_head(
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+    w0: np.ndarray | None = None,
+    *,
+    alpha: float | None = None,
+    alpha_init: float | None = None,
+    w_init: np.ndarray | None = None,
+    method: str = "auto",
+    gram: np.ndarray | None = None,
+    alpha_ref: float | None = None,
+    tol: float = 1e-7,
+    max_iter: int = 50,
+) -> HeadFit:
+    """MAP head, Laplace posterior and (unless ``alpha`` is given) the evidence-chosen alpha.
+
+    Parameters
+    ----------
+    X: (m, d) embedding differences ``e_i - e_j`` (float32 is fine: the big products run in
+        X's dtype, the small linear algebra in float64).
+    y: (m,) labels, P(i beats j): 1, 0 or 0.5 (any value in [0, 1] is a soft target).
+    weights: (m,) per-label weights (default 1).
+    w0: (d,) the prior's centre, the starting head (default zeros).
+    alpha: fix the prior precision instead of choosing it by the evidence.
+    alpha_init, w_init: warm start (the previous fit's alpha and w).
+    method: "primal" (d x d eigenproblem), "dual" (m x m), or "auto" (dual when m < d).
+    gram: optional precomputed ``X X^T`` (m, m) for the dual.
+    alpha_ref: centre of the alpha search (default ``default_alpha(X, w0)``).
+
+    With no pairs the result is the prior: ``w = w0`` and ``alpha`` = alpha / alpha_init /
+    alpha_ref (nothing to choose it from).
+    """
+    X = np.asarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if X.ndim != 2:
+        raise ValueError("X must be a 2-d array (pairs, dim)")
+    m, d = X.shape
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    c = np.ones(m) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    if y.shape != (m,) or c.shape != (m,):
+        raise ValueError(f"y and weights must have {m} entries")
+    if np.any((y < 0) | (y > 1)) or np.any(c < 0) or not (np.all(np.isfinite(y)) and np.all(np.isfinite(c))):
+        raise ValueError("labels must lie in [0, 1] and weights be finite and >= 0")
+    w0 = np.zeros(d) if w0 is None else np.asarray(w0, dtype=np.float64).reshape(-1)
+    if w0.shape != (d,):
+        raise ValueError(f"w0 must have {d} entries")
+    if method == "auto":
+        method = "dual" if m < d else "primal"
+    if method not in ("primal", "dual"):
+        raise ValueError(f"method must be auto, primal or dual, not {method!r}")
+    ref = float(alpha_ref) if alpha_ref is not None else default_alpha(X, w0)
+    fixed = alpha is not None
+    cur_alpha = float(alpha if fixed else (alpha_init if alpha_init is not None else ref))
+    if not cur_alpha > 0:
+        raise ValueError("alpha must be > 0")
+    if m == 0 or not np.any(c > 0):
+        return HeadFit(w0.copy(), w0.copy(), cur_alpha, 0.0, 0.0, np.zeros((d, 0)), np.zeros(0), method, 0, True)
+
+    lo, hi = math.log(ref) + LOG_ALPHA_SPAN[0], math.log(ref) + LOG_ALPHA_SPAN[1]
+    w = w0.copy() if w_init is None else np.asarray(w_init, dtype=np.float64).copy()
+    f = (X @ w.astype(X.dtype)).astype(np.float64)
+    converged = False
+    it = 0
+    q = lam = None
+    for it in range(1, max_iter + 1):
+        p = sigmoid(f)
+        r = np.maximum(c * p * (1.0 - p), 1e-12 * np.maximum(c, 1e-300))
+        gl = (X.T @ (c * (p - y)).astype(X.dtype)).astype(np.float64)
+        q, lam = _eigen_primal(X, r) if method == "primal" else _eigen_dual(X, r, gram)
+        delta = w - w0
+        rq, gq = q.T @ delta, q.T @ gl
+        t = lam * rq - gq
+        old_alpha = cur_alpha
+        if not fixed:
+            cur_alpha = math.exp(_best_log_alpha(lo, hi, lam, rq, gq, t))
+        theta = t / (lam + cur_alpha)
+        step = w0 + q @ theta - w
+        xs = (X @ step.astype(X.dtype)).astype(np.float64)
+
+        def objective(fv, wv):
+            dv = wv - w0
+            return pair_loss(fv, y, c) + 0.5 * cur_alpha * float(dv @ dv)
+
+        l0 = objective(f, w)
+        grad_dot = float((gl + cur_alpha * delta) @ step)  # < 0 for a descent direction
+        s = 1.0
+        for _ in range(40):
+            l1 = objective(f + s * xs, w + s * step)
+            if l1 <= l0 + 1e-4 * s * grad_dot or l1 <= l0:
+                break
+            s *= 0.5
+        w = w + s * step
+        f = f + s * xs
+        decrement = -grad_dot * s
+        if decrement <= tol * (1.0 + abs(l0)) and abs(math.log(cur_alpha / old_alpha)) < 1e-3:
+            converged = True
+            break
+    loss = pair_loss(f, y, c)
+    dv = w - w0
+    evidence = -(loss + 0.5 * cur_alpha * float(dv @ dv)) + 0.5 * float(np.sum(np.log(cur_alpha / (lam + cur_alpha))))
+    at_bound = (not fixed) and (math.log(cur_alpha) >= hi - 0.5 or math.log(cur_alpha) <= lo + 0.5)
+    return HeadFit(w, w0.copy(), cur_alpha, evidence, loss, q, lam, method, it, converged, at_bound)

@@ -1,0 +1,904 @@
+"""The live personal head of one folder: a Bayesian head on frozen embeddings that updates
+after every click and chooses the pair it learns most from.
+
+    >>> tm = TasteModel(embeddings, base_head=(w, b), seed=0)
+    >>> i, j = tm.next_pair()             # tm.last_kind: "info", "heldout" or "repeat"
+    >>> tm.record(i, j, 1.0)              # 1 = i better, 0 = j better, 0.5 = tie
+    >>> tm.scores(), tm.score_sd(), tm.head(), tm.heldout_accuracy()
+
+Model (maths: ``head.py`` and ``shared/notes/bayesian-head.md``): score ``s_i = w . e_i + b``,
+prior ``w ~ N(w0, I / alpha)`` centred on the starting head, logistic likelihood on embedding
+differences with ties as soft targets and per-label weights, Laplace posterior
+``N(w_hat, Sigma)``, alpha chosen by the evidence. Pairs recorded with kind "heldout" are
+never fitted: they are the unbiased test set (``heldout_accuracy``).
+
+After each fitted click (the online Laplace / assumed-density update of the note):
+
+1. ``Sigma <- Sigma - r u u^T / (1 + r x^T u)``, ``u = Sigma x``, ``r = c p (1 - p)`` at the
+   current mean. ``Sigma`` is held as the last refit's factored covariance minus the
+   rank-one terms since (``Sigma_t = Sigma_0 - U U^T``), so this is O(d r + d k).
+2. One Newton step on the mean with the full gradient over all fitted pairs and ``Sigma_t``
+   as the inverse Hessian (halved until the objective drops): O(m d).
+3. A full refit (``fit_head``: exact MAP, fresh Hessian, alpha by the evidence, warm-started)
+   after every fitted click while there are at most ``refit_small`` of them, then whenever
+   their number has grown by ``refit_growth`` (x1.25) since the last one; ``refit()`` runs it
+   on demand (e.g. from an idle worker).
+
+Pair choice. A documented mix (``TasteMix``): ``heldout`` pairs are uniform over the
+available images (never chosen by the model; fresh pairs only), ``repeat`` pairs show an
+earlier fitted pair again (self-consistency; none during the first min(200, n/2) clicks),
+and the rest are ``info`` pairs: the candidate that maximises the criterion
+(``acquisition.bald`` by default, or ``guro``) among a bounded set, never all n^2 pairs:
+
+* anchors: the ``n_anchors`` most uncertain eligible images (highest posterior score
+  variance) of a random sample of ``anchor_sample`` images (all of them in small folders),
+  plus 4 random ones;
+* partners of each anchor: its ``window`` neighbours on each side in score order (answers
+  near a coin flip), its 4 nearest neighbours in embedding space among the sample, and
+  ``n_random`` random sample images shared by all anchors (large differences).
+
+Candidates are ranked with cheap quantities: scores from the score cache and the pair
+variance in a PCA-reduced space, ``v ~= x_z^T Sigma_r x_z + sigma_perp^2 (q_i + q_j)`` with
+``x_z`` the pair's coordinates on the top ``reduced_dims`` principal directions of the
+centred embeddings, ``Sigma_r = V^T Sigma V``, ``q_i`` image i's squared distance from that
+subspace and ``sigma_perp^2`` the posterior's mean variance outside it (exact when
+d <= reduced_dims). The ``shortlist`` best allowed candidates are then re-scored exactly
+(``a = w . x``, ``v = x^T Sigma x``) and the best one is shown.
+
+Rules: never a self-pair; never a pair by accident again (a pair is shown again only as a
+``repeat``, or in tiny folders once a third of all pairs have been used, see
+``_pair_limit``); a pair that was issued and not recorded is not issued again, and a
+``skip``-ped pair never again; images shown ``max_shows`` times (default 3 x the mean + 6)
+rest while others are eligible. ``NoPairAvailable`` when nothing can be shown.
+
+Cost per click at n images, d dims, m fitted pairs: O(m d) for the Newton step, O(d^2) for
+the covariance products, O(anchor_sample r^2 + candidates r^2) for the choice, and the score
+cache is refreshed in chunks of ``ROLL_MACS / d`` rows (all of them at once below
+``FULL_RESCORE_MACS``), so it is never O(n d) per click in large folders. Scores, SDs and the
+head returned to the caller are always exact (``scores`` is a fresh ``E w``).
+
+Everything is numpy arrays; nothing here imports Qt, the CLI or the benchmarks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import NoPairAvailable
+from .acquisition import criterion as _criterion
+from .head import HeadFit, default_alpha, fit_head, pair_loss, sigmoid
+
+__all__ = ["KINDS", "Accuracy", "HeldoutAccuracy", "TasteMix", "TasteModel", "wilson_interval"]
+
+KINDS: tuple[str, ...] = ("info", "heldout", "repeat")
+"""Kinds of pair ``next_pair`` issues; recorded pairs we did not issue are "other"."""
+
+REPEAT_START = 200
+"""No repeats during the first min(REPEAT_START, n_available / 2) recorded comparisons."""
+
+FULL_RESCORE_MACS = 8_000_000
+"""Up to n d = this, the score cache is recomputed whole (E w) when the head has changed."""
+
+ROLL_MACS = 6_000_000
+"""Above it, each ``next_pair`` refreshes this many multiply-adds' worth of rows (about 5k
+rows at d = 1152, ~1-2 ms), and the score order is re-sorted once per full cycle."""
+
+DENSE_MAX = 512
+"""Up to this many images, pair counts also live in an (n, n) matrix (vectorised checks and
+an exhaustive fallback search)."""
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(k: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k / n (Wilson 1927); (nan, nan) when n == 0."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = k / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Agreement with the user's clicks on ``count`` pairs, with its Wilson 95% interval.
+
+    Agreement of one pair is ``1 - |vote - outcome|``, vote = 1 / 0 / 0.5 when the head puts
+    the first image above / below / level with the second (a tie answer scores 0.5)."""
+
+    value: float
+    count: int
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class HeldoutAccuracy:
+    """The current head and the starting head on the same held-out pairs."""
+
+    model: Accuracy
+    base: Accuracy
+
+
+@dataclass(frozen=True)
+class TasteMix:
+    """Shares of each pair kind; ``info`` (model-driven) gets the rest."""
+
+    heldout: float = 0.10
+    repeat: float = 0.04
+
+    def __post_init__(self) -> None:
+        if self.heldout < 0 or self.repeat < 0 or self.heldout + self.repeat > 1:
+            raise ValueError("TasteMix shares must be >= 0 and sum to at most 1")
+
+
+@dataclass
+class _Undo:
+    """What ``record`` changed, to take it back exactly."""
+
+    comparison: tuple
+    key: int
+    pending: dict
+    first_set: bool
+    repeated_added: bool
+    rng_state: dict
+    fitted: bool
+    m: int
+    w: np.ndarray | None = None
+    alpha: float = 0.0
+    fit: HeadFit | None = None
+    f: np.ndarray | None = None
+    post: tuple | None = None
+    next_refit: int = 0
+
+
+def _as_index_array(indices) -> np.ndarray:
+    return np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
+
+
+class TasteModel:
+    """The Bayesian personal head over one pool of images, and the next pair to show.
+
+    Parameters
+    ----------
+    embeddings: (n, d) pooled tower outputs as they come (not normalised).
+    base_head: (w, b), the starting head (``w`` of shape (d,)); the prior's centre.
+    seed: everything random comes from ``np.random.default_rng(seed)``.
+    mix: shares of held-out and repeat pairs (``TasteMix``).
+    criterion: "bald" (default) or "guro" (``acquisition``).
+    alpha: fix the prior precision (tests, ablations); default: chosen by the evidence.
+    max_shows: cap on how often one image is shown; None = 3 x mean shows + 6.
+    repeat_gap: a repeat is drawn from pairs at least this many clicks old.
+    pair_reuse: see ``_pair_limit`` (only matters in tiny folders).
+    reduced_dims: PCA dimensions for the cheap candidate ranking.
+    n_anchors, window, n_random, anchor_sample, shortlist: the candidate set (module docstring).
+    refit_small, refit_growth: the refit schedule (module docstring).
+    undo_depth: clicks that ``undo`` takes back exactly; older ones are taken back by a replay.
+
+    Attributes: ``alpha`` (the prior strength in use), ``last_kind``, ``shows`` (per-image
+    counts), ``available`` (bool mask), ``history`` (list of (i, j, outcome, kind, weight)).
+    """
+
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        base_head: tuple[np.ndarray, float],
+        seed: int = 0,
+        *,
+        mix: TasteMix = TasteMix(),
+        criterion: str = "bald",
+        alpha: float | None = None,
+        max_shows: int | None = None,
+        repeat_gap: int = 20,
+        pair_reuse: float = 3.0,
+        reduced_dims: int = 128,
+        n_anchors: int = 16,
+        window: int = 16,
+        n_random: int = 32,
+        anchor_sample: int = 2048,
+        shortlist: int = 16,
+        refit_small: int = 32,
+        refit_growth: float = 1.25,
+        undo_depth: int = 100,
+    ) -> None:
+        E = np.asarray(embeddings)
+        if E.ndim != 2 or E.shape[1] == 0:
+            raise ValueError("embeddings must be a 2-d array (n_images, dim)")
+        E = np.ascontiguousarray(E, dtype=np.float32)
+        if not np.all(np.isfinite(E)):
+            raise ValueError("embeddings must be finite")
+        w0, b0 = base_head
+        w0 = np.asarray(w0, dtype=np.float64).reshape(-1)
+        if w0.shape != (E.shape[1],) or not np.all(np.isfinite(w0)) or not math.isfinite(float(b0)):
+            raise ValueError(f"base_head must be (w, b) with w of {E.shape[1]} finite numbers")
+        if alpha is not None and not alpha > 0:
+            raise ValueError("alpha must be > 0")
+        self.n, self.d = E.shape
+        self.E = E
+        self.w0, self.b0 = w0, float(b0)
+        self.rng = np.random.default_rng(seed)
+        self.mix = mix
+        self.criterion = criterion
+        self._crit = _criterion(criterion)
+        self._fixed_alpha = alpha
+        self.max_shows, self.repeat_gap, self.pair_reuse = max_shows, int(repeat_gap), float(pair_reuse)
+        self.n_anchors, self.window, self.n_random = int(n_anchors), int(window), int(n_random)
+        self.anchor_sample, self.shortlist = int(anchor_sample), int(shortlist)
+        self.refit_small, self.refit_growth = int(refit_small), float(refit_growth)
+        self.undo_depth = int(undo_depth)
+        self.mean_e = E.mean(axis=0, dtype=np.float64) if self.n else np.zeros(self.d)
+        self._build_reduced(int(reduced_dims))
+        self._alpha_ref = self._prior_alpha()
+        self.last_kind: str | None = None
+        self.available = np.ones(self.n, dtype=bool)
+        self._jitter = self.rng.random(self.n) * 1e-9
+        self._skipped: set[int] = set()
+        self._reset()
+
+    # ------------------------------------------------------------------ public: state
+
+    @property
+    def history(self) -> list[tuple[int, int, float, str, float]]:
+        """Every recorded comparison, in order: (i, j, outcome, kind, weight)."""
+        return list(self._history)
+
+    @property
+    def n_fitted(self) -> int:
+        """Number of comparisons the head is fitted on (everything but held-out kinds)."""
+        return self._m
+
+    def head(self) -> tuple[np.ndarray, float]:
+        """The current MAP head (w, b); before any fitted click, the starting head.
+
+        b keeps the pool's mean score where the starting head put it:
+        ``b = b0 + (w0 - w) . mean(e)`` (the bias is not identified by pairs)."""
+        return self.w.copy(), self.b0 + float((self.w0 - self.w) @ self.mean_e)
+
+    def scores(self) -> np.ndarray:
+        """(n,) posterior-mean scores ``w . e_i + b`` (exact; one n x d product)."""
+        w, b = self.head()
+        return (self.E @ w.astype(np.float32)).astype(np.float64) + b
+
+    def score_sd(self, indices: Sequence[int] | np.ndarray | None = None, exact: bool | None = None) -> np.ndarray:
+        """Posterior SD of each image's score relative to the pool mean, ``sqrt(c^T Sigma c)``
+        with ``c = e_i - mean(e)`` (the mean's own uncertainty does not reorder anything).
+
+        Exact when ``exact`` or when it costs at most ~2e9 multiply-adds (k d r); otherwise
+        from the PCA-reduced posterior (the cheap ranking's approximation, module docstring).
+        """
+        idx = np.arange(self.n) if indices is None else _as_index_array(indices)
+        r_full = self._fit.basis.shape[1] + self._k
+        if exact or (exact is None and len(idx) * self.d * max(r_full, 1) <= 2e9):
+            out = np.empty(len(idx))
+            step = 4096
+            for s in range(0, len(idx), step):
+                c = self.E[idx[s : s + step]].astype(np.float64) - self.mean_e
+                out[s : s + step] = self._quad_exact(c)
+            return np.sqrt(np.maximum(out, 0.0))
+        return np.sqrt(self._var_reduced(idx))
+
+    def heldout_accuracy(self) -> HeldoutAccuracy:
+        """The current head's and the starting head's agreement with the held-out clicks."""
+        rows = [(i, j, o) for i, j, o, kind, _ in self._history if kind == "heldout"]
+        if not rows:
+            nan = Accuracy(math.nan, 0, math.nan, math.nan)
+            return HeldoutAccuracy(nan, nan)
+        arr = np.array(rows, dtype=np.float64)
+        ii, jj, o = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2]
+        x = self.E[ii].astype(np.float64) - self.E[jj]
+
+        def acc(w: np.ndarray) -> Accuracy:
+            vote = 0.5 * (np.sign(x @ w) + 1.0)
+            k = float(np.sum(1.0 - np.abs(vote - o)))
+            lo, hi = wilson_interval(k, len(o))
+            return Accuracy(k / len(o), len(o), lo, hi)
+
+        return HeldoutAccuracy(acc(self.w), acc(self.w0))
+
+    def self_agreement(self) -> tuple[float, int]:
+        """(share of repeated pairs answered the same way twice, number of repeats)."""
+        first: dict[int, float] = {}
+        agree = []
+        for i, j, o, kind, _ in self._history:
+            key = self._key(i, j)
+            o_canon = o if i < j else 1.0 - o
+            if kind == "repeat" and key in first:
+                agree.append(1.0 - abs(first[key] - o_canon))
+            elif kind != "repeat":
+                first.setdefault(key, o_canon)
+        return (float(np.mean(agree)) if agree else math.nan), len(agree)
+
+    def win_probability(self, i, j) -> np.ndarray:
+        """Predictive P(i beats j) integrating over the posterior (MacKay's probit
+        approximation): sigmoid(a / sqrt(1 + pi v / 8))."""
+        ii, jj = np.atleast_1d(np.asarray(i, dtype=np.int64)), np.atleast_1d(np.asarray(j, dtype=np.int64))
+        x = self.E[ii].astype(np.float64) - self.E[jj]
+        a, v = x @ self.w, self._quad_exact(x)
+        return sigmoid(a / np.sqrt(1.0 + math.pi * v / 8.0))
+
+    # ------------------------------------------------------------------ public: changes
+
+    def record(self, i: int, j: int, outcome: float, kind: str | None = None, weight: float = 1.0) -> None:
+        """Record that i beat j (outcome 1.0), lost (0.0) or tied (0.5).
+
+        Any pair may be recorded, issued or not; ``kind`` defaults to the kind it was issued
+        under, else "other". Held-out kinds are kept for testing and never fitted. ``weight``
+        scales the label's likelihood (labels from other sources); weight 0 is kept but not
+        fitted."""
+        c = self._normalise(i, j, outcome, kind, weight)
+        i, j, o, kind, weight = c
+        key = self._key(i, j)
+        fitted = kind != "heldout" and weight > 0
+        u = _Undo(c, key, dict(self._pending), key not in self._first_idx and kind != "repeat",
+                  kind == "repeat" and key not in self._repeated, self.rng.bit_generator.state, fitted, self._m)
+        if fitted:
+            u.w, u.alpha, u.fit, u.f = self.w.copy(), self.alpha, self._fit, self._f[: self._m].copy()
+            u.post, u.next_refit = self._post_state(), self._next_refit
+        self._undo.append(u)
+        if len(self._undo) > self.undo_depth:
+            del self._undo[0]
+        self._book(c)
+        if fitted:
+            self._add_fitted(i, j, o, weight)
+
+    def undo(self) -> tuple | None:
+        """Take back the last ``record``: the head, alpha, posterior, counts and history are
+        exactly as they were before it, and the pair is pending again (issued, so the app
+        can show it again). Pairs issued after it are forgotten; skips, exclusions and added
+        images stay. Returns the comparison taken back, or None if there is none."""
+        if not self._history:
+            return None
+        if not self._undo:  # older than undo_depth: rebuild by a replay
+            last = self._history[-1]
+            self.replay(self._history[:-1])
+            return last
+        u = self._undo.pop()
+        i, j, o, kind, weight = u.comparison
+        self._history.pop()
+        self.shows[i] -= 1
+        self.shows[j] -= 1
+        cnt = self._pair_count[u.key] - 1
+        if cnt:
+            self._pair_count[u.key] = cnt
+        else:
+            del self._pair_count[u.key]
+        if self._counts is not None:
+            self._counts[i, j] -= 1
+            self._counts[j, i] -= 1
+        if u.first_set:
+            del self._first_idx[u.key]
+        if u.repeated_added:
+            self._repeated.discard(u.key)
+        self._pending = {k: v for k, v in u.pending.items() if k not in self._skipped}
+        self.rng.bit_generator.state = u.rng_state
+        if u.fitted:
+            self._m = u.m
+            self.w, self.alpha, self._fit = u.w, u.alpha, u.fit
+            self._f[: u.m] = u.f
+            self._set_post_state(u.post)
+            self._next_refit = u.next_refit
+            self._scores_changed()
+        return u.comparison
+
+    def skip(self, i: int, j: int) -> None:
+        """The user skipped the pair: it is no longer pending and is never issued again
+        (it can still be recorded)."""
+        key = self._key(int(i), int(j))
+        self._pending.pop(key, None)
+        self._skipped.add(key)
+
+    def exclude(self, indices: Iterable[int] | np.ndarray) -> None:
+        """Never show these images (deleted, unreadable, or kept out of sample) until ``include``-d."""
+        self.available[_as_index_array(indices)] = False
+
+    def include(self, indices: Iterable[int] | np.ndarray) -> None:
+        self.available[_as_index_array(indices)] = True
+
+    def add_images(self, new_embeddings: np.ndarray) -> None:
+        """Append images (indices n, n + 1, ...); they are scored by the current head and
+        can be shown at once. The pool mean used for ``head``'s bias and the PCA basis stay
+        those of the first images."""
+        new = np.ascontiguousarray(np.asarray(new_embeddings), dtype=np.float32)
+        if new.ndim != 2 or new.shape[1] != self.d or not np.all(np.isfinite(new)):
+            raise ValueError(f"new embeddings must be finite and have shape (k, {self.d})")
+        k = len(new)
+        if k == 0:
+            return
+        self.E = np.concatenate([self.E, new])
+        z, nrm2, q = self._project(new)
+        self._Z = np.concatenate([self._Z, z])
+        self._nrm2 = np.concatenate([self._nrm2, nrm2])
+        self._q = np.concatenate([self._q, q])
+        self.n += k
+        self.available = np.concatenate([self.available, np.ones(k, dtype=bool)])
+        self.shows = np.concatenate([self.shows, np.zeros(k, dtype=np.int64)])
+        self._jitter = np.concatenate([self._jitter, self.rng.random(k) * 1e-9])
+        # keys i * n + j depend on n: re-key every dictionary
+        old_n = self.n - k
+        self._rekey(old_n)
+        if self._counts is not None:
+            if self.n <= DENSE_MAX:
+                c = np.zeros((self.n, self.n), dtype=np.int32)
+                c[:old_n, :old_n] = self._counts
+                self._counts = c
+            else:
+                self._counts = None
+        self._s = None
+        self._scores_changed()
+
+    def replay(self, comparisons: Iterable[Sequence]) -> None:
+        """Forget everything recorded and fit ``comparisons`` (i, j, outcome[, kind[, weight]])
+        in one go: one refit instead of one update per click (5k pairs in about a second).
+        Pending pairs and the undo history are dropped; skips and exclusions stay."""
+        comps = [self._normalise(*c[:3], c[3] if len(c) > 3 else None, c[4] if len(c) > 4 else 1.0)
+                 for c in comparisons]
+        self._reset()
+        for c in comps:
+            self._book(c)
+            i, j, o, kind, weight = c
+            if kind != "heldout" and weight > 0:
+                self._append_fitted(i, j, o, weight)
+        self._undo.clear()
+        if self._m:
+            self.refit()
+
+    def refit(self) -> HeadFit:
+        """Full refit: exact MAP, fresh Laplace covariance and alpha by the evidence
+        (warm-started from the current head and alpha). Returns the fit."""
+        m = self._m
+        gram = self._gram[:m, :m] if (self._gram is not None and m < self.d) else None
+        fit = fit_head(self._X[:m], self._y[:m], self._c[:m], self.w0, alpha=self._fixed_alpha,
+                       alpha_init=self.alpha, w_init=self.w, gram=gram, alpha_ref=self._alpha_ref)
+        self._fit, self.w, self.alpha = fit, fit.w, fit.alpha
+        self._f[:m] = (self._X[:m] @ self.w.astype(np.float32)).astype(np.float64)
+        self._after_refit()
+        self._next_refit = m + 1 if m < self.refit_small else max(m + 1, int(math.ceil(m * self.refit_growth)))
+        self._scores_changed()
+        return fit
+
+    # ------------------------------------------------------------------ public: pairs
+
+    def next_pair(self) -> tuple[int, int]:
+        """The next pair to show; ``last_kind`` says which kind. Raises NoPairAvailable."""
+        i, j, _ = self.next_pair_with_kind()
+        return i, j
+
+    def next_pair_with_kind(self) -> tuple[int, int, str]:
+        n_av = int(np.count_nonzero(self.available))
+        if n_av < 2:
+            raise NoPairAvailable("Fewer than 2 images can be shown, so there is no pair to compare.")
+        u = self.rng.random()
+        kind, pair = "info", None
+        if u < self.mix.heldout:
+            kind, pair = "heldout", self._pick_heldout(n_av)
+        elif u < self.mix.heldout + self.mix.repeat:
+            kind, pair = "repeat", self._pick_repeat(n_av)
+        if pair is None:
+            kind, pair = "info", self._pick_info(n_av)
+        i, j = pair
+        if self.rng.random() < 0.5:  # random sides: no position bias
+            i, j = j, i
+        self._pending[self._key(i, j)] = kind
+        self.last_kind = kind
+        return int(i), int(j), kind
+
+    # ------------------------------------------------------------------ internals: set-up
+
+    def _reset(self) -> None:
+        """Empty history and data; the posterior is the prior."""
+        d = self.d
+        self.shows = np.zeros(self.n, dtype=np.int64)
+        self._history: list[tuple[int, int, float, str, float]] = []
+        self._pair_count: dict[int, int] = {}
+        self._pending: dict[int, str] = {}
+        self._first_idx: dict[int, int] = {}
+        self._repeated: set[int] = set()
+        self._counts = np.zeros((self.n, self.n), dtype=np.int32) if self.n <= DENSE_MAX else None
+        self._undo: list[_Undo] = []
+        cap = 64
+        self._m = 0
+        self._X = np.zeros((cap, d), dtype=np.float32)
+        self._y = np.zeros(cap)
+        self._c = np.zeros(cap)
+        self._f = np.zeros(cap)
+        self._gram: np.ndarray | None = np.zeros((cap, cap))
+        self.w = self.w0.copy()
+        self.alpha = float(self._fixed_alpha if self._fixed_alpha is not None else self._alpha_ref)
+        self._fit = fit_head(np.zeros((0, d)), np.zeros(0), None, self.w0, alpha=self.alpha)
+        self._after_refit()
+        self._next_refit = 1
+        self._s: np.ndarray | None = None
+        self._roll = 0
+        self._scores_changed()
+
+    def _project(self, E: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """PCA coordinates z, squared centred norm and squared distance from the subspace."""
+        z = (E @ self._V.astype(np.float32)) - self._zmean
+        me = E.astype(np.float64) @ self.mean_e
+        nrm2 = np.einsum("ij,ij->i", E, E, dtype=np.float64) - 2.0 * me + float(self.mean_e @ self.mean_e)
+        q = np.maximum(nrm2 - np.einsum("ij,ij->i", z, z, dtype=np.float64), 0.0)
+        return np.ascontiguousarray(z, dtype=np.float32), nrm2, q
+
+    def _build_reduced(self, dims: int) -> None:
+        """Top ``dims`` principal directions of the centred embeddings (PCA of <= 4096 rows)."""
+        d = self.d
+        if d <= dims:
+            self._V = np.eye(d)
+        else:
+            rows = np.arange(self.n) if self.n <= 4096 else np.sort(self.rng.choice(self.n, 4096, replace=False))
+            xs = self.E[rows] - self.mean_e.astype(np.float32)
+            cov = (xs.T @ xs).astype(np.float64)
+            lam, vec = np.linalg.eigh(cov)
+            self._V = np.ascontiguousarray(vec[:, ::-1][:, :dims])
+        self._r = self._V.shape[1]
+        self._zmean = (self.mean_e @ self._V).astype(np.float32)
+        self._Z, self._nrm2, self._q = self._project(self.E)
+
+    def _prior_alpha(self) -> float:
+        """Prior precision before any label: ``default_alpha`` on 2048 random pairs."""
+        if self.n < 2:
+            return 1.0
+        i = self.rng.integers(0, self.n, 2048)
+        j = self.rng.integers(0, self.n, 2048)
+        ok = i != j
+        if not np.any(ok):
+            return 1.0
+        return default_alpha(self.E[i[ok]].astype(np.float64) - self.E[j[ok]], self.w0)
+
+    # ------------------------------------------------------------------ internals: posterior
+
+    def _after_refit(self) -> None:
+        """Reset the rank-one terms and the reduced-space covariance after a (re)fit."""
+        fit = self._fit
+        qv = fit.basis.T @ self._V  # (r', r)
+        self._S0r = np.eye(self._r) / fit.alpha + (qv.T * fit.shrink()) @ qv
+        self._trS0 = self.d / fit.alpha + float(np.sum(fit.shrink()))
+        self._U = np.zeros((16, self.d))
+        self._Ur = np.zeros((16, self._r))
+        self._k = 0
+        self._Sr = self._S0r.copy()
+        self._trU = 0.0
+
+    def _post_state(self) -> tuple:
+        return (self._S0r, self._trS0, self._U, self._Ur, self._k, self._trU)
+
+    def _set_post_state(self, s: tuple) -> None:
+        self._S0r, self._trS0, self._U, self._Ur, self._k, self._trU = s
+        k = self._k
+        self._Sr = self._S0r - self._Ur[:k].T @ self._Ur[:k]
+
+    def _cov_matvec(self, v: np.ndarray) -> np.ndarray:
+        """Sigma_t v = Sigma_0 v - U (U^T v), for v of shape (d,) or (d, k)."""
+        out = self._fit.cov_matvec(v)
+        if self._k:
+            U = self._U[: self._k]
+            out -= U.T @ (U @ v)
+        return out
+
+    def _quad_exact(self, x: np.ndarray) -> np.ndarray:
+        """x_k^T Sigma_t x_k for every row of x (k, d)."""
+        x = np.atleast_2d(x)
+        out = self._fit.quad(x)
+        if self._k:
+            ux = x @ self._U[: self._k].T
+            out = out - np.einsum("ij,ij->i", ux, ux)
+        return np.maximum(out, 0.0)
+
+    def _sigma_perp2(self) -> float:
+        """Mean posterior variance outside the PCA subspace."""
+        if self._r >= self.d:
+            return 0.0
+        return max((self._trS0 - self._trU - float(np.trace(self._Sr))) / (self.d - self._r), 0.0)
+
+    def _var_reduced(self, idx: np.ndarray) -> np.ndarray:
+        """Approximate score variance of images idx: z^T Sigma_r z + sigma_perp^2 q."""
+        z = self._Z[idx]
+        quad = np.einsum("ij,ij->i", z @ self._Sr.astype(np.float32), z, dtype=np.float64)
+        return np.maximum(quad + self._sigma_perp2() * self._q[idx], 0.0)
+
+    def _grow(self) -> None:
+        cap = len(self._y)
+        if self._m < cap:
+            return
+        new = 2 * cap
+        X = np.zeros((new, self.d), dtype=np.float32)
+        X[:cap] = self._X
+        self._X = X
+        for name in ("_y", "_c", "_f"):
+            a = np.zeros(new)
+            a[:cap] = getattr(self, name)
+            setattr(self, name, a)
+        if self._gram is not None:
+            if cap >= self.d:  # the dual is not used beyond m = d
+                self._gram = None
+            else:
+                g = np.zeros((new, new))
+                g[:cap, :cap] = self._gram
+                self._gram = g
+
+    def _append_fitted(self, i: int, j: int, o: float, weight: float) -> np.ndarray:
+        self._grow()
+        m = self._m
+        x = self.E[i] - self.E[j]
+        self._X[m] = x
+        self._y[m], self._c[m] = o, weight
+        self._f[m] = float(x.astype(np.float64) @ self.w)
+        if self._gram is not None:
+            row = (self._X[: m + 1] @ x).astype(np.float64)
+            self._gram[m, : m + 1] = row
+            self._gram[: m + 1, m] = row
+        self._m = m + 1
+        return x
+
+    def _add_fitted(self, i: int, j: int, o: float, weight: float) -> None:
+        """Add one fitted comparison: online Laplace update, then a Newton step or a refit."""
+        x = self._append_fitted(i, j, o, weight).astype(np.float64)
+        if self._m >= self._next_refit:
+            self.refit()
+            return
+        # 1. rank-one covariance update at the current mean
+        u = self._cov_matvec(x)
+        v = float(x @ u)
+        p = float(sigmoid(self._f[self._m - 1]))
+        r = weight * p * (1.0 - p)
+        ut = u * math.sqrt(r / (1.0 + r * v))
+        if self._k == len(self._U):  # (undo snapshots keep the old arrays; rows < k never change)
+            self._U = np.concatenate([self._U, np.zeros_like(self._U)])
+            self._Ur = np.concatenate([self._Ur, np.zeros_like(self._Ur)])
+        ur = self._V.T @ ut
+        self._U[self._k] = ut
+        self._Ur[self._k] = ur
+        self._k += 1
+        self._Sr = self._Sr - np.outer(ur, ur)
+        self._trU += float(ut @ ut)
+        # 2. one Newton step on the mean, Sigma_t as the inverse Hessian
+        self._newton_step()
+
+    def _newton_step(self) -> None:
+        m = self._m
+        X, y, c, f = self._X[:m], self._y[:m], self._c[:m], self._f[:m]
+        p = sigmoid(f)
+        delta = self.w - self.w0
+        g = (X.T @ (c * (p - y)).astype(np.float32)).astype(np.float64) + self.alpha * delta
+        step = -self._cov_matvec(g)
+        xs = (X @ step.astype(np.float32)).astype(np.float64)
+        l0 = pair_loss(f, y, c) + 0.5 * self.alpha * float(delta @ delta)
+        gd = float(g @ step)
+        s = 1.0
+        for _ in range(30):
+            dn = delta + s * step
+            l1 = pair_loss(f + s * xs, y, c) + 0.5 * self.alpha * float(dn @ dn)
+            if l1 <= l0 + 1e-4 * s * gd or l1 <= l0:
+                break
+            s *= 0.5
+        else:
+            return
+        self.w = self.w + s * step
+        self._f[:m] = f + s * xs
+        self._scores_changed()
+
+    # ------------------------------------------------------------------ internals: bookkeeping
+
+    def _key(self, i: int, j: int) -> int:
+        return int(i) * self.n + int(j) if i < j else int(j) * self.n + int(i)
+
+    def _rekey(self, old_n: int) -> None:
+        def re(key: int) -> int:
+            return self._key(key // old_n, key % old_n)
+
+        self._pair_count = {re(k): v for k, v in self._pair_count.items()}
+        self._pending = {re(k): v for k, v in self._pending.items()}
+        self._first_idx = {re(k): v for k, v in self._first_idx.items()}
+        self._repeated = {re(k) for k in self._repeated}
+        self._skipped = {re(k) for k in self._skipped}
+        for u in self._undo:
+            u.key = re(u.key)
+            u.pending = {re(k): v for k, v in u.pending.items()}
+
+    def _normalise(self, i, j, outcome, kind, weight) -> tuple[int, int, float, str, float]:
+        i, j, o, wt = int(i), int(j), float(outcome), float(weight)
+        if not (0 <= i < self.n and 0 <= j < self.n) or i == j:
+            raise ValueError(f"bad pair ({i}, {j}) for {self.n} images")
+        if not 0.0 <= o <= 1.0:
+            raise ValueError(f"outcome must be 1.0 (i better), 0.0 (j better) or 0.5 (tie), not {outcome}")
+        if not (math.isfinite(wt) and wt >= 0):
+            raise ValueError(f"weight must be a finite number >= 0, not {weight}")
+        if kind is None:
+            kind = self._pending.get(self._key(i, j), "other")
+        return i, j, o, str(kind), wt
+
+    def _book(self, c: tuple[int, int, float, str, float]) -> None:
+        i, j, _, kind, _ = c
+        key = self._key(i, j)
+        self._pending.pop(key, None)
+        self.shows[i] += 1
+        self.shows[j] += 1
+        self._pair_count[key] = self._pair_count.get(key, 0) + 1
+        if self._counts is not None:
+            self._counts[i, j] += 1
+            self._counts[j, i] += 1
+        if kind == "repeat":
+            self._repeated.add(key)
+        else:
+            self._first_idx.setdefault(key, len(self._history))
+        self._history.append(c)
+
+    def _eligible(self) -> np.ndarray:
+        """Available images under the show cap (all available ones if fewer than 2 are)."""
+        cap = self.max_shows
+        if cap is None:
+            n_av = max(int(np.count_nonzero(self.available)), 1)
+            cap = int(3.0 * 2.0 * len(self._history) / n_av) + 6
+        elig = self.available & (self.shows < cap)
+        if np.count_nonzero(elig) < 2:
+            elig = self.available
+        return elig
+
+    def _pair_limit(self, n_av: int) -> int:
+        """A pair may be issued while its count is below ``1 + floor(pair_reuse m / n_pairs)``:
+        1 (never again) until the session has compared 1/pair_reuse of all distinct pairs."""
+        n_pairs = max(n_av * (n_av - 1) // 2, 1)
+        return 1 + int(self.pair_reuse * len(self._history) // n_pairs)
+
+    def _allowed(self, i: int, j: int, limit: int) -> bool:
+        if i == j:
+            return False
+        key = self._key(i, j)
+        return key not in self._pending and key not in self._skipped and self._pair_count.get(key, 0) < limit
+
+    # ------------------------------------------------------------------ internals: choice
+
+    def _scores_changed(self) -> None:
+        self._s_dirty = True
+
+    def _score_cache(self) -> tuple[np.ndarray, np.ndarray]:
+        """(scores without bias, position of each image in score order), refreshed lazily:
+        whole when n d <= FULL_RESCORE_MACS, else ROLL_MACS worth of rows per call."""
+        n = self.n
+        w32 = self.w.astype(np.float32)
+        if self._s is None or len(self._s) != n or (self._s_dirty and n * self.d <= FULL_RESCORE_MACS):
+            self._s = (self.E @ w32).astype(np.float64)
+            self._pos = np.empty(n, dtype=np.int64)
+            self._order = np.argsort(self._s, kind="stable")
+            self._pos[self._order] = np.arange(n)
+            self._s_dirty, self._roll = False, 0
+        elif self._s_dirty:
+            rows = max(1, ROLL_MACS // self.d)
+            a, b = self._roll, min(n, self._roll + rows)
+            self._s[a:b] = self.E[a:b] @ w32
+            self._roll = 0 if b >= n else b
+            if self._roll == 0:
+                self._order = np.argsort(self._s, kind="stable")
+                self._pos[self._order] = np.arange(n)
+        return self._s, self._pos
+
+    def _pick_info(self, n_av: int) -> tuple[int, int]:
+        elig = self._eligible()
+        limit = self._pair_limit(n_av)
+        idx = np.flatnonzero(elig)
+        s, pos = self._score_cache()
+        if len(idx) * (len(idx) - 1) // 2 <= 4096:  # tiny: every eligible pair is a candidate
+            a, b = np.triu_indices(len(idx), 1)
+            a, b = idx[a], idx[b]
+        else:
+            a, b = self._candidates(idx, s, pos, elig)
+        pair = self._best(a, b, s, limit) if a.size else None
+        if pair is None:
+            pair = self._fallback(elig, limit, n_av)
+        return pair
+
+    def _candidates(self, idx, s, pos, elig) -> tuple[np.ndarray, np.ndarray]:
+        """Anchors x partners (module docstring), as two index arrays."""
+        rng = self.rng
+        if len(idx) <= self.anchor_sample:
+            sample = idx
+        else:
+            sample = np.unique(idx[rng.integers(0, len(idx), self.anchor_sample)])
+        var = self._var_reduced(sample) * (1.0 + self._jitter[sample])
+        k = min(self.n_anchors, len(sample))
+        top = sample[np.argpartition(-var, k - 1)[:k]]
+        anchors = np.unique(np.concatenate([top, sample[rng.integers(0, len(sample), 4)]]))
+        parts_a, parts_b = [], []
+        # score-order windows
+        offs = np.concatenate([np.arange(-self.window, 0), np.arange(1, self.window + 1)])
+        p = np.clip(pos[anchors][:, None] + offs[None, :], 0, self.n - 1)
+        parts_a.append(np.repeat(anchors, len(offs)))
+        parts_b.append(self._order[p].ravel())
+        # random partners
+        rnd = sample[rng.integers(0, len(sample), self.n_random)]
+        parts_a.append(np.repeat(anchors, len(rnd)))
+        parts_b.append(np.tile(rnd, len(anchors)))
+        # embedding neighbours among the sample
+        nb = sample if len(sample) <= 512 else sample[rng.integers(0, len(sample), 512)]
+        zn = self._Z[nb]
+        za = self._Z[anchors]
+        d2 = (np.einsum("ij,ij->i", zn, zn)[None, :] - 2.0 * (za @ zn.T)) + self._q[nb][None, :]
+        d2[anchors[:, None] == nb[None, :]] = np.inf
+        kk = min(4, len(nb) - 1)
+        if kk > 0:
+            near = np.argpartition(d2, kk - 1, axis=1)[:, :kk]
+            parts_a.append(np.repeat(anchors, kk))
+            parts_b.append(nb[near].ravel())
+        a, b = np.concatenate(parts_a), np.concatenate(parts_b)
+        ok = elig[b] & (a != b)
+        return a[ok], b[ok]
+
+    def _best(self, a: np.ndarray, b: np.ndarray, s: np.ndarray, limit: int) -> tuple[int, int] | None:
+        """Rank candidates cheaply, re-score the best allowed ones exactly, return the best."""
+        if self._counts is not None:
+            ok = self._counts[a, b] < limit
+            a, b = a[ok], b[ok]
+            if a.size == 0:
+                return None
+        zx = self._Z[a] - self._Z[b]
+        v = np.einsum("ij,ij->i", zx @ self._Sr.astype(np.float32), zx, dtype=np.float64)
+        v += self._sigma_perp2() * (self._q[a] + self._q[b])
+        crit = self._crit(s[a] - s[b], v)
+        short = []
+        seen = set()
+        for t in np.argsort(-crit, kind="stable"):
+            i, j = int(a[t]), int(b[t])
+            key = self._key(i, j)
+            if key in seen or not self._allowed(i, j, limit):
+                continue
+            seen.add(key)
+            short.append((i, j))
+            if len(short) >= self.shortlist:
+                break
+        if not short:
+            return None
+        ii = np.array([p[0] for p in short])
+        jj = np.array([p[1] for p in short])
+        x = self.E[ii].astype(np.float64) - self.E[jj]
+        exact = self._crit(x @ self.w, self._quad_exact(x))
+        return short[int(np.argmax(exact))]
+
+    def _random_pair(self, mask: np.ndarray, limit: int, tries: int = 64, fresh: bool = False):
+        idx = np.flatnonzero(mask)
+        if len(idx) < 2:
+            return None
+        for x, y in self.rng.integers(0, len(idx), size=(tries, 2)):
+            i, j = int(idx[x]), int(idx[y])
+            if self._allowed(i, j, 1 if fresh else limit):
+                return i, j
+        return None
+
+    def _fallback(self, elig: np.ndarray, limit: int, n_av: int) -> tuple[int, int]:
+        pair = self._random_pair(elig, limit) or self._random_pair(self.available, limit)
+        if pair is None and self._counts is not None:  # small: search every available pair
+            idx = np.flatnonzero(self.available)
+            a, b = np.triu_indices(len(idx), 1)
+            a, b = idx[a], idx[b]
+            ok = self._counts[a, b] < limit
+            for t in self.rng.permutation(np.flatnonzero(ok)):
+                if self._allowed(int(a[t]), int(b[t]), limit):
+                    return int(a[t]), int(b[t])
+        if pair is None:
+            raise NoPairAvailable("Every pair of the images that can be shown is already compared, pending or skipped.")
+        return pair
+
+    def _pick_heldout(self, n_av: int):
+        """Uniform over available pairs never compared before (not pending, not skipped)."""
+        return self._random_pair(self.available, 1, fresh=True)
+
+    def _pick_repeat(self, n_av: int):
+        """An earlier fitted pair (not held-out, not a repeat), >= repeat_gap clicks old, not
+        repeated yet, both images available."""
+        m = len(self._history) - self.repeat_gap
+        if m <= 0 or len(self._history) < min(REPEAT_START, n_av // 2):
+            return None
+        for k in self.rng.integers(0, m, size=8):
+            i, j, _, kind, weight = self._history[int(k)]
+            key = self._key(i, j)
+            if kind in ("repeat", "heldout") or weight <= 0 or key in self._repeated or key in self._pending:
+                continue
+            if key in self._skipped or not (self.available[i] and self.available[j]):
+                continue
+            return i, j
+        return None
