@@ -45,6 +45,7 @@ __all__ = [
     "score_pair_metrics",
     "brier_score",
     "expected_calibration_error",
+    "expected_calibration_error_fine",
     "aurc",
     "auc",
     "rankdata",
@@ -59,7 +60,7 @@ __all__ = [
 
 #: Clip applied to probabilities before taking logs (keeps NLL finite for p in {0, 1}).
 PROB_EPS = 1e-12
-#: Number of equal-width confidence bins on [0.5, 1] used by ECE.
+#: Number of equal-width confidence bins of ECE (over [0, 1], as the reference; ``ece_fine``: over [0.5, 1]).
 ECE_BINS = 15
 #: |p - 0.5| above this counts as a "confident" prediction (p > 0.7 or p < 0.3).
 CONFIDENT_MARGIN = 0.2
@@ -74,6 +75,7 @@ METRIC_KEYS: tuple[str, ...] = (
     "auc",
     "brier",
     "ece",
+    "ece_fine",
     "aurc",
     "median_margin",
     "share_confident",
@@ -92,6 +94,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "auc": True,
     "brier": False,
     "ece": False,
+    "ece_fine": False,
     "aurc": False,
     "median_margin": True,
     "share_confident": True,
@@ -189,15 +192,36 @@ def brier_score(p: ArrayLike, y: ArrayLike, weights: ArrayLike | None = None) ->
 def expected_calibration_error(
     p: ArrayLike, y: ArrayLike, weights: ArrayLike | None = None, bins: int = ECE_BINS
 ) -> float:
-    """Expected calibration error of decisive pairs.
+    """Expected calibration error as the JoyQuality reference defines it (its ``_ece``), so
+    values compare with its published curves.
 
-    confidence c_i = max(p_i, 1 - p_i) in [0.5, 1], correctness a_i = 1 if the predicted
-    side won. With ``bins`` equal-width bins B_k on [0.5, 1] (the last one closed),
+    confidence c_i = max(p_i, 1 - p_i), correctness a_i = 1 if the predicted side won.
+    ``bins`` equal-width bins over **[0, 1]** (edges ``linspace(0, 1, bins + 1)``, bin of c =
+    ``digitize(c, edges) - 1`` clipped to the last bin; as c >= 0.5 only the upper half is
+    ever used, and the bin holding 0.5 spans 7/15..8/15 with 15 bins)::
 
         ECE = sum_k (W_k / W) * | mean_w(a | B_k) - mean_w(c | B_k) |
 
-    where W_k is the weight in bin k. Ties (y == 0.5) are dropped. NaN if nothing is left.
+    Ties (y == 0.5) are dropped (the reference's data has none). One convention differs,
+    on a set of measure zero: p == 0.5 counts 0.5 correct here (a coin flip), where the
+    reference's ``p >= 0.5`` calls it a vote for the first image. NaN if nothing is left.
+    See :func:`expected_calibration_error_fine` for the finer binning over [0.5, 1].
     """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return _binned_ece(p, y, weights, bins, lambda conf: np.digitize(conf, edges) - 1)
+
+
+def expected_calibration_error_fine(
+    p: ArrayLike, y: ArrayLike, weights: ArrayLike | None = None, bins: int = ECE_BINS
+) -> float:
+    """ECE with ``bins`` equal-width bins over [0.5, 1] (the last one closed), where
+    confidence max(p, 1 - p) actually lives: twice the resolution of :func:`expected_calibration_error`
+    (which wastes half its bins on [0, 0.5)). Reported as ``ece_fine``; not comparable
+    with the reference's numbers."""
+    return _binned_ece(p, y, weights, bins, lambda conf: ((conf - 0.5) * 2.0 * bins).astype(np.int64))
+
+
+def _binned_ece(p: ArrayLike, y: ArrayLike, weights: ArrayLike | None, bins: int, bin_of) -> float:
     pa, ya = _as_1d("p", p), _as_1d("y", y)
     _check_same_length(p=pa, y=ya)
     w = _weights_or_ones(weights, len(pa))
@@ -207,7 +231,7 @@ def expected_calibration_error(
         return math.nan
     conf = np.maximum(pa, 1.0 - pa)
     correct = _correctness(pa, ya)
-    idx = np.clip(((conf - 0.5) * 2.0 * bins).astype(np.int64), 0, bins - 1)
+    idx = np.clip(bin_of(conf), 0, bins - 1)
     w_bin = np.bincount(idx, weights=w, minlength=bins)
     acc_bin = np.bincount(idx, weights=w * correct, minlength=bins)
     conf_bin = np.bincount(idx, weights=w * conf, minlength=bins)
@@ -397,7 +421,9 @@ def pair_metrics(p: ArrayLike, y: ArrayLike, weights: ArrayLike | None = None) -
     * ``mcfadden_r2``: 1 - nll / ln 2, i.e. improvement over always predicting p = 0.5.
     * ``auc``: AUC on the symmetrised decisive set {(p, y)} U {(1 - p, 1 - y)}.
     * ``brier``: mean (p - y)^2.
-    * ``ece``: :func:`expected_calibration_error` with 15 bins on confidence max(p, 1-p).
+    * ``ece``: :func:`expected_calibration_error`, the reference's definition (15 bins over
+      [0, 1] on confidence max(p, 1-p)); ``ece_fine``: 15 bins over [0.5, 1]
+      (:func:`expected_calibration_error_fine`).
     * ``aurc``: :func:`aurc`, area under the risk-coverage curve.
     * ``median_margin``: median |p - 0.5|; ``share_confident``: share with |p - 0.5| > 0.2.
 
@@ -429,6 +455,7 @@ def pair_metrics(p: ArrayLike, y: ArrayLike, weights: ArrayLike | None = None) -
         "auc": auc(np.concatenate([pd_, 1.0 - pd_]), np.concatenate([yd, 1.0 - yd])),
         "brier": _wmean((pa - ya) ** 2, ones),
         "ece": expected_calibration_error(pa, ya),
+        "ece_fine": expected_calibration_error_fine(pa, ya),
         "aurc": aurc(pa, ya),
         "median_margin": float(np.median(margin)) if n else math.nan,
         "share_confident": float(np.mean(margin > CONFIDENT_MARGIN)) if n else math.nan,

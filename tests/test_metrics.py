@@ -150,7 +150,43 @@ def test_baseline_predictions() -> None:
     assert m["ece"] == pytest.approx(0.0)
 
 
-def _ece_reference(p: np.ndarray, y: np.ndarray, w: np.ndarray, bins: int = 15) -> float:
+def _ece_as_in_reference_train_py(p: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, bins: int = 15) -> float:
+    """The JoyQuality reference's ECE (train.py ``_ece``), restated: confidence max(p, 1-p),
+    bins from linspace(0, 1, bins + 1) found with digitize, clipped to the last bin, correct
+    when (p >= 0.5) == (y == 1), each bin's |accuracy - confidence| weighted by its share."""
+    conf = np.maximum(p, 1.0 - p)
+    which = np.clip(np.digitize(conf, np.linspace(0.0, 1.0, bins + 1)) - 1, 0, bins - 1)
+    hit = ((p >= 0.5) == (y == 1)).astype(float)
+    w = np.ones(len(p)) if w is None else w
+    total = 0.0
+    for k in range(bins):
+        inb = which == k
+        if inb.any():
+            share = w[inb].sum() / (w.sum() + 1e-12)
+            total += share * abs(np.average(hit[inb], weights=w[inb]) - np.average(conf[inb], weights=w[inb]))
+    return total
+
+
+def test_ece_is_the_reference_definition_over_0_1() -> None:
+    rng = np.random.default_rng(11)
+    n = 5000
+    p = rng.uniform(size=n)
+    y = (rng.uniform(size=n) < p ** 1.5).astype(float)        # miscalibrated: a clear ECE
+    w = rng.uniform(0.2, 2.0, size=n)
+    m = M.pair_metrics(p, y, weights=w)
+    assert m["ece"] == pytest.approx(_ece_as_in_reference_train_py(p, y), abs=1e-9)
+    assert m["weighted_ece"] == pytest.approx(_ece_as_in_reference_train_py(p, y, w), abs=1e-9)
+    # the two binnings really differ: [0, 1] puts 7/15..8/15 in one bin, [0.5, 1] splits it
+    assert m["ece"] != pytest.approx(m["ece_fine"], abs=1e-6)
+    # confidences on the bin edges k/15 go up one bin, as digitize puts them
+    edges = np.array([8, 9, 10, 14, 15]) / 15
+    p_edge = np.concatenate([edges, 1 - edges])
+    y_edge = np.array([1, 0, 1, 1, 0, 0, 1, 0, 0, 1], dtype=float)
+    assert M.expected_calibration_error(p_edge, y_edge) == pytest.approx(
+        _ece_as_in_reference_train_py(p_edge, y_edge), abs=1e-12)
+
+
+def _ece_fine_loop(p: np.ndarray, y: np.ndarray, w: np.ndarray, bins: int = 15) -> float:
     keep = y != 0.5
     p, y, w = p[keep], y[keep], w[keep]
     conf = np.maximum(p, 1 - p)
@@ -167,16 +203,16 @@ def _ece_reference(p: np.ndarray, y: np.ndarray, w: np.ndarray, bins: int = 15) 
     return total
 
 
-def test_ece_matches_loop_reference_and_is_small_when_calibrated() -> None:
+def test_ece_fine_matches_its_loop_and_both_are_small_when_calibrated() -> None:
     rng = np.random.default_rng(8)
     n = 20000
     p = rng.uniform(size=n)
     y = (rng.uniform(size=n) < p).astype(float)
     w = rng.uniform(0.2, 2.0, size=n)
     m = M.pair_metrics(p, y, weights=w)
-    assert m["ece"] == pytest.approx(_ece_reference(p, y, np.ones(n)), abs=1e-12)
-    assert m["weighted_ece"] == pytest.approx(_ece_reference(p, y, w), abs=1e-12)
-    assert m["ece"] < 0.03
+    assert m["ece_fine"] == pytest.approx(_ece_fine_loop(p, y, np.ones(n)), abs=1e-12)
+    assert M.expected_calibration_error_fine(p, y, weights=w) == pytest.approx(_ece_fine_loop(p, y, w), abs=1e-12)
+    assert m["ece"] < 0.03 and m["ece_fine"] < 0.03
     overconfident = np.where(p > 0.5, 0.99, 0.01)
     assert M.pair_metrics(overconfident, y)["ece"] > 0.2
 

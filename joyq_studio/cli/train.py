@@ -22,7 +22,7 @@ from ..training import (
 )
 from .common import open_project
 
-TABLE_KEYS = ["n", "accuracy", "nll", "mcfadden_r2", "auc", "brier", "ece", "aurc", "median_margin",
+TABLE_KEYS = ["n", "accuracy", "nll", "mcfadden_r2", "auc", "brier", "ece", "ece_fine", "aurc", "median_margin",
               "share_confident", "weighted_accuracy", "weighted_brier", "weighted_ece",
               "jpeg_accuracy", "lowres_accuracy", "spearman", "kendall_tau"]
 
