@@ -81,7 +81,7 @@ class FakeLLM:
             def log_message(self, *args):  # quiet
                 pass
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 try:
                     fake.handle(self)
                 except (BrokenPipeError, ConnectionResetError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import base64
 import io
-import json
 import logging
 import os
 import random
@@ -20,7 +19,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +33,7 @@ from joyq_studio.prelabel.picking import fixed_k_pairs
 from joyq_studio.store import Project
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_llm_server import MALFORMED, FakeLLM  # noqa: E402
+from fake_llm_server import MALFORMED, FakeLLM
 
 pytest.importorskip("openai")
 
@@ -98,7 +96,7 @@ def fakes():
 
 
 def client_for(url: str, **kwargs) -> pl.LLMClient:
-    settings = dict(timeout=5.0, backoff=0.01, max_backoff=0.05, concurrency=4)
+    settings: dict = {"timeout": 5.0, "backoff": 0.01, "max_backoff": 0.05, "concurrency": 4}
     settings.update(kwargs)
     return pl.LLMClient(pl.EndpointConfig(url, MODEL, **settings))
 
@@ -210,7 +208,7 @@ def test_bad_settings_are_one_sentence_and_never_echo_a_pasted_key():
     with pytest.raises(pl.LLMError) as info:
         pl.EndpointConfig("http://127.0.0.1:9/v1", MODEL, key_env=SECRET + "-x").check()
     assert SECRET not in str(info.value) and one_sentence(str(info.value))
-    for bad in (dict(base_url="ftp://x"), dict(model=" "), dict(image_side=5000), dict(concurrency=0)):
+    for bad in ({"base_url": "ftp://x"}, {"model": " "}, {"image_side": 5000}, {"concurrency": 0}):
         settings = {"base_url": "http://127.0.0.1:9/v1", "model": MODEL, **bad}
         with pytest.raises(pl.LLMError) as info:
             pl.EndpointConfig(**settings).check()
@@ -257,7 +255,7 @@ def test_run_needs_a_measured_agreement(images, fakes):
         with pytest.raises(pl.PrelabelError, match="not been measured") as info:
             pl.plan_run(project, MODEL, prompt, pl.Pricing(), 10)
         assert one_sentence(str(info.value))
-        fake, url = fakes(error_rate=0.5, position_bias=0.0, seed=4)       # a coin flip
+        _fake, url = fakes(error_rate=0.5, position_bias=0.0, seed=4)      # a coin flip
         pl.measure_agreement(project, client_for(url), pl.plan_agreement(project, MODEL, prompt, pl.Pricing(), n_pairs=30))
         with pytest.raises(pl.PrelabelError, match="chance") as info:
             pl.plan_run(project, MODEL, prompt, pl.Pricing(), 10)

@@ -12,12 +12,15 @@ import pytest
 pytest.importorskip("pytestqt")
 pytest.importorskip("openai")
 
-from joyq_studio.store import Project  # noqa: E402
-from joyq_studio.ui.dialogs.prelabel import PRIVACY, PrelabelDialog  # noqa: E402
+from joyq_studio.store import Project
+from joyq_studio.ui.dialogs.prelabel import PRIVACY, PrelabelDialog
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_llm_server import FakeLLM  # noqa: E402
-from test_prelabel import MODEL, SECRET, images, labelled_project  # noqa: E402,F401  (images: a fixture)
+import test_prelabel
+from fake_llm_server import FakeLLM
+from test_prelabel import MODEL, SECRET, labelled_project
+
+images = test_prelabel.images  # the module-scoped image folder fixture
 
 T = 30_000
 

@@ -12,7 +12,14 @@ import argparse
 import math
 import sys
 
-from ..console import EXIT_FAILED_FILES, EXIT_OK, ProgressLine, UsageError, positive_float, positive_int
+from ..console import (
+    EXIT_FAILED_FILES,
+    EXIT_OK,
+    ProgressLine,
+    UsageError,
+    positive_float,
+    positive_int,
+)
 
 HERE = "joyq_studio.cli.prelabel"
 #: Without --cap, a paid run stops at the estimate plus this share.
@@ -128,7 +135,7 @@ def _open(folder: str):
 
 
 def _pct(x: float) -> str:
-    return "n/a" if x != x else f"{100 * x:.0f}%"
+    return "n/a" if math.isnan(x) else f"{100 * x:.0f}%"
 
 
 def _cap(args, estimate: float, pricing) -> float | None:
@@ -286,7 +293,14 @@ def format_agreement(report, project=None) -> list[str]:
 
 
 def cmd_run(args) -> int:
-    from ..prelabel import LLMClient, execute_run, format_usd, llm_labels_included, load_prompt, plan_run
+    from ..prelabel import (
+        LLMClient,
+        execute_run,
+        format_usd,
+        llm_labels_included,
+        load_prompt,
+        plan_run,
+    )
 
     config, pricing, prompt = _config(args), _pricing(args), load_prompt(args.prompt_file)
     with _open(args.folder) as project:
@@ -336,7 +350,12 @@ def _spent(project, model: str) -> float:
 
 
 def cmd_status(args) -> int:
-    from ..prelabel import format_usd, llm_label_counts, llm_labels_included, set_llm_labels_included
+    from ..prelabel import (
+        format_usd,
+        llm_label_counts,
+        llm_labels_included,
+        set_llm_labels_included,
+    )
     from ..prelabel.cache import ensure_tables, total_spent
     from .common import open_project
 

@@ -66,7 +66,7 @@ class EndpointConfig:
     temperature: float | None = 0.0    # None: not sent (some reasoning models refuse it)
     max_tokens: int | None = 300       # None: not sent
 
-    def check(self) -> "EndpointConfig":
+    def check(self) -> EndpointConfig:
         """Raise LLMError naming the first bad setting."""
         if not re.match(r"https?://[^\s/]+", self.base_url or ""):
             raise LLMError(f"The endpoint URL {self.base_url!r} must start with http:// or https://.")
@@ -109,7 +109,8 @@ class _ImageCache:
     """Encoded data URLs of the last images sent (each image goes in both orders)."""
 
     def __init__(self, size: int = 128):
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+        self.size, self.lock = size, threading.Lock()
+        self.items: OrderedDict[tuple, str] = OrderedDict()
 
     def get(self, key, make: Callable[[], str]) -> str:
         with self.lock:
@@ -195,10 +196,11 @@ class LLMClient:
             key = (os.fspath(path), st.st_size, st.st_mtime_ns, self.config.image_side, self.config.jpeg_quality)
         except OSError:
             key = None
-        make = lambda: encode_image(path, self.config.image_side, self.config.jpeg_quality)  # noqa: E731
+        make = lambda: encode_image(path, self.config.image_side, self.config.jpeg_quality)
         return make() if key is None else self._images.get(key, make)
 
     def messages(self, prompt_text: str, first_url: str, second_url: str) -> list[dict]:
+        """One user message: the prompt, then 'Image A:' + A, then 'Image B:' + B."""
         return [{"role": "user", "content": [
             {"type": "text", "text": prompt_text},
             {"type": "text", "text": "Image A:"},
@@ -229,7 +231,8 @@ class LLMClient:
             if cancel and cancel():
                 raise Cancelled()
             try:
-                resp = self._client.chat.completions.create(model=cfg.model, messages=messages, **kwargs)
+                resp = self._client.chat.completions.create(
+                    model=cfg.model, messages=messages, **kwargs)  # type: ignore[arg-type]
             except Exception as e:  # noqa: BLE001 - classified below
                 why, wait, fatal, status = self._classify(e)
                 if fatal is not None:

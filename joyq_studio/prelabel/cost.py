@@ -76,7 +76,7 @@ def estimate_call(pricing: Pricing, prompt_text: str, image_side: int,
         inp = 2 * per_image + text_tokens(prompt_text) + 20
         out = pricing.output_tokens
     elif measured and measured[2] > 0:
-        inp, out = int(round(measured[0])), int(round(measured[1]))
+        inp, out = round(measured[0]), round(measured[1])
         basis = f"measured on {measured[2]} earlier call{'s' * (measured[2] != 1)}"
     else:
         per_image = tile_rule_tokens(image_side)

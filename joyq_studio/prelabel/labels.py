@@ -44,10 +44,13 @@ class Verdict:
     inconsistent: bool      # the two orders picked opposite sides (position bias)
 
 
-def combine(better_ab: str, better_ba: str) -> Verdict:
-    """The verdict for ``a`` from the answer with a shown first and with b shown first."""
-    v1 = _VOTE_FIRST[better_ab]
-    v2 = 1.0 - _VOTE_FIRST[better_ba]
+def combine(better_ab: str | None, better_ba: str | None) -> Verdict:
+    """The verdict for ``a`` from the answer with a shown first and with b shown first
+    (each 'A', 'B' or 'tie'; raises ValueError for anything else)."""
+    first, second = _VOTE_FIRST.get(better_ab or ""), _VOTE_FIRST.get(better_ba or "")
+    if first is None or second is None:
+        raise ValueError(f"verdicts must be 'A', 'B' or 'tie', not {better_ab!r} and {better_ba!r}")
+    v1, v2 = first, 1.0 - second
     if {v1, v2} == {0.0, 1.0}:
         return Verdict(0.5, True)
     mean = (v1 + v2) / 2

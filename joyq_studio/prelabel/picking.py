@@ -43,7 +43,7 @@ def _unit_rows(emb: np.ndarray, dims: int, rng: np.random.Generator) -> np.ndarr
 
 
 def fixed_k_pairs(hashes: Sequence[str], n_pairs: int, embeddings: np.ndarray | None = None,
-                  has_embedding: Sequence[bool] | None = None, near_share: float = 0.5,
+                  has_embedding: Sequence[bool] | np.ndarray | None = None, near_share: float = 0.5,
                   near_k: int = 10, avoid: set | None = None, seed: int = 0,
                   dims: int = 64) -> list[tuple[str, str, str]]:
     """Up to ``n_pairs`` new (a, b, kind) pairs, kind 'near' or 'random' (see the module doc).

@@ -38,7 +38,7 @@ quality difference.
 
 VERDICTS = ("A", "B", "tie")
 MAX_REASON_CHARS = 400
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)\s*```", re.S)
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)\s*```", re.DOTALL)
 
 
 class MalformedAnswer(JoyqError):

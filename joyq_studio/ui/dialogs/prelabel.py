@@ -57,7 +57,7 @@ CAP_MARGIN = 0.25
 
 
 def _pct(x: float) -> str:
-    return "n/a" if x != x else f"{100 * x:.0f}%"
+    return "n/a" if math.isnan(x) else f"{100 * x:.0f}%"
 
 
 def agreement_html(rep: AgreementReport, names=lambda h: h[:12]) -> str:
@@ -66,10 +66,10 @@ def agreement_html(rep: AgreementReport, names=lambda h: h[:12]) -> str:
         return (f"<b>Not measured</b>: no pair got a side chosen by both {html.escape(rep.model)} and you "
                 f"({rep.failed} of {rep.pairs} pairs had no valid answer).")
     lo, hi = rep.interval
-    parts = [f"<b>Agreement {_pct(rep.agreement)}</b> (95% interval {_pct(lo)}&ndash;{_pct(hi)}; "
-             f"{rep.agree} of {rep.n} pairs where both of you chose a side, {rep.held_out} held out)",
-             f"Position bias: {_pct(rep.inconsistent_rate)} of {rep.answered} answered pairs flipped with the "
-             f"order (counted as ties); ties in all {_pct(rep.tie_rate)}."]
+    parts = [(f"<b>Agreement {_pct(rep.agreement)}</b> (95% interval {_pct(lo)}&ndash;{_pct(hi)}; "
+              f"{rep.agree} of {rep.n} pairs where both of you chose a side, {rep.held_out} held out)"),
+             (f"Position bias: {_pct(rep.inconsistent_rate)} of {rep.answered} answered pairs flipped with the "
+              f"order (counted as ties); ties in all {_pct(rep.tie_rate)}.")]
     if rep.failed:
         parts.append(f"{rep.failed} pairs got no valid answer.")
     trust = rep.trust()
@@ -252,7 +252,7 @@ class PrelabelDialog(QDialog):
         self.prompt_file.setText(str(s.value("prompt_file", "")))
         for box, key in ((self.price_in, "price_in"), (self.price_out, "price_out")):
             try:
-                box.setValue(float(s.value(key, 0.0)))
+                box.setValue(float(str(s.value(key, 0.0))))
             except (TypeError, ValueError):
                 pass
         s.endGroup()
