@@ -310,6 +310,23 @@ def test_cancelled_run_resumes_without_paying_twice(images, fakes):
         client.close()
 
 
+def test_run_takes_pairs_from_a_chooser(images):
+    with labelled_project(images, 10) as project:
+        hashes = [h for h, _ in project.image_paths()]
+        judged = next(iter(project.comparison_records()))
+        seen: list[set] = []
+
+        def chooser(n, avoid):                      # e.g. the live model's choice
+            seen.append(avoid)
+            return [(hashes[0], hashes[1]), (hashes[0], hashes[0]), (judged.b, judged.a),
+                    (hashes[1], hashes[0]), ("not-an-image", hashes[2]), (hashes[2], hashes[3])]
+
+        plan = pl.plan_run(project, MODEL, pl.default_prompt(), pl.Pricing(), 5, trust=0.7, chooser=chooser)
+        assert frozenset((judged.a, judged.b)) in seen[0]
+        assert plan.new == [(hashes[0], hashes[1], "model"), (hashes[2], hashes[3], "model")]
+        assert plan.calls_needed == 4
+
+
 def test_cap_stops_spending_and_a_higher_cap_continues(images, fakes):
     fake, url = fakes(error_rate=0.1, position_bias=0.0, seed=3, input_tokens=700, output_tokens=30)
     price = pl.Pricing(100.0, 400.0, tokens_per_image=300)   # ~$0.08 a call: est. 2*300 + prompt tokens
