@@ -32,9 +32,9 @@ def draw_scene(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         kind = rng.integers(0, 3)
         if kind == 0:
-            draw.ellipse((x0, y0, x1, y1), fill=colour, outline=(0, 0, 0), width=int(rng.integers(1, 4)))
+            draw.ellipse((int(x0), int(y0), int(x1), int(y1)), fill=colour, outline=(0, 0, 0), width=int(rng.integers(1, 4)))
         elif kind == 1:
-            draw.rectangle((x0, y0, x1, y1), fill=colour, outline=(255, 255, 255), width=int(rng.integers(1, 4)))
+            draw.rectangle((int(x0), int(y0), int(x1), int(y1)), fill=colour, outline=(255, 255, 255), width=int(rng.integers(1, 4)))
         else:
             pts = [(int(rng.integers(0, w)), int(rng.integers(0, h))) for _ in range(int(rng.integers(3, 7)))]
             draw.polygon(pts, fill=colour)

@@ -38,6 +38,7 @@ import textwrap
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -155,7 +156,7 @@ def make_learning_dataset(folder: Path, n_bases: int = 700, size: int = 512, kin
         members = np.flatnonzero(is_test == (split == "test"))
         if len(members) < 2:
             continue
-        for i in members:
+        for i in members.tolist():
             for _ in range(cross_pairs):
                 j = int(rng.choice(members[members != i]))
                 clean, bad, kind, corruption_seed = rows_per_base[j][int(rng.integers(len(kinds)))]
@@ -369,9 +370,9 @@ def learn(folder: Path, *, n_bases=700, size=512, kinds=RECIPE_KINDS, test_bases
 #: from the start the loss sat at ln 2 for 800 steps. Stage 2 adds the cross-base pairs,
 #: which put every content on one quality scale (without them a folder ranking is mostly
 #: content: the score's spread across scenes was ~40x the clean-vs-degraded margin).
-DEMO_DATA = {"n_bases": 400, "size": 512, "kinds": ALL_KINDS, "test_bases": 50, "seed": 0, "mosaic_share": 0.5,
+DEMO_DATA: dict[str, Any] = {"n_bases": 400, "size": 512, "kinds": ALL_KINDS, "test_bases": 50, "seed": 0, "mosaic_share": 0.5,
              "cross_pairs": 3}
-DEMO_STAGES = ({"steps": 1000, "lr": 1e-3, "evals": 5, "drop": "cross-"},
+DEMO_STAGES: tuple[dict[str, Any], ...] = ({"steps": 1000, "lr": 1e-3, "evals": 5, "drop": "cross-"},
                {"steps": 800, "lr": 5e-4, "evals": 4, "drop": None})
 #: Per-dimension std of the shipped embedding: quick mode's AdamW (lr 0.008) then moves a
 #: score by up to ~0.008 * 64 * 2 = 1 logit per step, so a head follows a user's clicks

@@ -92,7 +92,7 @@ class World:
 def _phi(x: np.ndarray) -> np.ndarray:
     """Standard normal CDF without scipy: Phi(x) = (1 + erf(x / sqrt 2)) / 2."""
     erf = np.frompyfunc(math.erf, 1, 1)
-    return 0.5 * (1.0 + erf(np.asarray(x) / math.sqrt(2.0)).astype(np.float64))
+    return 0.5 * (1.0 + np.asarray(erf(np.asarray(x) / math.sqrt(2.0)), dtype=np.float64))
 
 
 def make_world(setting: str, n: int, seed: int) -> World:
@@ -412,6 +412,7 @@ def blocks_for(setting: str, quick: bool, seeds: int, large_seeds: int, long: bo
     quick: asap n=20, asap n=200 to 1 trial, app n=1,000 to 8 cmp/img.
     """
     out = []
+    strat: tuple[str, ...]
     if setting in ("asap", "all"):
         strat = ("random", "fixed-k4", "ours")
         out.append(Block("asap", 20, ASAP_BUDGETS, strat, seeds if quick else 5 * seeds))
@@ -648,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         png = os.path.join(args.out, "pairing_bench.png")
         if plot(rows, blocks, png):
             print(f"plot: {png}")
-        secs = {}
+        secs: dict[tuple, float] = {}
         for r in rows:
             key = (r["setting"], r["n"], r["strategy"])
             secs[key] = secs.get(key, 0.0) + r["seconds"] / len(blocks_budgets(blocks, r))

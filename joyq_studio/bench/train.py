@@ -60,8 +60,6 @@ def bench_train_quick(args) -> int:
 def bench_train_full(args) -> int:
     """Full-finetune throughput (pairs/s) and peak GPU memory per device batch, with and
     without gradient checkpointing: forward + backward + AdamW step, bf16 autocast on CUDA."""
-
-
     device = pick_device(args.device)
     spec = args.model or ("so400m-random" if device.type == "cuda" else "tiny")
     print(f"machine: {machine_name(device)}")
@@ -69,38 +67,44 @@ def bench_train_full(args) -> int:
     print(f"{'device batch':>12} {'checkpointing':>14} {'pairs/s':>9} {'peak GiB':>9}")
     for ckpt in (False, True):
         for pairs in args.device_batches:
-            model = load_model(spec).to(device).train()
-            if ckpt:
-                model.set_checkpointing(True)
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
-            size = model.image_size
-            x = torch.randint(0, 256, (2 * pairs, 3, size, size), dtype=torch.uint8, device=device)
-            y = torch.ones(pairs, device=device)
-            amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-            def step():
-                with torch.autocast(**amp):
-                    s = model(normalize(x)).float()
-                loss = pair_loss(s[:pairs] - s[pairs:], y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
             try:
-                step()  # warm-up (allocates optimizer state)
-                rate = median_rate(lambda: [step() for _ in range(args.steps)], args.steps * pairs, 3)
+                rate, peak = _measure_full_step(spec, device, pairs, ckpt, args.steps)
             except torch.cuda.OutOfMemoryError:
                 print(f"{pairs:>12} {str(ckpt):>14} {'OOM':>9}")
-                model = opt = None  # free GPU memory before the next setting
-                torch.cuda.empty_cache()
                 continue
-            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+            finally:  # the model and optimizer died with the call: give their memory back
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
             print(f"{pairs:>12} {str(ckpt):>14} {rate:>9.1f} {peak:>9.2f}")
-            model = opt = None  # free GPU memory before the next setting
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
     return 0
 
 
+def _measure_full_step(spec: str, device: torch.device, pairs: int, ckpt: bool, steps: int) -> tuple[float, float]:
+    """(pairs/s median, peak GiB) of full training steps with ``pairs`` pairs per device batch."""
+    model = load_model(spec).to(device).train()
+    if ckpt:
+        model.set_checkpointing(True)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    size = model.image_size
+    x = torch.randint(0, 256, (2 * pairs, 3, size, size), dtype=torch.uint8, device=device)
+    y = torch.ones(pairs, device=device)
+
+    def step() -> None:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            s = model(normalize(x)).float()
+        loss = pair_loss(s[:pairs] - s[pairs:], y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    step()  # warm-up (allocates optimizer state)
+
+    def timed() -> None:
+        for _ in range(steps):
+            step()
+
+    rate = median_rate(timed, steps * pairs, 3)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return rate, peak

@@ -167,7 +167,7 @@ def prior_from_scores(
     return mu, sigma
 
 
-def self_agreement(first_outcomes: Sequence[float], repeat_outcomes: Sequence[float]) -> float:
+def self_agreement(first_outcomes: Sequence[float] | np.ndarray, repeat_outcomes: Sequence[float] | np.ndarray) -> float:
     """Share of repeated pairs the user judged the same way twice.
 
     Both sequences give P(first-listed image won) in the *same* orientation per pair.
@@ -182,7 +182,7 @@ def self_agreement(first_outcomes: Sequence[float], repeat_outcomes: Sequence[fl
 
 
 def model_agreement(
-    score_diffs: Sequence[float], outcomes: Sequence[float], last_n: int | None = None
+    score_diffs: Sequence[float] | np.ndarray, outcomes: Sequence[float] | np.ndarray, last_n: int | None = None
 ) -> float:
     """Share of comparisons (the last ``last_n``) where the model agrees with the user.
 

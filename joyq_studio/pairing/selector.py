@@ -492,7 +492,7 @@ class PairSelector:
         ra, rb = self._ra, self._rb
         ra.mu, ra.sigma = float(self.mu[i]), float(self.sigma[i])
         rb.mu, rb.sigma = float(self.mu[j]), float(self.sigma[j])
-        ranks = [0, 1] if o == 1.0 else ([1, 0] if o == 0.0 else [0, 0])
+        ranks = [0.0, 1.0] if o == 1.0 else ([1.0, 0.0] if o == 0.0 else [0.0, 0.0])
         (na,), (nb,) = self.model.rate([[ra], [rb]], ranks=ranks)
         self.mu[i], self.sigma[i] = na.mu, na.sigma
         self.mu[j], self.sigma[j] = nb.mu, nb.sigma

@@ -47,17 +47,17 @@ class TrainConfig:
 
     def validate(self) -> None:
         if self.mode not in ("quick", "full"):
-            raise TrainingError(f"--mode must be quick or full, not {self.mode!r}.")
+            raise TrainingError(f"The training mode must be quick or full, not {self.mode!r}.")
         if self.schedule not in SCHEDULES:
-            raise TrainingError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}.")
+            raise TrainingError(f"The schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}.")
         if self.optimizer not in ("adamw", "adamw8bit"):
-            raise TrainingError(f"--optimizer must be adamw or adamw8bit, not {self.optimizer!r}.")
+            raise TrainingError(f"The optimizer must be adamw or adamw8bit, not {self.optimizer!r}.")
         for name in ("batch_size", "total_samples", "device_batch_size"):
             v = getattr(self, name)
             if v is not None and v <= 0:
-                raise TrainingError(f"--{name.replace('_', '-')} must be positive, not {v}.")
+                raise TrainingError(f"The setting {name} must be positive, not {v}.")
         if self.lr is not None and not self.lr > 0:
-            raise TrainingError(f"--lr must be positive, not {self.lr}.")
+            raise TrainingError(f"The learning rate must be positive, not {self.lr}.")
 
 
 def default_config(n_pairs: int, mode: str = "quick", **overrides) -> TrainConfig:

@@ -66,7 +66,7 @@ def robustness_pixels(paths: list[Path], keys: list[str], size: int, limit: int 
 def metrics_from_scores(item_scores: np.ndarray, es: EvalSet, rob_scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
     """item_scores is indexed by item; rob_scores maps task -> (clean scores, corrupt scores)."""
     p = sigmoid(item_scores[es.a] - item_scores[es.b])
-    m = pair_metrics(np.atleast_1d(p), es.y, es.weights) if len(es.a) else {"n": 0}
+    m: dict[str, float] = pair_metrics(np.atleast_1d(p), es.y, es.weights) if len(es.a) else {"n": 0}
     for task, (clean, bad) in rob_scores.items():
         m[f"{task}_accuracy"] = float(np.mean((clean > bad) + 0.5 * (clean == bad)))
     if es.ranking and len(es.ranking) > 2:

@@ -6,6 +6,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,10 +30,11 @@ def _optimizer(params, cfg: TrainConfig, device: torch.device):
         try:
             import bitsandbytes as bnb  # optional
         except ImportError:
-            raise TrainingError("--optimizer adamw8bit needs bitsandbytes (pip install bitsandbytes).") from None
+            raise TrainingError("The adamw8bit optimizer needs bitsandbytes (pip install bitsandbytes).") from None
         if device.type != "cuda":
-            raise TrainingError("--optimizer adamw8bit needs a CUDA GPU.")
+            raise TrainingError("The adamw8bit optimizer needs a CUDA GPU.")
         return bnb.optim.AdamW8bit(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    assert cfg.lr is not None, "default_config() resolves the learning rate"
     return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
@@ -46,6 +48,8 @@ def sgd_loop(cfg: TrainConfig, n_train: int, optimizer, step_on: Callable[[np.nd
     there are any). The step with the lowest validation loss wins, step 0 (the starting
     model) included, and is restored at the end. Returns (history, before, after, best step).
     """
+    # default_config() resolves these from the data
+    assert cfg.total_samples and cfg.lr and cfg.warmup_samples is not None and cfg.eval_every_samples
     total_steps = max(1, math.ceil(cfg.total_samples / cfg.batch_size))
     warmup_steps = min(total_steps - 1, cfg.warmup_samples // cfg.batch_size)
     eval_every = max(1, cfg.eval_every_samples // cfg.batch_size)
@@ -57,7 +61,7 @@ def sgd_loop(cfg: TrainConfig, n_train: int, optimizer, step_on: Callable[[np.nd
     def report(step: int, loss: float, lr: float, metrics: dict | None) -> None:
         elapsed = time.perf_counter() - t0
         eta = elapsed / step * (total_steps - step) if step else None
-        entry = {"step": step, "samples": step * cfg.batch_size, "loss": loss, "lr": lr}
+        entry: dict[str, float | None] = {"step": step, "samples": step * cfg.batch_size, "loss": loss, "lr": lr}
         if metrics is not None:
             entry["val_nll"] = metrics.get("_val_nll")
             entry["test_accuracy"] = metrics.get("accuracy")
@@ -155,9 +159,9 @@ def train_full(model: JoyQuality, pixels: torch.Tensor, data: PairData, train_ma
     opt = _optimizer(params, cfg, device)
     a, b, y = data.subset(train_mask)
     va, vb, vy = data.subset(val_mask)
-    amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    amp: dict[str, Any] = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     aug_rng = np.random.default_rng(cfg.seed + 1)
-    device_batch = cfg.device_batch_size
+    device_batch = cfg.device_batch_size or cfg.batch_size
 
     def scores_of(x_uint8: torch.Tensor) -> np.ndarray:
         model.eval()
@@ -233,10 +237,10 @@ def _cpu_state(model) -> dict:
 def _freeze_lowest_layers(model: JoyQuality, k: int) -> None:
     if k <= 0:
         return
-    tower = model.tower.vision_model if hasattr(model.tower, "vision_model") else model.tower
+    tower: Any = model.tower.vision_model if hasattr(model.tower, "vision_model") else model.tower
     layers = tower.encoder.layers
     if k > len(layers):
-        raise TrainingError(f"--freeze-layers {k} is more than the tower's {len(layers)} layers.")
+        raise TrainingError(f"Freezing {k} layers is more than the tower's {len(layers)} layers.")
     for p in tower.embeddings.parameters():
         p.requires_grad_(False)
     for layer in layers[:k]:
