@@ -1,4 +1,4 @@
-"""Decode images safely and preprocess them exactly like the JoyQuality reference.
+"""Decode images safely and preprocess them like the JoyQuality reference, except where noted.
 
 This is the only place that turns a file into model input. The recipe:
 open with PIL -> apply EXIF orientation -> first frame -> RGB (alpha composited on a
@@ -7,12 +7,30 @@ neutral grey) -> resize to the model's square input ignoring aspect ratio (BICUB
 std 0.5) happens on the device in :func:`joyq_studio.pixels.normalize`, so worker
 processes only ship uint8 bytes. This module needs no torch, so the store and the
 commands that only read a project start fast.
+
+For plain 8-bit RGB and greyscale files the pixels are identical to the reference's
+(``Image.open(path).convert("RGB")``, BICUBIC resize to the square input). Where they
+deliberately differ, because the reference's result is not the picture the user sees:
+
+* **EXIF rotation**: applied here (a phone photo stored sideways is scored upright); the
+  reference ignores it and scores the sideways picture.
+* **Alpha**: composited on neutral grey (128) here, for RGBA, LA (alpha on grey images)
+  and palette transparency; the reference's ``convert("RGB")`` drops alpha, so whatever
+  colour hides under transparent pixels (often black) shows.
+* **Bit depth**: 16-bit greyscale and colour are scaled by their real bit depth (PNG
+  sBIT, else the data's range, see :func:`white_level`), so 12-bit data stored in a
+  16-bit PNG keeps its tones; the reference clips 16-bit greyscale to white above 255
+  and keeps only the high byte of 16-bit colour.
+* **Safety**: empty files and decompression bombs (over :data:`MAX_PIXELS`) are refused
+  with one sentence; animated files give their first frame.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import struct
 import warnings
 from pathlib import Path
 
@@ -92,11 +110,67 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         return (h, w) if turned else (w, h)
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode -> 8-bit RGB; alpha is composited on a neutral grey."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DEEP_MODES = ("I;16", "I;16B", "I;16L", "I", "F")  # more than 8 bits per sample
+
+
+def png_significant_bits(path: str | os.PathLike) -> int | None:
+    """The bits per sample a PNG's sBIT chunk declares significant (largest over its
+    channels), or None when it has none. Reads only the chunks before the image data."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != PNG_SIGNATURE:
+                return None
+            for _ in range(256):
+                head = f.read(8)
+                if len(head) < 8:
+                    return None
+                length, kind = struct.unpack(">I4s", head)
+                if kind == b"sBIT":
+                    data = f.read(min(length, 4))
+                    return max(data) if data else None
+                if kind in (b"IDAT", b"IEND"):
+                    return None
+                f.seek(length + 4, os.SEEK_CUR)  # data and CRC
+    except OSError:
+        return None
+    return None
+
+
+def white_level(a: np.ndarray, mode: str, significant_bits: int | None = None) -> float:
+    """The sample value that means white in a deep (16-bit, 32-bit int or float) image.
+
+    By the real bit depth where the file says it (PNG sBIT): 12-bit data stored in a 16-bit
+    PNG is white at 4095, not 65535 (unless its samples were scaled up to the full 16-bit
+    range, as the PNG standard asks, which a maximum above 4095 shows). Without sBIT, by the
+    data's range: 10, 12 or 14 bits when the largest sample needs exactly that many (its top
+    bit set: 12-bit camera data spans up to 2048..4095), else 16 bits, so a dark 16-bit
+    image stays dark. (A 16-bit image darker than 1/16 of white whose top sample still lies
+    in 2048..4095 is read as 12-bit data; only sBIT can tell those apart.) 32-bit integer
+    images at most 255 are 8-bit data; floats at most 1.0 are taken as 0..1.
+    """
+    peak = float(np.nanmax(a)) if a.size else 0.0
+    if mode == "F" and peak <= 1.0:
+        return 1.0
+    if mode in ("I", "F") and peak <= 255:
+        return 255.0
+    if significant_bits and 1 <= significant_bits <= 16:
+        top = float(2 ** significant_bits - 1)
+        return top if peak <= top else 65535.0
+    for bits in (10, 12, 14):
+        if 2 ** (bits - 1) <= peak <= 2 ** bits - 1:
+            return float(2 ** bits - 1)
+    if peak <= 65535:
+        return 65535.0
+    return float(2 ** math.ceil(math.log2(peak + 1)) - 1)
+
+
+def to_rgb(img: Image.Image, significant_bits: int | None = None) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB; alpha is composited on a neutral grey; deep greyscale is
+    scaled by its :func:`white_level` (``significant_bits``: the file's sBIT, if any)."""
+    if img.mode in DEEP_MODES:
+        a = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        top = white_level(a, img.mode, significant_bits)
         a = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(a, "L").convert("RGB")
     if img.mode == "P":
@@ -110,16 +184,48 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+def _deep_png_colour(img: Image.Image, path: str) -> Image.Image | None:
+    """A 16-bit colour PNG as 8-bit RGB scaled by its real bit depth, or None for any other
+    file. PIL keeps only the high byte of each 16-bit sample (12-bit data comes out almost
+    black), so the image is decoded twice, once per byte, and the bytes are put together."""
+    tile = img.tile[0] if len(img.tile) == 1 else None
+    if img.format != "PNG" or getattr(img, "is_animated", False) or tile is None \
+            or tile.args not in ("RGB;16B", "RGBA;16B"):
+        return None
+    with Image.open(path) as low:
+        low.tile = [low.tile[0]._replace(args=tile.args.replace(";16B", ";16L"))]  # the low bytes
+        lo = np.asarray(low, dtype=np.float64)
+    img.load()
+    samples = np.asarray(img, dtype=np.float64) * 256.0 + lo
+    colour = samples[..., :3]
+    rgb = colour / white_level(colour, "I;16", png_significant_bits(path)) * 255.0
+    if samples.shape[-1] == 4:
+        alpha = samples[..., 3:] / 65535.0
+        rgb = rgb * alpha + np.asarray(NEUTRAL_BACKGROUND, dtype=np.float64) * (1.0 - alpha)
+    out = Image.fromarray(np.clip(rgb + 0.5, 0, 255).astype(np.uint8), "RGB")
+    method = _ORIENTATION.get(img.getexif().get(0x0112, 1))
+    return out.transpose(method) if method is not None else out
+
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
     """Fully decode a file to an upright 8-bit RGB image; raises ImageError naming the file."""
     name = os.fspath(path)
     img = _open_checked(name)
     try:
         with img:
+            deep = _deep_png_colour(img, name)
+            if deep is not None:
+                return deep
+            bits = png_significant_bits(name) if img.format == "PNG" and img.mode in DEEP_MODES else None
             img.seek(0)  # animated GIF/WebP/APNG: first frame
             img = ImageOps.exif_transpose(img)
             img.load()
-            return to_rgb(img)
+            return to_rgb(img, bits)
     except ImageError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:

@@ -279,3 +279,67 @@ def test_bomb_limit_applies_below_pils_own_limit(tmp_path, monkeypatch):
         load_rgb(tmp_path / "x.png")
     monkeypatch.setattr(images, "MAX_PIXELS", 10_000)
     assert load_rgb(tmp_path / "x.png").size == (100, 100)
+
+
+def _png16(path, a: np.ndarray, sbit: int | None = None):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    if sbit is not None:
+        info.add(b"sBIT", bytes([sbit]))
+    Image.fromarray(a.astype(np.uint16)).save(path, pnginfo=info)
+    return path
+
+
+@pytest.mark.parametrize("bits, shifted, sbit", [
+    (12, False, 12),    # 12-bit camera data as stored, sBIT says 12
+    (12, False, None),  # the same without sBIT: the data's range says 12 bits
+    (12, True, 12),     # 12-bit data scaled to the 16-bit range, as the PNG standard asks
+    (16, False, None),  # real 16-bit data
+    (16, False, 16),
+])
+def test_deep_greyscale_is_scaled_by_its_real_bit_depth(tmp_path, bits, shifted, sbit):
+    ramp = np.tile(np.linspace(0, 2 ** bits - 1, 64).round(), (8, 1))   # black .. white
+    stored = ramp * 16 if shifted else ramp
+    path = _png16(tmp_path / "deep.png", stored, sbit)
+    assert images.png_significant_bits(path) == sbit
+    got = np.asarray(load_rgb(path))[..., 0].astype(float)
+    expect = ramp / (2 ** bits - 1) * 255
+    assert np.abs(got - expect).max() <= 1.0          # mid grey stays mid grey; white is white
+    assert got[:, -1].min() == 255 and got[:, 0].max() == 0
+
+
+def test_sbit_keeps_a_dark_twelve_bit_image_dark(tmp_path):
+    # values up to 1000 of 4095: a quarter of white; sBIT says so, the data alone could not
+    path = _png16(tmp_path / "dark12.png", np.full((4, 4), 1000), 12)
+    assert abs(int(np.asarray(load_rgb(path))[0, 0, 0]) - round(1000 / 4095 * 255)) <= 1
+
+
+def _png16_colour(path, a: np.ndarray, sbit: int | None = None):
+    """A 16-bit RGB(A) PNG written by hand (PIL cannot write one)."""
+    import struct
+    import zlib
+
+    h, w, c = a.shape
+    raw = b"".join(b"\x00" + a[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    extra = chunk(b"sBIT", bytes([sbit] * c)) if sbit else b""
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2 if c == 3 else 6, 0, 0, 0))
+                     + extra + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("bits, sbit", [(12, 12), (12, None), (16, None)])
+def test_deep_colour_png_is_scaled_by_its_real_bit_depth(tmp_path, bits, sbit):
+    top = 2 ** bits - 1
+    ramp = np.linspace(0, top, 32).round()
+    a = np.stack([np.tile(ramp, (6, 1)), np.tile(ramp[::-1], (6, 1)), np.full((6, 32), top / 2).round()], axis=-1)
+    got = np.asarray(load_rgb(_png16_colour(tmp_path / "c.png", a, sbit))).astype(float)
+    assert np.abs(got - a / top * 255).max() <= 1.0
+    # with alpha: half transparent over the neutral grey
+    rgba = np.concatenate([a, np.full((6, 32, 1), 65535 // 2)], axis=-1)
+    got = np.asarray(load_rgb(_png16_colour(tmp_path / "ca.png", rgba, sbit))).astype(float)
+    assert np.abs(got - (a / top * 255 * 0.5 + GREY * 0.5)).max() <= 1.5
