@@ -497,3 +497,26 @@ def test_cli_and_the_key_never_written(images, fakes, monkeypatch, capsys, caplo
             assert secret.encode() not in f.read_bytes()
     assert any(f"Bearer {SECRET}" in h for h in fake.headers_seen)  # it was sent, to the endpoint only
     assert all(SECRET not in body for body in fake.bodies)
+
+
+def test_training_uses_llm_labels_as_soft_targets_only_while_included(tmp_path):
+    """An LLM label trained as its trust toward its choice; excluded, it is not trained at all."""
+    from PIL import Image
+
+    from joyq_studio.prelabel import set_llm_labels_included
+    from joyq_studio.store import Project
+    from joyq_studio.training import pairs_from_project
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(folder / f"{i}.png")
+    with Project(folder) as p:
+        p.scan()
+        h = [p.hash_of(f"{i}.png") for i in range(3)]
+        p.add_comparison(h[0], h[1], 1.0)  # the user's click
+        p.add_comparison(h[1], h[2], 0.0, kind="llm", source="llm:m:abc123", weight=0.8)
+        data = pairs_from_project(p)
+        assert sorted(data.y.tolist()) == pytest.approx([0.2, 1.0])  # 0.8 trust toward image 2
+        set_llm_labels_included(p, False)
+        assert pairs_from_project(p).y.tolist() == [1.0]

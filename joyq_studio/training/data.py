@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..fsio import clip, shorten
+from ..prelabel import soft_target, training_records
 from ..scoring import decode_loader
 from ..store import cache_dir
 from .config import ProgressFn, TrainConfig, TrainingError, TrainProgress, check_cancel
@@ -106,10 +107,16 @@ def load_pairs_json(path: str | os.PathLike) -> PairData:
 
 
 def pairs_from_project(project) -> PairData:
-    """The project's comparisons over images that are still on disk and readable."""
+    """The project's comparisons over images that are still on disk and readable.
+
+    Labels from other sources (an LLM's) count as soft targets of their trust, and only
+    while the user includes them (:func:`joyq_studio.prelabel.training_records`).
+    """
     present = dict(project.image_paths())
-    rows = [(a, b, o, s) for _, a, b, o, s, _ in project.comparisons() if a in present and b in present]
-    skipped = project.comparison_count() - len(rows)
+    records = training_records(project, split=None)
+    rows = [(r.a, r.b, soft_target(r.outcome, r.weight), r.split) for r in records
+            if r.a in present and r.b in present]
+    skipped = len(records) - len(rows)
     keys = sorted({h for r in rows for h in r[:2]})
     index = {h: i for i, h in enumerate(keys)}
     warnings = [f"{skipped} comparisons involve images no longer in the folder; they are kept but not used."] if skipped else []
