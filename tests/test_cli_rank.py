@@ -162,3 +162,25 @@ def test_import_pairs_bad_file_is_one_sentence(scored, capsys, tmp_path):
     code, _, err = run(capsys, "import-pairs", scored, ds)
     assert code == 2
     assert err.startswith(f"joyq: error: {ds}: is not valid JSON (") and err.count("\n") == 1
+
+
+def test_export_pairs_llm_labels_follow_the_training_switch(scored, capsys, tmp_path):
+    from joyq_studio.prelabel import set_llm_labels_included
+
+    with Project(scored) as p:
+        h = [p.hash_of(n) for n in NAMES]
+        p.add_comparison(h[0], h[1], 1.0)
+        p.add_comparison(h[2], h[3], 0.0, kind="llm", source="llm:m:abc123", weight=0.8)
+    out = tmp_path / "pairs.json"
+
+    def written(*extra):
+        assert main(["export-pairs", str(scored), str(out), *extra]) == 0
+        capsys.readouterr()
+        data = json.loads(out.read_text())
+        return len(data["train"]) + len(data["test"])
+
+    assert written() == 2  # training includes LLM labels by default
+    assert written("--llm", "exclude") == 1 and written("--llm", "only") == 1
+    with Project(scored) as p:
+        set_llm_labels_included(p, False)
+    assert written() == 1 and written("--llm", "include") == 2

@@ -25,6 +25,7 @@ from ..console import (
 )
 from ..errors import JoyqError
 from ..export.captions import CAPTION_MODES
+from ..export.dataset import LLM_CHOICES
 from ..settings import DEFAULT_MODEL
 
 SCHEDULES = ("onecycle", "cosine", "linear", "constant")  # = training.config.SCHEDULES (test-checked)
@@ -152,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("folder")
     sp.add_argument("out")
     sp.add_argument("--ties", action="store_true", help="include ties as [a, b, 0] (default: omitted)")
+    sp.add_argument("--llm", choices=LLM_CHOICES, default="training",
+                    help="LLM pre-labels: written while training uses them (default), always (include), never "
+                         "(exclude), or only them")
     sp.set_defaults(handler="joyq_studio.cli.rank:cmd_export_pairs")
 
     # -- benchmarks and optional groups ---------------------------------------------------

@@ -186,13 +186,15 @@ def cmd_import_pairs(args) -> int:
 
 def cmd_export_pairs(args) -> int:
     with open_project(args.folder) as project:
-        report = export_pairs(project, args.out, ties=args.ties)
+        report = export_pairs(project, args.out, ties=args.ties, llm=args.llm)
         parts = ", ".join(f"{report.written[s]} {s}" for s in ("train", "test"))
         extra = []
         if report.ties_omitted:
             extra.append(f"{report.ties_omitted} ties omitted (use --ties to include them as label 0)")
         if report.missing:
             extra.append(f"{report.missing} skipped: an image is no longer in the folder")
+        if report.llm_omitted:
+            extra.append(f"{report.llm_omitted} LLM labels omitted (--llm include to write them)")
         print(f"wrote {sum(report.written.values())} pairs ({parts}) to {report.path}"
               + ("; " + "; ".join(extra) if extra else ""))
     return EXIT_OK

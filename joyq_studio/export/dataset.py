@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ..errors import ExportError
 from ..fsio import atomic_write, clip, describe_error, shorten
+from ..prelabel.cache import parse_source
+from ..prelabel.labels import llm_labels_included
 from ..store import Project
 
 # -- JoyQuality dataset JSON ---------------------------------------------------------------
@@ -145,12 +147,19 @@ class ExportPairsReport:
     written: Counter = field(default_factory=Counter)   # per split
     ties_omitted: int = 0
     missing: int = 0        # comparisons whose image is no longer in the folder
+    llm_omitted: int = 0    # LLM labels left out (see ``llm``)
 
 
-def export_pairs(project: Project, out: str | os.PathLike, ties: bool = False) -> ExportPairsReport:
+LLM_CHOICES = ("training", "include", "exclude", "only")
+
+
+def export_pairs(project: Project, out: str | os.PathLike, ties: bool = False,
+                 llm: str = "training") -> ExportPairsReport:
     """Write the project's comparisons as a JoyQuality dataset JSON (atomically).
 
     Each win is ``[winner, loser, 1]``; a tie is ``[a, b, 0]`` with ``ties``, else omitted.
+    LLM labels (``llm``): "training" = only while training includes them, "include",
+    "exclude", or "only" them; the format has hard labels, so their trust is not written.
     Splits other than 'test' go to 'train'. Paths are relative to the JSON file when it is
     inside the folder, absolute otherwise.
     """
@@ -164,8 +173,17 @@ def export_pairs(project: Project, out: str | os.PathLike, ties: bool = False) -
         p = project.folder / paths[digest]
         return Path(os.path.relpath(p, out_dir)).as_posix() if inside else str(p)
 
+    if llm not in LLM_CHOICES:
+        raise ExportError(f"LLM labels must be one of {', '.join(LLM_CHOICES)}, not {llm!r}.")
+    if llm == "training":
+        llm = "include" if llm_labels_included(project) else "exclude"
     data: dict[str, list] = {"train": [], "test": []}
-    for _, a, b, outcome, split, _ in project.comparisons():
+    for r in project.comparison_records():
+        a, b, outcome, split = r.a, r.b, r.outcome, r.split
+        from_llm = parse_source(r.source) is not None
+        if (llm == "exclude" and from_llm) or (llm == "only" and not from_llm):
+            report.llm_omitted += from_llm
+            continue
         if a not in paths or b not in paths:
             report.missing += 1
             continue
