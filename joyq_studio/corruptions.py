@@ -4,14 +4,16 @@ These are the two robustness tasks of the JoyQuality reference (its ``jpeg_accur
 ``lowres_accuracy``). A finetune that loses them has started to forget what image
 quality is, whatever its accuracy on the user's clicks says.
 
-* :func:`jpeg_crush` - JPEG-compress until at least ~2/3 of the bytes are gone.
+* :func:`jpeg_crush` - JPEG-compress until at least ~2/3 of the bytes are gone; an image
+  that never gets there by quality 15 is skipped (None), as in the reference.
 * :func:`low_res`   - downscale by a random factor in [0.5, 0.9], upscale back.
 
-Every corruption has the signature ``f(img, seed) -> PIL.Image.Image`` and is
-deterministic given ``seed`` (str, int or bytes - e.g. the image's content hash), so a
-validation set can be rebuilt bit-for-bit. Seeds go through SHA-256, never Python's
-salted ``hash()``. Use :func:`make_validation_pair` to get a (clean, corrupt) pair of
-identical size.
+Every corruption has the signature ``f(img, seed) -> PIL.Image.Image | None`` (None: the
+recipe skips this image) and is deterministic given ``seed`` (str, int or bytes - e.g.
+the image's content hash), so a validation set can be rebuilt bit-for-bit. Seeds go
+through SHA-256, never Python's salted ``hash()``. Use :func:`make_validation_pair` to
+get a (clean, corrupt) pair of identical size. Sizes are truncated with ``int()`` as the
+reference does (not rounded), so both produce the same pixel sizes.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ MAX_SIDE = 1024
 #: JPEG: baseline quality, step, floor, and the target size as a share of the baseline.
 JPEG_BASE_QUALITY = 90
 JPEG_QUALITY_STEP = 5
-JPEG_MIN_QUALITY = 5
+JPEG_MIN_QUALITY = 15
 JPEG_TARGET_RATIO = 0.33
 #: Low-res: range of the downscale factor and the upscale filters drawn from.
 LOWRES_FACTOR_RANGE = (0.5, 0.9)
@@ -81,7 +83,7 @@ def _capped_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     if longest <= max_side:
         return w, h
     scale = max_side / longest
-    return max(1, round(w * scale)), max(1, round(h * scale))
+    return max(1, int(w * scale)), max(1, int(h * scale))
 
 
 def clean_capped(img: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
@@ -103,27 +105,26 @@ def _jpeg_bytes(img: Image.Image, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def jpeg_crush(img: Image.Image, seed: Seed = None) -> Image.Image:
-    """JPEG-compress until the file is at most 33% of its quality-90 size.
+def jpeg_crush(img: Image.Image, seed: Seed = None) -> Image.Image | None:
+    """JPEG-compress until the file is at most 33% of its quality-90 size, or None.
 
-    Encode at quality 90 to get a baseline size B, then try qualities 85, 80, ... 5 and
-    stop at the first whose size is <= 0.33 B (or at 5 if none is). Returns the decoded
-    RGB image, same size as the input. PIL's default JPEG settings (4:2:0 chroma
-    subsampling) are used throughout. Deterministic; ``seed`` is accepted only so all
-    corruptions share one signature.
+    Encode at quality 90 to get a baseline size B, then try qualities 90, 85, ... 15 and
+    return the decoded RGB image (same size as the input) of the first whose size is
+    <= 0.33 B. An image that never gets there (a flat or tiny one, whose JPEG is mostly
+    headers) is skipped: None, exactly as the reference's ``jpeg_compression_augment``,
+    so its "corrupt" copy is never a near-identical one that measures nothing. PIL's
+    default JPEG settings (4:2:0 chroma subsampling) are used throughout. Deterministic;
+    ``seed`` is accepted only so all corruptions share one signature.
     """
     del seed  # deterministic by construction
     rgb = to_rgb(img)
     target = JPEG_TARGET_RATIO * len(_jpeg_bytes(rgb, JPEG_BASE_QUALITY))
-    quality = JPEG_BASE_QUALITY
-    data = b""
-    while quality > JPEG_MIN_QUALITY:
-        quality = max(JPEG_MIN_QUALITY, quality - JPEG_QUALITY_STEP)
+    for quality in range(JPEG_BASE_QUALITY, JPEG_MIN_QUALITY - 1, -JPEG_QUALITY_STEP):
         data = _jpeg_bytes(rgb, quality)
         if len(data) <= target:
-            break
-    with Image.open(io.BytesIO(data)) as decoded:
-        return decoded.convert("RGB")
+            with Image.open(io.BytesIO(data)) as decoded:
+                return decoded.convert("RGB")
+    return None
 
 
 def low_res(img: Image.Image, seed: Seed = None, max_side: int = MAX_SIDE) -> Image.Image:
@@ -131,9 +132,9 @@ def low_res(img: Image.Image, seed: Seed = None, max_side: int = MAX_SIDE) -> Im
 
     Steps: cap the longest side at ``max_side`` (:func:`clean_capped`); draw f, then
     draw the upscale filter uniformly from BILINEAR / BICUBIC / LANCZOS, both from
-    :func:`rng_from_seed` (seed); resize to (max(1, round(w f)), max(1, round(h f))) with
+    :func:`rng_from_seed` (seed); resize to (max(1, int(w f)), max(1, int(h f))) with
     LANCZOS; resize back to the capped size with the drawn filter. The result has the
-    size of ``clean_capped(img, max_side)``.
+    size of ``clean_capped(img, max_side)``. Sizes are truncated (``int``), as the reference.
     """
     rng = rng_from_seed(seed)
     factor = float(rng.uniform(*LOWRES_FACTOR_RANGE))
@@ -141,13 +142,13 @@ def low_res(img: Image.Image, seed: Seed = None, max_side: int = MAX_SIDE) -> Im
     capped = clean_capped(img, max_side)
     w, h = capped.size
     small = capped.resize(
-        (max(1, round(w * factor)), max(1, round(h * factor))), Image.Resampling.LANCZOS
+        (max(1, int(w * factor)), max(1, int(h * factor))), Image.Resampling.LANCZOS
     )
     return small.resize((w, h), upscale)
 
 
-#: name -> corruption; each is f(img, seed) -> corrupted RGB image.
-CORRUPTIONS: dict[str, Callable[[Image.Image, Seed], Image.Image]] = {
+#: name -> corruption; each is f(img, seed) -> corrupted RGB image, or None to skip the image.
+CORRUPTIONS: dict[str, Callable[[Image.Image, Seed], Image.Image | None]] = {
     "jpeg": jpeg_crush,
     "lowres": low_res,
 }
@@ -155,8 +156,9 @@ CORRUPTIONS: dict[str, Callable[[Image.Image, Seed], Image.Image]] = {
 
 def make_validation_pair(
     img: Image.Image, kind: str, seed: Seed = None
-) -> tuple[Image.Image, Image.Image]:
-    """(clean, corrupt) of identical size for corruption ``kind`` in :data:`CORRUPTIONS`.
+) -> tuple[Image.Image, Image.Image] | None:
+    """(clean, corrupt) of identical size for corruption ``kind`` in :data:`CORRUPTIONS`,
+    or None when the recipe skips this image (see :func:`jpeg_crush`).
 
     The clean image should win. For "lowres" the clean side is :func:`clean_capped`;
     for "jpeg" it is the RGB original.
@@ -166,6 +168,8 @@ def make_validation_pair(
     except KeyError:
         names = ", ".join(sorted(CORRUPTIONS))
         raise ValueError(f"Unknown corruption {kind!r}; choose one of: {names}.") from None
-    clean = clean_capped(img) if kind == "lowres" else to_rgb(img)
     corrupt = corrupt_fn(img, seed)
+    if corrupt is None:
+        return None
+    clean = clean_capped(img) if kind == "lowres" else to_rgb(img)
     return clean, corrupt

@@ -28,7 +28,9 @@ normalisation for shipping). docs/learning.md has the results and the reasons.
 
 from __future__ import annotations
 
+import copy
 import csv
+import io
 import json
 import math
 import os
@@ -42,13 +44,15 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from ..console import ProgressLine, UsageError
 from ..corruptions import LOWRES_FACTOR_RANGE, make_validation_pair, rng_from_seed
 from ..demo import degrade, draw_scene, make_demo_folder
-from ..model import load_model, save_model
-from ..pixels import load_uint8, normalize
+from ..images import resize_for_model
+from ..model import JoyQuality, demo_config, load_model, save_model
+from ..pixels import load_uint8, normalize, pil_to_uint8
 from ..ranking.calibration import fit_tau
 from ..training import TrainConfig, load_pairs_json, run_training
 from .common import machine_name
@@ -77,8 +81,9 @@ def base_image(rng: np.random.Generator, size: int, mosaic_share: float = 0.5) -
     return out
 
 
-def degraded(img: Image.Image, kind: str, seed: str) -> tuple[Image.Image, Image.Image]:
-    """(clean, degraded) of identical size for one kind; deterministic given seed."""
+def degraded(img: Image.Image, kind: str, seed: str) -> tuple[Image.Image, Image.Image] | None:
+    """(clean, degraded) of identical size for one kind; deterministic given seed. None when
+    the recipe skips the image (JPEG: it never shrinks to a third of its quality-90 size)."""
     if kind in RECIPE_KINDS:
         return make_validation_pair(img, kind, seed=seed)
     if kind in DEMO_KINDS:
@@ -97,7 +102,10 @@ def _write_base(job: tuple[Path, int, int, int, tuple[str, ...], float]) -> list
     rows = []
     for kind in kinds:
         corruption_seed = f"learn-{seed}-{i}-{kind}"
-        clean, bad = degraded(img, kind, seed=corruption_seed)
+        pair = degraded(img, kind, seed=corruption_seed)
+        if pair is None:
+            continue
+        clean, bad = pair
         assert clean.size == img.size  # every base is <= corruptions.MAX_SIDE, so clean == base
         name = f"images/b{i:05d}_{kind}.png"
         bad.save(folder / name, "PNG", compress_level=1)
@@ -159,8 +167,10 @@ def make_learning_dataset(folder: Path, n_bases: int = 700, size: int = 512, kin
         for i in members.tolist():
             for _ in range(cross_pairs):
                 j = int(rng.choice(members[members != i]))
-                clean, bad, kind, corruption_seed = rows_per_base[j][int(rng.integers(len(kinds)))]
-                out[split].append([rows_per_base[i][0][0], bad, 1])
+                if not rows_per_base[j]:
+                    continue  # every recipe skipped that base
+                clean, bad, kind, corruption_seed = rows_per_base[j][int(rng.integers(len(rows_per_base[j])))]
+                out[split].append([f"images/b{i:05d}_clean.png", bad, 1])
                 out[f"{split}_kinds"].append(f"cross-{kind}")
                 out[f"{split}_seeds"].append(corruption_seed)
     meta = {"generator": "joyq bench learn", "format": DATASET_FORMAT, "n_bases": n_bases, "size": size,
@@ -365,21 +375,192 @@ def learn(folder: Path, *, n_bases=700, size=512, kinds=RECIPE_KINDS, test_bases
 # ---------------------------------------------------------------------------------------
 # The shipped demo tower
 # ---------------------------------------------------------------------------------------
-#: One recipe, two stages over one generated dataset (all six kinds, cross-base pairs).
-#: Stage 1 learns the degradations from same-base pairs only: with the cross-base pairs
-#: from the start the loss sat at ln 2 for 800 steps. Stage 2 adds the cross-base pairs,
-#: which put every content on one quality scale (without them a folder ranking is mostly
-#: content: the score's spread across scenes was ~40x the clean-vs-degraded margin).
-DEMO_DATA: dict[str, Any] = {"n_bases": 400, "size": 512, "kinds": ALL_KINDS, "test_bases": 50, "seed": 0, "mosaic_share": 0.5,
-             "cross_pairs": 3}
-DEMO_STAGES: tuple[dict[str, Any], ...] = ({"steps": 1000, "lr": 1e-3, "evals": 5, "drop": "cross-"},
-               {"steps": 800, "lr": 5e-4, "evals": 4, "drop": None})
+#: Image kinds of the demo folder (demo.DEGRADATIONS); the tower's kind head predicts them.
+TOWER_KINDS = ("clean", "jpeg", "blur", "lowres", "noise")
+#: The one recipe of the shipped demo tower (make_demo_model), docs/learning.md section 3.
+#: Data: ``n_bases`` generated bases (scenes, 2x2 mosaics, and every third base 640 x 448
+#: like the demo folder's wide scenes), each stored clean and as ``copies`` copies per
+#: demo.degrade kind at independent strengths; ``val_bases`` of them are held out.
+#: Training (demo_config from its seeded initialisation, one loop, AdamW + one-cycle):
+#: each step takes ``batch_bases`` bases x (clean + ``per_base - 1`` random degraded
+#: copies) and minimises, on the pooled embedding e and the score s = head(e),
+#:   * pair losses: clean beats degraded, for the same base AND for every other base in
+#:     the batch (the cross-scene pairs that tie all contents to one quality scale), and a
+#:     milder copy beats a harsher one of the same kind (any base);
+#:   * auxiliary heads, linear on e and dropped when shipping: the image's kind (5-way
+#:     cross-entropy) and its strength within the kind (regression), which keep kinds and
+#:     strengths apart in the embedding, so a personal head can weigh them differently.
+DEMO_RECIPE: dict[str, Any] = {
+    "n_bases": 600, "val_bases": 60, "copies": 2, "seed": 0,
+    "steps": 1200, "batch_bases": 16, "per_base": 3, "lr": 2e-3, "weight_decay": 0.05, "warmup": 0.05,
+    "kind_weight": 1.0, "strength_weight": 2.0, "order_weight": 0.5, "evals": 6, "threads": 2}
 #: Per-dimension std of the shipped embedding: quick mode's AdamW (lr 0.008) then moves a
-#: score by up to ~0.008 * 64 * 2 = 1 logit per step, so a head follows a user's clicks
+#: score by up to ~0.008 * 96 * 2 = 1.5 logits per step, so a head follows a user's clicks
 #: within the few steps a small click set gets.
 DEMO_EMBED_STD = 2.0
 POOL_OUTPUT_KEYS = ("head.attention.out_proj.weight", "head.attention.out_proj.bias",
                     "head.mlp.fc2.weight", "head.mlp.fc2.bias")
+#: A taste that splits the degradations: likes soft focus (blur beats clean), dislikes
+#: JPEG, noise and pixelation. A tower whose embedding only knows "how degraded" cannot
+#: express it; the demo tower must (demo_tower_figures' "split-taste probe").
+SPLIT_TASTE = {"blur": 1.0, "clean": 0.0, "jpeg": -1.0, "noise": -1.0, "lowres": -1.0}
+
+
+def degradation_strength(kind: str, rng: np.random.Generator) -> float:
+    """How harsh ``demo.degrade(img, kind, rng)`` will be, in [0, 1] (0: the mildest of the
+    kind's range, 1: the harshest), read from a copy of ``rng``: degrade's first draw is
+    its strength (JPEG quality 11..3, blur radius 1.5..4, low-res factor 0.35..0.15, noise
+    sigma 25..50; tests/test_demo_tower.py checks these ranges against demo.degrade)."""
+    r = copy.deepcopy(rng)
+    if kind == "jpeg":
+        return (11 - int(r.integers(3, 12))) / 8
+    if kind == "blur":
+        return (float(r.uniform(1.5, 4.0)) - 1.5) / 2.5
+    if kind == "lowres":
+        return (0.35 - float(r.uniform(0.15, 0.35))) / 0.2
+    if kind == "noise":
+        return (float(r.uniform(25, 50)) - 25) / 25
+    return 0.0
+
+
+def stored_like_demo(img: Image.Image, png: bool) -> Image.Image:
+    """``img`` after the round trip make_demo_folder gives it: PNG (lossless), else JPEG q95."""
+    if png:
+        return img
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=95)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def _tower_base(job: tuple[int, int, int, int, int]) -> tuple[np.ndarray, list[int], list[float]]:
+    """Base ``i``: (uint8 [versions, 3, S, S] at the tower's input size, kinds, strengths)."""
+    seed, i, copies, size, input_size = job
+    rng = np.random.default_rng([seed, 7, i])
+    img = draw_scene(rng, (size + 128, size - 64)) if i % 3 == 0 else base_image(rng, size)
+    versions = [(0, 0.0, stored_like_demo(img, png=i % 4 == 0))]
+    for k, kind in enumerate(TOWER_KINDS[1:], 1):
+        for c in range(copies):
+            r = np.random.default_rng([seed, 8, i, k, c])
+            strength = degradation_strength(kind, r)
+            versions.append((k, strength, stored_like_demo(degrade(img, kind, r), png=False)))
+    px = np.stack([pil_to_uint8(resize_for_model(v, input_size)).numpy() for _, _, v in versions])
+    return px, [k for k, _, _ in versions], [s for _, s, _ in versions]
+
+
+def make_tower_data(recipe: dict, input_size: int, cache: Path | None = None, echo=True):
+    """(pixels uint8 [n_bases, versions, 3, S, S], kinds [n_bases, versions], strengths):
+    every base drawn, degraded, stored like the demo folder and resized once. Cached as
+    ``cache`` (.npz) when given; deterministic for the recipe."""
+    keys = ("n_bases", "copies", "seed")
+    tag = "-".join(f"{k}{recipe[k]}" for k in keys) + f"-s{input_size}-v1"
+    path = Path(cache) / f"demo-tower-data-{tag}.npz" if cache else None
+    if path is not None and path.exists():
+        z = np.load(path)
+        return torch.from_numpy(z["pixels"]), torch.from_numpy(z["kinds"]), torch.from_numpy(z["strengths"])
+    jobs = [(recipe["seed"], i, recipe["copies"], 512, input_size) for i in range(recipe["n_bases"])]
+    progress = _progress_line("generating", echo)
+    with ProcessPoolExecutor(min(2, os.cpu_count() or 1)) as pool:
+        rows = []
+        for n, row in enumerate(pool.map(_tower_base, jobs, chunksize=8), 1):
+            rows.append(row)
+            if progress:
+                progress(n, len(jobs))
+    pixels = np.stack([r[0] for r in rows])
+    kinds = np.array([r[1] for r in rows], dtype=np.int64)
+    strengths = np.array([r[2] for r in rows], dtype=np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, pixels=pixels, kinds=kinds, strengths=strengths)
+    return torch.from_numpy(pixels), torch.from_numpy(kinds), torch.from_numpy(strengths)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A random flip and quarter turn per image (quality does not depend on orientation)."""
+    turns = torch.randint(0, 4, (len(x),), generator=gen).tolist()
+    flips = torch.randint(0, 2, (len(x),), generator=gen).tolist()
+    out = [torch.rot90(img, t, (1, 2)) for img, t in zip(x, turns)]
+    return torch.stack([img.flip(2) if f else img for img, f in zip(out, flips)])
+
+
+def _embed_all(model, pixels: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    model.eval()
+    with torch.inference_mode():
+        out = torch.cat([model.embed(normalize(pixels[k:k + chunk])) for k in range(0, len(pixels), chunk)])
+    return out
+
+
+def _held_out_figures(model, aux, pixels, kinds, bases) -> dict[str, float]:
+    """Same-base and cross-base clean-beats-degraded accuracy and kind accuracy on ``bases``."""
+    px = pixels[bases].flatten(0, 1)
+    emb = _embed_all(model, px)
+    with torch.inference_mode():
+        score = model.score_embeddings(emb)
+        kind_acc = float((aux["kind"](emb).argmax(1) == kinds[bases].flatten()).float().mean())
+    k = kinds[bases].flatten()
+    base = bases.repeat_interleave(pixels.shape[1])
+    better = (k == 0)[:, None] & (k > 0)[None, :]
+    same = base[:, None] == base[None, :]
+    won = (score[:, None] > score[None, :]).float()
+    return {"same": float(won[better & same].mean()), "cross": float(won[better & ~same].mean()), "kind": kind_acc}
+
+
+def train_demo_tower(pixels, kinds, strengths, recipe: dict, echo=True):
+    """The training loop of the demo tower (DEMO_RECIPE's comment says what it optimises).
+    Returns (model, aux heads, curve rows, validation bases)."""
+    r = recipe
+    n_bases, n_versions = pixels.shape[:2]
+    perm = torch.randperm(n_bases, generator=torch.Generator().manual_seed(r["seed"] + 1))
+    val, train = perm[:r["val_bases"]].sort().values, perm[r["val_bases"]:].sort().values
+    torch.manual_seed(r["seed"])
+    model = JoyQuality(demo_config(), source="demo")
+    dim = model.embed_dim
+    aux = torch.nn.ModuleDict({"kind": torch.nn.Linear(dim, len(TOWER_KINDS)),
+                               "strength": torch.nn.Linear(dim, len(TOWER_KINDS) - 1)})
+    params = [*model.parameters(), *aux.parameters()]
+    opt = torch.optim.AdamW(params, lr=r["lr"], weight_decay=r["weight_decay"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r["lr"], total_steps=r["steps"], pct_start=r["warmup"])
+    gen = torch.Generator().manual_seed(r["seed"] + 2)
+    curve, t0, smoothed = [], time.perf_counter(), math.nan
+    eval_every = max(1, r["steps"] // r["evals"])
+    for step in range(1, r["steps"] + 1):
+        model.train()
+        b = train[torch.randperm(len(train), generator=gen)[:r["batch_bases"]]]
+        degraded_ = torch.argsort(torch.rand(len(b), n_versions - 1, generator=gen), dim=1)[:, :r["per_base"] - 1] + 1
+        v = torch.cat([torch.zeros(len(b), 1, dtype=torch.long), degraded_], 1)
+        x = _augment(pixels[b[:, None], v].flatten(0, 1), gen)
+        kind, strength = kinds[b[:, None], v].flatten(), strengths[b[:, None], v].flatten()
+        base = b.repeat_interleave(v.shape[1])
+        emb = model.embed(normalize(x))
+        score = model.score_embeddings(emb)
+        bad = kind > 0
+        loss_kind = F.cross_entropy(aux["kind"](emb), kind)
+        pred = aux["strength"](emb[bad]).gather(1, (kind[bad] - 1)[:, None]).squeeze(1)
+        loss_strength = F.mse_loss(pred, strength[bad])
+        pair_loss = F.softplus(score[None, :] - score[:, None])  # row i beats column j
+        better = (kind == 0)[:, None] & bad[None, :]
+        same = base[:, None] == base[None, :]
+        milder = (kind[:, None] == kind[None, :]) & bad[:, None] & (strength[None, :] - strength[:, None] > 0.25)
+        loss_order = pair_loss[milder].mean() if milder.any() else score.sum() * 0
+        loss = (pair_loss[better & same].mean() + pair_loss[better & ~same].mean()
+                + r["order_weight"] * loss_order + r["kind_weight"] * loss_kind + r["strength_weight"] * loss_strength)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        smoothed = float(loss) if math.isnan(smoothed) else 0.95 * smoothed + 0.05 * float(loss)
+        if step % eval_every == 0 or step == r["steps"]:
+            row = {"step": step, "seconds": time.perf_counter() - t0, "loss": smoothed,
+                   "kind_loss": float(loss_kind), "strength_loss": float(loss_strength),
+                   **_held_out_figures(model, aux, pixels, kinds, val)}
+            curve.append(row)
+            if echo:
+                print("  " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
+                      file=sys.stderr, flush=True)
+        elif echo and step % 25 == 0:
+            print(f"  step {step}/{r['steps']}  loss(ema) {smoothed:.3f}  {time.perf_counter() - t0:.0f} s",
+                  file=sys.stderr, flush=True)
+    return model.eval(), aux.eval(), curve, val
 
 
 def rescale_embedding(model, factor: float, shift=None) -> None:
@@ -401,35 +582,30 @@ def rescale_embedding(model, factor: float, shift=None) -> None:
             model.head.bias.add_(model.head.weight[0] @ shift)
 
 
-def calibrate_for_shipping(model, data) -> dict:
-    """Ship-time normalisation on the held-out test images; the scores stay the same up to
-    one temperature, so every ranking and accuracy is unchanged:
+def calibrate_for_shipping(model, pixels: torch.Tensor, kinds: torch.Tensor) -> dict:
+    """Ship-time normalisation on held-out images (``pixels`` [n, versions, 3, S, S], one
+    base per row); scores stay the same up to one temperature, so every ranking and
+    accuracy is unchanged:
 
     * the embedding is centred and scaled to DEMO_EMBED_STD per dimension (a trained tower's
-      pooled output carries a large constant offset that makes every cosine similarity ~1,
-      which the pairing's "near" neighbours and the importance weights rely on);
-    * the head's temperature is fitted (calibration.fit_tau), so sigmoid(s_A - s_B) is a
-      calibrated probability on held-out pairs rather than the training run's overconfidence."""
-
-
-    test = np.asarray(data.split, dtype=object) == "test"
-    a, b, y = data.a[test], data.b[test], data.y[test]
-    items = np.unique(np.concatenate([a, b]))
-    model = model.float().cpu().eval()
-    with torch.inference_mode():
-        x = [torch.stack([load_uint8(data.paths[i], model.image_size) for i in items[k:k + 64]])
-             for k in range(0, len(items), 64)]
-        emb = torch.cat([model.embed(normalize(batch)) for batch in x])
-        before = torch.cat([model(normalize(batch)) for batch in x])
+      pooled output carries a constant offset that makes every cosine similarity ~1, which
+      the pairing's "near" neighbours and the importance weights rely on);
+    * the head's temperature is fitted (calibration.fit_tau) on every held-out pair "clean
+      beats degraded" (same base and across bases), so sigmoid(s_A - s_B) is a calibrated
+      probability rather than the training run's overconfidence."""
+    px = pixels.flatten(0, 1)
+    emb = _embed_all(model, px)
+    before = model.score_embeddings(emb).detach()
     factor = DEMO_EMBED_STD / float(emb.std(0).mean())
     rescale_embedding(model, factor, shift=emb.mean(0) * factor)
+    centred = _embed_all(model, px)
     with torch.inference_mode():
-        after = torch.cat([model(normalize(batch)) for batch in x])
-        centred = torch.cat([model.embed(normalize(batch)) for batch in x])
+        after = model.score_embeddings(centred)
     assert torch.allclose(before, after, atol=1e-3 * float(before.abs().max()) + 1e-4), "rescaling changed scores"
-    scores = np.zeros(len(data.keys))
-    scores[items] = after.double().numpy()
-    tau, nll = fit_tau(scores[a] - scores[b], y)
+    k = kinds.flatten().numpy()
+    a, b = np.nonzero((k == 0)[:, None] & (k > 0)[None, :])
+    s = after.double().numpy()
+    tau, nll = fit_tau(s[a] - s[b], np.ones(len(a)))
     with torch.no_grad():
         model.head.weight.div_(tau)
         model.head.bias.div_(tau)
@@ -437,26 +613,126 @@ def calibrate_for_shipping(model, data) -> dict:
             "test_nll": nll}
 
 
-def make_demo_model(dest: Path, folder: Path, echo=True) -> dict:
-    """The shipped demo tower: DEMO_DATA, stage 1 from ``tiny``, stage 2 from stage 1, then
-    calibrate_for_shipping; saved with model.save_model. Deterministic given the recipe."""
-
-    json_path, gen_s = ensure_dataset(folder, echo=echo, **DEMO_DATA)
-    runs, start = [], "tiny"
-    for n, stage in enumerate(DEMO_STAGES, 1):
-        data, kinds, seeds = load_dataset(json_path, drop_kind_prefix=stage["drop"])
+def make_demo_model(dest: Path, work: Path, echo=True, recipe: dict | None = None) -> dict:
+    """The shipped demo tower: DEMO_RECIPE's data and training, the auxiliary heads dropped,
+    calibrate_for_shipping on the held-out bases, saved with model.save_model.
+    Bit-identical for the same recipe, code and library versions on the same kind of CPU
+    (the build pins torch to ``threads`` threads, since a reduction split differently
+    rounds differently)."""
+    r = {**DEMO_RECIPE, **(recipe or {})}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    try:
+        t0 = time.perf_counter()
+        pixels, kinds, strengths = make_tower_data(r, demo_config().image_size, cache=Path(work), echo=echo)
+        gen_s = time.perf_counter() - t0
         if echo:
-            print(f"stage {n}: {'same-base pairs only' if stage['drop'] else 'all pairs'}", file=sys.stderr)
-        run = train_recorded(data, kinds, seeds, model=start, steps=stage["steps"], lr=stage["lr"],
-                             evals=stage["evals"], seed=DEMO_DATA["seed"], echo=echo)
-        runs.append(run)
-        start = str(Path(folder) / f"stage{n}")
-        save_model(run["model"], Path(start))
-    model = runs[-1]["model"]
-    info = calibrate_for_shipping(model, data)
+            print(f"{pixels.shape[0]} bases x {pixels.shape[1]} versions in {gen_s:.0f} s; training "
+                  f"demo_config for {r['steps']} steps", file=sys.stderr, flush=True)
+        model, aux, curve, val = train_demo_tower(pixels, kinds, strengths, r, echo=echo)
+        train_s = time.perf_counter() - t0 - gen_s
+        info = calibrate_for_shipping(model, pixels[val], kinds[val])
+    finally:
+        torch.set_num_threads(threads)
     save_model(model, Path(dest))
     info["bytes"] = sum(f.stat().st_size for f in Path(dest).iterdir() if f.is_file())
-    return {"runs": runs, "generate_s": gen_s, "calibration": info, "model": model, "dataset": json_path}
+    return {"curve": curve, "generate_s": gen_s, "train_s": train_s, "calibration": info, "model": model,
+            "recipe": r}
+
+
+# ---------------------------------------------------------------------------------------
+# Figures of a tower on a demo folder or on corrupted photographs
+# ---------------------------------------------------------------------------------------
+def _logistic_probe(xtr, ytr, xte, lam: float) -> np.ndarray:
+    """Ridge logistic regression without intercept by Newton steps (x: pair differences)."""
+    w = np.zeros(xtr.shape[1])
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-(xtr @ w)))
+        grad = xtr.T @ (p - ytr) + lam * w
+        hess = (xtr * (p * (1 - p))[:, None]).T @ xtr + lam * np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return xte @ w
+
+
+def _taste_pairs(groups: np.ndarray, utility: np.ndarray, members: np.ndarray):
+    """Every pair of ``members`` whose utilities differ: (i, j, i preferred, same group)."""
+    i, j = np.triu_indices(len(members), 1)
+    i, j = members[i], members[j]
+    keep = utility[i] != utility[j]
+    i, j = i[keep], j[keep]
+    return i, j, (utility[i] > utility[j]).astype(float), groups[i] == groups[j]
+
+
+def split_taste_probe(emb: np.ndarray, groups: np.ndarray, kinds: list[str], taste=SPLIT_TASTE) -> dict[str, float]:
+    """Held-out accuracy of the best linear head on the embeddings for a taste that splits
+    the degradations. Groups (scenes) alternate between training and test halves; the
+    ridge strength is chosen by 2-fold cross-validation within the training half (by
+    group); test accuracy over every held-out pair whose utilities differ (same scene and
+    across scenes), and over the same-scene ones alone."""
+    utility = np.array([taste[k] for k in kinds])
+    order = {g: n for n, g in enumerate(dict.fromkeys(groups.tolist()))}
+    rank = np.array([order[g] for g in groups.tolist()])
+    z = (emb - emb[rank % 2 == 0].mean(0)) / (emb[rank % 2 == 0].std(0) + 1e-6)
+
+    def fit_eval(tr, te, lam):
+        i, j, y, _ = _taste_pairs(groups, utility, tr)
+        ti, tj, ty, same = _taste_pairs(groups, utility, te)
+        pred = _logistic_probe(z[i] - z[j], y, z[ti] - z[tj], lam) > 0
+        return pred == (ty > 0), same
+
+    train, test = np.flatnonzero(rank % 2 == 0), np.flatnonzero(rank % 2 == 1)
+    lams = (0.1, 1.0, 10.0, 100.0, 1000.0)
+    cv = [np.mean([fit_eval(train[(rank[train] // 2) % 2 == f], train[(rank[train] // 2) % 2 != f], lam)[0].mean()
+                   for f in (0, 1)]) for lam in lams]
+    ok, same = fit_eval(train, test, lams[int(np.argmax(cv))])
+    return {"split-taste probe": float(ok.mean()), "split-taste probe, same scene": float(ok[same].mean())}
+
+
+def tower_figures(model, pixels: torch.Tensor, groups: list[str], kinds: list[str]) -> dict[str, float]:
+    """Figures of a tower on images of known scene (``groups``) and kind (demo.DEGRADATIONS):
+    clean beats each degraded copy of the same scene (per kind and overall), clean beats
+    degraded copies of other scenes ("cross-scene": what ranking a folder needs), and the
+    split-taste probe on the embeddings. ``pixels``: uint8 [n, 3, S, S]."""
+    model = model.float().cpu().eval()
+    emb = _embed_all(model, pixels)
+    with torch.inference_mode():
+        s = model.score_embeddings(emb).double().numpy()
+    g, k = np.asarray(groups), np.asarray(kinds)
+    clean, bad = k == "clean", k != "clean"
+    same = g[:, None] == g[None, :]
+    won = s[:, None] > s[None, :]
+    out = {kind: float(won[clean[:, None] & (k == kind)[None, :] & same].mean()) for kind in TOWER_KINDS[1:]
+           if (k == kind).any()}
+    out["same-scene"] = float(won[clean[:, None] & bad[None, :] & same].mean())
+    out["cross-scene"] = float(won[clean[:, None] & bad[None, :] & ~same].mean())
+    out.update(split_taste_probe(emb.double().numpy(), g, kinds))
+    return out
+
+
+def demo_tower_figures(model, folder: Path) -> dict[str, float]:
+    """tower_figures on a make_demo_folder folder (``sceneNNNN_kind.ext``), read from disk
+    the way the app reads it."""
+    names = sorted(p.name for p in Path(folder).iterdir() if p.name.startswith("scene") and "_" in p.name)
+    pixels = torch.stack([load_uint8(Path(folder) / n, model.image_size) for n in names])
+    return tower_figures(model, pixels, [n.split("_")[0] for n in names],
+                         [n.split("_")[1].split(".")[0] for n in names])
+
+
+def photo_figures(model, photos: list[Image.Image], seed: int = 0) -> dict[str, float]:
+    """tower_figures on photographs: each photo clean (PNG) and once per demo.degrade kind
+    (stored as JPEG q95, as the demo folder stores them)."""
+    pixels, groups, kinds = [], [], []
+    for p, photo in enumerate(photos):
+        rng = np.random.default_rng([seed, p])
+        for kind in TOWER_KINDS:
+            img = stored_like_demo(degrade(photo, kind, rng), png=kind == "clean")
+            pixels.append(pil_to_uint8(resize_for_model(img, model.image_size)))
+            groups.append(f"photo{p}")
+            kinds.append(kind)
+    return tower_figures(model, torch.stack(pixels), groups, kinds)
 
 
 def _progress_line(label: str, echo: bool):
@@ -598,20 +874,26 @@ def bench_learn(args) -> int:
 
 
 def _bench_demo_model(dest: Path, work: Path, out: Path, machine: str) -> int:
-
     t0 = time.perf_counter()
     demo = make_demo_model(dest, work)
-    for n, (run, stage) in enumerate(zip(demo["runs"], DEMO_STAGES), 1):
-        title = (f"demo tower, stage {n} of {len(DEMO_STAGES)} ({'same-base pairs' if stage['drop'] else 'all pairs'}"
-                 f", {run['pairs']} pairs, {stage['steps']} steps, lr {stage['lr']}); {machine}")
-        _print_run(run, title)
-        write_reports(out / f"stage{n}", run, title)
+    r = demo["recipe"]
+    print(f"\ndemo tower (demo_config, {r['n_bases']} bases, {r['steps']} steps of {r['batch_bases']} bases x "
+          f"{r['per_base']} images, lr {r['lr']}); {machine}")
+    print("held-out bases, during training:")
+    for row in demo["curve"]:
+        print("  " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "demo-tower-curve.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(demo["curve"][0]))
+        w.writeheader()
+        w.writerows(demo["curve"])
     cal = demo["calibration"]
     print(f"\nshipping: embedding x{cal['embedding_factor']:.3g} (head / the same), temperature {cal['tau']:.3g} "
-          f"(held-out NLL {cal['test_nll']:.3f}); {time.perf_counter() - t0:.0f} s in all")
+          f"(held-out NLL {cal['test_nll']:.3f}); data {demo['generate_s']:.0f} s, training {demo['train_s']:.0f} s, "
+          f"{time.perf_counter() - t0:.0f} s in all")
     folder = work / "gui-demo-folder"
     make_demo_folder(folder, count=200, seed=0, size=512)  # what the GUI's "Try the demo" opens
-    acc = demo_folder_accuracy(demo["model"], folder)
+    acc = demo_tower_figures(demo["model"], folder)
     print("on the GUI's demo folder (200 images, seed 0): " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
-    print(f"saved the demo model to {dest} ({cal['bytes'] / 1e6:.2f} MB); reports in {out}")
+    print(f"saved the demo model to {dest} ({cal['bytes'] / 1e6:.2f} MB); curve in {out}")
     return 0

@@ -57,16 +57,21 @@ def robustness_pixels(paths: list[Path], keys: list[str], size: int, limit: int 
         except ImageError:
             continue
         for kind, (clean_list, bad_list) in out.items():
-            clean, bad = make_validation_pair(img, kind, seed=key)
+            pair = make_validation_pair(img, kind, seed=key)
+            if pair is None:  # as the reference: an image JPEG cannot crush is left out of that task
+                continue
+            clean, bad = pair
             clean_list.append(pil_to_uint8(resize_for_model(clean, size)))
             bad_list.append(pil_to_uint8(resize_for_model(bad, size)))
     return {k: (torch.stack(c), torch.stack(d)) for k, (c, d) in out.items() if c}
 
 
 def metrics_from_scores(item_scores: np.ndarray, es: EvalSet, rob_scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
-    """item_scores is indexed by item; rob_scores maps task -> (clean scores, corrupt scores)."""
+    """item_scores is indexed by item; rob_scores maps task -> (clean scores, corrupt scores).
+    ``_pair_p`` (private) holds P(first wins) per test pair, for :func:`joyq_studio.metrics.paired_comparison`."""
     p = sigmoid(item_scores[es.a] - item_scores[es.b])
     m: dict[str, float] = pair_metrics(np.atleast_1d(p), es.y, es.weights) if len(es.a) else {"n": 0}
+    m["_pair_p"] = np.atleast_1d(p) if len(es.a) else np.zeros(0)  # type: ignore[assignment]  # paired test
     for task, (clean, bad) in rob_scores.items():
         m[f"{task}_accuracy"] = float(np.mean((clean > bad) + 0.5 * (clean == bad)))
     if es.ranking and len(es.ranking) > 2:
