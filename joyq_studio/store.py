@@ -638,7 +638,17 @@ class Project:
 
     def versions(self) -> list[dict]:
         rows = self.db.execute("SELECT id, created, path, record FROM versions ORDER BY created").fetchall()
-        return [{"id": i, "created": c, "path": p, **json.loads(r)} for i, c, p, r in rows]
+        out = []
+        for i, c, p, r in rows:
+            try:
+                record = json.loads(r)
+            except (ValueError, RecursionError):
+                record = None
+            if not isinstance(record, dict):
+                raise StoreError(f"{self.db_path}: the record of model version {i} is damaged; delete that version "
+                                 "or move the database aside to start this folder afresh.")
+            out.append({"id": i, "created": c, "path": p, **record})
+        return out
 
     def version(self, version_id: str) -> dict | None:
         return next((v for v in self.versions() if v["id"] == version_id), None)

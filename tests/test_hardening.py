@@ -426,3 +426,34 @@ def test_huge_json_strings_are_not_echoed(tmp_path, capsys):
         for argv in (["import-pairs", folder, ds], ["train", "--pairs", ds]):
             code, out, err = run(capsys, *argv)
             assert code == 2 and len(err) < 1000 and len(out) < 2000, (argv, len(err))
+
+
+def test_damaged_manifests_are_skipped_by_undo_not_a_traceback(tmp_path):
+    folder = tmp_path / "images"
+    make_image(folder / "a.png")
+    with Project(folder) as p:
+        p.scan()
+        score_all(p)
+        manifest = apply_caption_export(p, plan_caption_export(p, cal()))
+        good = json.loads(manifest.read_text())
+        for name, content in [("20990101-000000-000001", "[1, 2]"), ("20990101-000000-000002", nested()),
+                              ("20990101-000000-000003", json.dumps({"status": "complete", "files": [
+                                  {"caption": "a.txt", "action": "modified", "backup": "../../../../etc/passwd",
+                                   "old_sha256": "0" * 64, "new_sha256": good["files"][0]["new_sha256"]}, 7]}))]:
+            d = manifest.parent.parent / name
+            d.mkdir()
+            (d / "manifest.json").write_text(content)
+        with pytest.raises(ExportError, match="outside its export folder"):
+            undo_last_export(p)                           # the hostile one is newest: refused, nothing written
+        assert (folder / "a.txt").exists()
+
+
+def test_damaged_version_record_is_a_store_error(tmp_path):
+    folder = tmp_path / "images"
+    make_image(folder / "a.png")
+    with Project(folder) as p:
+        p.add_version("v1", tmp_path / "v1", {"mode": "quick"})
+        with p.transaction():
+            p.db.execute("UPDATE versions SET record = ?", ("[1]",))
+        with pytest.raises(StoreError, match="record of model version v1 is damaged"):
+            p.versions()

@@ -257,11 +257,16 @@ def caption_path(image: Path) -> Path:
 
 
 def _history(project: Project) -> dict:
+    """The labels and separators earlier exports wrote (lists of strings; anything else in a
+    damaged record is ignored)."""
     try:
         h = json.loads(project.get_meta(HISTORY_KEY) or "{}")
-        return h if isinstance(h, dict) else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
+    if not isinstance(h, dict):
+        return {}
+    return {k: [x for x in h[k] if isinstance(x, str)] for k in ("labels", "separators")
+            if isinstance(h.get(k), list)}
 
 
 def _is_read_only(path: Path, st: os.stat_result) -> bool:
@@ -558,7 +563,10 @@ def _restore(project: Project, export_dir: Path, entry: dict) -> str:
     if entry["action"] == "created":
         path.unlink()
         return "deleted"
-    data = (export_dir / entry["backup"]).read_bytes()
+    backup = export_dir / entry["backup"]
+    if not os.path.realpath(backup).startswith(os.path.realpath(export_dir) + os.sep):
+        raise ExportError(f"{export_dir / MANIFEST}: names a backup outside its export folder; {path} was left as it is.")
+    data = backup.read_bytes()
     if _sha(data) != entry["old_sha256"]:
         raise ExportError(f"{export_dir / entry['backup']}: the backup is damaged; {path} was left as it is.")
     atomic_write(path, data, like=path)
@@ -600,10 +608,24 @@ def _manifests(project: Project) -> list[tuple[Path, dict]]:
     out = []
     for d in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name, reverse=True):
         try:
-            out.append((d, json.loads((d / MANIFEST).read_text(encoding="utf-8"))))
-        except (OSError, ValueError):
-            continue
+            manifest = json.loads((d / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue  # not a manifest we wrote (or damaged): nothing we can undo from it
+        if isinstance(manifest, dict) and isinstance(manifest.get("files", []), list):
+            out.append((d, manifest))
     return out
+
+
+def _valid_entry(e) -> bool:
+    """A manifest entry as :func:`apply_caption_export` writes it (a damaged or edited one is
+    skipped: undo only ever acts on entries it can check by their hashes)."""
+    if not isinstance(e, dict) or e.get("action") not in ("created", "modified"):
+        return False
+    if not isinstance(e.get("caption"), str) or not isinstance(e.get("new_sha256"), str):
+        return False
+    if e["action"] == "modified":
+        return isinstance(e.get("backup"), str) and isinstance(e.get("old_sha256"), str)
+    return e.get("old_sha256") is None
 
 
 def undo_last_export(project: Project, progress: Progress = None) -> UndoReport:
@@ -620,7 +642,7 @@ def _undo_locked(project: Project, progress: Progress) -> UndoReport:
         raise ExportError(f"{_exports_dir(project)}: there is no caption export of {project.folder} left to undo.")
     export_dir, manifest = todo[0]
     report = UndoReport(export_dir)
-    entries = [e for e in manifest.get("files", []) if isinstance(e, dict) and isinstance(e.get("caption"), str)]
+    entries = [e for e in manifest.get("files", []) if _valid_entry(e)]
     _clean_leftovers(project, ((project.folder / e["caption"]).parent for e in entries))
     for n, entry in enumerate(reversed(entries), 1):
         try:
