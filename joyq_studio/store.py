@@ -286,7 +286,7 @@ def walk_images(folder: Path, on_error: Callable[[str, str], None] | None = None
                     if stat.S_ISDIR(target.st_mode):
                         if not follow_links:
                             if on_link:
-                                on_link(entry.path)
+                                on_link(os.fsencode(entry.path).decode("utf-8", "replace"))
                             continue
                         real = os.path.realpath(entry.path)
                         if real == root_real or os.path.realpath(d).startswith(real.rstrip(os.sep) + os.sep) \

@@ -457,3 +457,13 @@ def test_damaged_version_record_is_a_store_error(tmp_path):
             p.db.execute("UPDATE versions SET record = ?", ("[1]",))
         with pytest.raises(StoreError, match="record of model version v1 is damaged"):
             p.versions()
+
+
+def test_a_link_with_a_non_utf8_name_is_printed_safely(tmp_path, capsys):
+    folder = tmp_path / "images"
+    make_image(folder / "a.png")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, os.fsencode(folder) + b"/link\xe9")
+    code, out, _ = run(capsys, "score", folder, *FAST)
+    assert code == 0 and "link\ufffd" in out and "--follow-links" in out
