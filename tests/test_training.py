@@ -23,7 +23,7 @@ from joyq_studio.training import (
     lr_at,
     prepare_splits,
     run_training,
-    train_quick,
+    train_head_sgd,
 )
 
 
@@ -56,7 +56,7 @@ def quick_run(data, emb, cfg, model=None):
     train_mask, val_mask, test_mask = prepare_splits(data, cfg)
     ta, tb, ty = data.subset(test_mask)
     es = EvalSet(ta, tb, ty, np.unique(np.concatenate([ta, tb])))
-    return train_quick(model.head, emb, data, train_mask, val_mask, es, {}, cfg), (ta, tb, ty)
+    return train_head_sgd(model.head, emb, data, train_mask, val_mask, es, {}, cfg), (ta, tb, ty)
 
 
 def test_quick_mode_recovers_a_planted_preference_under_label_noise():

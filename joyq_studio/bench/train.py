@@ -18,7 +18,7 @@ from ..training import (
     default_config,
     pair_loss,
     prepare_splits,
-    train_quick,
+    train_head_sgd,
 )
 from .common import machine_name, median_rate
 
@@ -47,7 +47,7 @@ def bench_train_quick(args) -> int:
         ta, tb, ty = data.subset(te)
         es = EvalSet(ta, tb, ty, np.unique(np.concatenate([ta, tb])))
         head = torch.nn.Linear(dim, 1)
-        _, history, _, after, _ = train_quick(head, emb, data, tr, va, es, {}, cfg)
+        _, history, _, after, _ = train_head_sgd(head, emb, data, tr, va, es, {}, cfg)
         times.append(time.perf_counter() - t0)
         acc = after["accuracy"]
     print(f"machine: {machine_name()}")

@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pairs", help='dataset JSON {"train": [[a, b, label], ...], "test": [...]}')
     sp.add_argument("--model", help="starting model (default: the project's active version, else the model the "
                     "folder was scored with, else JoyQuality)")
-    sp.add_argument("--mode", choices=["quick", "full"], default="quick",
-                    help="quick: head only on cached embeddings (CPU, seconds); full: whole tower (GPU)")
+    sp.add_argument("--mode", choices=["quick", "reference", "full"], default="quick",
+                    help="quick: the Bayesian personal head on cached embeddings (CPU, seconds); reference: the "
+                         "original script's SGD head recipe; full: the whole tower (GPU)")
     sp.add_argument("--device", help="cpu, cuda or cuda:N")
     sp.add_argument("--total-samples", type=positive_int,
                     help="pairs seen in total (default: scaled to the data, max 20000)")

@@ -51,7 +51,8 @@ from .evaluation import (
     pair_loss,
     robustness_pixels,
 )
-from .loop import sgd_loop, train_full, train_quick
+from .bayes import train_bayes_head
+from .loop import sgd_loop, train_full, train_head_sgd
 from .versions import adopt, run_training, train_project, write_version
 
 __all__ = [
@@ -81,7 +82,8 @@ __all__ = [
     "item_embeddings",
     "evaluate_pairs",
     "sgd_loop",
-    "train_quick",
+    "train_bayes_head",
+    "train_head_sgd",
     "train_full",
     "run_training",
     "write_version",

@@ -10,6 +10,11 @@ from pathlib import Path
 from ..errors import Cancelled, JoyqError
 
 SCHEDULES = ("onecycle", "cosine", "linear", "constant")
+MODES = ("quick", "reference", "full")
+"""quick: the Bayesian personal head (:mod:`joyq_studio.taste`) on frozen embeddings;
+reference: the original script's SGD head recipe (AdamW, lr 0.008, onecycle), for parity;
+full: the whole tower (GPU)."""
+HEAD_MODES = ("quick", "reference")  # modes that train only the head on cached embeddings
 ROBUSTNESS_MAX_IMAGES = 200  # test images used for the JPEG / low-res tasks
 
 class TrainingError(JoyqError):
@@ -23,7 +28,7 @@ class TrainingError(JoyqError):
 # ---------------------------------------------------------------------------------------
 @dataclass
 class TrainConfig:
-    mode: str = "quick"  # quick | full
+    mode: str = "quick"  # one of MODES
     total_samples: int | None = None  # pairs seen in total; None = scaled to the data
     batch_size: int = 256  # effective batch in pairs
     device_batch_size: int | None = None  # pairs per forward pass (full mode); None = batch
@@ -46,8 +51,8 @@ class TrainConfig:
     device: str | None = None
 
     def validate(self) -> None:
-        if self.mode not in ("quick", "full"):
-            raise TrainingError(f"The training mode must be quick or full, not {self.mode!r}.")
+        if self.mode not in MODES:
+            raise TrainingError(f"The training mode must be one of {', '.join(MODES)}, not {self.mode!r}.")
         if self.schedule not in SCHEDULES:
             raise TrainingError(f"The schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}.")
         if self.optimizer not in ("adamw", "adamw8bit"):
@@ -69,13 +74,13 @@ def default_config(n_pairs: int, mode: str = "quick", **overrides) -> TrainConfi
         epochs_cap = 25 * max(n_pairs, 1)
         cfg.total_samples = int(min(20_000, max(2 * cfg.batch_size, epochs_cap)))
     if cfg.lr is None:
-        cfg.lr = 0.008 if mode == "quick" else 2e-5
+        cfg.lr = 0.008 if mode in HEAD_MODES else 2e-5
     if cfg.warmup_samples is None:
         cfg.warmup_samples = min(1500, cfg.total_samples // 10)
     if cfg.eval_every_samples is None:
         cfg.eval_every_samples = max(cfg.batch_size, cfg.total_samples // 20)
     if cfg.device_batch_size is None:
-        cfg.device_batch_size = cfg.batch_size if mode == "quick" else min(cfg.batch_size, 8)
+        cfg.device_batch_size = cfg.batch_size if mode in HEAD_MODES else min(cfg.batch_size, 8)
     return cfg
 
 

@@ -94,7 +94,7 @@ def sgd_loop(cfg: TrainConfig, n_train: int, optimizer, step_on: Callable[[np.nd
     return history, before, last, best_step
 
 
-def train_quick(start_head: torch.nn.Linear, emb: np.ndarray, data: PairData, train_mask, val_mask, es: EvalSet,
+def train_head_sgd(start_head: torch.nn.Linear, emb: np.ndarray, data: PairData, train_mask, val_mask, es: EvalSet,
                 rob_emb: dict[str, tuple[np.ndarray, np.ndarray]], cfg: TrainConfig,
                 progress: ProgressFn | None = None, cancel=None):
     """The reference recipe: the linear head on frozen embeddings, AdamW.

@@ -28,6 +28,7 @@ from ..settings import DEFAULT_MODEL
 from ..store import StoreError
 from .config import (
     MIN_PAIRS,
+    HEAD_MODES,
     ProgressFn,
     TrainConfig,
     TrainingError,
@@ -50,7 +51,8 @@ from .evaluation import (
     item_embeddings,
     robustness_pixels,
 )
-from .loop import train_full, train_quick
+from .bayes import train_bayes_head
+from .loop import train_full, train_head_sgd
 
 
 def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir: Path,
@@ -78,13 +80,14 @@ def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir
     rob_keys = [data.keys[i] for i in test_items]
     es.robustness = robustness_pixels(rob_paths, rob_keys, model.image_size, cancel=cancel)
 
-    if cfg.mode == "quick":
+    if cfg.mode in HEAD_MODES:
         emb = item_embeddings(model, data, device, project, progress, cancel)
         if len(ta):
             es.weights = importance_weights(emb, ta, tb, cfg.seed)
         rob_emb = {k: (_embed_uint8(model, c, device), _embed_uint8(model, d, device)) for k, (c, d) in es.robustness.items()}
-        head, history, before, after, best_step = train_quick(model.head, emb, data, train_mask, val_mask, es, rob_emb, cfg,
-                                                              progress, cancel)
+        train_head = train_bayes_head if cfg.mode == "quick" else train_head_sgd
+        head, history, before, after, best_step = train_head(model.head, emb, data, train_mask, val_mask, es, rob_emb,
+                                                             cfg, progress, cancel)
         model.head.load_state_dict(head.state_dict())
     else:
         cache_root = _pixel_cache_dir()
@@ -102,7 +105,7 @@ def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir
     record = {
         "mode": cfg.mode,
         "parent": start_spec,
-        "tower_spec": _tower_spec(start_spec) if cfg.mode == "quick" else None,
+        "tower_spec": _tower_spec(start_spec) if cfg.mode in HEAD_MODES else None,
         "model_key": new.key,
         "tower": new.tower,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
@@ -116,7 +119,7 @@ def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir
         "created": time.time(),
     }
     version_id = time.strftime("v%Y%m%d-%H%M%S-") + new.head[:6]
-    path = write_version(model, versions_dir, version_id, record, head_only=cfg.mode == "quick")
+    path = write_version(model, versions_dir, version_id, record, head_only=cfg.mode in HEAD_MODES)
     if project is not None:
         project.add_version(version_id, path, record)
     return TrainResult(version_id, path, record["metrics_before"], record["metrics_after"], record, history)
