@@ -467,3 +467,14 @@ def test_a_link_with_a_non_utf8_name_is_printed_safely(tmp_path, capsys):
     os.symlink(elsewhere, os.fsencode(folder) + b"/link\xe9")
     code, out, _ = run(capsys, "score", folder, *FAST)
     assert code == 0 and "link\ufffd" in out and "--follow-links" in out
+
+
+def test_unhashable_label_in_a_dataset_is_one_sentence(tmp_path, capsys):
+    folder = tmp_path / "images"
+    make_image(folder / "a.png")
+    make_image(folder / "b.png", 1)
+    ds = tmp_path / "pairs.json"
+    ds.write_text(json.dumps({"train": [[str(folder / "a.png"), str(folder / "b.png"), [1]]]}))
+    for argv in (["train", "--pairs", ds], ["import-pairs", folder, ds]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "label [1]" in err and err.count("\n") == 1, (argv, err)
