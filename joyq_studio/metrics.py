@@ -56,6 +56,19 @@ __all__ = [
     "format_metrics_table",
     "METRIC_KEYS",
     "HIGHER_IS_BETTER",
+    "Z95",
+    "MIN_PAIRS_TO_TELL",
+    "TARGET_HALF_WIDTH",
+    "wilson_interval",
+    "pairs_for_half_width",
+    "bootstrap_interval",
+    "held_out_summary",
+    "paired_comparison",
+    "format_accuracy",
+    "BETTER",
+    "WORSE",
+    "SAME",
+    "TOO_FEW",
 ]
 
 #: Clip applied to probabilities before taking logs (keeps NLL finite for p in {0, 1}).
@@ -554,6 +567,204 @@ def distance_weights(
     ratio = q[t_bin] / p[t_bin]  # p[t_bin] > 0: the test pair itself is in that bin
     w = np.clip(ratio, 1.0 / max_ratio, max_ratio)
     return w / w.mean()
+
+
+# --------------------------------------------------------------------------------------
+# Uncertainty: intervals, sample sizes and paired comparisons
+# --------------------------------------------------------------------------------------
+
+#: z of a two-sided 95% normal interval.
+Z95 = 1.959963984540054
+#: Below this many decisive held-out pairs a change is "too few to tell" whatever its size.
+MIN_PAIRS_TO_TELL = 30
+#: The accuracy interval half-width (5 points) that :func:`pairs_for_half_width` aims for.
+TARGET_HALF_WIDTH = 0.05
+#: Bootstrap resamples of :func:`bootstrap_interval` and :func:`paired_comparison`.
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def wilson_interval(k: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k / n; (nan, nan) when n == 0.
+
+        centre = (p + z^2 / 2n) / (1 + z^2 / n),
+        half   = z sqrt(p (1 - p) / n + z^2 / 4n^2) / (1 + z^2 / n),   p = k / n,
+
+    which, unlike p +- z sqrt(p(1-p)/n), stays inside [0, 1] and keeps its coverage for
+    small n and p near 0 or 1 (Wilson 1927; Brown, Cai & DasGupta 2001).
+    """
+    if n <= 0:
+        return math.nan, math.nan
+    p = k / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(max(0.0, p * (1 - p) / n + z * z / (4 * n * n))) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _wilson_half(p: float, n: int, z: float = Z95) -> float:
+    lo, hi = wilson_interval(p * n, n, z)
+    return (hi - lo) / 2.0
+
+
+def pairs_for_half_width(k: float, n: int, half_width: float = TARGET_HALF_WIDTH, z: float = Z95) -> int:
+    """How many *more* decisive held-out pairs would bring the accuracy interval's half-width
+    to ``half_width`` or less, assuming the accuracy stays where it is.
+
+    The accuracy is estimated as (k + 2) / (n + 4) (the Agresti-Coull centre), so a perfect
+    score on three pairs does not promise that a handful more will do; the smallest total
+    N with Wilson half-width <= ``half_width`` at that rate is found by bisection (the
+    half-width falls monotonically in N). 0 when the interval is already that narrow.
+    """
+    if n > 0 and _wilson_half(k / n, n, z) <= half_width:
+        return 0
+    p = (k + 2.0) / (n + 4.0)
+    lo, hi = max(1, n), max(2, n) * 2
+    while _wilson_half(p, hi, z) > half_width:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _wilson_half(p, mid, z) <= half_width:
+            hi = mid
+        else:
+            lo = mid
+    return max(0, hi - n)
+
+
+def _resample_stats(n: int, stat, resamples: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.array([stat(rng.integers(0, n, n)) for _ in range(resamples)], dtype=np.float64)
+
+
+def bootstrap_interval(stat, n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``stat(indices)`` over ``n`` pairs resampled with
+    replacement (``resamples`` times, seeded, so the same data gives the same interval).
+    (nan, nan) for n < 2 or when the statistic is NaN on every resample."""
+    if n < 2:
+        return math.nan, math.nan
+    vals = _resample_stats(n, stat, resamples, seed)
+    vals = vals[np.isfinite(vals)]
+    if len(vals) == 0:
+        return math.nan, math.nan
+    a = (1.0 - level) / 2.0
+    return float(np.quantile(vals, a)), float(np.quantile(vals, 1.0 - a))
+
+
+def held_out_summary(p: ArrayLike, y: ArrayLike, seed: int = 0,
+                     resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, float | int | bool]:
+    """Counts and 95% intervals of the held-out figures, flat (JSON-safe) keys:
+
+    * ``n_decisive`` (pairs with a winner, what accuracy counts), ``correct`` (k),
+      ``accuracy_low`` / ``accuracy_high``: Wilson interval of k / n_decisive;
+    * ``nll_low`` / ``nll_high`` (all pairs) and ``ece_low`` / ``ece_high`` (decisive
+      pairs): percentile bootstrap over pairs;
+    * ``enough``: n_decisive >= :data:`MIN_PAIRS_TO_TELL`;
+      ``more_pairs_needed``: :func:`pairs_for_half_width` (5 points).
+    """
+    pa, ya = _as_1d("p", p), _as_1d("y", y)
+    _check_same_length(p=pa, y=ya)
+    decisive = ya != 0.5
+    pd_, yd = pa[decisive], ya[decisive]
+    correct = _correctness(pd_, yd)
+    k, n = float(correct.sum()), int(len(pd_))
+    lo, hi = wilson_interval(k, n)
+    terms = _log_loss_terms(pa, ya)
+    nll_lo, nll_hi = bootstrap_interval(lambda i: float(terms[i].mean()), len(pa), resamples, seed)
+    ece_lo, ece_hi = bootstrap_interval(lambda i: expected_calibration_error(pd_[i], yd[i]), n, resamples, seed)
+    return {"n_decisive": n, "correct": k, "accuracy_low": lo, "accuracy_high": hi,
+            "nll_low": nll_lo, "nll_high": nll_hi, "ece_low": ece_lo, "ece_high": ece_hi,
+            "enough": n >= MIN_PAIRS_TO_TELL, "more_pairs_needed": pairs_for_half_width(k, n)}
+
+
+def _mcnemar_p(b: int, c: int) -> float:
+    """Exact two-sided McNemar p-value: b and c discordant pairs, X ~ Binomial(b + c, 1/2)."""
+    m = b + c
+    if m == 0:
+        return 1.0
+    lo = min(b, c)
+    log_half = m * math.log(0.5)
+    tail = sum(math.exp(math.lgamma(m + 1) - math.lgamma(i + 1) - math.lgamma(m - i + 1) + log_half)
+               for i in range(lo + 1))
+    return min(1.0, 2.0 * tail)
+
+
+#: Verdicts of :func:`paired_comparison`.
+BETTER, WORSE, SAME, TOO_FEW = "better", "worse", "not distinguishable", "too few to tell"
+
+
+def paired_comparison(p_before: ArrayLike, p_after: ArrayLike, y: ArrayLike, seed: int = 0,
+                      resamples: int = BOOTSTRAP_RESAMPLES, alpha: float = 0.05) -> dict:
+    """Is the change from ``p_before`` to ``p_after`` (two models' P(first wins) on the *same*
+    held-out pairs with outcomes ``y``) beyond noise?
+
+    * Accuracy: the exact McNemar test on the decisive pairs one model got right and the
+      other wrong (b: only before right, c: only after right); the change in points gets a
+      paired percentile-bootstrap 95% interval.
+    * Log loss: paired bootstrap 95% interval of mean(nll_after - nll_before) over all pairs.
+
+    ``verdict``: :data:`TOO_FEW` below :data:`MIN_PAIRS_TO_TELL` decisive pairs; else
+    better/worse by accuracy when McNemar's p < ``alpha``; else better/worse by log loss
+    when its interval excludes 0; else :data:`SAME`. ``sentence`` says it in words
+    (e.g. "accuracy is 12.0 points lower (95% interval 4.1 to 19.8) on the same 120
+    held-out pairs"). Every value is JSON-safe.
+    """
+    p0, p1, ya = _as_1d("p_before", p_before), _as_1d("p_after", p_after), _as_1d("y", y)
+    _check_same_length(p_before=p0, p_after=p1, y=ya)
+    decisive = ya != 0.5
+    c0 = _correctness(p0[decisive], ya[decisive])
+    c1 = _correctness(p1[decisive], ya[decisive])
+    n = int(decisive.sum())
+    diff = c1 - c0
+    b, c = int((diff < 0).sum()), int((diff > 0).sum())
+    d_acc = float(diff.mean()) if n else math.nan
+    acc_lo, acc_hi = bootstrap_interval(lambda i: float(diff[i].mean()), n, resamples, seed)
+    dl = _log_loss_terms(p1, ya) - _log_loss_terms(p0, ya)
+    d_nll = float(dl.mean()) if len(dl) else math.nan
+    nll_lo, nll_hi = bootstrap_interval(lambda i: float(dl[i].mean()), len(dl), resamples, seed + 1)
+    p_value = _mcnemar_p(b, c)
+    by = None
+    if n < MIN_PAIRS_TO_TELL:
+        verdict = TOO_FEW
+    elif p_value < alpha and d_acc != 0:
+        verdict, by = (BETTER if d_acc > 0 else WORSE), "accuracy"
+    elif math.isfinite(nll_lo) and (nll_hi < 0 or nll_lo > 0):
+        verdict, by = (BETTER if d_nll < 0 else WORSE), "nll"
+    else:
+        verdict = SAME
+    return {"verdict": verdict, "by": by, "n_decisive": n, "n": int(len(ya)),
+            "only_before_right": b, "only_after_right": c, "mcnemar_p": p_value,
+            "accuracy_change": d_acc, "accuracy_change_low": acc_lo, "accuracy_change_high": acc_hi,
+            "nll_change": d_nll, "nll_change_low": nll_lo, "nll_change_high": nll_hi,
+            "sentence": _change_sentence(verdict, by, n, d_acc, acc_lo, acc_hi, d_nll, nll_lo, nll_hi)}
+
+
+def _change_sentence(verdict: str, by: str | None, n: int, d_acc: float, acc_lo: float, acc_hi: float,
+                     d_nll: float, nll_lo: float, nll_hi: float) -> str:
+    pairs = f"{n} held-out pair{'s' if n != 1 else ''}"
+    if verdict == TOO_FEW:
+        return (f"too few to tell: {pairs} (at least {MIN_PAIRS_TO_TELL} are needed to tell a change "
+                "from noise)")
+    acc = (f"accuracy is {abs(d_acc) * 100:.1f} points {'higher' if d_acc > 0 else 'lower'} "
+           f"(95% interval {acc_lo * 100:+.1f} to {acc_hi * 100:+.1f})")
+    if by == "accuracy":
+        return f"{verdict} beyond noise: {acc} on the same {pairs}"
+    if by == "nll":
+        return (f"{verdict} beyond noise: log loss is {abs(d_nll):.3f} {'lower' if d_nll < 0 else 'higher'} "
+                f"(95% interval {nll_lo:+.3f} to {nll_hi:+.3f}) on the same {pairs}")
+    if n == 0:
+        return "not distinguishable: there are no decisive held-out pairs"
+    return f"not distinguishable from noise on the same {pairs}: {acc}"
+
+
+def format_accuracy(accuracy: float | None, n: int | None, low: float | None = None,
+                    high: float | None = None) -> str:
+    """Accuracy with its count and interval as one short text: ``"62.5% of 40 (47-76%)"``;
+    ``"n/a"`` without pairs. The same text in the CLI and the GUI."""
+    if accuracy is None or n is None or n == 0 or (isinstance(accuracy, float) and math.isnan(accuracy)):
+        return "n/a"
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        low, high = wilson_interval(accuracy * n, n)
+    return f"{accuracy * 100:.1f}% of {n} ({low * 100:.0f}-{high * 100:.0f}%)"
 
 
 # --------------------------------------------------------------------------------------

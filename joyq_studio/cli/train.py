@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..console import EXIT_OK, ProgressLine, UsageError
-from ..metrics import format_metrics_table
+from ..metrics import format_accuracy, format_metrics_table
 from ..model import load_model, pick_device
 from ..settings import DEFAULT_MODEL
 from ..store import data_dir
@@ -20,6 +20,7 @@ from ..training import (
     run_training,
     train_project,
 )
+from ..training.versions import adoption_warning
 from .common import open_project
 
 TABLE_KEYS = ["n", "accuracy", "nll", "mcfadden_r2", "auc", "brier", "ece", "ece_fine", "aurc", "median_margin",
@@ -87,7 +88,26 @@ def print_result(result) -> None:
           f"{result.record['best_step']}), {counts['test']} test; {counts['images']} images")
     print(format_metrics_table({"before": result.before, "after": result.after},
                                keys=[k for k in TABLE_KEYS if k in result.before or k in result.after]))
+    for line in held_out_lines(result.before, result.after, result.record.get("change")):
+        print(line)
     print(f"\nnew version: {result.version_id}\npath: {result.path}")
+
+
+def accuracy_text(m: dict) -> str:
+    """Held-out accuracy with its count and 95% interval, e.g. ``87.5% of 8 (53-98%)``."""
+    return format_accuracy(m.get("accuracy"), m.get("n_decisive"), m.get("accuracy_low"), m.get("accuracy_high"))
+
+
+def held_out_lines(before: dict, after: dict, change: dict | None) -> list[str]:
+    """Accuracy before and after with counts and intervals, and the paired verdict in words
+    (never arrows: a change is called better or worse only beyond noise)."""
+    lines = [f"\nheld-out accuracy (95% interval): before {accuracy_text(before)}, after {accuracy_text(after)}"]
+    if change:
+        lines.append(f"change: {change['sentence']}.")
+    more = after.get("more_pairs_needed")
+    if more:
+        lines.append(f"about {more} more held-out comparisons would narrow the accuracy interval to +-5 points.")
+    return lines
 
 
 def cmd_eval(args) -> int:
@@ -97,7 +117,8 @@ def cmd_eval(args) -> int:
     metrics = evaluate_pairs(data, model, device, split=args.split,
                              progress=None if args.json else ConsoleProgress())
     if args.json:
-        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()
+                 if not k.startswith("_")}
         print(json.dumps({"model": args.model or DEFAULT_MODEL, "pairs": str(args.pairs), "split": args.split,
                           "metrics": clean}))
     else:
@@ -112,6 +133,10 @@ def cmd_adopt(args) -> int:
             project.set_active_version(None)
             print(f"rolled back to the base model {DEFAULT_MODEL}; run `joyq score` to rescore.")
             return EXIT_OK
+        version = project.version(args.version)
+        warning = adoption_warning(version) if version else None
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
         summary = adopt(project, args.version, device=args.device, progress=ProgressLine("rescoring"))
         print(f"{args.version} is now active; rescored {summary['scored']} images.")
     return EXIT_OK

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 from ..console import EXIT_OK
+from ..metrics import format_accuracy
 from ..settings import DEFAULT_MODEL
 from .common import open_project
 
@@ -16,16 +15,21 @@ def cmd_versions(args) -> int:
         if not versions:
             print("no trained versions yet; the model in use is", project.active_model_spec(DEFAULT_MODEL))
             return EXIT_OK
-        print(f"{'':2}{'version':<26}{'mode':<7}{'train':>6}{'test':>6}{'acc before':>12}{'acc after':>11}  path")
+        print("held-out accuracy with its count and 95% interval; change = paired test of after vs before")
+        print(f"{'':2}{'version':<26}{'mode':<10}{'train':>6}{'test':>6}  {'acc before':<22}{'acc after':<22}"
+              f"{'change':<21}path")
         for v in versions:
             mb, ma = v.get("metrics_before", {}), v.get("metrics_after", {})
             mark = "* " if v["id"] == active else "  "
-            print(f"{mark}{v['id']:<26}{v.get('mode', '?'):<7}{v['counts']['train']:>6}{v['counts']['test']:>6}"
-                  f"{_fmt(mb.get('accuracy')):>12}{_fmt(ma.get('accuracy')):>11}  {v['path']}")
+            change = v.get("change") if isinstance(v.get("change"), dict) else {}
+            print(f"{mark}{v['id']:<26}{v.get('mode', '?'):<10}{v['counts']['train']:>6}{v['counts']['test']:>6}  "
+                  f"{accuracy_of(mb):<22}{accuracy_of(ma):<22}{change.get('verdict', 'n/a'):<21}{v['path']}")
         if active is None:
             print(f"(* none: the base model {DEFAULT_MODEL} is in use)")
     return EXIT_OK
 
 
-def _fmt(x) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+def accuracy_of(m: dict) -> str:
+    """``62.5% of 40 (47-76%)``; older records without ``n_decisive`` count the test pairs."""
+    return format_accuracy(m.get("accuracy"), m.get("n_decisive", m.get("n")), m.get("accuracy_low"),
+                           m.get("accuracy_high"))

@@ -18,7 +18,7 @@ client, retries, image encoding), ``cost``, ``cache`` (the project's LLM tables)
 ``openai`` nor torch; a client does, when it is made.
 """
 
-from .agreement import AgreementReport, wilson_interval
+from .agreement import AgreementReport, wilson_interval  # wilson_interval lives in metrics
 from .cache import parse_source, source_name
 from .client import (
                      DEFAULT_KEY_ENV,

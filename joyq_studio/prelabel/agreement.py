@@ -18,24 +18,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..metrics import wilson_interval
 from ..store import Project
 from .cache import CachedAnswer
 from .labels import combine
 
-Z95 = 1.959963984540054
 #: Fewer decisive pairs than this and the agreement is too uncertain to weight labels by.
 MIN_PAIRS_FOR_TRUST = 20
-
-
-def wilson_interval(k: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion k / n; (nan, nan) when n == 0."""
-    if n <= 0:
-        return math.nan, math.nan
-    p = k / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)

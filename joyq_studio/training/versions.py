@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import Cancelled
 from ..fsio import describe_error
 from ..images import content_hash
+from ..metrics import WORSE, held_out_summary, paired_comparison
 from ..model import (
     JoyQuality,
     head_state,
@@ -27,8 +28,8 @@ from ..scoring import score_project
 from ..settings import DEFAULT_MODEL
 from ..store import StoreError
 from .config import (
-    MIN_PAIRS,
     HEAD_MODES,
+    MIN_PAIRS,
     ProgressFn,
     TrainConfig,
     TrainingError,
@@ -62,6 +63,8 @@ def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir
     Writes a new version folder under versions_dir (atomically: a temp folder renamed at
     the end) and returns it; never changes the active model."""
     decisive = int((data.y != 0.5).sum())
+    if len(data.a) == 0 and project is not None:
+        raise TrainingError(no_comparisons_message(project.folder))
     if len(data.a) < MIN_PAIRS or decisive < MIN_PAIRS // 2:
         raise TrainingError(f"{data.source}: only {len(data.a)} pairs ({decisive} with a winner); "
                             f"at least {MIN_PAIRS} are needed to train.")
@@ -112,8 +115,9 @@ def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir
         "counts": {"train": int(train_mask.sum()), "validation": int(val_mask.sum()), "test": int(test_mask.sum()),
                    "ties": int((data.y == 0.5).sum()), "images": len(data.keys)},
         "best_step": best_step,
-        "metrics_before": _public(before),
-        "metrics_after": _public(after),
+        "metrics_before": _public(before, es.y),
+        "metrics_after": _public(after, es.y),
+        "change": _change(before, after, es.y),
         "source": data.source,
         "warnings": data.warnings,
         "created": time.time(),
@@ -125,8 +129,45 @@ def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir
     return TrainResult(version_id, path, record["metrics_before"], record["metrics_after"], record, history)
 
 
-def _public(m: dict) -> dict:
-    return {k: v for k, v in m.items() if not k.startswith("_")}
+def _public(m: dict, y: np.ndarray | None = None) -> dict:
+    """The metrics a version record keeps: the public ones, plus the held-out counts and 95%
+    intervals of :func:`joyq_studio.metrics.held_out_summary` (``n_decisive``,
+    ``accuracy_low``/``_high``, ``nll_low``/``_high``, ``ece_low``/``_high``, ``enough``,
+    ``more_pairs_needed``) when the per-pair predictions are there."""
+    out = {k: v for k, v in m.items() if not k.startswith("_")}
+    p = m.get("_pair_p")
+    if y is not None and p is not None and len(p) == len(y):
+        out.update(held_out_summary(p, y))
+    return out
+
+
+def _change(before: dict, after: dict, y: np.ndarray) -> dict | None:
+    """The paired before/after verdict on the same held-out pairs
+    (:func:`joyq_studio.metrics.paired_comparison`), None without per-pair predictions."""
+    p0, p1 = before.get("_pair_p"), after.get("_pair_p")
+    if p0 is None or p1 is None or len(p0) != len(y) or len(p1) != len(y):
+        return None
+    return paired_comparison(p0, p1, y)
+
+
+def adoption_warning(record: dict) -> str | None:
+    """One sentence when a version is worse than the model it was trained from beyond noise
+    (its record's paired ``change`` verdict), else None. The CLI prints it on `adopt`; the app
+    asks for confirmation with it."""
+    change = record.get("change")
+    if not isinstance(change, dict) or change.get("verdict") != WORSE:
+        return None
+    detail = str(change.get("sentence", "")).partition(": ")[2] or "worse beyond noise"
+    return f"this version is worse than the model it was trained from, beyond noise: {detail}."
+
+
+def no_comparisons_message(folder) -> str:
+    """What `train` says for a folder without comparisons: where they come from."""
+    folder = Path(folder)
+    pairs = folder / "pairs.json"
+    example = f"{folder} {pairs}" if pairs.is_file() else f"{folder} FILE.json"
+    return (f"{folder} has no comparisons yet, so there is nothing to train on; add some by comparing images in "
+            f"the app, or import a pairs file with `joyq import-pairs {example}`.")
 
 
 def _tower_spec(spec: str) -> str:
