@@ -165,6 +165,7 @@ def shorten(value: Any, limit: int = 80, as_json: bool = False) -> str:
             text = repr(value)
     except (RecursionError, TypeError, ValueError):
         return "a deeply nested value"
+    text = " ".join(text[:limit * 4].split())  # one line: an error message may hold newlines
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

@@ -252,8 +252,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def build_model(config: SiglipVisionConfig, state, source: str, fresh_head_ok: bool) -> JoyQuality:
     tower_state, head_state = split_state_dict(state, source)
     # Build on the meta device and adopt the checkpoint's tensors: no 400M random init.
-    with torch.device("meta"):
-        model = JoyQuality(config, source)
+    try:
+        with torch.device("meta"):
+            model = JoyQuality(config, source)
+    except Exception as e:  # noqa: BLE001 - e.g. an unknown hidden_act in config.json
+        raise ModelError(f"{source}: its configuration cannot build a SigLIP tower ({shorten(e)}).") from None
     model.load_tower_state_dict(tower_state, assign=True)
     model.head = nn.Linear(config.hidden_size, 1)
     _materialize_position_ids(model)
