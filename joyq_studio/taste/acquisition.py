@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-__all__ = ["CRITERIA", "PROBIT_SCALE", "bald", "guro", "criterion"]
+__all__ = ["CRITERIA", "PROBIT_SCALE", "bald", "guro", "criterion", "test_variance_reduction"]
 
 PROBIT_SCALE = 1.7
 """sigmoid(f) ~= Phi(f / 1.7)."""
@@ -50,6 +50,20 @@ def guro(a: np.ndarray | float, v: np.ndarray | float) -> np.ndarray:
     """sigmoid'(a) sqrt(v) = p (1 - p) sqrt(v), p = sigmoid(a) (Bergstrom et al. 2024)."""
     p = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(a, dtype=np.float64)))
     return p * (1.0 - p) * np.sqrt(np.maximum(np.asarray(v, dtype=np.float64), 0.0))
+
+
+def test_variance_reduction(a: np.ndarray | float, v: np.ndarray | float, t: np.ndarray | float) -> np.ndarray:
+    """Expected drop of the (weighted) posterior variance of test-pair logits after one answer.
+
+    Observing x moves Sigma to ``Sigma - r u u^T / (1 + r v)`` (``u = Sigma x``), so a test
+    pair x_t loses ``r (x_t . u)^2 / (1 + r v)`` of its logit variance; summed over test pairs
+    with weights omega_t that is ``r u^T C u / (1 + r v)``, ``C = sum omega_t x_t x_t^T``.
+    ``t`` is ``u^T C u``; r = p (1 - p) at the predictive p = sigmoid(a / sqrt(1 + pi v / 8)).
+    """
+    v = np.maximum(np.asarray(v, dtype=np.float64), 0.0)
+    p = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(a, dtype=np.float64) / np.sqrt(1.0 + math.pi * v / 8.0)))
+    r = p * (1.0 - p)
+    return r * np.asarray(t, dtype=np.float64) / (1.0 + r * v)
 
 
 CRITERIA = {"bald": bald, "guro": guro}

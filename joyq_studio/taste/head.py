@@ -62,6 +62,10 @@ LOG_ALPHA_SPAN = (-14.0, 16.0)
 head is the starting head to within e^-8 of its prior scale: data that agrees with the base
 drives alpha there."""
 
+ALPHA_FREEZE = 12
+"""After this many outer iterations alpha stops moving and Newton finishes at fixed alpha
+(the alternation between alpha and w can cycle when the evidence is flat)."""
+
 EIG_RTOL = 1e-10
 """Eigenvalues of G below this fraction of the largest are treated as zero."""
 
@@ -188,18 +192,29 @@ def _quad_evidence(log_alpha: np.ndarray, lam: np.ndarray, rq: np.ndarray, gq: n
     return -data - prior + occam
 
 
-def _best_log_alpha(lo: float, hi: float, lam, rq, gq, t) -> float:
-    """argmax of the quadratic-model evidence over ln alpha in [lo, hi]: grid, then golden."""
-    grid = np.arange(lo, hi + 1e-9, 0.5)
-    ev = _quad_evidence(grid, lam, rq, gq, t)
-    k = int(np.argmax(ev))
-    a, b = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+def _local_log_alpha(start: float, lo: float, hi: float, lam, rq, gq, t) -> float:
+    """The local maximum of the quadratic-model evidence over ln alpha reached by climbing
+    from ``start`` (steps of 0.5 within [lo, hi]), refined by golden-section search.
+
+    Local, not global: the quadratic model is only accurate near the current head, so a
+    far-away mode (typically alpha -> infinity, "the starting head") is compared separately,
+    with its exact evidence, at the end of ``fit_head``."""
+    x = min(max(start, lo), hi)
+    fx = _quad_evidence(np.array([x]), lam, rq, gq, t)[0]
+    for direction in (0.5, -0.5):
+        moved = False
+        while lo <= x + direction <= hi:
+            fn = _quad_evidence(np.array([x + direction]), lam, rq, gq, t)[0]
+            if fn <= fx:
+                break
+            x, fx, moved = x + direction, fn, True
+        if moved:
+            break
+    a, b = max(x - 0.5, lo), min(x + 0.5, hi)
     g = (math.sqrt(5.0) - 1.0) / 2.0
     c, d = b - g * (b - a), a + g * (b - a)
     fc, fd = _quad_evidence(np.array([c, d]), lam, rq, gq, t)
-    for _ in range(30):
-        if b - a < 1e-4:
-            break
+    while b - a > 1e-4:
         if fc > fd:
             b, d, fd = d, c, fc
             c = b - g * (b - a)
@@ -209,9 +224,7 @@ def _best_log_alpha(lo: float, hi: float, lam, rq, gq, t) -> float:
             d = a + g * (b - a)
             fd = _quad_evidence(np.array([d]), lam, rq, gq, t)[0]
     best = 0.5 * (a + b)
-    if ev[k] > _quad_evidence(np.array([best]), lam, rq, gq, t)[0]:
-        best = float(grid[k])
-    return float(best)
+    return x if fx > _quad_evidence(np.array([best]), lam, rq, gq, t)[0] else best
 
 
 def fit_head(
@@ -275,11 +288,33 @@ def fit_head(
         return HeadFit(w0.copy(), w0.copy(), cur_alpha, 0.0, 0.0, np.zeros((d, 0)), np.zeros(0), method, 0, True)
 
     lo, hi = math.log(ref) + LOG_ALPHA_SPAN[0], math.log(ref) + LOG_ALPHA_SPAN[1]
+    if not fixed and math.log(cur_alpha) >= hi - 1.0:
+        # warm start from the starting-head mode: look for the data's own mode from scratch
+        # (the base mode is compared below anyway)
+        cur_alpha, w_init = ref, None
     w = w0.copy() if w_init is None else np.asarray(w_init, dtype=np.float64).copy()
+    fit = _newton(X, y, c, w0, w, cur_alpha, None if fixed else (lo, hi), method, gram, tol, max_iter)
+    if not fixed:
+        # The other mode: alpha -> infinity keeps the starting head, evidence -loss(w0)
+        # exactly (the Occam term vanishes). Take it when the data cannot tell the clicks
+        # from what the starting head predicts.
+        base_ev = -pair_loss((X @ w0.astype(X.dtype)).astype(np.float64), y, c)
+        if base_ev > fit.evidence:
+            fit = _newton(X, y, c, w0, w0.copy(), math.exp(hi), None, method, gram, tol, max_iter)
+            fit.alpha_at_bound = True
+        else:
+            fit.alpha_at_bound = math.log(fit.alpha) >= hi - 0.5 or math.log(fit.alpha) <= lo + 0.5
+    return fit
+
+
+def _newton(X, y, c, w0, w, alpha, bounds, method, gram, tol, max_iter) -> HeadFit:
+    """Newton/IRLS from w; with ``bounds`` (ln alpha range) alpha follows the local maximum
+    of the evidence (frozen after ALPHA_FREEZE iterations), else it stays fixed."""
     f = (X @ w.astype(X.dtype)).astype(np.float64)
     converged = False
     it = 0
     q = lam = None
+    cur_alpha = alpha
     for it in range(1, max_iter + 1):
         p = sigmoid(f)
         r = np.maximum(c * p * (1.0 - p), 1e-12 * np.maximum(c, 1e-300))
@@ -289,8 +324,8 @@ def fit_head(
         rq, gq = q.T @ delta, q.T @ gl
         t = lam * rq - gq
         old_alpha = cur_alpha
-        if not fixed:
-            cur_alpha = math.exp(_best_log_alpha(lo, hi, lam, rq, gq, t))
+        if bounds is not None and it <= ALPHA_FREEZE:
+            cur_alpha = math.exp(_local_log_alpha(math.log(cur_alpha), bounds[0], bounds[1], lam, rq, gq, t))
         theta = t / (lam + cur_alpha)
         step = w0 + q @ theta - w
         xs = (X @ step.astype(X.dtype)).astype(np.float64)
@@ -316,5 +351,4 @@ def fit_head(
     loss = pair_loss(f, y, c)
     dv = w - w0
     evidence = -(loss + 0.5 * cur_alpha * float(dv @ dv)) + 0.5 * float(np.sum(np.log(cur_alpha / (lam + cur_alpha))))
-    at_bound = (not fixed) and (math.log(cur_alpha) >= hi - 0.5 or math.log(cur_alpha) <= lo + 0.5)
-    return HeadFit(w, w0.copy(), cur_alpha, evidence, loss, q, lam, method, it, converged, at_bound)
+    return HeadFit(w, w0.copy(), cur_alpha, evidence, loss, q, lam, method, it, converged)

@@ -69,6 +69,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import NoPairAvailable
+from .acquisition import test_variance_reduction
 from .acquisition import criterion as _criterion
 from .head import HeadFit, default_alpha, fit_head, pair_loss, sigmoid
 
@@ -92,6 +93,17 @@ DENSE_MAX = 512
 an exhaustive fallback search)."""
 
 Z95 = 1.959963984540054
+
+TEST_CRITERIA = ("vopt", "eer")
+"""Criteria on the test distribution (uniform pairs of the whole pool): ``vopt`` = expected
+drop of the summed test-pair logit variance; ``eer`` = the same with each test pair weighted
+by how fast its chance of being misordered falls with its variance (expected ordering-error
+reduction, GURO-style)."""
+
+EER_PAIRS = 1024
+"""Test pairs sampled for the ``eer`` weights (refreshed every ``EER_EVERY`` calls)."""
+
+EER_EVERY = 4
 
 
 def wilson_interval(k: float, n: int, z: float = Z95) -> tuple[float, float]:
@@ -225,7 +237,7 @@ class TasteModel:
         self.rng = np.random.default_rng(seed)
         self.mix = mix
         self.criterion = criterion
-        self._crit = _criterion(criterion)
+        self._crit = None if criterion in TEST_CRITERIA else _criterion(criterion)
         self._fixed_alpha = alpha
         self.max_shows, self.repeat_gap, self.pair_reuse = max_shows, int(repeat_gap), float(pair_reuse)
         self.n_anchors, self.window, self.n_random = int(n_anchors), int(window), int(n_random)
@@ -837,13 +849,21 @@ class TasteModel:
             if a.size == 0:
                 return None
         zx = self._Z[a] - self._Z[b]
-        v = np.einsum("ij,ij->i", zx @ self._Sr.astype(np.float32), zx, dtype=np.float64)
-        v += self._sigma_perp2() * (self._q[a] + self._q[b])
-        crit = self._crit(s[a] - s[b], v)
+        sz = zx @ self._Sr.astype(np.float32)  # Sigma_r x_z
+        v = np.einsum("ij,ij->i", sz, zx, dtype=np.float64)
+        sp2 = self._sigma_perp2()
+        qq = self._q[a] + self._q[b]
+        v += sp2 * qq
+        if self._crit is not None:
+            crit = self._crit(s[a] - s[b], v)
+        else:
+            ct, ct_perp = self._test_matrix(s)
+            t = np.einsum("ij,ij->i", sz @ ct, sz, dtype=np.float64) + ct_perp * sp2 * sp2 * qq
+            crit = test_variance_reduction(s[a] - s[b], v, t)
         short = []
         seen = set()
-        for t in np.argsort(-crit, kind="stable"):
-            i, j = int(a[t]), int(b[t])
+        for t_ in np.argsort(-crit, kind="stable"):
+            i, j = int(a[t_]), int(b[t_])
             key = self._key(i, j)
             if key in seen or not self._allowed(i, j, limit):
                 continue
@@ -856,8 +876,44 @@ class TasteModel:
         ii = np.array([p[0] for p in short])
         jj = np.array([p[1] for p in short])
         x = self.E[ii].astype(np.float64) - self.E[jj]
-        exact = self._crit(x @ self.w, self._quad_exact(x))
+        if self._crit is not None:
+            exact = self._crit(x @ self.w, self._quad_exact(x))
+        else:
+            u = self._cov_matvec(x.T).T  # (k, d)
+            v = np.einsum("ij,ij->i", u, x)
+            ur = u @ self._V
+            uperp2 = np.maximum(np.einsum("ij,ij->i", u, u) - np.einsum("ij,ij->i", ur, ur), 0.0)
+            ct, ct_perp = self._test_matrix(s)
+            t = np.einsum("ij,ij->i", ur @ ct.astype(np.float64), ur) + ct_perp * uperp2
+            exact = test_variance_reduction(x @ self.w, v, t)
         return short[int(np.argmax(exact))]
+
+    def _test_matrix(self, s: np.ndarray) -> tuple[np.ndarray, float]:
+        """(C_r, c_perp): the test-pair weight matrix sum_t omega_t x_t x_t^T / T in PCA
+        coordinates, and its mean weight per direction outside the PCA subspace."""
+        cached = getattr(self, "_ct_cache", None)
+        if cached is not None and (self.criterion == "vopt" or cached[2] > 0):
+            if self.criterion == "eer":
+                self._ct_cache = (cached[0], cached[1], cached[2] - 1)
+            return cached[0], cached[1]
+        n, T = self.n, EER_PAIRS
+        i, j = self.rng.integers(0, n, T), self.rng.integers(0, n, T)
+        ok = i != j
+        i, j = i[ok], j[ok]
+        zx = (self._Z[i] - self._Z[j]).astype(np.float64)
+        qq = self._q[i] + self._q[j]
+        if self.criterion == "vopt":
+            omega = np.ones(len(i))
+        else:
+            a = np.abs(s[i] - s[j])
+            vt = np.einsum("ij,jk,ik->i", zx, self._Sr, zx) + self._sigma_perp2() * qq
+            vt = np.maximum(vt, 1e-12)
+            z = a / np.sqrt(vt)
+            omega = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) * a / (2.0 * vt**1.5)
+        ct = (zx.T * omega) @ zx / len(i)
+        ct_perp = float(np.sum(omega * qq)) / len(i) / max(self.d - self._r, 1)
+        self._ct_cache = (ct.astype(np.float32), ct_perp, EER_EVERY - 1)
+        return self._ct_cache[0], ct_perp
 
     def _random_pair(self, mask: np.ndarray, limit: int, tries: int = 64, fresh: bool = False):
         idx = np.flatnonzero(mask)
@@ -889,16 +945,17 @@ class TasteModel:
 
     def _pick_repeat(self, n_av: int):
         """An earlier fitted pair (not held-out, not a repeat), >= repeat_gap clicks old, not
-        repeated yet, both images available."""
+        repeated yet, both images eligible (available and under the show cap)."""
         m = len(self._history) - self.repeat_gap
         if m <= 0 or len(self._history) < min(REPEAT_START, n_av // 2):
             return None
+        elig = self._eligible()
         for k in self.rng.integers(0, m, size=8):
             i, j, _, kind, weight = self._history[int(k)]
             key = self._key(i, j)
             if kind in ("repeat", "heldout") or weight <= 0 or key in self._repeated or key in self._pending:
                 continue
-            if key in self._skipped or not (self.available[i] and self.available[j]):
+            if key in self._skipped or not (elig[i] and elig[j]):
                 continue
             return i, j
         return None

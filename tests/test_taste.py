@@ -1,0 +1,326 @@
+"""The Bayesian personal head (joyq_studio.taste): maths, live updates and pair choice."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from joyq_studio.errors import NoPairAvailable
+from joyq_studio.taste import TasteMix, TasteModel, bald, fit_head, guro, wilson_interval
+from joyq_studio.taste.head import pair_loss, sigmoid
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Small matrices: one BLAS thread is faster, and far faster on a shared, loaded CPU."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with threadpool_limits(1):
+        yield
+
+
+def world(seed=0, n=400, d=32, personal=1.0, scale=1.0):
+    """Embeddings with a decaying spectrum and an offset, a planted taste w* and a base head
+    w0 = w* + personal * (a perturbation drawn like w*)."""
+    rng = np.random.default_rng(seed)
+    sd = 1.0 / np.sqrt(np.arange(1, d + 1))
+    rot, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    E = ((rng.normal(size=(n, d)) * sd + 3.0 * sd) @ rot.T).astype(np.float32)
+    w_star = rot @ rng.normal(size=d) * 2.0 * scale
+    w0 = w_star + personal * rot @ rng.normal(size=d) * 2.0 * scale
+    return E, w_star, w0, rng
+
+
+def answers(E, w, i, j, rng):
+    return (rng.random(len(i)) < sigmoid((E[i].astype(float) - E[j]) @ w)).astype(float)
+
+
+def random_pairs(rng, idx, m):
+    i, j = rng.choice(idx, m), rng.choice(idx, m)
+    ok = i != j
+    return i[ok], j[ok]
+
+
+def accuracy(E, w, w_star, idx, rng, k=3000):
+    i, j = random_pairs(rng, idx, k)
+    x = E[i].astype(float) - E[j]
+    return float(np.mean(np.sign(x @ w) == np.sign(x @ w_star)))
+
+
+# ----------------------------------------------------------------------------- the head
+
+
+def test_recovers_a_planted_head_better_than_the_base():
+    E, w_star, w0, rng = world(seed=1)
+    train, test = np.arange(300), np.arange(300, 400)
+    i, j = random_pairs(rng, train, 800)
+    fit = fit_head(E[i] - E[j], answers(E, w_star, i, j, rng), None, w0)
+    cos = lambda a, b: a @ b / np.linalg.norm(a) / np.linalg.norm(b)  # noqa: E731
+    assert cos(fit.w, w_star) > cos(w0, w_star) + 0.2
+    base, ours = accuracy(E, w0, w_star, test, rng), accuracy(E, fit.w, w_star, test, rng)
+    assert ours > base + 0.05, (base, ours)
+    assert fit.converged and not fit.alpha_at_bound
+
+
+def test_data_that_agrees_with_the_base_keeps_the_base():
+    E, w_star, w0, rng = world(seed=2, personal=0.0)  # the base is the taste
+    i, j = random_pairs(rng, np.arange(400), 300)
+    y = answers(E, w0, i, j, rng)
+    fit = fit_head(E[i] - E[j], y, None, w0)
+    free = fit_head(E[i] - E[j], y, None, w0, alpha=fit.alpha / 1000)
+    assert np.linalg.norm(fit.w - w0) < 0.1 * np.linalg.norm(w0)
+    assert np.linalg.norm(free.w - w0) > 3 * np.linalg.norm(fit.w - w0)  # it did not have to stay
+    disagree = fit_head(E[i] - E[j], answers(E, -w0, i, j, rng), None, w0)
+    assert fit.alpha > 20 * disagree.alpha
+
+
+def test_few_labels_are_never_much_worse_than_the_base_out_of_sample():
+    diffs = []
+    for seed in range(12):
+        E, w_star, w0, rng = world(seed=100 + seed, personal=0.7)
+        i, j = random_pairs(rng, np.arange(200), 8)
+        fit = fit_head(E[i] - E[j], answers(E, w_star, i, j, rng), None, w0)
+        test = np.arange(200, 400)
+        r = np.random.default_rng(seed)
+        diffs.append(accuracy(E, fit.w, w_star, test, r) - accuracy(E, w0, w_star, test, np.random.default_rng(seed)))
+    assert min(diffs) > -0.04, diffs
+    assert np.mean(diffs) > -0.005, diffs
+
+
+def test_dual_and_primal_agree():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 25))
+    y = rng.integers(0, 3, 40) / 2.0  # wins, losses and ties
+    c = rng.uniform(0.5, 2.0, 40)
+    w0 = rng.normal(size=25)
+    a = fit_head(X, y, c, w0, method="primal")
+    b = fit_head(X, y, c, w0, method="dual")
+    assert a.alpha == pytest.approx(b.alpha, rel=1e-6)
+    np.testing.assert_allclose(a.w, b.w, atol=1e-8)
+    assert a.evidence == pytest.approx(b.evidence, abs=1e-8)
+    np.testing.assert_allclose(a.covariance(), b.covariance(), atol=1e-10)
+    # the covariance is the inverse Hessian at the MAP
+    p = sigmoid(X @ a.w)
+    h = X.T @ (X * (c * p * (1 - p))[:, None]) + a.alpha * np.eye(25)
+    np.testing.assert_allclose(a.covariance(), np.linalg.inv(h), atol=1e-4)
+
+
+def test_map_minimises_the_objective():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(60, 10))
+    y = (rng.random(60) < 0.6).astype(float)
+    w0 = rng.normal(size=10)
+    fit = fit_head(X, y, None, w0, alpha=0.7)
+    obj = lambda w: pair_loss(X @ w, y, np.ones(60)) + 0.35 * np.sum((w - w0) ** 2)  # noqa: E731
+    g = X.T @ (sigmoid(X @ fit.w) - y) + 0.7 * (fit.w - w0)
+    assert np.abs(g).max() < 1e-6
+    for _ in range(20):
+        assert obj(fit.w + rng.normal(size=10) * 1e-3) > obj(fit.w)
+
+
+def test_evidence_picks_a_sensible_alpha():
+    rng = np.random.default_rng(5)
+    d, m, alpha_true = 20, 3000, 4.0
+    X = rng.normal(size=(m, d))
+    w0 = rng.normal(size=d)
+    w = w0 + rng.normal(size=d) / math.sqrt(alpha_true)  # the prior's own story
+    y = (rng.random(m) < sigmoid(X @ w)).astype(float)
+    fit = fit_head(X, y, None, w0)
+    assert alpha_true / 4 < fit.alpha < alpha_true * 4, fit.alpha
+    for k in (0.3, 3.0):  # a maximum: neighbours have lower evidence
+        assert fit_head(X, y, None, w0, alpha=fit.alpha * k).evidence < fit.evidence
+
+
+def test_ties_pull_scores_together_and_weights_count_like_copies():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(30, 8))
+    w0 = rng.normal(size=8) * 2
+    ties = fit_head(X, np.full(30, 0.5), None, w0, alpha=1.0)
+    assert np.mean(np.abs(X @ ties.w)) < 0.5 * np.mean(np.abs(X @ w0))
+    y = (rng.random(30) < 0.5).astype(float)
+    c = rng.integers(1, 4, 30).astype(float)
+    weighted = fit_head(X, y, c, w0, alpha=1.0)
+    copies = fit_head(np.repeat(X, c.astype(int), axis=0), np.repeat(y, c.astype(int)), None, w0, alpha=1.0)
+    np.testing.assert_allclose(weighted.w, copies.w, atol=1e-8)
+
+
+def test_bald_and_guro():
+    a = np.linspace(-3, 3, 13)
+    assert np.all(bald(a, 0.0) == 0.0)  # nothing to learn when the logit is known
+    assert np.all(np.diff(bald(0.0, np.array([0.1, 1.0, 10.0]))) > 0)
+    b = bald(a, 1.0)
+    assert np.argmax(b) == 6 and np.all(b >= 0) and np.all(b < 1)
+    assert guro(0.0, 4.0) == pytest.approx(0.5) and guro(3.0, 4.0) < guro(0.0, 4.0)
+
+
+def test_wilson_interval():
+    lo, hi = wilson_interval(8, 10)
+    assert 0.44 < lo < 0.5 and 0.94 < hi < 0.97
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+
+
+# ----------------------------------------------------------------------------- the live model
+
+
+def session(tm, E, w_star, rng, clicks):
+    for _ in range(clicks):
+        i, j = tm.next_pair()
+        tm.record(i, j, float(rng.random() < sigmoid(float((E[i].astype(float) - E[j]) @ w_star))))
+
+
+def test_model_driven_session_learns_and_keeps_heldout_pairs_unbiased():
+    E, w_star, w0, rng = world(seed=7, n=500)
+    tm = TasteModel(E, (w0, 0.3), seed=0)
+    tm.exclude(np.arange(400, 500))
+    assert np.array_equal(tm.head()[0], w0) and tm.head()[1] == 0.3
+    session(tm, E, w_star, rng, 250)
+    kinds = [h[3] for h in tm.history]
+    assert 0.05 < kinds.count("heldout") / len(kinds) < 0.17
+    assert set(kinds) <= {"info", "heldout", "repeat"}
+    assert all(i < 400 and j < 400 for i, j, *_ in tm.history)
+    test = np.arange(400, 500)
+    assert accuracy(E, tm.head()[0], w_star, test, rng) > accuracy(E, w0, w_star, test, rng) + 0.03
+    acc = tm.heldout_accuracy()
+    assert acc.model.count == acc.base.count == kinds.count("heldout")
+    assert acc.model.low <= acc.model.value <= acc.model.high
+    # the fitted data is exactly the non-held-out clicks: a fresh fit on them agrees
+    fitted = [h for h in tm.history if h[3] != "heldout"]
+    ii, jj = np.array([h[0] for h in fitted]), np.array([h[1] for h in fitted])
+    again = fit_head(E[ii] - E[jj], np.array([h[2] for h in fitted]), None, w0, alpha=tm.alpha)
+    assert np.linalg.norm(again.w - tm.head()[0]) < 0.05 * np.linalg.norm(again.w - w0)
+
+
+def test_heldout_pairs_never_change_the_fit():
+    E, w_star, w0, rng = world(seed=8, n=200)
+    tm = TasteModel(E, (w0, 0.0), seed=1, mix=TasteMix(heldout=0.0, repeat=0.0))
+    session(tm, E, w_star, rng, 40)
+    w, alpha, sd = tm.head()[0], tm.alpha, tm.score_sd()
+    for k in range(30):
+        tm.record(k, k + 100, float(k % 2), kind="heldout")
+    assert np.array_equal(tm.head()[0], w) and tm.alpha == alpha
+    np.testing.assert_array_equal(tm.score_sd(), sd)
+    assert tm.heldout_accuracy().model.count == 30
+    tm.record(1, 2, 1.0, weight=0.0)  # weight 0: kept, not fitted
+    assert np.array_equal(tm.head()[0], w)
+
+
+def test_undo_restores_the_exact_state():
+    E, w_star, w0, rng = world(seed=9, n=150)
+    tm = TasteModel(E, (w0, 0.0), seed=2, refit_small=4)
+    session(tm, E, w_star, rng, 60)
+    state = (tm.scores(), tm.score_sd(), tm.head()[0], tm.alpha, tm.history, tm.shows.copy())
+    i, j = tm.next_pair()
+    kind = tm.last_kind
+    tm.record(i, j, 1.0)
+    tm.next_pair()  # issued after the click: forgotten by undo
+    assert tm.undo()[:4] == (i, j, 1.0, kind)
+    after = (tm.scores(), tm.score_sd(), tm.head()[0], tm.alpha, tm.history, tm.shows.copy())
+    for x, y in zip(state, after):
+        assert np.array_equal(np.asarray(x, dtype=object), np.asarray(y, dtype=object))
+    assert tm._pending == {tm._key(i, j): kind}  # the undone pair is pending again
+    # several steps back, through refits
+    for _ in range(10):
+        tm.undo()
+    assert len(tm.history) == 50
+
+
+def test_skip_repeats_cap_and_no_pair():
+    E, w_star, w0, rng = world(seed=10, n=60, d=8)
+    tm = TasteModel(E, (w0, 0.0), seed=3, max_shows=4)
+    seen = {}
+    skipped = set()
+    for c in range(66):
+        shows = tm.shows.copy()
+        i, j = tm.next_pair()
+        key = (min(i, j), max(i, j))
+        assert i != j and key not in skipped
+        if tm.last_kind != "heldout":  # held-out pairs are uniform; the cap is the model's
+            assert shows[i] < 4 and shows[j] < 4
+        if c % 10 == 0:
+            tm.skip(i, j)
+            skipped.add(key)
+            continue
+        if tm.last_kind != "repeat":
+            assert key not in seen, "a pair was shown again by accident"
+        seen[key] = seen.get(key, 0) + 1
+        tm.record(i, j, float(rng.random() < 0.5))
+    one = TasteModel(E[:1], (w0, 0.0))
+    with pytest.raises(NoPairAvailable):
+        one.next_pair()
+    two = TasteModel(E[:2], (w0, 0.0))
+    i, j = two.next_pair()  # pending: not issued again
+    with pytest.raises(NoPairAvailable):
+        two.next_pair()
+    two.skip(i, j)
+    with pytest.raises(NoPairAvailable):
+        two.next_pair()
+
+
+def test_pending_pairs_are_not_reissued():
+    E, w_star, w0, rng = world(seed=11, n=300)
+    tm = TasteModel(E, (w0, 0.0), seed=4)
+    issued = {tuple(sorted(tm.next_pair())) for _ in range(60)}
+    assert len(issued) == 60
+
+
+def test_add_images_and_score_sd():
+    E, w_star, w0, rng = world(seed=12, n=300, d=40)
+    tm = TasteModel(E, (w0, 0.0), seed=5, reduced_dims=16)  # d > reduced_dims: the cheap path too
+    before = tm.score_sd()
+    focus = np.arange(10)
+    for k in range(120):
+        i = int(focus[k % 10])
+        j = int(rng.integers(10, 300))
+        tm.record(i, j, float(rng.random() < sigmoid(float((E[i].astype(float) - E[j]) @ w_star))))
+    after = tm.score_sd()
+    assert np.all(after <= before + 1e-9)
+    ratio = after / before
+    assert ratio[focus].mean() < ratio[10:].mean() - 0.05  # compared images shrink most
+    approx = tm.score_sd(exact=False)
+    assert np.corrcoef(approx, after)[0, 1] > 0.8
+    new = rng.normal(size=(5, 40)).astype(np.float32)
+    tm.add_images(new)
+    w, b = tm.head()
+    np.testing.assert_allclose(tm.scores()[-5:], new.astype(float) @ w + b, rtol=1e-5, atol=1e-5)
+    assert tm.score_sd().shape == (305,)
+    shown = set()
+    for _ in range(200):
+        shown |= set(tm.next_pair())
+    assert shown & {300, 301, 302, 303, 304}
+
+
+def test_replay_fits_the_stored_comparisons_in_one_go():
+    E, w_star, w0, rng = world(seed=13, n=200)
+    i, j = random_pairs(rng, np.arange(200), 150)
+    y = answers(E, w_star, i, j, rng)
+    comps = [(int(a), int(b), float(o)) for a, b, o in zip(i, j, y)]
+    comps += [(0, 1, 1.0, "heldout"), (2, 3, 0.5, "other", 2.0)]
+    tm = TasteModel(E, (w0, 0.0), seed=6)
+    tm.replay(comps)
+    X = np.concatenate([E[i] - E[j], (E[2] - E[3])[None]])
+    ref = fit_head(X, np.append(y, 0.5), np.append(np.ones(len(y)), 2.0), w0, alpha_ref=tm._alpha_ref)
+    np.testing.assert_allclose(tm.head()[0], ref.w, atol=1e-6)
+    assert tm.alpha == pytest.approx(ref.alpha, rel=1e-6)
+    assert len(tm.history) == len(comps) and tm.n_fitted == len(comps) - 1
+    # online clicks stay close to what a full refit gives
+    for _ in range(30):
+        a, b = tm.next_pair()
+        tm.record(a, b, float(rng.random() < sigmoid(float((E[a].astype(float) - E[b]) @ w_star))))
+    online = tm.head()[0].copy()
+    tm.refit()
+    assert np.linalg.norm(online - tm.head()[0]) < 0.05 * np.linalg.norm(tm.head()[0] - w0)
+
+
+def test_bad_input():
+    E, _, w0, _ = world(n=20, d=6)
+    with pytest.raises(ValueError):
+        TasteModel(E, (w0[:3], 0.0))
+    tm = TasteModel(E, (w0, 0.0))
+    for args in ((0, 0, 1.0), (0, 99, 1.0), (0, 1, 1.5), (0, 1, 1.0, None, -1.0)):
+        with pytest.raises(ValueError):
+            tm.record(*args)
