@@ -127,13 +127,17 @@ def test_errors() -> None:
         calibrate([1.0, 2.0], pairs=None, method="b")
     with pytest.raises(CalibrationError, match="method A or collect more labels"):
         calibrate([1.0, 2.0], pairs=([], [], []), method="b")
-    with pytest.raises(CalibrationError, match="better than chance"):
-        s1, s2, y = _bt_pairs(1.0, 2000, seed=10)
-        calibrate([1.0, 2.0], (s1, s2, 1 - y))  # scores predict the opposite
+    s1, s2, y = _bt_pairs(1.0, 2000, seed=10)
+    for method in ("b", "reference"):
+        with pytest.raises(CalibrationError, match="better than chance"):
+            calibrate([1.0, 2.0], (s1, s2, 1 - y), method=method)  # scores predict the opposite
+    # plain maximum likelihood (the reference) cannot fit these; the prior (method B) can
     with pytest.raises(CalibrationError, match="every held-out comparison correctly"):
-        calibrate([1.0], ([2.0, 3.0], [1.0, 0.0], [1.0, 1.0]))
+        calibrate([1.0], ([2.0, 3.0], [1.0, 0.0], [1.0, 1.0]), method="reference")
     with pytest.raises(CalibrationError, match="equal scores"):
-        calibrate([1.0], ([2.0, 3.0], [2.0, 3.0], [1.0, 0.0]))
+        calibrate([1.0], ([2.0, 3.0], [2.0, 3.0], [1.0, 0.0]), method="reference")
+    assert 0.3 < calibrate([1.0], ([2.0, 3.0], [1.0, 0.0], [1.0, 1.0])).tau < 1.0
+    assert calibrate([1.0], ([2.0, 3.0], [2.0, 3.0], [1.0, 0.0])).tau == pytest.approx(1.0, abs=1e-6)
     with pytest.raises(CalibrationError, match="strictly between"):
         calibrate([1.0, 2.0], _bt_pairs(1.0, 500, seed=11), target_mean=10.0)
     with pytest.raises(CalibrationError, match="Unknown calibration method"):

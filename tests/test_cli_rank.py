@@ -70,27 +70,36 @@ def test_calibrate_method_b_with_held_out_pairs(scored, capsys):
         for i in range(11):
             p.add_comparison(hs[i + 1], hs[i], 1.0 if i % 4 else 0.0, split="test")
     code, out, _ = run(capsys, "calibrate", scored, "--target-mean", "6")
-    assert code == 0 and "method B" in out and "fitted on 11 comparisons" in out
-    assert "target mean rank 6" in out
+    assert code == 0 and "method B" in out and "fitted on 11 held-out comparisons" in out
+    assert "mean rank 6" in out
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--buckets", "10", "--labels", "a,b"], "--labels gives 2 labels but --buckets is 10"),
     (["--labels", "a,,b"], "must be non-empty"),
-    (["--method", "a", "--target-mean", "3"], "method B only"),
+    (["--method", "a", "--target-mean", "3"], "not to method A"),
     (["--target-mean", "12"], "strictly between 0 and 10"),
-    (["--method", "b"], "Method B needs held-out comparisons"),
 ])
 def test_calibrate_bad_options(scored, capsys, argv, message):
     code, _, err = run(capsys, "calibrate", scored, *argv)
     assert code == 2 and message in err
 
 
+def test_explicit_method_b_without_labels_falls_back_to_a_in_one_sentence(scored, capsys):
+    code, out, _ = run(capsys, "calibrate", scored, "--method", "b")
+    assert code == 0 and "calibrated: method A" in out
+    assert ("note: Method B (sigmoid ranks) was asked for, but there are no held-out comparisons yet and sigmoid "
+            "ranks need at least 10 to fit their temperature; method A (equal-width score ranges) was used "
+            "instead.") in out
+
+
 def test_export_csv_with_min_bucket(scored, capsys, tmp_path):
     out_csv = tmp_path / "ranked.csv"
     code, out, _ = run(capsys, "export", scored, "--csv", out_csv, "--min-bucket", "8")
     assert code == 0
-    assert "not calibrated yet, so calibrated now with method A" in out
+    assert "note: This folder had no calibration for the current model yet, so one was made now and saved." in out
+    assert ("note: Method A (equal-width score ranges) was used because there are no held-out comparisons yet "
+            "and sigmoid ranks need at least 10 to fit their temperature.") in out
     assert f"wrote 3 images to {out_csv} (buckets >= 8 of 12 scored)" in out
     rows = list(csv.DictReader(out_csv.open(encoding="utf-8")))
     assert [r["path"] for r in rows] == ["img11.png", "img10.jpg", "img09.png"]

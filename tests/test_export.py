@@ -115,26 +115,29 @@ def _add_test_pairs(p: Project, n_right=8, n_wrong=3):
 def test_method_b_fits_on_held_out_pairs_only(project):
     _add_test_pairs(project)
     cal, notes = calibrate_project(project, "b")
-    assert cal.method == "b" and cal.pairs_used == 11 and notes == []
+    assert cal.method == "b" and cal.pairs_used == 11
+    assert notes == [cal.reason] and cal.reason.startswith("Method B (sigmoid ranks) was used as asked: tau = ")
     assert cal.model_version == "m1"
     ranks = cal.ranks([project.scores("m1")[hh] for _, hh in project.file_hashes()])
     assert ranks.mean() == pytest.approx(5.0, abs=1e-6)
 
 
-def test_method_b_falls_back_to_all_comparisons_and_says_so(project):
+def test_training_comparisons_never_calibrate_and_the_fallback_says_why(project):
     for i in range(8):
         project.add_comparison(h(project, NAMES[i + 2]), h(project, NAMES[i]), 1.0)
     project.add_comparison(h(project, NAMES[0]), h(project, NAMES[9]), 1.0)
     cal, notes = calibrate_project(project, "b")
-    assert cal.pairs_used == 9
-    assert any("no held-out comparisons" in n for n in notes)
+    assert cal.method == "a" and cal.pairs_used == 0
+    assert notes[0] == cal.reason == (
+        "Method B (sigmoid ranks) was asked for, but there are no held-out comparisons yet and sigmoid ranks "
+        "need at least 10 to fit their temperature; method A (equal-width score ranges) was used instead.")
 
 
 def test_auto_method_and_explicit_b_without_pairs(project):
     cal, notes = calibrate_project(project)
-    assert cal.method == "a" and notes
-    with pytest.raises(CalibrationError):
-        calibrate_project(project, "b")
+    assert cal.method == "a" and notes == [cal.reason] and "because there are no held-out comparisons" in cal.reason
+    cal, notes = calibrate_project(project, "b")  # asked for B: method A, saying why, never an error
+    assert cal.method == "a" and "was asked for, but" in notes[0]
 
 
 def test_calibration_is_saved_with_the_model(project):

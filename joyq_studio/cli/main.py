@@ -118,12 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     # -- ranking and exports ------------------------------------------------------------
     sp = sub.add_parser("calibrate", help="fit and save the calibrated K-bucket ranking of a scored folder")
     sp.add_argument("folder")
-    sp.add_argument("--method", choices=["a", "b"],
-                    help="a: equal-width score ranges; b: sigmoid ranks fitted on held-out comparisons "
-                         "(default: b when there are comparisons, else a)")
+    sp.add_argument("--method", choices=["a", "b", "reference"],
+                    help="a: equal-width score ranges; b: sigmoid ranks, tau fitted with a prior on held-out "
+                         "comparisons (default: b with at least 10 held-out comparisons, else a); reference: the "
+                         "original recipe's sigmoid ranks (mean rank 5.56 of 10), for its old buckets")
     sp.add_argument("--buckets", type=positive_int,
                     help="number of buckets K (default 10, or the number of --labels)")
-    sp.add_argument("--target-mean", type=positive_float, help="method B: mean rank of the folder (default K/2)")
+    sp.add_argument("--target-mean", type=positive_float,
+                    help="methods B and reference: mean rank of the folder (default K/2)")
     sp.add_argument("--labels", help='comma-separated bucket labels, worst first, e.g. "bad,ok,good"')
     sp.set_defaults(handler="joyq_studio.cli.rank:cmd_calibrate")
 

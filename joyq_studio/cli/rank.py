@@ -48,12 +48,7 @@ def histogram(cal: Calibration, counts: list[int], width: int = 30) -> list[str]
 
 
 def describe_calibration(cal: Calibration) -> str:
-    if cal.method == "a":
-        return (f"method A (equal-width score ranges), K = {cal.k}, "
-                f"scores {cal.score_min:.4f} .. {cal.score_max:.4f}")
-    nll = f", NLL {cal.fit_nll:.4f}" if cal.fit_nll is not None else ""
-    return (f"method B (sigmoid ranks), K = {cal.k}, tau = {cal.tau:.4g}, b = {cal.b:.4g}, "
-            f"target mean rank {cal.target_mean:g}, fitted on {cal.pairs_used} comparisons{nll}")
+    return cal.describe()
 
 
 def _require_scores(project: Project) -> None:
@@ -93,7 +88,7 @@ def cmd_calibrate(args) -> int:
         raise UsageError(f"--labels gives {len(labels)} labels but --buckets is {k}; give one label per bucket, worst first.")
     if args.target_mean is not None:
         if args.method == "a":
-            raise UsageError("--target-mean applies to method B only.")
+            raise UsageError("--target-mean applies to sigmoid ranks (method B or reference), not to method A.")
         if not 0 < args.target_mean < k:
             raise UsageError(f"--target-mean must lie strictly between 0 and {k}, not {args.target_mean:g}.")
     with open_project(args.folder) as project:

@@ -18,9 +18,11 @@ from ..errors import ExportError
 from ..store import Project
 from .calibration import (
     DEFAULT_K,
+    METHOD_NAMES,
     Calibration,
     CalibrationError,
     calibrate,
+    sentence_start,
 )
 
 
@@ -81,21 +83,39 @@ def bucket_counts(rows: Iterable[RankedImage], k: int) -> list[int]:
 
 
 # -- calibration ----------------------------------------------------------------------------
+#: Fewer decisive held-out comparisons than this and method B is not fitted (method A is used).
+MIN_LABELS_B = 10
+#: Method B is not used by default when its two fullest buckets would hold this share of the folder.
+COLLAPSE_SHARE = 0.9
+
+
 def held_out_pairs(project: Project, scores: dict[str, float]) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], list[str]]:
-    """(s_first, s_second, outcome) of the held-out (split 'test') comparisons whose images
-    are both scored; all comparisons when there is no held-out one (noted). Also notes."""
+    """(s_first, s_second, outcome) of the user's held-out comparisons (split 'test': chosen
+    uniformly, never by the model, so the unbiased labels) whose images are both scored,
+    and notes (plain sentences)."""
     notes = []
-    comps = project.comparisons(split="test")
-    if not comps:
-        comps = project.comparisons()
-        if comps:
-            notes.append(f"no held-out comparisons yet, so tau was fitted on all {len(comps)} comparisons "
-                         "(the same ones training uses; it may be overconfident)")
-    usable = [(scores[a], scores[b], o) for _, a, b, o, _, _ in comps if a in scores and b in scores]
+    comps = [c for c in project.comparison_records(split="test") if c.source is None]
+    usable = [(scores[c.a], scores[c.b], c.outcome) for c in comps if c.a in scores and c.b in scores]
     if len(usable) < len(comps):
-        notes.append(f"{len(comps) - len(usable)} comparisons skipped: an image is not scored")
+        n = len(comps) - len(usable)
+        notes.append(f"{n} held-out comparison{'s were' if n != 1 else ' was'} skipped because an image in "
+                     f"{'them is' if n != 1 else 'it is'} not scored.")
     arr = np.array(usable, dtype=np.float64).reshape(-1, 3)
     return (arr[:, 0], arr[:, 1], arr[:, 2]), notes
+
+
+def _collapse(cal: Calibration, scores: np.ndarray) -> str | None:
+    """A sentence when ``cal`` puts COLLAPSE_SHARE or more of the folder into two buckets."""
+    if cal.k < 4 or len(scores) < 10:
+        return None
+    counts = np.bincount(cal.apply(scores)[1], minlength=cal.k)
+    top = np.argsort(-counts, kind="stable")[:2]
+    held = int(counts[top].sum())
+    if held < COLLAPSE_SHARE * len(scores):
+        return None
+    b0, b1 = sorted(int(b) for b in top)
+    return (f"{METHOD_NAMES[cal.method]} (tau = {cal.tau:.3g}) would put {held} of the {len(scores)} images "
+            f"into buckets {b0} and {b1}")
 
 
 def calibrate_project(project: Project, method: str | None = None, k: int = DEFAULT_K,
@@ -103,26 +123,55 @@ def calibrate_project(project: Project, method: str | None = None, k: int = DEFA
                       labels: Sequence[str] | None = None) -> tuple[Calibration, list[str]]:
     """Fit a calibration on the current scores (not saved; see :func:`save_calibration`).
 
-    ``method`` None picks B when there are usable comparisons and B can be fitted, else A
-    (and says why in the returned notes).
+    ``method`` None picks method B when there are at least :data:`MIN_LABELS_B` decisive
+    held-out comparisons and B does not crowd the folder into two buckets, else method A.
+    An explicit "b" or "reference" that cannot be fitted (too few labels, scores that do not
+    agree with them) also falls back to method A. The returned ``cal.reason`` is one plain
+    sentence saying which method was used and why; the notes list it first, then any
+    other remark, each a sentence.
     """
     key = current_model_key(project)
     rows = _scored_files(project)
     unique = {h: s for _, h, s in rows}
     scores = np.array(list(unique.values()), dtype=np.float64)
-    all_scores = project.scores(key)
     version = model_version_of(project, key)
-    if method is not None and str(method).strip().lower() == "a":
-        return calibrate(scores, None, "a", k, None, labels, version), []
-    pairs, notes = held_out_pairs(project, all_scores)
-    if method is None and len(pairs[0]) == 0:
-        return calibrate(scores, None, "a", k, None, labels, version), ["no comparisons yet, so method A was used"]
+    m = None if method is None else str(method).strip().lower()
+
+    def method_a(reason: str) -> tuple[Calibration, list[str]]:
+        cal = calibrate(scores, None, "a", k, None, labels, version)
+        cal.reason = reason
+        return cal, [reason, *notes]
+
+    notes: list[str] = []
+    if m == "a":
+        return method_a("Method A (equal-width score ranges) was used, as asked.")
+    pairs, notes = held_out_pairs(project, project.scores(key))
+    n = int(np.sum(pairs[2] != 0.5))
+    wanted = "b" if m is None else m
+    asked = "" if m is None else f"{sentence_start(METHOD_NAMES[wanted])} was asked for, but "
+    if n < MIN_LABELS_B:
+        have = "there are no held-out comparisons yet" if n == 0 else (
+            f"there {'is' if n == 1 else 'are'} only {n} held-out comparison{'s' if n != 1 else ''} with a winner")
+        lead = asked or "Method A (equal-width score ranges) was used because "
+        tail = "; method A (equal-width score ranges) was used instead." if asked else "."
+        return method_a(f"{lead}{have} and sigmoid ranks need at least {MIN_LABELS_B} to fit their "
+                        f"temperature{tail}")
     try:
-        return calibrate(scores, pairs, "b", k, target_mean, labels, version), notes
+        cal = calibrate(scores, pairs, wanted, k, target_mean, labels, version)
     except CalibrationError as e:
-        if method is not None:
+        if m is not None and m not in ("b", "reference"):
             raise
-        return calibrate(scores, None, "a", k, None, labels, version), [f"method A was used: {e}"]
+        why = str(e).split(", so ")[0].rstrip(".")
+        lead = asked or f"{sentence_start(METHOD_NAMES[wanted])} could not be fitted: "
+        return method_a(f"{lead}{why[0].lower() + why[1:]}; method A (equal-width score ranges) was used instead.")
+    collapse = _collapse(cal, scores)
+    if collapse and m is None:
+        return method_a(f"Method A (equal-width score ranges) was used because {collapse}.")
+    why = "as asked" if m is not None else "because there are enough held-out comparisons"
+    cal.reason = (f"{sentence_start(METHOD_NAMES[cal.method])} was used {why}: tau = {cal.tau:.3g} was fitted on "
+                  f"{n} held-out comparisons" + (" with a prior centred on 1." if cal.tau_prior_sd else "."))
+    extra = [f"Note that {collapse}."] if collapse else []
+    return cal, [cal.reason, *extra, *notes]
 
 
 def save_calibration(project: Project, cal: Calibration) -> None:
@@ -159,6 +208,6 @@ def ensure_calibration(project: Project) -> tuple[Calibration, list[str]]:
         return cal, []
     cal, notes = calibrate_project(project)
     save_calibration(project, cal)
-    first = f"not calibrated yet, so calibrated now with method {cal.method.upper()} (see `joyq calibrate`)"
+    first = "This folder had no calibration for the current model yet, so one was made now and saved."
     return cal, [first, *notes]
 
