@@ -52,9 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     # -- scoring ------------------------------------------------------------------------
     sp = sub.add_parser("score", help="embed and score every image of a folder not yet scored (resumable)")
-    sp.add_argument("folder")
+    sp.add_argument("folder", metavar="SOURCE", help="the folder to score (with --ray also a .txt or .parquet list "
+                    "of paths)")
+    sp.add_argument("more", nargs="*", metavar="SOURCE", help="with --ray: more folders or lists (a result set "
+                    "outside any project)")
     model_args(sp)
     sp.add_argument("--compile", action="store_true", help="torch.compile the tower (faster on big runs)")
+    sp.add_argument("--ray", action="store_true", help="score on a Ray cluster: decoding on every CPU, one model "
+                    "per GPU, resumable Parquet shards (pip install 'joyq-studio[ray]'; docs/scale.md)")
+    sp.add_argument("--address", help="with --ray: the cluster to join ('auto' = the one `ray start` began here; "
+                    "default: a local Ray on this machine)")
+    sp.add_argument("--gpus", type=nonnegative_int, help="with --ray: model actors, one per GPU (default: every "
+                    "GPU of the cluster; 0 = one CPU actor)")
+    sp.add_argument("--out", help="with --ray: where the Parquet result shards go (default: the project's data "
+                    "folder, or the user data dir for lists and several folders)")
+    sp.add_argument("--no-embeddings", action="store_true", help="with --ray: keep scores only, not the fp16 "
+                    "embeddings (training and the rank view need them for a project)")
     sp.add_argument("--csv", help="also write path,score to this CSV file (cells that a spreadsheet would run "
                     "as a formula are prefixed with ')")
     sp.add_argument("--follow-links", action=argparse.BooleanOptionalAction, default=None,

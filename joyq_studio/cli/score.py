@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..console import EXIT_FAILED_FILES, EXIT_OK, ProgressLine
+from ..console import EXIT_FAILED_FILES, EXIT_OK, ProgressLine, UsageError
 from ..demo import make_demo_folder
 from ..export import write_scores_csv
 from ..model import describe_device, load_model, model_id, pick_device
@@ -15,6 +15,11 @@ from .common import open_project, print_unreadable, scan_with_progress
 
 
 def cmd_score(args) -> int:
+    if getattr(args, "ray", False):  # the Ray Data path (docs/scale.md); ray is imported only there
+        from .ray_score import cmd_score_ray
+        return cmd_score_ray(args)
+    if getattr(args, "more", None):
+        raise UsageError(f"{args.more[0]}: only one folder at a time without --ray.")
     with open_project(args.folder) as project:
         if args.follow_links is not None and args.follow_links != project.follow_links:
             project.set_follow_links(args.follow_links)
