@@ -28,7 +28,7 @@ from .fsio import describe_error
 from .images import ImageError, content_hash, image_size, is_image_path
 from .settings import APP_NAME
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 SCHEMA = """
@@ -78,11 +78,22 @@ CREATE TABLE IF NOT EXISTS versions (
     path TEXT NOT NULL,
     record TEXT NOT NULL               -- JSON: config, parent, counts, metrics, calibration
 );
+-- a bucket set by hand for one image; it outlives recalibration and retraining
+CREATE TABLE IF NOT EXISTS bucket_overrides (
+    hash TEXT PRIMARY KEY,             -- image content
+    bucket INTEGER NOT NULL,           -- chosen by hand: 0 = worst .. K - 1 = best
+    created REAL NOT NULL
+) WITHOUT ROWID;
 """
 # version -> statements that upgrade from version - 1 (run in one transaction)
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE comparisons ADD COLUMN source TEXT",
         "ALTER TABLE comparisons ADD COLUMN weight REAL NOT NULL DEFAULT 1.0"),
+    3: ("""CREATE TABLE IF NOT EXISTS bucket_overrides (
+    hash TEXT PRIMARY KEY,             -- image content
+    bucket INTEGER NOT NULL,           -- chosen by hand: 0 = worst .. K - 1 = best
+    created REAL NOT NULL
+) WITHOUT ROWID""",),
 }
 
 
@@ -619,6 +630,44 @@ class Project:
         if split:
             sql, args = sql + " WHERE split = ?", (split,)
         return [Comparison(*r) for r in self.db.execute(sql + " ORDER BY id", args)]
+
+    def recent_comparisons(self, limit: int = 100, since: float | None = None, kinds: Iterable[str] | None = None,
+                           user_only: bool = True) -> list[Comparison]:
+        """The last ``limit`` comparisons, newest first: those made after ``since`` (seconds
+        since the epoch, e.g. when this session began), of the given ``kinds`` only, and by
+        the user only (not an LLM's) unless ``user_only`` is False. Comparisons are durable,
+        so this is the undo history after a restart too; undo one with :meth:`delete_comparison`."""
+        sql = "SELECT id, a, b, outcome, split, kind, source, weight, created FROM comparisons WHERE 1 = 1"
+        args: list = []
+        if since is not None:
+            sql += " AND created > ?"
+            args.append(since)
+        kind_list = list(kinds) if kinds is not None else None
+        if kind_list is not None:
+            sql += f" AND kind IN ({', '.join('?' * len(kind_list))})"
+            args += kind_list
+        if user_only:
+            sql += " AND source IS NULL"
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(max(0, int(limit)))
+        return [Comparison(*r) for r in self.db.execute(sql, args).fetchall()]
+
+    # -- bucket overrides -----------------------------------------------------------------
+    def bucket_overrides(self) -> dict[str, int]:
+        """hash -> bucket set by hand (0 = worst); the ranking uses it over the calibrated one."""
+        return {h: int(b) for h, b in self.db.execute("SELECT hash, bucket FROM bucket_overrides").fetchall()}
+
+    def set_bucket_override(self, digest: str, bucket: int | None) -> None:
+        """Put the image ``digest`` in ``bucket`` by hand (None clears it). Kept across
+        recalibration and retraining: it belongs to the image's content, not to a model."""
+        with self.transaction():
+            if bucket is None:
+                self.db.execute("DELETE FROM bucket_overrides WHERE hash = ?", (digest,))
+            else:
+                if int(bucket) < 0:
+                    raise StoreError(f"A bucket is a number from 0 (worst) up, not {bucket}.")
+                self.db.execute("INSERT OR REPLACE INTO bucket_overrides(hash, bucket, created) VALUES (?, ?, ?)",
+                                (digest, int(bucket), time.time()))
 
     def comparison_count(self, since: float | None = None) -> int:
         """All comparisons, or those made after the time ``since`` (seconds since the epoch)."""

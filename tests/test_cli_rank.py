@@ -133,7 +133,7 @@ def test_captions_dry_run_apply_and_undo(scored, capsys):
     assert sorted(p.name for p in scored.glob("*.txt")) == ["img00.txt"]
     assert (scored / "img00.txt").read_bytes() == b"a cat\r\n"
     code, _, err = run(capsys, "undo-export", scored)
-    assert code == 2 and "no caption export" in err
+    assert code == 2 and "no export of" in err and "left to undo" in err
 
 
 def test_captions_newline_separator_and_skipped_files(scored, capsys):

@@ -173,9 +173,9 @@ def test_csv_rows_order_and_filter(project, tmp_path):
     assert [r["path"] for r in rows] == NAMES[::-1]           # best first, folder-relative
     top = rows[0]
     assert top["hash"] == h(project, "sub/j.png") and float(top["score"]) == 9.0
-    assert float(top["rank"]) == 10.0 and top["bucket"] == "9" and top["label"] == "best quality"
+    assert float(top["rank"]) == 10.0 and top["bucket_0_to_9"] == "9" and top["label"] == "best quality"
     assert top["model_version"] == "m1"
-    assert rows[-1]["bucket"] == "0" and rows[-1]["label"] == "worst quality"
+    assert rows[-1]["bucket_0_to_9"] == "0" and rows[-1]["label"] == "worst quality"
     report = write_csv(project, out, cal_a(), min_bucket=7)
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert [r["path"] for r in rows] == ["sub/j.png", "sub/i.jpg", "sub/h.png"]
@@ -451,9 +451,9 @@ def test_one_export_at_a_time_and_a_crashed_holder_leaves_no_stale_lock(project,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(ExportError, match="another caption export or undo is running.*nothing was changed"):
+        with pytest.raises(ExportError, match="another export or undo is running.*nothing was changed"):
             apply_caption_export(project, plan)
-        with pytest.raises(ExportError, match="another caption export or undo is running"):
+        with pytest.raises(ExportError, match="another export or undo is running"):
             undo_last_export(project)
         assert captions(folder) == {"a.txt": b"cat"}
         assert not (project.dir / "exports").exists() or not any((project.dir / "exports").iterdir())

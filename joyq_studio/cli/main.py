@@ -25,6 +25,7 @@ from ..console import (
 )
 from ..errors import JoyqError
 from ..export.captions import CAPTION_MODES
+from ..export.links import LINK_MODES
 from ..export.dataset import LLM_CHOICES
 from ..settings import DEFAULT_MODEL
 
@@ -142,23 +143,40 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--labels", help='comma-separated bucket labels, worst first, e.g. "bad,ok,good"')
     sp.set_defaults(handler="joyq_studio.cli.rank:cmd_calibrate")
 
-    sp = sub.add_parser("export", help="write the ranking as a CSV and/or quality tags into .txt caption sidecars")
+    sp = sub.add_parser("export", help="write the ranking as a CSV, quality tags into .txt caption sidecars, "
+                        "and/or the chosen images into a destination folder (copies or links)")
     sp.add_argument("folder")
-    sp.add_argument("--csv", metavar="OUT", help="write path,hash,score,rank,bucket,label,model_version to OUT")
+    sp.add_argument("--csv", metavar="OUT", help="write path,hash,score,rank,bucket_0_to_9,label,model_version,"
+                    "overridden to OUT (buckets 0 = worst .. 9 = best)")
+    sp.add_argument("--to", metavar="DEST", help="put the chosen images into the folder DEST (outside the image "
+                    "folder), at their paths relative to it; originals are never moved or changed")
     sp.add_argument("--min-bucket", type=_bucket, metavar="B",
-                    help="CSV: only images in bucket B or better (0 = worst)")
+                    help="CSV and --to: only images in bucket B or better (0 = worst)")
+    sp.add_argument("--min-score", type=float, metavar="S", help="--to: only images scoring S or more")
+    sp.add_argument("--as", dest="link_mode", choices=LINK_MODES, default="copy",
+                    help="--to: copies (default), hard links (same file system) or symbolic links")
     sp.add_argument("--captions", action="store_true", help="write the bucket label into each image's .txt caption")
     sp.add_argument("--mode", choices=CAPTION_MODES, default="prepend",
                     help="prepend/append the tag, replace only an existing tag, or only create new caption "
                          "files (default prepend)")
     sp.add_argument("--separator", default=", ",
                     help='between the tag and the caption (default ", "; "\\n" allowed)')
-    sp.add_argument("--dry-run", action="store_true", help="list exactly what would change, write nothing")
+    sp.add_argument("--dry-run", action="store_true", help="captions and --to: list exactly what would change, "
+                    "write nothing")
     sp.set_defaults(handler="joyq_studio.cli.rank:cmd_export")
 
-    sp = sub.add_parser("undo-export", help="undo the last caption export (restore modified, delete created files)")
+    sp = sub.add_parser("undo-export", help="undo the newest export, captions or --to (restore modified captions, "
+                        "delete the files it created)")
     sp.add_argument("folder")
     sp.set_defaults(handler="joyq_studio.cli.rank:cmd_undo_export")
+
+    sp = sub.add_parser("override", help="put one image in a bucket by hand (kept across recalibration and "
+                        "retraining, used by every export)")
+    sp.add_argument("folder")
+    sp.add_argument("path", help="the image, relative to FOLDER (or an absolute path inside it)")
+    sp.add_argument("bucket", nargs="?", type=_bucket, help="0 (worst) .. K-1 (best)")
+    sp.add_argument("--clear", action="store_true", help="remove the image's override: the calibrated bucket again")
+    sp.set_defaults(handler="joyq_studio.cli.rank:cmd_override")
 
     sp = sub.add_parser("import-pairs", help="add the pairs of a JoyQuality dataset JSON as comparisons")
     sp.add_argument("folder")

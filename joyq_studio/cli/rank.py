@@ -1,4 +1,4 @@
-"""`joyq calibrate | export | undo-export | import-pairs | export-pairs`: ranking and exports.
+"""`joyq calibrate | export | undo-export | override | import-pairs | export-pairs`: ranking and exports.
 
 Thin wrappers over :mod:`joyq_studio.ranking` and :mod:`joyq_studio.export`; the
 arguments are declared in :mod:`joyq_studio.cli.main`.
@@ -10,20 +10,27 @@ import json
 
 from ..console import EXIT_FAILED_FILES, EXIT_OK, ProgressLine, UsageError
 from ..export import (
+    LinkUndoReport,
     apply_caption_export,
+    apply_link_export,
     export_pairs,
     import_pairs,
     plan_caption_export,
-    undo_last_export,
+    plan_link_export,
+    undo_latest_export,
     write_csv,
 )
 from ..ranking import (
+    DEFAULT_K,
     Calibration,
     bucket_counts,
     calibrate_project,
+    default_labels,
     ensure_calibration,
+    load_calibration,
     ranked_images,
     save_calibration,
+    set_bucket_override,
 )
 from ..store import Project
 from .common import open_project, scan_with_progress
@@ -106,12 +113,16 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    if not args.csv and not args.captions:
-        raise UsageError("say what to export: --csv OUT and/or --captions.")
-    if args.min_bucket is not None and not args.csv:
-        raise UsageError("--min-bucket filters the CSV; use it with --csv OUT.")
-    if args.dry_run and not args.captions:
-        raise UsageError("--dry-run previews caption changes; use it with --captions.")
+    if not args.csv and not args.captions and not args.to:
+        raise UsageError("say what to export: --csv OUT, --captions and/or --to DEST.")
+    if args.min_bucket is not None and not (args.csv or args.to):
+        raise UsageError("--min-bucket filters the CSV and --to; use it with --csv OUT or --to DEST.")
+    if args.min_score is not None and not args.to:
+        raise UsageError("--min-score chooses the images for --to; use it with --to DEST.")
+    if args.min_score is not None and args.min_bucket is not None:
+        raise UsageError("choose the images by --min-bucket or by --min-score, not both.")
+    if args.dry_run and not (args.captions or args.to):
+        raise UsageError("--dry-run previews captions and --to; use it with --captions or --to DEST.")
     status = EXIT_OK
     with open_project(args.folder) as project:
         scan_with_progress(project)
@@ -125,7 +136,34 @@ def cmd_export(args) -> int:
             print("\n".join(histogram(cal, report.counts)))
         if args.captions:
             status = _export_captions(project, cal, args)
+        if args.to:
+            status = max(status, _export_to(project, cal, args))
     return status
+
+
+def _export_to(project: Project, cal: Calibration, args) -> int:
+    plan = plan_link_export(project, cal, args.to, args.link_mode, min_bucket=args.min_bucket,
+                            min_score=args.min_score, progress=ProgressLine("checking the destination", "file"))
+    kind = {"copy": "copies", "hardlink": "hard links", "symlink": "symbolic links"}[plan.mode]
+    summary = (f"{plan.selected} images chosen ({plan.selection}): {len(plan.items)} {kind} to make in {plan.dest}, "
+               f"{len(plan.unchanged)} already there, {len(plan.skipped)} left alone")
+    if args.dry_run:
+        print(f"dry run, nothing written: {summary}")
+        for item in plan.items[:MAX_LISTED]:
+            print(f"  {item.rel}  (bucket {item.bucket}, {item.label})")
+        if len(plan.items) > MAX_LISTED:
+            print(f"  ... and {len(plan.items) - MAX_LISTED} more")
+        _print_skipped(plan.skipped)
+        return EXIT_FAILED_FILES if plan.skipped else EXIT_OK
+    print(summary)
+    _print_skipped(plan.skipped)
+    manifest = apply_link_export(project, plan, progress=ProgressLine("exporting", "file"))
+    if manifest is None:
+        print(f"nothing to do: every chosen image is already in {plan.dest}.")
+    else:
+        print(f"made {len(plan.items)} {kind} in {plan.dest}; manifest in {manifest.parent}")
+        print(f"undo with: joyq undo-export {project.folder}")
+    return EXIT_FAILED_FILES if plan.skipped else EXIT_OK
 
 
 def _export_captions(project: Project, cal: Calibration, args) -> int:
@@ -155,7 +193,17 @@ def _export_captions(project: Project, cal: Calibration, args) -> int:
 
 def cmd_undo_export(args) -> int:
     with open_project(args.folder) as project:
-        report = undo_last_export(project)
+        report = undo_latest_export(project)
+        if isinstance(report, LinkUndoReport):
+            print(f"undid the export {report.export_dir.name} to {report.dest}: removed {report.removed} files it "
+                  f"had made, {report.already_gone} already gone; the originals were not touched")
+            if report.changed_since:
+                print(f"{len(report.changed_since)} files were replaced or changed after the export and were left "
+                      "alone:")
+                for rel in report.changed_since[:MAX_LISTED]:
+                    print(f"  {rel}")
+                return EXIT_FAILED_FILES
+            return EXIT_OK
         print(f"undid the export {report.export_dir.name}: restored {report.restored} captions, "
               f"deleted {report.deleted} it had created, {report.already_original} already as before")
         if report.changed_since:
@@ -164,6 +212,22 @@ def cmd_undo_export(args) -> int:
             for rel in report.changed_since[:MAX_LISTED]:
                 print(f"  {rel}")
             return EXIT_FAILED_FILES
+    return EXIT_OK
+
+
+def cmd_override(args) -> int:
+    if args.clear == (args.bucket is not None):
+        raise UsageError("give a BUCKET to put the image in, or --clear to remove its override (not both).")
+    with open_project(args.folder) as project:
+        cal = load_calibration(project)
+        k = cal.k if cal is not None else DEFAULT_K
+        set_bucket_override(project, args.path, None if args.clear else args.bucket, k)
+        if args.clear:
+            print(f"{args.path}: override removed; its bucket comes from the calibration again.")
+        else:
+            label = cal.labels[args.bucket] if cal is not None else default_labels(k)[args.bucket]
+            print(f"{args.path}: in bucket {args.bucket} ({label}) by hand, whatever the model or calibration; "
+                  f"`joyq override {project.folder} {args.path} --clear` removes it.")
     return EXIT_OK
 
 

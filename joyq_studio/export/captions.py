@@ -17,7 +17,7 @@ file to be modified is copied to ``<project dir>/exports/<timestamp>/backup/`` a
 ``manifest.json`` lists every file to be created or modified with the SHA-256 of its
 old and new bytes; :func:`undo_last_export` uses those to restore / delete exactly the
 files still as the export left them. A failed write rolls back the files already written.
-One caption export or undo runs at a time per project (an OS file lock,
+One export or undo (of captions or to a destination folder) runs at a time per project (an OS file lock,
 ``<project dir>/exports.lock``, released even when its process crashes); another one is
 refused with a message and changes nothing.
 
@@ -396,7 +396,8 @@ def _exports_dir(project: Project) -> Path:
     return project.dir / "exports"
 
 
-def _new_export_dir(project: Project) -> Path:
+def new_export_dir(project: Project) -> Path:
+    """A new, empty ``<project dir>/exports/<timestamp>`` folder (for any kind of export)."""
     root = _exports_dir(project)
     root.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
@@ -426,7 +427,7 @@ def export_lock(project: Project):
         except OSError as e:
             if e.errno not in _HELD_ELSEWHERE:  # e.g. no locks on this filesystem: say so
                 raise ExportError(f"{path}: cannot take the export lock ({describe_error(e)}); nothing was changed.") from None
-            raise ExportError(f"{project.folder}: another caption export or undo is running on this folder; "
+            raise ExportError(f"{project.folder}: another export or undo is running on this folder; "
                               "nothing was changed, try again when it has finished.") from None
         yield
 
@@ -460,7 +461,7 @@ def _apply_locked(project: Project, plan, changes: list[CaptionChange], progress
         problem = _unsafe_location(project, c.path)
         if problem:
             raise ExportError(f"{c.path}: {problem}; nothing was changed, please preview the export again.")
-    export_dir = _new_export_dir(project)
+    export_dir = new_export_dir(project)
     manifest_path = export_dir / MANIFEST
     entries = []
     try:
@@ -600,8 +601,8 @@ class UndoReport:
     changed_since: list[str] = field(default_factory=list)   # left alone: edited after the export
 
 
-def _manifests(project: Project) -> list[tuple[Path, dict]]:
-    """(export dir, manifest) of every export, newest first."""
+def manifests(project: Project) -> list[tuple[Path, dict]]:
+    """(export dir, manifest) of every export (captions and curation), newest first."""
     root = _exports_dir(project)
     if not root.is_dir():
         return []
@@ -631,16 +632,18 @@ def _valid_entry(e) -> bool:
 def undo_last_export(project: Project, progress: Progress = None) -> UndoReport:
     """Undo the newest caption export not yet undone: restore the files it modified and delete
     the ones it created, each only if still exactly as the export wrote it (others are
-    reported and left alone). Backups are kept. Run again to undo the export before."""
+    reported and left alone). Backups are kept. Run again to undo the export before.
+    (:func:`joyq_studio.export.undo_latest_export` undoes the newest export of any kind.)"""
     with export_lock(project):
-        return _undo_locked(project, progress)
+        todo = [(d, m) for d, m in manifests(project) if m.get("kind", "captions") == "captions"
+                and m.get("status") in ("pending", "complete")]
+        if not todo:
+            raise ExportError(f"{_exports_dir(project)}: there is no caption export of {project.folder} left to undo.")
+        return undo_caption_export(project, *todo[0], progress=progress)
 
 
-def _undo_locked(project: Project, progress: Progress) -> UndoReport:
-    todo = [(d, m) for d, m in _manifests(project) if m.get("status") in ("pending", "complete")]
-    if not todo:
-        raise ExportError(f"{_exports_dir(project)}: there is no caption export of {project.folder} left to undo.")
-    export_dir, manifest = todo[0]
+def undo_caption_export(project: Project, export_dir: Path, manifest: dict, progress: Progress = None) -> UndoReport:
+    """Undo one caption export (the caller holds :func:`export_lock`)."""
     report = UndoReport(export_dir)
     entries = [e for e in manifest.get("files", []) if _valid_entry(e)]
     _clean_leftovers(project, ((project.folder / e["caption"]).parent for e in entries))

@@ -27,7 +27,15 @@ from ..ranking.rows import (
 )
 from ..store import Project
 
-CSV_HEADER = ["path", "hash", "score", "rank", "bucket", "label", "model_version"]
+
+def csv_header(k: int = 10) -> list[str]:
+    """The ranked CSV's columns; the bucket column names its numbering, ``bucket_0_to_9`` for
+    K = 10 (0 = worst, as the reference's int(rank)); ``overridden`` is 1 where the bucket
+    was set by hand."""
+    return ["path", "hash", "score", "rank", f"bucket_0_to_{k - 1}", "label", "model_version", "overridden"]
+
+
+CSV_HEADER = csv_header(10)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -78,8 +86,8 @@ def write_csv(project: Project, out: str | os.PathLike, cal: Calibration,
     all_rows = ranked_images(project, cal)
     rows = [r for r in all_rows if min_bucket is None or r.bucket >= min_bucket]
     version = cal.model_version or model_version_of(project, current_model_key(project))
-    write_rows(out, CSV_HEADER, ([r.path, r.hash, f"{r.score:.6f}", f"{r.rank:.4f}", r.bucket, r.label, version]
-                                 for r in rows))
+    write_rows(out, csv_header(cal.k), ([r.path, r.hash, f"{r.score:.6f}", f"{r.rank:.4f}", r.bucket, r.label,
+                                         version, int(r.overridden)] for r in rows))
     return CsvReport(Path(out), len(rows), bucket_counts(rows, cal.k), len(all_rows))
 
 

@@ -28,6 +28,7 @@ from .rows import (
     not_scored_message,
     ranked_images,
     save_calibration,
+    set_bucket_override,
 )
 
 __all__ = [
@@ -35,5 +36,5 @@ __all__ = [
     "calibrate", "calibrate_project", "current_model_key", "default_labels", "ensure_calibration",
     "fit_bias", "fit_tau", "held_out_pairs", "load_calibration", "model_version_of",
     "not_scored_message", "ranked_images", "save_calibration", "METHODS", "METHOD_NAMES", "TAU_PRIOR_SD",
-    "fit_tau_map", "MIN_LABELS_B",
+    "fit_tau_map", "MIN_LABELS_B", "set_bucket_override",
 ]

@@ -9,8 +9,10 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -32,9 +34,10 @@ class RankedImage:
     path: str        # relative to the folder, '/' separated
     hash: str
     score: float
-    rank: float      # calibrated, 0..K
-    bucket: int      # 0 (worst) .. K - 1 (best)
-    label: str
+    rank: float      # calibrated, 0..K (the model's, also when the bucket was set by hand)
+    bucket: int      # 0 (worst) .. K - 1 (best): the reference's int(rank), or the hand-set bucket
+    label: str       # the label of ``bucket``
+    overridden: bool = False  # the bucket was set by hand (Project.set_bucket_override)
 
 
 def not_scored_message(project: Project) -> str:
@@ -63,15 +66,52 @@ def _scored_files(project: Project) -> list[tuple[str, str, float]]:
 
 
 def ranked_images(project: Project, cal: Calibration, min_bucket: int | None = None) -> list[RankedImage]:
-    """Every scored image file (duplicates included), best first, with rank/bucket/label."""
+    """Every scored image file (duplicates included), best first (by bucket, then score),
+    with rank/bucket/label. A bucket set by hand (:meth:`Project.bucket_overrides`) wins
+    over the calibrated one, whatever the model or calibration (clipped to K - 1 when a
+    calibration has fewer buckets than it was set for), and is flagged ``overridden``."""
     rows = _scored_files(project)
     ranks, buckets = cal.apply(np.array([s for _, _, s in rows], dtype=np.float64))
-    out = [RankedImage(p, h, s, float(r), int(b), cal.labels[int(b)])
-           for (p, h, s), r, b in zip(rows, ranks, buckets)]
+    hand = project.bucket_overrides()
+    out = []
+    for (p, h, s), r, b in zip(rows, ranks, buckets):
+        o = hand.get(h)
+        bucket = int(b) if o is None else min(o, cal.k - 1)
+        out.append(RankedImage(p, h, s, float(r), bucket, cal.labels[bucket], o is not None))
     if min_bucket is not None:
         out = [r for r in out if r.bucket >= min_bucket]
-    out.sort(key=lambda r: (-r.score, r.path))
+    out.sort(key=lambda r: (-r.bucket, -r.score, r.path))
     return out
+
+
+def set_bucket_override(project: Project, path: str, bucket: int | None, k: int = DEFAULT_K) -> str:
+    """Put the image at ``path`` (relative to the folder, or absolute inside it) in ``bucket``
+    (0 = worst .. k - 1) by hand, or clear its override with None; every file with the same
+    content follows. Returns the image's hash. ExportError (one sentence) for a path that is
+    not a scanned image of the folder or a bucket out of range."""
+    rel = _relative(project, path)
+    digest = project.hash_of(rel)
+    if digest is None:
+        raise ExportError(f"{path}: not an image of {project.folder} (rescan the folder if it is new).")
+    if bucket is not None and not 0 <= int(bucket) < k:
+        raise ExportError(f"Bucket {bucket} is outside 0..{k - 1} (0 = worst, {k - 1} = best).")
+    project.set_bucket_override(digest, bucket)
+    return digest
+
+
+def _relative(project: Project, path: str) -> str:
+    p = Path(path)
+    if p.is_absolute():
+        for root in (project.folder, Path(os.path.realpath(project.folder))):
+            try:
+                return p.relative_to(root).as_posix()
+            except ValueError:
+                continue
+        try:
+            return Path(os.path.realpath(p)).relative_to(os.path.realpath(project.folder)).as_posix()
+        except ValueError:
+            raise ExportError(f"{path}: not inside {project.folder}.") from None
+    return p.as_posix().removeprefix("./")
 
 
 def bucket_counts(rows: Iterable[RankedImage], k: int) -> list[int]:
