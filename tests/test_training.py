@@ -23,6 +23,7 @@ from joyq_studio.training import (
     lr_at,
     prepare_splits,
     run_training,
+    train_bayes_head,
     train_head_sgd,
 )
 
@@ -50,13 +51,14 @@ def planted_pairs(n_items=600, n_pairs=6000, dim=64, noise=0.10, seed=0):
     return PairData(keys, [Path(k) for k in keys], a, b, y, split, "synthetic"), emb, true, w
 
 
-def quick_run(data, emb, cfg, model=None):
+def quick_run(data, emb, cfg, model=None, trainer=None):
+    """Head training on embeddings: the SGD reference recipe by default, or ``trainer``."""
     model = model or tiny_model()
     cfg = default_config(len(data.a), "quick", **{k: v for k, v in cfg.__dict__.items() if k != "mode"})
     train_mask, val_mask, test_mask = prepare_splits(data, cfg)
     ta, tb, ty = data.subset(test_mask)
     es = EvalSet(ta, tb, ty, np.unique(np.concatenate([ta, tb])))
-    return train_head_sgd(model.head, emb, data, train_mask, val_mask, es, {}, cfg), (ta, tb, ty)
+    return (trainer or train_head_sgd)(model.head, emb, data, train_mask, val_mask, es, {}, cfg), (ta, tb, ty)
 
 
 def test_quick_mode_recovers_a_planted_preference_under_label_noise():
@@ -66,6 +68,32 @@ def test_quick_mode_recovers_a_planted_preference_under_label_noise():
     assert after["accuracy"] >= 0.9 * best_possible
     assert after["accuracy"] > before["accuracy"] + 0.2
     assert history[-1]["loss"] < history[1]["loss"]
+
+
+def test_bayesian_quick_head_recovers_a_planted_preference_under_label_noise():
+    data, emb, true, _ = planted_pairs()
+    (_, history, before, after, best), (ta, tb, ty) = quick_run(data, emb, TrainConfig(), trainer=train_bayes_head)
+    best_possible = np.mean((true[ta] > true[tb]) == (ty == 1))
+    assert after["accuracy"] >= 0.95 * best_possible and after["accuracy"] > before["accuracy"] + 0.2
+    assert best == 1 and history[-1]["alpha"] > 0
+
+
+@pytest.mark.parametrize("scale", [0.3, 0.05])
+@pytest.mark.parametrize("n_pairs", [20, 60, 300])
+def test_bayesian_quick_head_on_few_clicks_keeps_a_good_base(n_pairs, scale):
+    """A good base and a handful of noisy clicks: the evidence keeps the prior strong, so the
+    head is not pulled away (the reference SGD recipe has no such anchor)."""
+    data, emb, true, w = planted_pairs(n_items=400, n_pairs=n_pairs + 200, noise=0.2, seed=5)
+    data.split[:] = "train"
+    data.split[n_pairs:] = "test"  # 200 test pairs, n_pairs clicks
+    model = tiny_model()
+    with torch.no_grad():
+        model.head.weight.copy_(torch.tensor(w, dtype=torch.float32)[None] * scale)  # over- or under-confident
+        model.head.bias.zero_()
+    (_, _, before, after, _), _ = quick_run(data, emb, TrainConfig(), model=model, trainer=train_bayes_head)
+    # the base is the planted truth itself, so any move costs a little: allow ~2 SE of 200 pairs
+    assert after["nll"] <= before["nll"] + 0.05
+    assert after["accuracy"] >= before["accuracy"] - 0.05
 
 
 def test_small_data_never_makes_a_good_starting_model_worse():
