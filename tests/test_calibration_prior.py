@@ -91,11 +91,11 @@ def test_many_labels_that_would_crowd_two_buckets_fall_back_with_a_sentence(tmp_
     with p:
         cal, notes = calibrate_project(p)
         assert cal.method == "a"
-        assert cal.reason.startswith("Method A (equal-width score ranges) was used because method B (sigmoid "
-                                     "ranks) (tau = ")
+        assert cal.reason.startswith("Method A (equal-width score ranges) was used because sigmoid ranks with "
+                                     "tau = ")
         assert "would put" in cal.reason and "images into buckets 0 and 9." in cal.reason
         asked, notes = calibrate_project(p, "b")  # asked for: used, with a note
-        assert asked.method == "b" and any(n.startswith("Note that method B") for n in notes)
+        assert asked.method == "b" and any(n.startswith("Note that sigmoid ranks with tau = ") for n in notes)
 
 
 def test_reference_method_reproduces_the_original_mean_rank():

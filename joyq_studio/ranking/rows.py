@@ -126,7 +126,7 @@ def bucket_counts(rows: Iterable[RankedImage], k: int) -> list[int]:
 #: Fewer decisive held-out comparisons than this and method B is not fitted (method A is used).
 MIN_LABELS_B = 10
 #: Method B is not used by default when its two fullest buckets would hold this share of the folder.
-COLLAPSE_SHARE = 0.9
+COLLAPSE_SHARE = 0.75
 
 
 def held_out_pairs(project: Project, scores: dict[str, float]) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], list[str]]:
@@ -154,7 +154,7 @@ def _collapse(cal: Calibration, scores: np.ndarray) -> str | None:
     if held < COLLAPSE_SHARE * len(scores):
         return None
     b0, b1 = sorted(int(b) for b in top)
-    return (f"{METHOD_NAMES[cal.method]} (tau = {cal.tau:.3g}) would put {held} of the {len(scores)} images "
+    return (f"sigmoid ranks with tau = {cal.tau:.3g} would put {held} of the {len(scores)} images "
             f"into buckets {b0} and {b1}")
 
 
