@@ -122,6 +122,19 @@ def test_train_and_versions_print_counts_and_intervals_never_arrows(tmp_path, ca
     assert v["change"]["verdict"] == TOO_FEW
     after = v["metrics_after"]
     assert after["n_decisive"] > 0 and after["accuracy_low"] <= after["accuracy"] <= after["accuracy_high"]
+    assert "held-out log loss (95% interval): before " in out
     assert main(["versions", str(folder)]) == 0
     listing = capsys.readouterr().out
     assert f"of {after['n_decisive']} (" in listing and "too few to tell" in listing and "→" not in listing
+
+    # adopting a version that is worse beyond noise warns, saying by how much
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200).astype(float)
+    good = np.where(y == 1, 0.8, 0.2)
+    bad = np.where(rng.random(200) < 0.4, 1 - good, good)
+    with Project(folder) as p:
+        p.update_version_record(v["id"], change=paired_comparison(good, bad, y))
+    assert main(["adopt", str(folder), v["id"]]) == 0
+    err = capsys.readouterr().err
+    assert "warning: this version is worse than the model it was trained from, beyond noise: accuracy is" in err
+    assert "points lower" in err

@@ -102,6 +102,11 @@ def held_out_lines(before: dict, after: dict, change: dict | None) -> list[str]:
     """Accuracy before and after with counts and intervals, and the paired verdict in words
     (never arrows: a change is called better or worse only beyond noise)."""
     lines = [f"\nheld-out accuracy (95% interval): before {accuracy_text(before)}, after {accuracy_text(after)}"]
+    for key, name in (("nll", "log loss"), ("ece", "ECE")):
+        if all(isinstance(m.get(f"{key}_low"), float) and not math.isnan(m[f"{key}_low"]) for m in (before, after)):
+            lines.append(f"held-out {name} (95% interval): " + ", ".join(
+                f"{when} {m[key]:.3f} ({m[f'{key}_low']:.3f}-{m[f'{key}_high']:.3f})"
+                for when, m in (("before", before), ("after", after))))
     if change:
         lines.append(f"change: {change['sentence']}.")
     more = after.get("more_pairs_needed")
