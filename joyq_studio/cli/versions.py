@@ -21,9 +21,10 @@ def cmd_versions(args) -> int:
         for v in versions:
             mb, ma = v.get("metrics_before", {}), v.get("metrics_after", {})
             mark = "* " if v["id"] == active else "  "
-            change = v.get("change") if isinstance(v.get("change"), dict) else {}
+            change = v.get("change")
+            verdict = change.get("verdict", "n/a") if isinstance(change, dict) else "n/a"
             print(f"{mark}{v['id']:<26}{v.get('mode', '?'):<10}{v['counts']['train']:>6}{v['counts']['test']:>6}  "
-                  f"{accuracy_of(mb):<22}{accuracy_of(ma):<22}{change.get('verdict', 'n/a'):<21}{v['path']}")
+                  f"{accuracy_of(mb):<22}{accuracy_of(ma):<22}{verdict:<21}{v['path']}")
         if active is None:
             print(f"(* none: the base model {DEFAULT_MODEL} is in use)")
     return EXIT_OK

@@ -32,6 +32,7 @@ import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import ExportError
 from ..fsio import NAME_MAX, atomic_write, describe_error, temp_path, write_json
@@ -219,10 +220,10 @@ def apply_link_export(project: Project, plan: LinkPlan, progress: Progress = Non
     d = check_destination(project, plan.dest)  # the folder may have been swapped for a link since the plan
     with export_lock(project):
         export_dir = new_export_dir(project)
-        manifest = {"format": 1, "kind": KIND, "folder": str(project.folder), "dest": str(d), "mode": plan.mode,
-                    "selection": plan.selection,
-                    "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                    "status": "pending", "files": [], "folders": []}
+        manifest: dict[str, Any] = {"format": 1, "kind": KIND, "folder": str(project.folder), "dest": str(d),
+                                    "mode": plan.mode, "selection": plan.selection,
+                                    "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                                    "status": "pending", "files": [], "folders": []}
         manifest_path = export_dir / MANIFEST
         try:
             write_json(manifest_path, manifest)
