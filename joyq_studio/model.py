@@ -311,7 +311,7 @@ def resolve_repo(repo_id: str, local_only: bool = False) -> Path:
         raise ModelError(
             f"Model {repo_id} is not in the Hugging Face cache and could not be downloaded "
             f"({type(e).__name__}); connect to the internet and retry, or pass --model with a local "
-            f"folder or .safetensors file (or --model tiny for a demo)."
+            f"folder or .safetensors file (or --model demo, the small tower shipped with the app)."
         ) from None
 
 
