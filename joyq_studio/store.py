@@ -418,7 +418,7 @@ class Project:
         Symbolic links to folders are followed only when :attr:`follow_links` is set."""
         t0 = time.perf_counter()
         report = ScanReport()
-        known = {p: (h, s, m) for p, h, s, m in self.db.execute("SELECT path, hash, size, mtime_ns FROM files")}
+        known = {p: (h, s, m) for p, h, s, m in self.db.execute("SELECT path, hash, size, mtime_ns FROM files").fetchall()}
         on_disk = list(walk_images(self.folder, lambda p, why: report.unreadable.append((p, why)),
                                    follow_links=self.follow_links, on_link=report.links_not_followed.append))
         report.total = len(on_disk)
@@ -491,7 +491,7 @@ class Project:
         sql = ("SELECT i.hash, MIN(f.path) FROM images i JOIN files f ON f.hash = i.hash "
                + ("" if include_errors else "WHERE i.error IS NULL ")
                + "GROUP BY i.hash ORDER BY MIN(f.path)")
-        return [(h, p) for h, p in self.db.execute(sql)]
+        return [(h, p) for h, p in self.db.execute(sql).fetchall()]
 
     def path_of(self, digest: str) -> Path | None:
         row = self.db.execute("SELECT MIN(path) FROM files WHERE hash = ?", (digest,)).fetchone()
@@ -505,7 +505,7 @@ class Project:
         """(relative path, hash) of every image file (duplicates included), in path order."""
         sql = ("SELECT f.path, f.hash FROM files f JOIN images i ON i.hash = f.hash "
                + ("" if include_errors else "WHERE i.error IS NULL ") + "ORDER BY f.path")
-        return [(p, h) for p, h in self.db.execute(sql)]
+        return [(p, h) for p, h in self.db.execute(sql).fetchall()]
 
     def image_info(self, digest: str) -> dict | None:
         row = self.db.execute("SELECT width, height, bytes, error FROM images WHERE hash = ?", (digest,)).fetchone()
@@ -539,10 +539,10 @@ class Project:
                                 ((h, model, float(s)) for h, s in rows))
 
     def scored_hashes(self, model: str) -> set[str]:
-        return {h for (h,) in self.db.execute("SELECT hash FROM scores WHERE model = ?", (model,))}
+        return {h for (h,) in self.db.execute("SELECT hash FROM scores WHERE model = ?", (model,)).fetchall()}
 
     def embedded_hashes(self, tower: str) -> set[str]:
-        return {h for (h,) in self.db.execute("SELECT hash FROM embeddings WHERE tower = ?", (tower,))}
+        return {h for (h,) in self.db.execute("SELECT hash FROM embeddings WHERE tower = ?", (tower,)).fetchall()}
 
     def embeddings(self, tower: str, hashes: list[str] | None = None) -> tuple[list[str], np.ndarray]:
         """(hashes, float32 [N, D]) of cached embeddings for one tower (optionally a subset, in order)."""
@@ -560,7 +560,7 @@ class Project:
         return [h for h, _ in rows], matrix.astype(np.float32)
 
     def scores(self, model: str) -> dict[str, float]:
-        return dict(self.db.execute("SELECT hash, score FROM scores WHERE model = ?", (model,)))
+        return dict(self.db.execute("SELECT hash, score FROM scores WHERE model = ?", (model,)).fetchall())
 
     def current_model_key(self) -> str | None:
         """Key of the model whose scores the ranking and exports use, or None if nothing is scored.
@@ -629,7 +629,7 @@ class Project:
         args: tuple = ()
         if split:
             sql, args = sql + " WHERE split = ?", (split,)
-        return [Comparison(*r) for r in self.db.execute(sql + " ORDER BY id", args)]
+        return [Comparison(*r) for r in self.db.execute(sql + " ORDER BY id", args).fetchall()]
 
     def recent_comparisons(self, limit: int = 100, since: float | None = None, kinds: Iterable[str] | None = None,
                            user_only: bool = True) -> list[Comparison]:
