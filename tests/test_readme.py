@@ -45,3 +45,14 @@ def test_walkthrough_runs_top_to_bottom(tmp_path, capsys):
         "path,hash,score,rank,bucket_0_to_9,label")
     assert not (home / "joyq-demo-best").exists() or not any((home / "joyq-demo-best").rglob("*.*"))  # undone
     assert not list(demo.glob("*.txt"))  # the caption step was a dry run
+
+
+def test_train_without_the_big_model_suggests_demo_not_tiny(tmp_path, capsys):
+    """A folder never scored with --model demo trains from JoyQuality; offline, the hint names demo."""
+    folder = tmp_path / "demo"
+    assert main(["demo", str(folder), "--count", "20"]) == 0
+    assert main(["import-pairs", str(folder), str(folder / "pairs.json")]) == 0
+    capsys.readouterr()
+    assert main(["train", str(folder)]) == 2  # conftest sets HF_HUB_OFFLINE: nothing can be downloaded
+    err = capsys.readouterr().err
+    assert "--model demo" in err and "tiny" not in err
