@@ -480,3 +480,27 @@ def test_unhashable_label_in_a_dataset_is_one_sentence(tmp_path, capsys):
     for argv in (["train", "--pairs", ds], ["import-pairs", folder, ds]):
         code, _, err = run(capsys, *argv)
         assert code == 2 and "label [1]" in err and err.count("\n") == 1, (argv, err)
+
+
+def test_full_disk_while_scanning_says_what_was_kept(tmp_path, monkeypatch):
+    folder = tmp_path / "images"
+    for i in range(501):  # the scan saves every 500 files
+        make_image(folder / f"{i:03d}.png", i)
+    real = Project._write_scanned_batch
+    calls = []
+
+    def full_on_second(self, batch):
+        calls.append(1)
+        if len(calls) == 2:
+            e = sqlite3.OperationalError("database or disk is full")
+            e.sqlite_errorcode = 13
+            raise database_error(self.db_path, e, "could not save, nothing was changed")
+        return real(self, batch)
+
+    monkeypatch.setattr(Project, "_write_scanned_batch", full_on_second)
+    with Project(folder) as p:
+        with pytest.raises(StoreError) as info:
+            p.scan()
+        msg = str(info.value)
+        assert "the 500 files found before it in this scan were saved" in msg and "nothing was changed" not in msg
+        assert "free some disk space" in msg and len(p.file_hashes(include_errors=True)) == 500
