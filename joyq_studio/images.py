@@ -193,7 +193,8 @@ def _deep_png_colour(img: Image.Image, path: str) -> Image.Image | None:
     """A 16-bit colour PNG as 8-bit RGB scaled by its real bit depth, or None for any other
     file. PIL keeps only the high byte of each 16-bit sample (12-bit data comes out almost
     black), so the image is decoded twice, once per byte, and the bytes are put together."""
-    tile = img.tile[0] if len(img.tile) == 1 else None
+    tiles = getattr(img, "tile", None) or []
+    tile = tiles[0] if len(tiles) == 1 else None
     if img.format != "PNG" or getattr(img, "is_animated", False) or tile is None \
             or tile.args not in ("RGB;16B", "RGBA;16B"):
         return None

@@ -112,6 +112,11 @@ class Comparison(NamedTuple):
 class StoreError(JoyqError):
     """A project cannot be opened or written; one sentence naming the path and the problem."""
 
+    # set by database_error(): the database, why in a few words, what the user can do
+    path: Path | None = None
+    reason: str | None = None
+    advice: str | None = None
+
 
 # What the user can do about a database error, by SQLite primary result code.
 _ADVICE = {
@@ -155,7 +160,7 @@ class _GuardedCursor(sqlite3.Cursor):
     def _fail(self, e: sqlite3.Error):
         if self.connection.in_transaction:
             raise e
-        raise database_error(self.connection.path, e) from None
+        raise database_error(getattr(self.connection, "path", Path("the project database")), e) from None
 
     def execute(self, *args):
         try:
@@ -418,7 +423,8 @@ class Project:
         Symbolic links to folders are followed only when :attr:`follow_links` is set."""
         t0 = time.perf_counter()
         report = ScanReport()
-        known = {p: (h, s, m) for p, h, s, m in self.db.execute("SELECT path, hash, size, mtime_ns FROM files").fetchall()}
+        rows = self.db.execute("SELECT path, hash, size, mtime_ns FROM files").fetchall()
+        known = {p: (h, s, m) for p, h, s, m in rows}
         on_disk = list(walk_images(self.folder, lambda p, why: report.unreadable.append((p, why)),
                                    follow_links=self.follow_links, on_link=report.links_not_followed.append))
         report.total = len(on_disk)

@@ -79,7 +79,8 @@ def test_low_res_sizes_are_truncated_as_the_reference(monkeypatch) -> None:
     factor = C.rng_from_seed(seed).uniform(*C.LOWRES_FACTOR_RANGE)
     sizes = []
     real = Image.Image.resize
-    monkeypatch.setattr(Image.Image, "resize", lambda self, size, *a, **k: sizes.append(size) or real(self, size, *a, **k))
+    monkeypatch.setattr(Image.Image, "resize",
+                        lambda self, size, *a, **k: sizes.append(size) or real(self, size, *a, **k))
     C.low_res(img, seed)
     assert sizes[0] == (int(333 * factor), int(101 * factor)) and sizes[-1] == (333, 101)
 

@@ -7,7 +7,6 @@ import sys
 from ..console import ProgressLine, UsageError
 from ..store import Project
 
-
 MAX_LISTED = 50
 
 

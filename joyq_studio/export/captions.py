@@ -566,7 +566,8 @@ def _restore(project: Project, export_dir: Path, entry: dict) -> str:
         return "deleted"
     backup = export_dir / entry["backup"]
     if not os.path.realpath(backup).startswith(os.path.realpath(export_dir) + os.sep):
-        raise ExportError(f"{export_dir / MANIFEST}: names a backup outside its export folder; {path} was left as it is.")
+        raise ExportError(f"{export_dir / MANIFEST}: names a backup outside its export folder; "
+                          f"{path} was left as it is.")
     data = backup.read_bytes()
     if _sha(data) != entry["old_sha256"]:
         raise ExportError(f"{export_dir / entry['backup']}: the backup is damaged; {path} was left as it is.")

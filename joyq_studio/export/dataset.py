@@ -62,7 +62,8 @@ def _read_dataset(path: Path) -> dict:
                           f"[path, path, label], not a JSON {type(obj).__name__}.")
     extra = [k for k in obj if k not in SPLITS]
     if extra:
-        raise ExportError(f"{path}: has the key {shorten(extra[0])}; a JoyQuality dataset holds only 'train' and 'test' lists.")
+        raise ExportError(f"{path}: has the key {shorten(extra[0])}; a JoyQuality dataset holds only "
+                          "'train' and 'test' lists.")
     for split in SPLITS:
         if split in obj and not isinstance(obj[split], list):
             raise ExportError(f"{path}: '{split}' must be a list of [path, path, label].")
@@ -103,7 +104,8 @@ def import_pairs(project: Project, json_path: str | os.PathLike) -> ImportReport
                 raise ExportError(f"{path}: {where} is {shorten(entry, 60, as_json=True)}, not [path, path, label].")
             label = entry[2]
             if isinstance(label, bool) or not isinstance(label, (int, float)) or label not in _LABEL_TO_OUTCOME:
-                raise ExportError(f"{path}: {where} has the label {shorten(label, as_json=True)}; labels must be 1 (first won), "
+                raise ExportError(f"{path}: {where} has the label {shorten(label, as_json=True)}; "
+                                  "labels must be 1 (first won), "
                                   "-1 (second won) or 0 (tie).")
             report.pairs += 1
             hashes = []

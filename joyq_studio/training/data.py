@@ -81,7 +81,8 @@ def load_pairs_json(path: str | os.PathLike) -> PairData:
                 raise TrainingError(f"{where} must be [pathA, pathB, label], got {shorten(entry, as_json=True)}.")
             label = entry[2]
             if isinstance(label, bool) or not isinstance(label, (int, float)) or label not in LABEL_TO_OUTCOME:
-                raise TrainingError(f"{where} has label {shorten(label)}; labels must be 1 (first won), -1 (second won) or 0 (tie).")
+                raise TrainingError(f"{where} has label {shorten(label)}; "
+                                    "labels must be 1 (first won), -1 (second won) or 0 (tie).")
             i, j = item(entry[0]), item(entry[1])
             if i == j:
                 raise TrainingError(f"{where} compares {clip(entry[0])} with itself.")
