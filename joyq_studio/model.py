@@ -202,7 +202,8 @@ def config_from_json(path: Path) -> SiglipVisionConfig:
         raise ModelError(f"{path}: config.json must hold a JSON object, not a JSON {type(data).__name__}.")
     if data.get("model_type") not in ("siglip", "siglip_vision_model"):
         raise ModelError(
-            f"{path}: model_type is {shorten(data.get('model_type'))}; only SigLIP ('siglip') checkpoints are supported."
+            f"{path}: model_type is {shorten(data.get('model_type'))}; "
+            "only SigLIP ('siglip') checkpoints are supported."
         )
     vision = data.get("vision_config", data)
     if not isinstance(vision, dict):
@@ -223,7 +224,7 @@ def config_from_json(path: Path) -> SiglipVisionConfig:
     if config.hidden_size % config.num_attention_heads:
         raise ModelError(f"{path}: vision_config.hidden_size ({config.hidden_size}) is not a multiple of "
                          f"num_attention_heads ({config.num_attention_heads}).")
-    if config.patch_size > config.image_size:
+    if int(config.patch_size) > int(config.image_size):  # type: ignore[arg-type]
         raise ModelError(f"{path}: vision_config.patch_size ({config.patch_size}) is larger than image_size "
                          f"({config.image_size}).")
     return config
@@ -372,7 +373,8 @@ def _load_head_version(folder: Path, depth: int = 0) -> JoyQuality:
         raise ModelError(f"{folder / 'version.json'}: its tower_spec chain is more than {MAX_VERSION_CHAIN} versions "
                          "long (versions pointing at each other); point it at a full model.")
     tower_path = Path(tower_spec).expanduser()
-    if tower_path.is_dir() and (tower_path / "version.json").exists() and not (tower_path / "model.safetensors").exists():
+    head_only = (tower_path / "version.json").exists() and not (tower_path / "model.safetensors").exists()
+    if tower_path.is_dir() and head_only:
         model = _load_head_version(tower_path, depth + 1)
     else:
         model = load_model(tower_spec)
