@@ -24,6 +24,23 @@ def register(sub, model_args) -> None:
     sp.add_argument("--repeats", type=positive_int, default=3, help="runs per measurement; the median is reported")
     sp.set_defaults(handler="joyq_studio.bench.score:bench_score")
 
+    sp = bsub.add_parser("ray", help="scoring throughput of `joyq score --ray` against the native path, side by "
+                         "side on one folder (needs the ray extra)")
+    model_args(sp)
+    sp.add_argument("--images", type=positive_int, default=192, help="N: runs of N and 2N JPEGs give the "
+                    "marginal rate, free of start-up costs (default 192)")
+    sp.add_argument("--size", type=positive_int, default=512, help="their side in px (default 512)")
+    sp.add_argument("--repeats", type=positive_int, default=1, help="runs of each path, alternating (median)")
+    sp.add_argument("--address", help="a running Ray cluster (default: a local Ray on every core here)")
+    sp.set_defaults(handler="joyq_studio.bench.ray:bench_ray")
+
+    sp = bsub.add_parser("decode", help="12 MP JPEGs: full decode against Pillow's draft mode (speed, and the "
+                         "change in pixels and scores on real photographs; needs scikit-image)")
+    sp.add_argument("--model", default="demo", help="the model whose scores are compared (default demo)")
+    sp.add_argument("--device", help="cpu, cuda or cuda:N (scores only; decoding is timed on one CPU core)")
+    sp.add_argument("--repeats", type=positive_int, default=3, help="timed decodes per photo (median)")
+    sp.set_defaults(handler="joyq_studio.bench.decode:bench_decode")
+
     sp = bsub.add_parser("scan", help="time a rescan of an unchanged folder of N files")
     sp.add_argument("--files", type=positive_int, default=100_000)
     sp.add_argument("--dir", help="where to create the files (default: a temporary folder)")

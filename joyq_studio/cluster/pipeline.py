@@ -64,6 +64,8 @@ class RaySummary:
     shards: int = 0
     actors: int = 0
     device: str = "cpu"
+    startup_seconds: float = 0.0  # from the job's start to its first finished rows (actors loading the model)
+    steady_rows_per_second: float = 0.0  # after the first finished rows: the rate a long job keeps
 
 
 # -- CPU stage ------------------------------------------------------------------------------
@@ -148,8 +150,8 @@ class Scorer:
         from ..model import load_model, model_id
         from ..scoring import prepare_for_inference
 
-        if not use_gpu and threads:
-            torch.set_num_threads(threads)
+        if not use_gpu:  # Ray gives an actor one thread; a CPU actor shares its node's cores with the decoders
+            torch.set_num_threads(threads or os.cpu_count() or 1)
         model = load_model(spec)
         found = model_id(model).key
         if found != key:
@@ -269,14 +271,13 @@ def score_with_ray(
 
     actors, use_gpu = plan_actors(gpus, device)
     summary.actors, summary.device = actors, ("cuda" if use_gpu else "cpu")
-    threads = cpu_threads or max(1, int(ray.cluster_resources().get("CPU", 1)))
     parts = [str(p) for p in sorted(listing.folder.glob("part-*.parquet"))]
     ds = ray.data.from_items([{"part": p} for p in parts], override_num_blocks=len(parts))  # a task per part
     ds = ds.map_batches(prepare_part, fn_kwargs={"size": model.image_size, "done_ref": ray.put(done)},
                         batch_size=1, batch_format="numpy", num_cpus=1)
     ds = ds.map_batches(
         Scorer,
-        fn_constructor_kwargs={"spec": spec, "key": mid.key, "use_gpu": use_gpu, "threads": threads,
+        fn_constructor_kwargs={"spec": spec, "key": mid.key, "use_gpu": use_gpu, "threads": cpu_threads or 0,
                                "embeddings": embeddings, "kill": os.environ.get(KILL_ENV, "")},
         batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if use_gpu else 0, num_cpus=1 if use_gpu else 0.5,
@@ -286,6 +287,7 @@ def score_with_ray(
     pending: list = []
     pending_rows, last_flush = 0, time.monotonic()
     processed, t_start = 0, time.perf_counter()
+    t_first, first_rows = t_start, 0
 
     def flush() -> None:
         nonlocal pending_rows, last_flush
@@ -309,6 +311,9 @@ def score_with_ray(
             if table.num_rows:
                 pending.append(table)
                 pending_rows += table.num_rows
+            if not processed:
+                t_first, first_rows = time.perf_counter(), block.num_rows
+                summary.startup_seconds = t_first - t_start
             processed += block.num_rows
             if pending_rows >= shard_rows or time.monotonic() - last_flush >= SHARD_SECONDS:
                 flush()
@@ -318,6 +323,8 @@ def score_with_ray(
         flush()  # whatever finished is kept, also on Ctrl-C or an error
         summary.seconds = time.perf_counter() - t0
         summary.rows_per_second = processed / max(time.perf_counter() - t_start, 1e-9)
+        if processed > first_rows:
+            summary.steady_rows_per_second = (processed - first_rows) / max(time.perf_counter() - t_first, 1e-9)
     if project is not None:
         project.set_current_model_key(mid.key)
     return summary
