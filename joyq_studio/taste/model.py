@@ -17,8 +17,9 @@ After each fitted click (the online Laplace / assumed-density update of the note
 1. ``Sigma <- Sigma - r u u^T / (1 + r x^T u)``, ``u = Sigma x``, ``r = c p (1 - p)`` at the
    current mean. ``Sigma`` is held as the last refit's factored covariance minus the
    rank-one terms since (``Sigma_t = Sigma_0 - U U^T``), so this is O(d r + d k).
-2. One Newton step on the mean with the full gradient over all fitted pairs and ``Sigma_t``
-   as the inverse Hessian (halved until the objective drops): O(m d).
+2. A Newton step on the mean with the full gradient over all fitted pairs and ``Sigma_t``
+   as the inverse Hessian (halved until the objective drops): O(m d); up to 4 of them while
+   the decrement stays above 1e-6 of the objective (a surprising answer).
 3. A full refit (``fit_head``: exact MAP, fresh Hessian, alpha by the evidence, warm-started)
    after every fitted click while there are at most ``refit_small`` of them, then whenever
    their number has grown by ``refit_growth`` (x1.25) since the last one; ``refit()`` runs it
@@ -27,23 +28,30 @@ After each fitted click (the online Laplace / assumed-density update of the note
 Pair choice. A documented mix (``TasteMix``): ``heldout`` pairs are uniform over the
 available images (never chosen by the model; fresh pairs only), ``repeat`` pairs show an
 earlier fitted pair again (self-consistency; none during the first min(200, n/2) clicks),
-and the rest are ``info`` pairs: the candidate that maximises the criterion
-(``acquisition.bald`` by default, or ``guro``) among a bounded set, never all n^2 pairs:
+and the rest are ``info`` pairs: the candidate that maximises the criterion among a bounded
+set, never all n^2 pairs:
 
-* anchors: the ``n_anchors`` most uncertain eligible images (highest posterior score
-  variance) of a random sample of ``anchor_sample`` images (all of them in small folders),
-  plus 4 random ones;
-* partners of each anchor: its ``window`` neighbours on each side in score order (answers
-  near a coin flip), its 4 nearest neighbours in embedding space among the sample, and
-  ``n_random`` random sample images shared by all anchors (large differences).
+* anchors: the ``n_anchors`` eligible images of a random sample of ``anchor_sample`` (all
+  of them in small folders) that could teach most (highest posterior score variance for
+  bald/guro, highest test variance along their direction for the test criteria), plus 4
+  random ones;
+* partners: every image of that sample, and each anchor's ``window`` neighbours on each
+  side in score order (answers near a coin flip).
 
-Candidates are ranked with cheap quantities: scores from the score cache and the pair
-variance in a PCA-reduced space, ``v ~= x_z^T Sigma_r x_z + sigma_perp^2 (q_i + q_j)`` with
-``x_z`` the pair's coordinates on the top ``reduced_dims`` principal directions of the
-centred embeddings, ``Sigma_r = V^T Sigma V``, ``q_i`` image i's squared distance from that
-subspace and ``sigma_perp^2`` the posterior's mean variance outside it (exact when
-d <= reduced_dims). The ``shortlist`` best allowed candidates are then re-scored exactly
-(``a = w . x``, ``v = x^T Sigma x``) and the best one is shown.
+Every anchor x partner pair is scored with cheap quantities: scores from the score cache
+and the pair variance in a PCA-reduced space, ``v ~= x_z^T Sigma_r x_z + sigma_perp^2
+(q_i + q_j)`` with ``x_z`` the pair's coordinates on the top ``reduced_dims`` principal
+directions of the centred embeddings, ``Sigma_r = V^T Sigma V``, ``q_i`` image i's squared
+distance from that subspace and ``sigma_perp^2`` the posterior's mean variance outside it
+(exact when d <= reduced_dims); bilinear forms make the whole grid cost about one
+(anchors x partners x r) product (``_grid``). The ``shortlist`` best allowed pairs are then
+re-scored exactly (``a = w . x``, ``v = x^T Sigma x``, ``u = Sigma x``) and the best is shown.
+
+The default criterion is ``vopt``: the expected drop of the posterior variance of the logits
+of uniform test pairs of the whole pool (V-optimal design), ``r u^T C u / (1 + r v)`` with
+``C = 2 Cov(e)`` and r = p (1 - p) at the predictive p. It targets what the user sees, the
+order of images never shown; BALD (information about w) and GURO are the alternatives, and
+the closed-loop benchmark (``joyq bench taste``) compares them.
 
 Rules: never a self-pair; never a pair by accident again (a pair is shown again only as a
 ``repeat``, or in tiny folders once a third of all pairs have been used, see
@@ -81,12 +89,17 @@ KINDS: tuple[str, ...] = ("info", "heldout", "repeat")
 REPEAT_START = 200
 """No repeats during the first min(REPEAT_START, n_available / 2) recorded comparisons."""
 
-FULL_RESCORE_MACS = 8_000_000
+FULL_RESCORE_MACS = 2_000_000
 """Up to n d = this, the score cache is recomputed whole (E w) when the head has changed."""
 
-ROLL_MACS = 6_000_000
-"""Above it, each ``next_pair`` refreshes this many multiply-adds' worth of rows (about 5k
-rows at d = 1152, ~1-2 ms), and the score order is re-sorted once per full cycle."""
+ROLL_MACS = 2_000_000
+"""Above it, each ``next_pair`` refreshes this many multiply-adds' worth of rows (about 1.7k
+rows at d = 1152, well under a millisecond), and the score order is re-sorted once per full
+cycle. The choice re-scores its shortlist exactly, so only the windows see stale scores."""
+
+NEWTON_STEPS = 4
+NEWTON_TOL = 1e-6
+"""Per click: Newton steps until the decrement (relative to the objective) is below this."""
 
 DENSE_MAX = 512
 """Up to this many images, pair counts also live in an (n, n) matrix (vectorised checks and
@@ -183,13 +196,13 @@ class TasteModel:
     base_head: (w, b), the starting head (``w`` of shape (d,)); the prior's centre.
     seed: everything random comes from ``np.random.default_rng(seed)``.
     mix: shares of held-out and repeat pairs (``TasteMix``).
-    criterion: "bald" (default) or "guro" (``acquisition``).
+    criterion: "vopt" (default), "eer", "bald" or "guro" (module docstring, ``acquisition``).
     alpha: fix the prior precision (tests, ablations); default: chosen by the evidence.
     max_shows: cap on how often one image is shown; None = 3 x mean shows + 6.
     repeat_gap: a repeat is drawn from pairs at least this many clicks old.
     pair_reuse: see ``_pair_limit`` (only matters in tiny folders).
     reduced_dims: PCA dimensions for the cheap candidate ranking.
-    n_anchors, window, n_random, anchor_sample, shortlist: the candidate set (module docstring).
+    n_anchors, window, anchor_sample, shortlist: the candidate set (module docstring).
     refit_small, refit_growth: the refit schedule (module docstring).
     undo_depth: clicks that ``undo`` takes back exactly; older ones are taken back by a replay.
 
@@ -204,7 +217,7 @@ class TasteModel:
         seed: int = 0,
         *,
         mix: TasteMix = TasteMix(),
-        criterion: str = "bald",
+        criterion: str = "vopt",
         alpha: float | None = None,
         max_shows: int | None = None,
         repeat_gap: int = 20,
@@ -212,7 +225,6 @@ class TasteModel:
         reduced_dims: int = 128,
         n_anchors: int = 16,
         window: int = 16,
-        n_random: int = 32,
         anchor_sample: int = 2048,
         shortlist: int = 16,
         refit_small: int = 32,
@@ -240,7 +252,7 @@ class TasteModel:
         self._crit = None if criterion in TEST_CRITERIA else _criterion(criterion)
         self._fixed_alpha = alpha
         self.max_shows, self.repeat_gap, self.pair_reuse = max_shows, int(repeat_gap), float(pair_reuse)
-        self.n_anchors, self.window, self.n_random = int(n_anchors), int(window), int(n_random)
+        self.n_anchors, self.window = int(n_anchors), int(window)
         self.anchor_sample, self.shortlist = int(anchor_sample), int(shortlist)
         self.refit_small, self.refit_growth = int(refit_small), float(refit_growth)
         self.undo_depth = int(undo_depth)
@@ -251,6 +263,7 @@ class TasteModel:
         self.available = np.ones(self.n, dtype=bool)
         self._jitter = self.rng.random(self.n) * 1e-9
         self._skipped: set[int] = set()
+        self._ct_cache: tuple | None = None
         self._reset()
 
     # ------------------------------------------------------------------ public: state
@@ -442,6 +455,7 @@ class TasteModel:
             else:
                 self._counts = None
         self._s = None
+        self._ct_cache = None
         self._scores_changed()
 
     def replay(self, comparisons: Iterable[Sequence]) -> None:
@@ -571,6 +585,8 @@ class TasteModel:
         qv = fit.basis.T @ self._V  # (r', r)
         self._S0r = np.eye(self._r) / fit.alpha + (qv.T * fit.shrink()) @ qv
         self._trS0 = self.d / fit.alpha + float(np.sum(fit.shrink()))
+        # with many directions learned, one dense float32 pass beats two through the basis
+        self._S0 = fit.covariance().astype(np.float32) if fit.lam.size > self.d // 4 else None
         self._U = np.zeros((16, self.d))
         self._Ur = np.zeros((16, self._r))
         self._k = 0
@@ -578,16 +594,19 @@ class TasteModel:
         self._trU = 0.0
 
     def _post_state(self) -> tuple:
-        return (self._S0r, self._trS0, self._U, self._Ur, self._k, self._trU)
+        return (self._S0r, self._trS0, self._U, self._Ur, self._k, self._trU, self._S0)
 
     def _set_post_state(self, s: tuple) -> None:
-        self._S0r, self._trS0, self._U, self._Ur, self._k, self._trU = s
+        self._S0r, self._trS0, self._U, self._Ur, self._k, self._trU, self._S0 = s
         k = self._k
         self._Sr = self._S0r - self._Ur[:k].T @ self._Ur[:k]
 
     def _cov_matvec(self, v: np.ndarray) -> np.ndarray:
         """Sigma_t v = Sigma_0 v - U (U^T v), for v of shape (d,) or (d, k)."""
-        out = self._fit.cov_matvec(v)
+        if self._S0 is not None:
+            out = (self._S0 @ np.asarray(v, dtype=np.float32)).astype(np.float64)
+        else:
+            out = self._fit.cov_matvec(v)
         if self._k:
             U = self._U[: self._k]
             out -= U.T @ (U @ v)
@@ -596,7 +615,11 @@ class TasteModel:
     def _quad_exact(self, x: np.ndarray) -> np.ndarray:
         """x_k^T Sigma_t x_k for every row of x (k, d)."""
         x = np.atleast_2d(x)
-        out = self._fit.quad(x)
+        if self._S0 is not None:
+            x32 = x.astype(np.float32)
+            out = np.einsum("ij,ij->i", x32 @ self._S0, x32, dtype=np.float64)
+        else:
+            out = self._fit.quad(x)
         if self._k:
             ux = x @ self._U[: self._k].T
             out = out - np.einsum("ij,ij->i", ux, ux)
@@ -669,10 +692,15 @@ class TasteModel:
         self._k += 1
         self._Sr = self._Sr - np.outer(ur, ur)
         self._trU += float(ut @ ut)
-        # 2. one Newton step on the mean, Sigma_t as the inverse Hessian
-        self._newton_step()
+        # 2. Newton steps on the mean, Sigma_t as the inverse Hessian: one, or up to
+        #    NEWTON_STEPS while a surprising answer keeps moving the mean
+        for _ in range(NEWTON_STEPS):
+            if self._newton_step() < NEWTON_TOL:
+                break
 
-    def _newton_step(self) -> None:
+    def _newton_step(self) -> float:
+        """One quasi-Newton step on the mean (Sigma_t as the inverse Hessian), halved until
+        the objective drops. Returns the decrement -g . step relative to the objective."""
         m = self._m
         X, y, c, f = self._X[:m], self._y[:m], self._c[:m], self._f[:m]
         p = sigmoid(f)
@@ -690,10 +718,11 @@ class TasteModel:
                 break
             s *= 0.5
         else:
-            return
+            return 0.0
         self.w = self.w + s * step
         self._f[:m] = f + s * xs
         self._scores_changed()
+        return -gd * s / (1.0 + abs(l0))
 
     # ------------------------------------------------------------------ internals: bookkeeping
 
@@ -798,56 +827,53 @@ class TasteModel:
         if len(idx) * (len(idx) - 1) // 2 <= 4096:  # tiny: every eligible pair is a candidate
             a, b = np.triu_indices(len(idx), 1)
             a, b = idx[a], idx[b]
+            crit = self._approx_crit(a, b, s)
         else:
-            a, b = self._candidates(idx, s, pos, elig)
-        pair = self._best(a, b, s, limit) if a.size else None
+            a, b, crit = self._grid(idx, s, pos, elig)
+        pair = self._best(a, b, crit, limit) if a.size else None
         if pair is None:
             pair = self._fallback(elig, limit, n_av)
         return pair
 
-    def _candidates(self, idx, s, pos, elig) -> tuple[np.ndarray, np.ndarray]:
-        """Anchors x partners (module docstring), as two index arrays."""
+    def _grid(self, idx, s, pos, elig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every anchor x every partner (module docstring), scored through bilinear forms in
+        the PCA space: with ``P = Z Sigma_r``, ``v_ij = v_i + v_j - 2 P_i . z_j`` and
+        ``t_ij = t_i + t_j - 2 P_i C P_j^T``, so A anchors x K partners cost (A + K) r^2 + A K r
+        instead of A K r^2. Returns (anchor, partner, approximate criterion), flattened."""
         rng = self.rng
         if len(idx) <= self.anchor_sample:
             sample = idx
         else:
             sample = np.unique(idx[rng.integers(0, len(idx), self.anchor_sample)])
-        var = self._var_reduced(sample) * (1.0 + self._jitter[sample])
+        score = self._anchor_score(sample, s) * (1.0 + self._jitter[sample])
         k = min(self.n_anchors, len(sample))
-        top = sample[np.argpartition(-var, k - 1)[:k]]
+        top = sample[np.argpartition(-score, k - 1)[:k]]
         anchors = np.unique(np.concatenate([top, sample[rng.integers(0, len(sample), 4)]]))
-        parts_a, parts_b = [], []
-        # score-order windows
         offs = np.concatenate([np.arange(-self.window, 0), np.arange(1, self.window + 1)])
-        p = np.clip(pos[anchors][:, None] + offs[None, :], 0, self.n - 1)
-        parts_a.append(np.repeat(anchors, len(offs)))
-        parts_b.append(self._order[p].ravel())
-        # random partners
-        rnd = sample[rng.integers(0, len(sample), self.n_random)]
-        parts_a.append(np.repeat(anchors, len(rnd)))
-        parts_b.append(np.tile(rnd, len(anchors)))
-        # embedding neighbours among the sample
-        nb = sample if len(sample) <= 512 else sample[rng.integers(0, len(sample), 512)]
-        zn = self._Z[nb]
-        za = self._Z[anchors]
-        d2 = (np.einsum("ij,ij->i", zn, zn)[None, :] - 2.0 * (za @ zn.T)) + self._q[nb][None, :]
-        d2[anchors[:, None] == nb[None, :]] = np.inf
-        kk = min(4, len(nb) - 1)
-        if kk > 0:
-            near = np.argpartition(d2, kk - 1, axis=1)[:, :kk]
-            parts_a.append(np.repeat(anchors, kk))
-            parts_b.append(nb[near].ravel())
-        a, b = np.concatenate(parts_a), np.concatenate(parts_b)
-        ok = elig[b] & (a != b)
-        return a[ok], b[ok]
+        win = self._order[np.clip(pos[anchors][:, None] + offs[None, :], 0, self.n - 1)].ravel()
+        partners = np.unique(np.concatenate([sample, win[elig[win]]]))
+        sr = self._Sr.astype(np.float32)
+        za, zp = self._Z[anchors], self._Z[partners]
+        pa, pp = za @ sr, zp @ sr
+        sp2 = self._sigma_perp2()
+        qa, qp = self._q[anchors], self._q[partners]
+        va = np.einsum("ij,ij->i", pa, za, dtype=np.float64) + sp2 * qa
+        vp = np.einsum("ij,ij->i", pp, zp, dtype=np.float64) + sp2 * qp
+        v = va[:, None] + vp[None, :] - 2.0 * (pa @ zp.T)
+        a = s[anchors][:, None] - s[partners][None, :]
+        if self._crit is not None:
+            crit = self._crit(a, v)
+        else:
+            ct, ct_perp = self._test_matrix(s)
+            pac = pa @ ct
+            ta = np.einsum("ij,ij->i", pac, pa, dtype=np.float64) + ct_perp * sp2 * sp2 * qa
+            tp = np.einsum("ij,ij->i", pp @ ct, pp, dtype=np.float64) + ct_perp * sp2 * sp2 * qp
+            crit = test_variance_reduction(a, v, ta[:, None] + tp[None, :] - 2.0 * (pac @ pp.T))
+        crit[anchors[:, None] == partners[None, :]] = -np.inf
+        return np.repeat(anchors, len(partners)), np.tile(partners, len(anchors)), crit.ravel()
 
-    def _best(self, a: np.ndarray, b: np.ndarray, s: np.ndarray, limit: int) -> tuple[int, int] | None:
-        """Rank candidates cheaply, re-score the best allowed ones exactly, return the best."""
-        if self._counts is not None:
-            ok = self._counts[a, b] < limit
-            a, b = a[ok], b[ok]
-            if a.size == 0:
-                return None
+    def _approx_crit(self, a: np.ndarray, b: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """The criterion of pairs (a, b) in the PCA-reduced approximation."""
         zx = self._Z[a] - self._Z[b]
         sz = zx @ self._Sr.astype(np.float32)  # Sigma_r x_z
         v = np.einsum("ij,ij->i", sz, zx, dtype=np.float64)
@@ -855,22 +881,51 @@ class TasteModel:
         qq = self._q[a] + self._q[b]
         v += sp2 * qq
         if self._crit is not None:
-            crit = self._crit(s[a] - s[b], v)
-        else:
-            ct, ct_perp = self._test_matrix(s)
-            t = np.einsum("ij,ij->i", sz @ ct, sz, dtype=np.float64) + ct_perp * sp2 * sp2 * qq
-            crit = test_variance_reduction(s[a] - s[b], v, t)
-        short = []
-        seen = set()
-        for t_ in np.argsort(-crit, kind="stable"):
-            i, j = int(a[t_]), int(b[t_])
-            key = self._key(i, j)
-            if key in seen or not self._allowed(i, j, limit):
-                continue
-            seen.add(key)
-            short.append((i, j))
-            if len(short) >= self.shortlist:
+            return self._crit(s[a] - s[b], v)
+        ct, ct_perp = self._test_matrix(s)
+        t = np.einsum("ij,ij->i", sz @ ct, sz, dtype=np.float64) + ct_perp * sp2 * sp2 * qq
+        return test_variance_reduction(s[a] - s[b], v, t)
+
+    def _anchor_score(self, idx: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """How much comparing image i could teach: its score variance (bald, guro), or for
+        the test criteria the test variance its own direction carries,
+        ``u_i^T C u_i`` with ``u_i = Sigma (e_i - mean)`` (PCA-reduced)."""
+        if self._crit is not None:
+            return self._var_reduced(idx)
+        ct, ct_perp = self._test_matrix(s)
+        sr = self._Sr.astype(np.float32)
+        z = self._Z[idx] @ sr
+        sp2 = self._sigma_perp2()
+        return np.einsum("ij,ij->i", z @ ct, z, dtype=np.float64) + ct_perp * sp2 * sp2 * self._q[idx]
+
+    def _best(self, a: np.ndarray, b: np.ndarray, crit: np.ndarray, limit: int) -> tuple[int, int] | None:
+        """The ``shortlist`` best allowed candidates by the cheap criterion, re-scored exactly;
+        the best of those."""
+        if self._counts is not None:
+            ok = self._counts[a, b] < limit
+            a, b, crit = a[ok], b[ok], crit[ok]
+            if a.size == 0:
+                return None
+        short: list[tuple[int, int]] = []
+        seen: set[int] = set()
+        head = min(len(crit), 16 * self.shortlist)
+        order = np.argpartition(-crit, head - 1)[:head]
+        order = order[np.argsort(-crit[order], kind="stable")]
+        for attempt in range(2):
+            for t_ in order:
+                if not np.isfinite(crit[t_]):
+                    break
+                i, j = int(a[t_]), int(b[t_])
+                key = self._key(i, j)
+                if key in seen or not self._allowed(i, j, limit):
+                    continue
+                seen.add(key)
+                short.append((i, j))
+                if len(short) >= self.shortlist:
+                    break
+            if short or attempt or head == len(crit):
                 break
+            order = np.argsort(-crit, kind="stable")  # the top was all used: look further
         if not short:
             return None
         ii = np.array([p[0] for p in short])
@@ -883,7 +938,7 @@ class TasteModel:
             v = np.einsum("ij,ij->i", u, x)
             ur = u @ self._V
             uperp2 = np.maximum(np.einsum("ij,ij->i", u, u) - np.einsum("ij,ij->i", ur, ur), 0.0)
-            ct, ct_perp = self._test_matrix(s)
+            ct, ct_perp = self._test_matrix(self._s)
             t = np.einsum("ij,ij->i", ur @ ct.astype(np.float64), ur) + ct_perp * uperp2
             exact = test_variance_reduction(x @ self.w, v, t)
         return short[int(np.argmax(exact))]
@@ -891,12 +946,20 @@ class TasteModel:
     def _test_matrix(self, s: np.ndarray) -> tuple[np.ndarray, float]:
         """(C_r, c_perp): the test-pair weight matrix sum_t omega_t x_t x_t^T / T in PCA
         coordinates, and its mean weight per direction outside the PCA subspace."""
-        cached = getattr(self, "_ct_cache", None)
+        cached = self._ct_cache
         if cached is not None and (self.criterion == "vopt" or cached[2] > 0):
             if self.criterion == "eer":
                 self._ct_cache = (cached[0], cached[1], cached[2] - 1)
             return cached[0], cached[1]
         n, T = self.n, EER_PAIRS
+        if self.criterion == "vopt":  # uniform pairs of the pool: C = 2 Cov(e), from <= 8192 rows
+            rows = np.arange(n) if n <= 8192 else self.rng.choice(n, 8192, replace=False)
+            z = self._Z[rows].astype(np.float64)
+            z -= z.mean(axis=0)
+            ct = 2.0 * (z.T @ z) / len(rows)
+            ct_perp = 2.0 * float(np.mean(self._q[rows])) / max(self.d - self._r, 1)
+            self._ct_cache = (ct.astype(np.float32), ct_perp, 0)
+            return self._ct_cache[0], ct_perp
         i, j = self.rng.integers(0, n, T), self.rng.integers(0, n, T)
         ok = i != j
         i, j = i[ok], j[ok]
