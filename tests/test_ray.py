@@ -176,3 +176,26 @@ def test_cli_list_sources_standalone(local_ray, photos, native, tmp_path, capsys
     assert all(abs(float(r["score"]) - native[r["path"]]) <= 1e-5 for r in rows)
     key = model_id(tiny_model()).key
     assert _shards(out / key / "shards").column("embedding").null_count == 1  # the missing file only
+
+
+def test_shards_written_but_not_merged_are_merged_on_rerun(photos):
+    """A job killed between writing a shard and committing it to the project loses nothing."""
+    pa = pytest.importorskip("pyarrow")
+    from joyq_studio.cluster.results import ShardWriter, done_from_shards, merge_missing, shard_schema
+    from joyq_studio.images import content_hash
+    from joyq_studio.store import Project
+
+    path = photos / "scene0001_clean.jpg"
+    st = path.stat()
+    emb = np.arange(4, dtype="<f2").tobytes()
+    row = {"path": str(path), "hash": content_hash(path), "score": 1.5, "embedding": emb, "error": None,
+           "size": st.st_size, "mtime_ns": st.st_mtime_ns, "width": 160, "height": 160}
+    with Project(photos) as project:
+        folder = project.dir / "ray" / "m" / "shards"
+        ShardWriter(folder, "t-h").write(pa.Table.from_pylist([row], schema=shard_schema()))
+        assert merge_missing(project, folder, "t", "t-h") == 1
+        assert project.scores("t-h") == {row["hash"]: 1.5}
+        assert project.hash_of("scene0001_clean.jpg") == row["hash"]
+        assert merge_missing(project, folder, "t", "t-h") == 0  # idempotent
+    keys, hashes = done_from_shards(folder)
+    assert len(keys) == 1 and hashes == [bytes.fromhex(row["hash"])]

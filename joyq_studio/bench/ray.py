@@ -73,13 +73,16 @@ def bench_ray(args) -> int:
                 print(f"  run {rep + 1}, {count} images: native {times[f'native {label}'][-1]:.1f} s, "
                       f"Ray {times[f'ray {label}'][-1]:.1f} s (first rows after {s.startup_seconds:.1f} s)")
     med = {k: statistics.median(v) for k, v in times.items()}
-    rates = {
-        "native": (n / max(med["native 2N"] - med["native N"], 1e-9), 2 * n / med["native 2N"]),
-        "Ray": (n / max(med["ray 2N"] - med["ray N"], 1e-9), 2 * n / med["ray 2N"]),
-    }
+    def marginal(path: str) -> float:  # NaN when noise made 2N no slower than N
+        extra = med[f"{path} 2N"] - med[f"{path} N"]
+        return n / extra if extra > 0.05 * med[f"{path} 2N"] else float("nan")
+
+    rates = {"native": (marginal("native"), 2 * n / med["native 2N"]), "Ray": (marginal("ray"), 2 * n / med["ray 2N"])}
     print(f"\n{'path':<8} {'marginal img/s':>15} {'whole run 2N img/s':>19}")
-    for k, (marginal, whole) in rates.items():
-        print(f"{k:<8} {marginal:>15.1f} {whole:>19.1f}")
-    print(f"\nRay / native: marginal {rates['Ray'][0] / rates['native'][0]:.2f}x, whole run of {2 * n} "
-          f"{rates['Ray'][1] / rates['native'][1]:.2f}x; Ray start-up to first rows {statistics.median(startup):.1f} s")
+    for k, (m, whole) in rates.items():
+        print(f"{k:<8} {m:>15.1f} {whole:>19.1f}")
+    ratio = rates["Ray"][0] / rates["native"][0]
+    print(f"\nRay / native: marginal {'n/a (too noisy: use more --images)' if ratio != ratio else f'{ratio:.2f}x'}, "
+          f"whole run of {2 * n} {rates['Ray'][1] / rates['native'][1]:.2f}x; Ray start-up to first rows "
+          f"{statistics.median(startup):.1f} s")
     return 0
