@@ -7,6 +7,8 @@
 Needs only Python >= 3.10. Re-running is cheap: installation is skipped while
 pyproject.toml and packaging/constraints.txt (the versions CI tested) are unchanged.
 On a machine without an NVIDIA GPU the CPU build of torch is installed (much smaller); set JOYQ_TORCH to choose another torch requirement.
+On Linux, `app` first checks that the system libraries Qt's X11 (xcb) platform plugin needs
+are installed and, when some are missing, prints the one command that installs them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,110 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 CPU_TORCH = "torch==2.13.0"
 # The versions CI tested; every install is constrained to them.
 CONSTRAINTS = ROOT / "packaging" / "constraints.txt"
+
+
+# Shared libraries Qt's xcb platform plugin needs (linked or loaded at start-up) and the
+# Debian / Ubuntu package of each. libxcb-cursor is loaded at run time (Qt >= 6.5), so ldd
+# does not list it; it is checked by loading it.
+QT_XCB_PACKAGES = {
+    "libxcb-cursor.so.0": "libxcb-cursor0",
+    "libxcb-icccm.so.4": "libxcb-icccm4",
+    "libxcb-keysyms.so.1": "libxcb-keysyms1",
+    "libxcb-image.so.0": "libxcb-image0",
+    "libxcb-render-util.so.0": "libxcb-render-util0",
+    "libxcb-randr.so.0": "libxcb-randr0",
+    "libxcb-shape.so.0": "libxcb-shape0",
+    "libxcb-xfixes.so.0": "libxcb-xfixes0",
+    "libxcb-sync.so.1": "libxcb-sync1",
+    "libxcb-xkb.so.1": "libxcb-xkb1",
+    "libxcb-shm.so.0": "libxcb-shm0",
+    "libxcb-render.so.0": "libxcb-render0",
+    "libxcb-xinerama.so.0": "libxcb-xinerama0",
+    "libxcb-xinput.so.0": "libxcb-xinput0",
+    "libxcb-util.so.1": "libxcb-util1",
+    "libxcb.so.1": "libxcb1",
+    "libX11-xcb.so.1": "libx11-xcb1",
+    "libX11.so.6": "libx11-6",
+    "libxkbcommon.so.0": "libxkbcommon0",
+    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
+    "libEGL.so.1": "libegl1",
+    "libGL.so.1": "libgl1",
+    "libOpenGL.so.0": "libopengl0",
+    "libfontconfig.so.1": "libfontconfig1",
+    "libfreetype.so.6": "libfreetype6",
+    "libdbus-1.so.3": "libdbus-1-3",
+    "libglib-2.0.so.0": "libglib2.0-0",
+    "libSM.so.6": "libsm6",
+    "libICE.so.6": "libice6",
+}
+RUNTIME_LOADED = ("libxcb-cursor.so.0",)
+
+
+def debian_package(soname: str) -> str:
+    """The Debian / Ubuntu package of a shared library: the table above, else the usual
+    naming rule (libfoo.so.1 -> libfoo1, libfoo2.so.0 -> libfoo2-0)."""
+    if soname in QT_XCB_PACKAGES:
+        return QT_XCB_PACKAGES[soname]
+    name, _, version = soname.partition(".so.")
+    name = name.lower().replace("_", "-")
+    version = version.split(".")[0]
+    if not version:
+        return name
+    return f"{name}-{version}" if name[-1:].isdigit() else f"{name}{version}"
+
+
+def not_found(ldd_output: str) -> list[str]:
+    """Sonames that ``ldd`` reports as "not found", in order, once each."""
+    out: list[str] = []
+    for line in ldd_output.splitlines():
+        name, sep, where = line.strip().partition("=>")
+        if sep and where.strip().startswith("not found") and name.strip() not in out:
+            out.append(name.strip())
+    return out
+
+
+def install_command(sonames: list[str]) -> str:
+    """The one command that installs the packages of ``sonames`` (apt: Debian, Ubuntu)."""
+    packages = list(dict.fromkeys(debian_package(s) for s in sonames))
+    return "sudo apt-get install -y " + " ".join(packages)
+
+
+def _xcb_plugin(python: Path) -> Path | None:
+    code = ("import os, PySide6; print(os.path.join(os.path.dirname(PySide6.__file__), "
+            "'Qt', 'plugins', 'platforms', 'libqxcb.so'))")
+    r = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    path = Path(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip() else None
+    return path if path is not None and path.exists() else None
+
+
+def _loads(soname: str) -> bool:
+    import ctypes
+
+    try:
+        ctypes.CDLL(soname)
+    except OSError:
+        return False
+    return True
+
+
+def missing_qt_libraries(python: Path = PYTHON) -> list[str]:
+    """Sonames the xcb platform plugin of ``python``'s PySide6 needs but this system lacks;
+    [] off Linux, when another platform is asked for, or when it cannot be told (no ldd)."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM", "xcb").split(":")[0] != "xcb":
+        return []
+    plugin = _xcb_plugin(python)
+    if plugin is None or shutil.which("ldd") is None:
+        return []
+    r = subprocess.run(["ldd", str(plugin)], capture_output=True, text=True)
+    missing = not_found(r.stdout)
+    missing += [s for s in RUNTIME_LOADED if s not in missing and not _loads(s)]
+    return missing
+
+
+def qt_libraries_message(missing: list[str]) -> str:
+    return ("JoyQuality Studio cannot open a window: Qt needs system libraries that are not installed ("
+            + ", ".join(missing) + "). Install them with:\n\n    " + install_command(missing) + "\n\n"
+            "then run this command again. (Other distributions: install the packages that provide those files.)")
 
 
 def run(*cmd: str | Path) -> None:
@@ -63,6 +169,10 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "app":
         setup("")
+        missing = missing_qt_libraries(PYTHON)
+        if missing:
+            print(qt_libraries_message(missing), file=sys.stderr, flush=True)
+            return 1
         return subprocess.call([str(PYTHON), "-m", "joyq_studio", *rest], cwd=ROOT)
     setup("test")
     return subprocess.call([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT)

@@ -49,7 +49,7 @@ def test_controller_opens_scores_ranks_and_closes_without_widgets(qtbot, folder1
     # renaming a bucket is saved; an empty name is refused with one sentence
     assert c.set_bucket_label(9, "keepers")
     assert c.ranking.cal.labels[9] == "keepers"
-    assert not c.set_bucket_label(0, "  ") and errors == ["The label of bucket 1 must not be empty."]
+    assert not c.set_bucket_label(0, "  ") and errors == ["The label of bucket 0 must not be empty."]
     c.close_project()
     assert c.session is None and sessions == [s, None] and c.ranking.cal is None
     c.shutdown()

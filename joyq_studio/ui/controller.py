@@ -25,6 +25,8 @@ Signals, all on the GUI thread:
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable
@@ -36,7 +38,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ..demo import make_demo_folder
 from ..errors import JoyqError
-from ..export import undo_last_export
+from ..export import undo_latest_export
 from ..ranking import (
     Calibration,
     RankedImage,
@@ -44,10 +46,11 @@ from ..ranking import (
     ensure_calibration,
     ranked_images,
     save_calibration,
+    set_bucket_override,
 )
 from ..store import Project, data_dir
 from .imagecache import ImageLoader
-from .session import Session
+from .session import Pair, Session, UndoEntry
 from .util import (
     add_recent_folder,
     demo_model_spec,
@@ -67,6 +70,8 @@ DETECTING = "detecting..."  # the device text until the device task answers
 DEMO_COUNT = 200
 DEMO_SIZE = 512
 SCORE_REFRESH_S = 0.5
+UNDO_HISTORY = 100  # stored clicks that Backspace can take back after reopening a folder
+LABELS_KEY = "bucket_labels"  # project meta: the folder's bucket labels (JSON list), whatever the model
 
 ModelChooser = Callable[[str], "str | None"]
 """Asked when a folder's model is a Hugging Face repo that is not downloaded: the repo id
@@ -216,6 +221,7 @@ class Controller(QObject):
                 self.report_error(str(e))
         session.model_spec = spec
         session.scores_changed.connect(self.mark_ranking_dirty)
+        self._restore_undo_history(session)
         self.session = session
         self.ranking = Ranking()
         add_recent_folder(session.folder)
@@ -224,6 +230,16 @@ class Controller(QObject):
         self.start_scoring(spec)
         self.project_opened.emit()
         return True
+
+    @staticmethod
+    def _restore_undo_history(session: Session) -> None:
+        """Comparisons are durable, so the undo history is too: after reopening a folder,
+        Backspace takes back its last stored clicks (the user's, not an LLM's), newest first."""
+        try:
+            recent = session.project.recent_comparisons(limit=UNDO_HISTORY)
+        except Exception:  # noqa: BLE001 - an older store: undo starts empty, as before
+            return
+        session.undo_stack[:0] = [UndoEntry(Pair(c.a, c.b, c.kind), c.id, c.outcome) for c in reversed(recent)]
 
     def _choose_model(self, spec: str) -> str | None:
         """``spec``, or what the user chose instead when it is a repo not downloaded yet."""
@@ -355,7 +371,7 @@ class Controller(QObject):
         self.unreadable_changed.emit(len(s.unreadable()))
         if summary is not None:
             failed = f", {len(summary.failed)} could not be read" if summary.failed else ""
-            self.report_info(f"{len(s.hashes)} images; scored {summary.scored} new in "
+            self.report_info(f"{self.image_count()} images; scored {summary.scored} new in "
                              f"{summary.seconds:.1f} s{failed}.")
         self.scoring_finished.emit()
 
@@ -368,6 +384,25 @@ class Controller(QObject):
         if self.session is not None:
             self.scores_updated.emit(self.session.refresh_scores())
             self.mark_ranking_dirty()
+
+    def image_count(self) -> int:
+        """Image files of the open folder, every path counted (files with the same bytes too),
+        as the Rank view and every export count them; content identity is internal."""
+        if self.session is None:
+            return 0
+        return len(self.session.project.file_hashes())
+
+    def comparisons_added(self, n: int = 0) -> None:
+        """Comparisons were stored behind the session's back (pre-labelling, an import):
+        rebuild the pair selector from the store and refresh every count."""
+        s = self.session
+        if s is None:
+            return
+        s.refresh_scores(rebuild=True)
+        self.pairs_reseeded.emit()
+        s.changed.emit()
+        if n:
+            self.report_info(f"{n} comparison{'s' if n != 1 else ''} added.")
 
     def cancel_scoring(self) -> None:
         if self.score_task is not None:
@@ -514,6 +549,7 @@ class Controller(QObject):
         def job(report, cancelled):
             with Project(folder) as p:
                 cal, notes = ensure_calibration(p)
+                cal = _with_folder_labels(p, cal)
                 return cal, notes, ranked_images(p, cal)
 
         self._run_ranking(job)
@@ -529,6 +565,7 @@ class Controller(QObject):
             with Project(folder) as p:
                 cal, notes = calibrate_project(p, method, labels=labels)
                 save_calibration(p, cal)
+                cal = _with_folder_labels(p, cal)
                 return cal, notes, ranked_images(p, cal)
 
         self._run_ranking(job)
@@ -569,9 +606,9 @@ class Controller(QObject):
         cal = self.ranking.cal
         if cal is None or self.session is None:
             return False
-        text = text.strip()
+        text = " ".join(text.split())
         if not text:
-            self.report_error(f"The label of bucket {bucket + 1} must not be empty.")
+            self.report_error(f"The label of bucket {bucket} must not be empty.")
             return False
         if text == cal.labels[bucket]:
             return False
@@ -579,11 +616,33 @@ class Controller(QObject):
         labels[bucket] = text
         try:
             new = cal.with_labels(labels)
-            save_calibration(self.session.project, new)
+            p = self.session.project
+            save_calibration(p, new)
+            with p.transaction():  # labels belong to the folder: kept for every model and version
+                p.set_meta(LABELS_KEY, json.dumps(labels))
         except Exception as e:  # noqa: BLE001 - shown as one sentence, logged when unexpected
             self.report_error(error_sentence(e))
             return False
         self.ranking.cal = new
+        self.ranking.rows = [dataclasses.replace(r, label=labels[r.bucket]) if r.bucket == bucket else r
+                             for r in self.ranking.rows]
+        return True
+
+    def set_bucket_override(self, path: str, bucket: int | None) -> bool:
+        """Put one image (path relative to the folder) in ``bucket`` by hand, or back in the
+        model's bucket (None); kept through recalibration and retraining. Re-ranks."""
+        if self.session is None:
+            return False
+        k = self.ranking.cal.k if self.ranking.cal is not None else 10
+        try:
+            set_bucket_override(self.session.project, path, bucket, k)
+        except Exception as e:  # noqa: BLE001 - shown as one sentence, logged when unexpected
+            self.report_error(error_sentence(e))
+            return False
+        name = path.rsplit("/", 1)[-1]
+        self.report_info(f"{name} is now in bucket {bucket} (set by hand)." if bucket is not None
+                         else f"{name} is back in the model's bucket.")
+        self.mark_ranking_dirty()
         return True
 
     # -- exports ---------------------------------------------------------------------------------
@@ -607,9 +666,31 @@ class Controller(QObject):
 
         def job(report, cancelled):
             with Project(folder) as p:
-                return undo_last_export(p)
+                return undo_latest_export(p)
 
         task = Task("caption-undo", job, self)
         task.succeeded.connect(lambda r: self.notice.emit(undo_summary(r)))
         task.failed.connect(self.report_error)
         self.runner.start(task)
+
+
+def folder_labels(project: Project, k: int) -> list[str] | None:
+    """The bucket labels the user gave this folder (any model), when there are ``k``."""
+    try:
+        labels = json.loads(project.get_meta(LABELS_KEY) or "null")
+    except ValueError:
+        return None
+    if isinstance(labels, list) and len(labels) == k and all(isinstance(x, str) and x.strip() for x in labels):
+        return labels
+    return None
+
+
+def _with_folder_labels(project: Project, cal: Calibration) -> Calibration:
+    """``cal`` with the folder's labels (saved with it, so the CLI's exports agree)."""
+    labels = folder_labels(project, cal.k)
+    if labels is None or labels == list(cal.labels):
+        return cal
+    new = cal.with_labels(labels)
+    new.reason = cal.reason
+    save_calibration(project, new)
+    return new

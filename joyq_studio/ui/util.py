@@ -99,8 +99,14 @@ def model_label(spec: str | None) -> str:
 
 
 def undo_summary(report) -> str:
-    """One sentence on an undone caption export (an :class:`~joyq_studio.export.UndoReport`)."""
-    text = (f"Undid the caption export: {report.restored} captions restored, {report.deleted} created ones deleted")
+    """One sentence on an undone export: captions (an :class:`~joyq_studio.export.UndoReport`)
+    or images put into a folder (a :class:`~joyq_studio.export.LinkUndoReport`)."""
+    if hasattr(report, "removed"):
+        text = (f"Undid the export to {report.dest}: {report.removed} files removed"
+                + (f", {report.already_gone} were already gone" if report.already_gone else ""))
+    else:
+        text = (f"Undid the caption export: {report.restored} captions restored, "
+                f"{report.deleted} created ones deleted")
     if report.changed_since:
         text += (f"; {len(report.changed_since)} edited since the export were left alone "
                  f"({', '.join(report.changed_since[:3])}{'...' if len(report.changed_since) > 3 else ''})")

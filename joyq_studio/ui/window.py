@@ -28,7 +28,7 @@ from .. import __version__
 from ..errors import JoyqError
 from ..settings import DEFAULT_MODEL
 from .controller import DEMO_COUNT, DEMO_SIZE, Controller, TaskStatus
-from .dialogs.export import CaptionExportDialog, CsvExportDialog
+from .dialogs.export import CaptionExportDialog, CsvExportDialog, FolderExportDialog
 from .dialogs.model import ModelDialog
 from .dialogs.unreadable import UnreadableDialog
 from .session import Session
@@ -49,7 +49,7 @@ SHORTCUTS = """
 <tr><td>Down or Space</td><td>skip this pair</td></tr>
 <tr><td>T</td><td>tie (equally good)</td></tr>
 <tr><td>Backspace or Ctrl+Z</td><td>undo (several steps)</td></tr>
-<tr><td>F (hold)</td><td>flicker: swap the two images in place</td></tr>
+<tr><td>F</td><td>flicker: swap the two images in place; tap again to swap back (or hold)</td></tr>
 <tr><td>Z / mouse wheel</td><td>zoom to 100% (synchronised pan; drag to pan)</td></tr>
 <tr><td>Esc</td><td>back to fit</td></tr>
 <tr><td>S</td><td>show / hide model scores</td></tr>
@@ -98,6 +98,7 @@ class MainWindow(QMainWindow):
         self.rank = RankView(c, self)
         self.rank.export_csv_requested.connect(self.export_csv)
         self.rank.export_captions_requested.connect(self.export_captions)
+        self.rank.export_folder_requested.connect(self.export_folder)
         self.tabs = QTabWidget(self)
         self.tabs.setDocumentMode(True)
         self.tabs.tabBar().setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -174,7 +175,10 @@ class MainWindow(QMainWindow):
         self.act_csv = self._action(m, "Export &CSV...", self.export_csv, "Ctrl+E", "Export the ranking as CSV")
         self.act_captions = self._action(m, "Export Ca&ptions...", self.export_captions, "Ctrl+Shift+E",
                                          "Write quality labels into caption files")
-        self.act_undo_export = self._action(m, "&Undo Last Caption Export", c.undo_caption_export)
+        self.act_folder = self._action(m, "Put Images into a &Folder...", self.export_folder, None,
+                                       "Copy or link chosen buckets into a folder of your choice")
+        self.act_undo_export = self._action(m, "&Undo Last Export", c.undo_caption_export, None,
+                                            "Undo the newest caption export or export to a folder")
         m.addSeparator()
         self.act_close = self._action(m, "&Close Folder", c.close_project, QKeySequence.StandardKey.Close)
         self._action(m, "&Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -195,6 +199,9 @@ class MainWindow(QMainWindow):
         self.act_train = self._action(m, "&Train", self.train_now, "Ctrl+T", "Train a personal model now")
         self.act_choose_model = self._action(m, "&Choose Base Model...", self.choose_model)
         self.act_rescore = self._action(m, "&Score Remaining Images", c.rescore)
+        m.addSeparator()
+        self.act_prelabel = self._action(m, "&Pre-label with an LLM...", self.prelabel, None,
+                                         "Ask a vision LLM to label pairs (agreement check and cost estimate first)")
 
         m = mb.addMenu("&Help")
         self._action(m, "&Keyboard Shortcuts", self.show_shortcuts, QKeySequence.StandardKey.HelpContents)
@@ -221,9 +228,9 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction("(none)").setEnabled(False)
 
     def _update_actions(self, has_project: bool) -> None:
-        for a in (self.act_csv, self.act_captions, self.act_undo_export, self.act_close, self.act_undo,
-                  self.act_scores, self.act_unreadable, self.act_train, self.act_choose_model, self.act_rescore,
-                  *self.act_tabs):
+        for a in (self.act_csv, self.act_captions, self.act_folder, self.act_undo_export, self.act_close,
+                  self.act_undo, self.act_scores, self.act_unreadable, self.act_train, self.act_choose_model,
+                  self.act_rescore, self.act_prelabel, *self.act_tabs):
             a.setEnabled(has_project)
 
     # -- settings ----------------------------------------------------------------------------
@@ -340,6 +347,7 @@ class MainWindow(QMainWindow):
 
     def export_csv(self) -> None:
         c = self.controller
+        self.rank.commit_label_edits()
         cal = c.calibration()
         if cal is None:
             return
@@ -352,8 +360,39 @@ class MainWindow(QMainWindow):
         self.export_dialog = dlg
         dlg.show()
 
+    def export_folder(self) -> None:
+        c = self.controller
+        self.rank.commit_label_edits()
+        cal = c.calibration()
+        if cal is None:
+            return
+        rows = c.ranking.rows if c.ranking.cal is cal and c.ranking.rows else None
+        try:
+            dlg = FolderExportDialog(c, cal, rows, self)
+        except JoyqError as e:
+            c.report_error(str(e))
+            return
+        self.export_dialog = dlg
+        dlg.show()
+
+    def prelabel(self) -> QDialog | None:
+        """Pre-label pairs with a vision LLM; the labels it adds refresh the counts and the
+        pair selector."""
+        c = self.controller
+        if c.session is None:
+            return None
+        from .dialogs.prelabel import PrelabelDialog
+
+        dlg = PrelabelDialog(c.session.folder, c.runner, self)
+        dlg.labels_added.connect(c.comparisons_added)
+        dlg.labels_added.connect(lambda _n: self.train.refresh())
+        self.export_dialog = dlg
+        dlg.show()
+        return dlg
+
     def export_captions(self) -> None:
         c = self.controller
+        self.rank.commit_label_edits()
         cal = c.calibration()
         if cal is None:
             return

@@ -1,6 +1,8 @@
-"""Export dialogs: CSV (with a preview of the first rows) and captions (with a dry run
-that lists every file that would change, before anything is written). Both run the core
-export functions on a worker thread."""
+"""Export dialogs: CSV (with a preview of the first rows, the same columns and bucket
+numbers 0..9 as the file; an existing file is replaced only when the user says so),
+captions (with a dry run that lists every file that would change, before anything is
+written) and chosen images into a destination folder (copies, hard links or symbolic
+links, with a dry run and undo). All run the core export functions on a worker thread."""
 
 from __future__ import annotations
 
@@ -9,17 +11,23 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QButtonGroup,
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
     QProgressBar,
     QPushButton,
+    QRadioButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -29,11 +37,16 @@ from PySide6.QtWidgets import (
 from ...errors import Cancelled, JoyqError
 from ...export import (
     apply_caption_export,
+    apply_link_export,
+    check_destination,
+    csv_header,
     plan_caption_export,
+    plan_link_export,
     undo_last_export,
+    undo_last_link_export,
     write_csv,
 )
-from ...ranking import Calibration, RankedImage, ranked_images
+from ...ranking import Calibration, RankedImage, bucket_counts, ranked_images
 from ...store import Project
 from ..controller import Controller
 from ..util import undo_summary
@@ -141,9 +154,11 @@ class CsvExportDialog(_TaskDialog):
         self.min_bucket = QComboBox(self)
         self.min_bucket.addItem("All images", None)
         for b in reversed(range(cal.k)):
-            self.min_bucket.addItem(f"Bucket {b + 1} ({cal.labels[b]}) and better", b)
+            self.min_bucket.addItem(f"Bucket {b} ({cal.labels[b]}) and better", b)
         self.min_bucket.currentIndexChanged.connect(self.preview)
-        self.table = _table(["path", "score", "rank", "bucket", "label"], self)
+        header = csv_header(cal.k)
+        self.columns = [c for c in header if c not in ("hash", "model_version")]
+        self.table = _table(self.columns, self)
         self.buttons = QDialogButtonBox(self)
         self.export_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
         self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
@@ -176,13 +191,28 @@ class CsvExportDialog(_TaskDialog):
             self.rows = ranked_images(self.session.project, self.cal)
         mb = self.min_bucket.currentData()
         rows = [r for r in self.rows if mb is None or r.bucket >= mb]
-        _fill(self.table, [[r.path, f"{r.score:+.4f}", f"{r.rank:.2f}", str(r.bucket + 1), r.label]
+        # the labels of this calibration (one edited a moment ago too), the file's bucket numbers
+        _fill(self.table, [[r.path, f"{r.score:+.4f}", f"{r.rank:.2f}", str(r.bucket), self.cal.labels[r.bucket],
+                            "1" if getattr(r, "overridden", False) else "0"][: len(self.columns)]
                            for r in rows[:PREVIEW_ROWS]])
         more = f" (first {PREVIEW_ROWS} shown)" if len(rows) > PREVIEW_ROWS else ""
         self.status.setText(f"{len(rows)} rows would be written{more}.")
 
+    def confirm_replace(self, out: Path) -> bool:
+        """An existing file is replaced only when the user says so."""
+        if not out.exists():
+            return True
+        answer = QMessageBox.question(
+            self, "Replace the file? - JoyQuality Studio",
+            f"{out} already exists. Replace it with the new ranking?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
     def export(self) -> None:
         out = Path(self.path.text()).expanduser()
+        if not self.confirm_replace(out):
+            self.status.setText(f"{out} was left as it was; choose another file name or confirm to replace it.")
+            return
         folder, cal, mb = self.folder, self.cal, self.min_bucket.currentData()
 
         def job(report, cancelled):
@@ -322,3 +352,185 @@ class CaptionExportDialog(_TaskDialog):
         else:
             self.apply_button.setEnabled(self.plan is not None and len(self.plan.changes) > 0)
 
+
+
+LINK_MODE_TEXT = (
+    ("copy", "Copies (independent files)"),
+    ("hardlink", "Hard links (no extra space; same file system only)"),
+    ("symlink", "Symbolic links (point at the originals)"),
+)
+
+
+class FolderExportDialog(_TaskDialog):
+    """Put chosen buckets (or images above a score) into a destination folder outside the
+    image folder: a dry run lists what would be created; Apply creates exactly that (the
+    originals are never moved or changed); Undo removes what the newest such export made."""
+
+    def __init__(self, controller: Controller, cal: Calibration, rows: list[RankedImage] | None = None,
+                 parent: QWidget | None = None):
+        super().__init__(controller, "Put images into a folder - JoyQuality Studio", parent)
+        self.cal = cal
+        self.plan = None
+        self.applied = None
+        folder = self.folder
+        counts = bucket_counts(rows, cal.k) if rows is not None else None
+        self.dest = QLineEdit(str(folder.parent / f"{folder.name}-chosen"), self)
+        self.dest.textChanged.connect(self._invalidate)
+        browse = QPushButton("Browse...", self)
+        browse.clicked.connect(self._browse)
+        self.by_bucket = QRadioButton("Buckets:", self)
+        self.by_score = QRadioButton("Score at least:", self)
+        self.by_bucket.setChecked(True)
+        group = QButtonGroup(self)
+        group.addButton(self.by_bucket)
+        group.addButton(self.by_score)
+        self.by_bucket.toggled.connect(self._invalidate)
+        self.buckets = QListWidget(self)
+        for b in reversed(range(cal.k)):
+            n = f" ({counts[b]} images)" if counts is not None else ""
+            item = QListWidgetItem(f"{b}: {cal.labels[b]}{n}")
+            item.setData(Qt.ItemDataRole.UserRole, b)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if b >= cal.k - 2 else Qt.CheckState.Unchecked)
+            self.buckets.addItem(item)
+        self.buckets.itemChanged.connect(self._invalidate)
+        self.buckets.setMaximumHeight(180)
+        self.min_score = QDoubleSpinBox(self)
+        self.min_score.setRange(-1000.0, 1000.0)
+        self.min_score.setDecimals(3)
+        self.min_score.setSingleStep(0.1)
+        self.min_score.valueChanged.connect(self._invalidate)
+        self.mode = QComboBox(self)
+        for key, text in LINK_MODE_TEXT:
+            self.mode.addItem(text, key)
+        self.mode.currentIndexChanged.connect(self._invalidate)
+        self.table = _table(["image", "bucket", "what happens"], self)
+        self.preview_button = QPushButton("Preview (dry run)", self)
+        self.preview_button.setToolTip("List what would be created; nothing is written")
+        self.preview_button.clicked.connect(self.preview)
+        self.apply_button = QPushButton("Apply", self)
+        self.apply_button.setToolTip("Create the previewed files (undo removes them again)")
+        self.apply_button.clicked.connect(self.apply)
+        self.apply_button.setEnabled(False)
+        self.undo_button = QPushButton("Undo last export to a folder", self)
+        self.undo_button.clicked.connect(self.undo)
+        close = QPushButton("Close", self)
+        close.clicked.connect(self.reject)
+        destrow = QHBoxLayout()
+        destrow.addWidget(self.dest, 1)
+        destrow.addWidget(browse)
+        form = QFormLayout()
+        form.addRow("Destination folder", destrow)
+        form.addRow(self.by_bucket, self.buckets)
+        form.addRow(self.by_score, self.min_score)
+        form.addRow("As", self.mode)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.undo_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.preview_button)
+        buttons.addWidget(self.apply_button)
+        buttons.addWidget(close)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addLayout(buttons)
+        self.resize(820, 640)
+        self.status.setText("Choose what to put where, then Preview: nothing is written until Apply. The destination "
+                            "must be outside the image folder; the originals are never moved or changed.")
+
+    def _browse(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Destination folder", self.dest.text())
+        if path:
+            self.dest.setText(path)
+
+    def _invalidate(self, *_) -> None:
+        self.plan = None
+        self.apply_button.setEnabled(False)
+
+    def chosen_buckets(self) -> list[int]:
+        return [self.buckets.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.buckets.count())
+                if self.buckets.item(i).checkState() == Qt.CheckState.Checked]
+
+    def selection(self) -> dict:
+        if self.by_score.isChecked():
+            return {"min_score": self.min_score.value()}
+        return {"buckets": self.chosen_buckets()}
+
+    def preview(self) -> None:
+        folder, cal, mode, sel = self.folder, self.cal, self.mode.currentData(), self.selection()
+        if "buckets" in sel and not sel["buckets"]:
+            self.status.setText("Tick at least one bucket, or choose images by score.")
+            return
+        dest = Path(self.dest.text().strip()).expanduser()
+        try:
+            check_destination(self.session.project, dest)
+        except JoyqError as e:
+            self.status.setText(str(e))
+            return
+
+        def job(report, cancelled):
+            def progress(done, total):
+                if cancelled():
+                    raise Cancelled()
+                report((done, total))
+
+            with Project(folder) as p:
+                return plan_link_export(p, cal, dest, mode, progress=progress, **sel)
+
+        self.run("folder-plan", job, self._planned)
+
+    def _planned(self, plan) -> None:
+        self.plan = plan
+        rows = [[i.rel, f"{i.bucket}: {i.label}", f"create {i.target}"] for i in plan.items[:PREVIEW_ROWS]]
+        rows += [[rel, "", "already there"] for rel in plan.unchanged[: max(0, PREVIEW_ROWS - len(rows))]]
+        rows += [[rel, "", f"left alone: {why}"] for rel, why in plan.skipped[: max(0, PREVIEW_ROWS - len(rows))]]
+        _fill(self.table, rows)
+        what = dict(LINK_MODE_TEXT)[plan.mode].split(" (")[0].lower()
+        self.status.setText(
+            f"Dry run: {plan.selected} images chosen ({plan.selection}); {len(plan.items)} would be created in "
+            f"{plan.dest} as {what}, {len(plan.unchanged)} are there already, {len(plan.skipped)} left alone. "
+            "Nothing was written.")
+        self.apply_button.setEnabled(len(plan.items) > 0)
+
+    def apply(self) -> None:
+        if self.plan is None:
+            return
+        folder, plan = self.folder, self.plan
+
+        def job(report, cancelled):
+            with Project(folder) as p:
+                return apply_link_export(p, plan, progress=lambda d, t: report((d, t)))
+
+        self.run("folder-apply", job, self._applied)
+
+    def _applied(self, manifest) -> None:
+        n = len(self.plan.items) if self.plan else 0
+        dest = self.plan.dest if self.plan else ""
+        self.applied = manifest
+        self.plan = None
+        self.apply_button.setEnabled(False)
+        self.status.setText(f"Put {n} images into {dest}. The originals were not touched; "
+                            "Undo removes the files this export made.")
+
+    def undo(self) -> None:
+        folder = self.folder
+
+        def job(report, cancelled):
+            with Project(folder) as p:
+                return undo_last_link_export(p, progress=lambda d, t: report((d, t)))
+
+        self.run("folder-undo", job, self._undone)
+
+    def _undone(self, report) -> None:
+        self._invalidate()
+        self.status.setText(undo_summary(report))
+
+    def _set_busy(self, busy: bool) -> None:
+        self.preview_button.setEnabled(not busy)
+        self.undo_button.setEnabled(not busy)
+        if busy:
+            self.apply_button.setEnabled(False)
+        else:
+            self.apply_button.setEnabled(self.plan is not None and len(self.plan.items) > 0)

@@ -9,13 +9,14 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from ...errors import Cancelled
+from ...errors import Cancelled, JoyqError
 from ...settings import DEFAULT_MODEL
 from ..util import Eta, demo_model_spec, format_bytes, format_seconds
 from ..workers import Task, TaskRunner
@@ -49,8 +50,41 @@ def download_repo(repo_id: str, report, cancelled) -> str:
             report((int(done), int(total)))
             return out
 
-    snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors"], tqdm_class=Bar)
+    try:
+        snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors"], tqdm_class=Bar)
+    except Cancelled:
+        raise
+    except Exception as e:  # noqa: BLE001 - no connection is one sentence with what to do instead
+        if is_offline_error(e):
+            raise JoyqError(OFFLINE_SENTENCE.format(repo=repo_id)) from None
+        raise
     return repo_id
+
+
+OFFLINE_SENTENCE = ("There is no connection to Hugging Face, so {repo} could not be downloaded; connect to the "
+                    "internet and press Download again, or choose a checkpoint you already have, or use the small "
+                    "demo model.")
+
+
+def is_offline_error(e: BaseException) -> bool:
+    """Whether a download failed for want of a connection (offline mode, no network, DNS,
+    a timeout) rather than for another reason."""
+    names = {t.__name__ for t in type(e).__mro__}
+    offline = {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectionError", "ConnectError",
+               "ConnectTimeout", "ReadTimeout", "Timeout", "TimeoutException", "NewConnectionError",
+               "MaxRetryError", "NameResolutionError", "socket.gaierror", "gaierror"}
+    if names & offline:
+        return True
+    cause = e.__cause__ or e.__context__
+    return cause is not None and cause is not e and is_offline_error(cause)
+
+
+TEXT_WIDTH = 480
+
+
+def _fit_height(label: QLabel) -> None:
+    """Reserve the height a wrapped label needs at its narrowest, so no sentence is cut."""
+    label.setMinimumHeight(label.heightForWidth(max(label.minimumWidth(), 1)))
 
 
 class _Null:
@@ -83,6 +117,7 @@ class ModelDialog(QDialog):
                if cpu else "") + "</p>", self)
         text.setWordWrap(True)
         text.setTextFormat(Qt.TextFormat.RichText)
+        self.text = text
         self.download = QPushButton("Download JoyQuality", self)
         self.download.setToolTip("Download from Hugging Face into its usual cache; cancel at any time")
         self.download.clicked.connect(self.start_download)
@@ -101,7 +136,11 @@ class ModelDialog(QDialog):
         self.progress.setVisible(False)
         self.status = QLabel(self)
         self.status.setWordWrap(True)
+        for label in (text, self.status):
+            label.setMinimumWidth(TEXT_WIDTH)  # wrapped at a known width: the height it needs is known
+        _fit_height(text)
         lay = QVBoxLayout(self)
+        lay.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)  # grows with a wrapped sentence
         lay.addWidget(text)
         for b in (self.download, self.local_file, self.local_dir, self.demo):
             lay.addWidget(b)
@@ -111,7 +150,8 @@ class ModelDialog(QDialog):
         row.addStretch(1)
         row.addWidget(self.cancel)
         lay.addLayout(row)
-        self.resize(520, 0)
+        self.setMinimumWidth(520)
+        self.adjustSize()
         self._offer_downloaded()
 
     def _offer_downloaded(self) -> None:
@@ -170,6 +210,7 @@ class ModelDialog(QDialog):
 
     def _on_failed(self, sentence: str) -> None:
         self.status.setText(sentence)
+        _fit_height(self.status)
 
     def _on_done(self) -> None:
         self.task = None

@@ -291,7 +291,8 @@ class PrelabelDialog(QDialog):
         if self.task is not None:
             return
         try:
-            config, pricing, prompt = self.config(), self.pricing(), load_prompt(self.prompt_file.text().strip() or None)
+            prompt_file = self.prompt_file.text().strip() or None
+            config, pricing, prompt = self.config(), self.pricing(), load_prompt(prompt_file)
         except Exception as e:  # noqa: BLE001 - JoyqError sentences for bad settings
             self.status.setText(str(e))
             return
@@ -336,7 +337,8 @@ class PrelabelDialog(QDialog):
         if self.task is not None:
             return
         try:
-            config, pricing, prompt = self.config(), self.pricing(), load_prompt(self.prompt_file.text().strip() or None)
+            prompt_file = self.prompt_file.text().strip() or None
+            config, pricing, prompt = self.config(), self.pricing(), load_prompt(prompt_file)
         except Exception as e:  # noqa: BLE001
             self.status.setText(str(e))
             return

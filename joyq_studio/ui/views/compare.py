@@ -1,7 +1,8 @@
 """The Compare view: two images side by side; click (or press a key on) the better one.
 
 Keys: Left / 1 left wins, Right / 2 right wins, Down / Space skip, T tie,
-Backspace / Ctrl+Z undo, F flicker (swap while held), Z zoom 100% / fit, wheel zoom,
+Backspace / Ctrl+Z undo, F flicker (a tap swaps the images in place until the next tap;
+held longer than ``FLICKER_HOLD_S`` it swaps back on release), Z zoom 100% / fit, wheel zoom,
 drag pan (synchronised across both images), Esc fit, S show / hide model scores.
 
 The next pairs are chosen and decoded ahead of time (``PREFETCH`` pairs), so a click
@@ -15,10 +16,12 @@ import time
 from collections import deque
 
 from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -30,6 +33,7 @@ from ..util import error_sentence, format_bytes, format_name, percent
 from .canvas import ImageCanvas, ViewState
 
 PREFETCH = 2
+FLICKER_HOLD_S = 0.35  # F held longer than this: hold-to-compare (swaps back on release)
 
 
 class ImagePane(QWidget):
@@ -81,6 +85,7 @@ class CompareView(QWidget):
         self.current: Pair | None = None
         self.queue: deque[Pair] = deque()
         self.flicker = False
+        self._flicker_pressed_at: float | None = None
         self.show_scores = False
         self._action_t: float | None = None
         self._painted: set[str] = set()
@@ -122,10 +127,13 @@ class CompareView(QWidget):
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
         self.hint = QLabel(self)
-        self.hint.setWordWrap(True)
+        self.hint.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
         hf = self.hint.font()
         hf.setBold(True)
         self.hint.setFont(hf)
+        # Its line is always reserved: a hint appearing must not move the images under the pointer.
+        self.hint.setFixedHeight(QFontMetrics(hf).lineSpacing() + 2)
+        self.hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
 
         top = QHBoxLayout()
         top.addWidget(self.prompt, 1)
@@ -204,6 +212,7 @@ class CompareView(QWidget):
 
     def _show(self, pair: Pair | None) -> None:
         self.current = pair
+        self.flicker = False  # a new pair starts unswapped
         self._painted.clear()
         if self.view.zoom is not None:
             self.view.fit()  # a new pair starts fitted
@@ -347,7 +356,7 @@ class CompareView(QWidget):
             parts.append(f"{st['scored']} of {st['images']} images scored")
         self.status.setText("   \u00b7   ".join(parts))
         self.hint.setText(st["retrain_hint"])
-        self.hint.setVisible(bool(st["retrain_hint"]))
+        self.hint.setToolTip(st["retrain_hint"])
         self.status_changed.emit()
 
     # -- keys --------------------------------------------------------------------------------
@@ -355,8 +364,9 @@ class CompareView(QWidget):
         key = event.key()
         mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
         if key == Qt.Key.Key_F:
-            if not event.isAutoRepeat():
-                self.set_flicker(True)
+            if not event.isAutoRepeat() and self._flicker_pressed_at is None:
+                self._flicker_pressed_at = time.monotonic()
+                self.set_flicker(not self.flicker)
             return
         if mods not in (Qt.KeyboardModifier.NoModifier,):
             if key == Qt.Key.Key_Z and mods == Qt.KeyboardModifier.ControlModifier:
@@ -387,7 +397,9 @@ class CompareView(QWidget):
 
     def keyReleaseEvent(self, event) -> None:  # noqa: N802
         if event.key() == Qt.Key.Key_F and not event.isAutoRepeat():
-            self.set_flicker(False)
+            pressed, self._flicker_pressed_at = self._flicker_pressed_at, None
+            if pressed is not None and time.monotonic() - pressed > FLICKER_HOLD_S:
+                self.set_flicker(not self.flicker)  # held: hold-to-compare, back on release
             return
         super().keyReleaseEvent(event)
 

@@ -1,24 +1,33 @@
 """The Rank view: the folder by calibrated quality bucket.
 
-A histogram of images per bucket, then one row of lazily loaded thumbnails per bucket
-(best first), each scrollable, double-click to open at full size. Method A / B switch,
-editable bucket labels, "Recalibrate" (refit on held-out comparisons), and buttons for
-the export dialogs. The controller ranks on a worker thread with the core's ranking
-functions; this view renders :attr:`Controller.ranking` when it is visible.
+A histogram of images per bucket (numbered 0 = worst .. 9 = best, as the CSV), then one
+row of lazily loaded thumbnails per bucket (best first), each scrollable sideways (the mouse
+wheel scrolls the page), double-click to open at full size; a context menu puts an image in
+another bucket by hand, opens its folder, or copies its path; the tooltip shows the caption
+an export would write. Filter by name, bucket and score. Method A / B switch, editable
+bucket labels, "Recalibrate" (refit on held-out comparisons), and buttons for the export
+dialogs (CSV, captions, chosen images into a folder). The controller ranks on a worker
+thread with the core's ranking functions; this view renders :attr:`Controller.ranking`
+when it is visible.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPalette
+from pathlib import Path
+
+from PySide6.QtCore import QAbstractListModel, QEvent, QModelIndex, QObject, QRectF, QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QPainter, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QComboBox,
+    QDoubleSpinBox,
     QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QListView,
+    QMenu,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -28,6 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ...export import caption_path
 from ...ranking import RankedImage
 from ..controller import Controller
 from ..imagecache import ThumbnailLoader
@@ -68,8 +78,11 @@ class BucketModel(QAbstractListModel):
             return self.thumbs.get(r.hash, self.folder / r.path)
         if role == Qt.ItemDataRole.ToolTipRole:
             err = self.thumbs.errors.get(r.hash)
-            return (f"{r.path}\nscore {r.score:+.3f} \u00b7 rank {r.rank:.2f} of 10 \u00b7 {r.label}"
-                    + (f"\n{err}" if err else "") + "\nDouble-click (or Enter) to open at full size")
+            hand = " (set by hand)" if r.overridden else ""
+            return (f"{r.path}\nbucket {r.bucket}: {r.label}{hand} \u00b7 score {r.score:+.3f} \u00b7 "
+                    f"rank {r.rank:.2f} of 10" + (f"\n{err}" if err else "")
+                    + f"\nA caption export (prepend) would write: {caption_preview(self.folder, r)}"
+                    + "\nDouble-click (or Enter) to open at full size; right-click for more")
         if role == Qt.ItemDataRole.UserRole:
             return r
         return None
@@ -78,6 +91,18 @@ class BucketModel(QAbstractListModel):
         for i in self.by_hash.get(digest, ()):
             idx = self.index(i)
             self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+
+
+def caption_preview(folder: Path, r: RankedImage, separator: str = ", ", limit: int = 160) -> str:
+    """The caption a default caption export (prepend, ", ") would write for ``r``: its label,
+    then the caption file's text if there is one (one line, shortened)."""
+    try:
+        old = caption_path(Path(folder) / r.path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        old = ""
+    text = f"{r.label}{separator}{old}" if old and not old.startswith(r.label) else (old or r.label)
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 class ThumbDelegate(QStyledItemDelegate):
@@ -155,7 +180,7 @@ class Histogram(QWidget):
             p.setPen(pal.color(QPalette.ColorRole.Text))
             centre = Qt.AlignmentFlag.AlignCenter
             p.drawText(QRectF(x, top + area_h - h - fm.height() - 2, w, fm.height()), centre, str(c))
-            p.drawText(QRectF(x, self.height() - bottom + 4, w, fm.height()), Qt.AlignmentFlag.AlignCenter, str(i + 1))
+            p.drawText(QRectF(x, self.height() - bottom + 4, w, fm.height()), Qt.AlignmentFlag.AlignCenter, str(i))
             text = self.labels[i] if i < len(self.labels) else ""
             label = fm.elidedText(text, Qt.TextElideMode.ElideRight, int(w - 4))
             p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
@@ -169,15 +194,33 @@ class Histogram(QWidget):
             self.bucket_clicked.emit(i)
 
 
+class _WheelToPage(QObject):
+    """Vertical wheel turns over a bucket strip scroll the page, not the strip sideways
+    (a horizontal wheel or touchpad swipe still scrolls the strip)."""
+
+    def __init__(self, page: QScrollArea, parent=None):
+        super().__init__(parent)
+        self.page = page
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.Wheel:
+            d = event.angleDelta()
+            if abs(d.y()) > abs(d.x()):
+                QApplication.sendEvent(self.page.verticalScrollBar(), event)
+                return True
+        return False
+
+
 class BucketRow(QFrame):
     label_edited = Signal(int, str)
     open_image = Signal(object)  # RankedImage
+    context_menu = Signal(object, object)  # RankedImage, global QPoint
 
     def __init__(self, bucket: int, k: int, thumbs: ThumbnailLoader, folder, parent=None):
         super().__init__(parent)
         self.bucket = bucket
         self.setFrameShape(QFrame.Shape.NoFrame)
-        title = f"Bucket {bucket + 1}" + (" (best)" if bucket == k - 1 else " (worst)" if bucket == 0 else "")
+        title = f"Bucket {bucket}" + (" (best)" if bucket == k - 1 else " (worst)" if bucket == 0 else "")
         self.title = QLabel(f"<b>{title}</b>", self)
         self.title.setMinimumWidth(130)
         self.label = QLineEdit(self)
@@ -200,6 +243,8 @@ class BucketRow(QFrame):
         self.list.setFixedHeight(CELL.height() + sb + 6)
         self.list.doubleClicked.connect(lambda idx: self.open_image.emit(idx.data(Qt.ItemDataRole.UserRole)))
         self.list.activated.connect(lambda idx: self.open_image.emit(idx.data(Qt.ItemDataRole.UserRole)))
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._context_menu)
         self.empty = QLabel("No images in this bucket.", self)
         self.empty.setEnabled(False)
         head = QHBoxLayout()
@@ -213,22 +258,33 @@ class BucketRow(QFrame):
         lay.addWidget(self.list)
         lay.addWidget(self.empty)
 
-    def set_rows(self, rows: list, label: str) -> None:
+    def _context_menu(self, pos) -> None:
+        idx = self.list.indexAt(pos)
+        if idx.isValid():
+            self.context_menu.emit(idx.data(Qt.ItemDataRole.UserRole), self.list.viewport().mapToGlobal(pos))
+
+    def set_rows(self, rows: list, label: str, total: int | None = None) -> None:
         self.model.set_rows(rows)
         if not self.label.hasFocus():
             self.label.setText(label)
-        self.count.setText(f"{len(rows)} image{'s' if len(rows) != 1 else ''}")
+        n = f"{len(rows)} image{'s' if len(rows) != 1 else ''}"
+        self.count.setText(n if total is None or total == len(rows) else f"{n} shown of {total}")
         self.list.setVisible(bool(rows))
+        self.empty.setText("No images in this bucket." if not total else "No image of this bucket matches the filter.")
         self.empty.setVisible(not rows)
 
 
 METHODS = (("a", "A: equal score ranges"), ("b", "B: calibrated"))
 
 
+ANY_SCORE = -100.0  # the min-score filter's "any score" value
+
+
 class RankView(QWidget):
     ranked = Signal()  # the ranking on screen was redrawn
     export_csv_requested = Signal()
     export_captions_requested = Signal()
+    export_folder_requested = Signal()
 
     def __init__(self, controller: Controller, parent: QWidget | None = None):
         super().__init__(parent)
@@ -238,8 +294,10 @@ class RankView(QWidget):
         self.bucket_rows: list[BucketRow] = []
         self._build_bar()
         self._build_rows()
+        self._build_filter()
         lay = QVBoxLayout(self)
         lay.addLayout(self._bar)
+        lay.addLayout(self._filter_bar)
         lay.addWidget(self.notes)
         lay.addWidget(self.hist)
         lay.addWidget(self.scroll_area, 1)
@@ -266,8 +324,13 @@ class RankView(QWidget):
         self.cap_button.setToolTip("Write the quality label into caption .txt files, with a dry-run preview "
                                    "(Ctrl+Shift+E)")
         self.cap_button.clicked.connect(self.export_captions_requested)
-        self.undo_button = QPushButton("Undo captions", self)
-        self.undo_button.setToolTip("Undo the last caption export: restore the caption files it changed")
+        self.folder_button = QPushButton("Put into folder...", self)
+        self.folder_button.setToolTip("Copy or link chosen buckets (or images above a score) into a folder of your "
+                                      "choice, with a dry run; the originals are never moved")
+        self.folder_button.clicked.connect(self.export_folder_requested)
+        self.undo_button = QPushButton("Undo last export", self)
+        self.undo_button.setToolTip("Undo the newest caption export or export to a folder: restore the caption "
+                                    "files it changed, or remove the files it put into the folder")
         self.undo_button.clicked.connect(lambda: self.c.undo_caption_export())
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Method:", self))
@@ -276,8 +339,63 @@ class RankView(QWidget):
         bar.addStretch(1)
         bar.addWidget(self.csv_button)
         bar.addWidget(self.cap_button)
+        bar.addWidget(self.folder_button)
         bar.addWidget(self.undo_button)
         self._bar = bar
+
+    def _build_filter(self) -> None:
+        self.search = QLineEdit(self)
+        self.search.setPlaceholderText("Filter by name...")
+        self.search.setClearButtonEnabled(True)
+        self.search.setToolTip("Show only images whose path contains this text (case does not matter)")
+        self.search.textChanged.connect(self._render)
+        self.bucket_filter = QComboBox(self)
+        self.bucket_filter.setToolTip("Show one bucket only")
+        self.bucket_filter.addItem("All buckets", None)
+        self.bucket_filter.currentIndexChanged.connect(self._render)
+        self.min_score = QDoubleSpinBox(self)
+        self.min_score.setRange(ANY_SCORE, 100.0)
+        self.min_score.setDecimals(2)
+        self.min_score.setSingleStep(0.1)
+        self.min_score.setValue(ANY_SCORE)
+        self.min_score.setSpecialValueText("any score")
+        self.min_score.setToolTip("Show only images with at least this model score")
+        self.min_score.valueChanged.connect(self._render)
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Show:", self))
+        bar.addWidget(self.search, 2)
+        bar.addWidget(self.bucket_filter, 1)
+        bar.addWidget(QLabel("score at least", self))
+        bar.addWidget(self.min_score)
+        bar.addStretch(1)
+        self._filter_bar = bar
+
+    def _fill_bucket_filter(self, cal) -> None:
+        want = [None, *reversed(range(cal.k))]
+        texts = ["All buckets", *(f"Bucket {b}: {cal.labels[b]}" for b in reversed(range(cal.k)))]
+        have = [self.bucket_filter.itemText(i) for i in range(self.bucket_filter.count())]
+        if have == texts:
+            return
+        current = self.bucket_filter.currentData()
+        self.bucket_filter.blockSignals(True)
+        self.bucket_filter.clear()
+        for data, text in zip(want, texts, strict=True):
+            self.bucket_filter.addItem(text, data)
+        i = self.bucket_filter.findData(current)
+        self.bucket_filter.setCurrentIndex(max(0, i))
+        self.bucket_filter.blockSignals(False)
+
+    def filtering(self) -> bool:
+        return bool(self.search.text().strip()) or self.bucket_filter.currentData() is not None \
+            or self.min_score.value() > ANY_SCORE
+
+    def matches(self, r: RankedImage) -> bool:
+        """Whether ``r`` passes the name / bucket / score filter."""
+        text = self.search.text().strip().lower()
+        bucket = self.bucket_filter.currentData()
+        low = self.min_score.value()
+        return ((not text or text in r.path.lower()) and (bucket is None or r.bucket == bucket)
+                and (low <= ANY_SCORE or r.score >= low))
 
     def _build_rows(self) -> None:
         self.notes = QLabel(self)
@@ -290,6 +408,7 @@ class RankView(QWidget):
         self.scroll_area = QScrollArea(self)
         self.scroll_area.setWidgetResizable(True)
         self.scroll_area.setWidget(self.rows_widget)
+        self._wheel = _WheelToPage(self.scroll_area, self)
 
     def _on_session_changed(self, session) -> None:
         if session is None:
@@ -321,6 +440,8 @@ class RankView(QWidget):
             row = BucketRow(b, k, self.thumbs, folder, self.rows_widget)
             row.label_edited.connect(self._label_edited)
             row.open_image.connect(self._open)
+            row.context_menu.connect(self._context_menu)
+            row.list.viewport().installEventFilter(self._wheel)
             self.rows_layout.addWidget(row)
             self.bucket_rows.append(row)
         self.rows_layout.addStretch(1)
@@ -341,26 +462,57 @@ class RankView(QWidget):
             self._select_method(self.c.ranking.cal.method)
 
     def _on_ranked(self) -> None:
-        r = self.c.ranking
-        cal, notes, rows = r.cal, r.notes, r.rows
+        cal = self.c.ranking.cal
         if cal is None:
             return
         self._select_method(cal.method)
         self._ensure_rows(cal.k)
-        by_bucket: list[list[RankedImage]] = [[] for _ in range(cal.k)]
-        for image in rows:
-            by_bucket[image.bucket].append(image)
-        for row in self.bucket_rows:
-            row.set_rows(by_bucket[row.bucket], cal.labels[row.bucket])
-        self.hist.set_data([len(b) for b in by_bucket], list(cal.labels))
-        text = f"{len(rows)} images ranked with method {cal.method.upper()}"
-        if cal.method == "b":
-            text += f" (tau {cal.tau:.3g} fitted on {cal.pairs_used} comparisons)"
-        for note in notes:
-            note = note.replace(" (see `joyq calibrate`)", "").rstrip(". ")
-            text += "; " + note[0].lower() + note[1:] if note else ""
-        self.notes.setText(text + ".")
+        self._fill_bucket_filter(cal)
+        self._render()
         self.ranked.emit()
+
+    def _render(self) -> None:
+        """Draw the ranking through the filter: rows, histogram (the whole folder), status."""
+        r = self.c.ranking
+        cal, rows = r.cal, r.rows
+        if cal is None or len(self.bucket_rows) != cal.k:
+            return
+        every: list[list[RankedImage]] = [[] for _ in range(cal.k)]
+        shown: list[list[RankedImage]] = [[] for _ in range(cal.k)]
+        for image in rows:
+            every[image.bucket].append(image)
+            if self.matches(image):
+                shown[image.bucket].append(image)
+        for row in self.bucket_rows:
+            row.set_rows(shown[row.bucket], cal.labels[row.bucket], len(every[row.bucket]))
+            row.setVisible(bool(shown[row.bucket]) or not self.filtering())
+        self.hist.set_data([len(b) for b in every], list(cal.labels))
+        self.notes.setText(self.status_text())
+
+    def status_text(self) -> str:
+        """Plain sentences: how many images, which calibration method and why, other notes."""
+        r = self.c.ranking
+        cal, rows = r.cal, r.rows
+        if cal is None:
+            return ""
+        n = len(rows)
+        sentences = [f"{n} image{'s' if n != 1 else ''} ranked into buckets 0 (worst) to {cal.k - 1} (best)."]
+        notes = [t.strip() for t in r.notes if t and t.strip()]
+        reason = (cal.reason or "").strip()
+        if reason and reason not in notes:
+            notes.insert(0, reason)
+        if not reason and not any(t.lower().startswith("method") for t in notes):
+            notes.insert(0, f"The saved calibration is used: {cal.describe()}.")
+        for t in notes:
+            t = t.replace(" (see `joyq calibrate`)", "")
+            sentences.append(t if t.endswith((".", "!", "?")) else t + ".")
+        hand = sum(1 for x in rows if x.overridden)
+        if hand:
+            sentences.append(f"{hand} image{'s are' if hand != 1 else ' is'} in a bucket set by hand.")
+        if self.filtering():
+            k = sum(1 for x in rows if self.matches(x))
+            sentences.append(f"{k} of them match the filter.")
+        return " ".join(sentences)
 
     def _select_method(self, method: str) -> None:
         i = self.method.findData(method)
@@ -382,6 +534,17 @@ class RankView(QWidget):
         elif not text.strip():
             self.bucket_rows[cal.k - 1 - bucket].label.setText(cal.labels[bucket])
 
+    def commit_label_edits(self) -> None:
+        """Save a label still being typed (an export opened before the field lost focus)."""
+        cal = self.c.ranking.cal
+        if cal is None:
+            return
+        for row in self.bucket_rows:
+            text = row.label.text()
+            if text.strip() and " ".join(text.split()) != cal.labels[row.bucket]:
+                self._label_edited(row.bucket, text)
+                cal = self.c.ranking.cal
+
     def scroll_to_bucket(self, bucket: int) -> None:
         for row in self.bucket_rows:
             if row.bucket == bucket:
@@ -393,10 +556,43 @@ class RankView(QWidget):
         if r is None or s is None:
             return
         dlg = ImageViewer(self.c.loader, r.hash, s.folder / r.path,
-                          f"{r.path}  \u00b7  bucket {r.bucket + 1}: {r.label}  \u00b7  score {r.score:+.3f}", self)
+                          f"{r.path}  \u00b7  bucket {r.bucket}: {r.label}  \u00b7  score {r.score:+.3f}", self)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.show()
         self.viewer = dlg
+
+    # -- acting on one image ------------------------------------------------------------------
+    def image_menu(self, r: RankedImage) -> QMenu:
+        """Open / show in the file manager / copy the path / put in a bucket by hand."""
+        m = QMenu(self)
+        m.addAction("Open at full size", lambda: self._open(r))
+        m.addAction("Show in file manager", lambda: self.show_in_file_manager(r))
+        m.addAction("Copy path", lambda: self.copy_path(r))
+        m.addSeparator()
+        sub = m.addMenu("Put in bucket")
+        cal = self.c.ranking.cal
+        for b in reversed(range(cal.k if cal else 10)):
+            a = sub.addAction(f"{b}: {cal.labels[b] if cal else ''}", lambda b=b: self.c.set_bucket_override(r.path, b))
+            a.setCheckable(True)
+            a.setChecked(r.overridden and r.bucket == b)
+        clear = m.addAction("Back to the model's bucket", lambda: self.c.set_bucket_override(r.path, None))
+        clear.setEnabled(r.overridden)
+        return m
+
+    def _context_menu(self, r: RankedImage | None, where) -> None:
+        if r is not None:
+            self.image_menu(r).exec(where)
+
+    def show_in_file_manager(self, r: RankedImage) -> bool:
+        s = self.c.session
+        if s is None:
+            return False
+        return QDesktopServices.openUrl(QUrl.fromLocalFile(str((s.folder / r.path).parent)))
+
+    def copy_path(self, r: RankedImage) -> None:
+        s = self.c.session
+        if s is not None:
+            QGuiApplication.clipboard().setText(str(s.folder / r.path))
 
     def shutdown(self) -> None:
         self.thumbs.shutdown()

@@ -1,12 +1,18 @@
 """The Train panel: one big button with defaults derived from the data, live progress with
 ETA and a loss / held-out accuracy plot, a before/after table, adopt or discard, and the
 list of model versions for rollback. The controller runs the training on a worker thread
-(the UI stays usable); this panel renders its task's progress and outcome."""
+(the UI stays usable); this panel renders its task's progress and outcome.
+
+Every held-out figure carries its count and 95% interval (Wilson for accuracy, bootstrap for
+log loss and ECE); arrows and colours appear only where the paired before/after comparison
+says the change is beyond noise, and below 30 held-out pairs the table says there are too
+few to tell and about how many more clicks would narrow the accuracy to +-5 points."""
 
 from __future__ import annotations
 
 import datetime
 import math
+from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QKeySequence, QShortcut
@@ -21,6 +27,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QRadioButton,
@@ -32,6 +39,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ...metrics import BETTER, MIN_PAIRS_TO_TELL, TARGET_HALF_WIDTH, TOO_FEW, WORSE, format_accuracy
+from ...pairing import PairMix
 from ..controller import DETECTING, Controller
 from ..util import format_seconds
 from .plot import TrainPlot
@@ -55,6 +64,52 @@ def _fmt(v, kind: str) -> str:
     if kind == "int":
         return str(int(v))
     return f"{v:.3f}"
+
+
+def _finite(*xs) -> bool:
+    return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
+
+
+def metric_text(m: dict, key: str, kind: str) -> str:
+    """One held-out figure with its count and 95% interval: accuracy as ``62.5% of 40
+    (47-76%)`` (Wilson), log loss and ECE as ``0.612 (95%: 0.551-0.680)`` (bootstrap)."""
+    v = m.get(key)
+    if key == "accuracy":
+        n = m.get("n_decisive", m.get("n"))
+        return format_accuracy(v, int(n) if _finite(n) else None, m.get("accuracy_low"), m.get("accuracy_high"))
+    if key == "n":
+        n, d = m.get("n"), m.get("n_decisive")
+        return _fmt(n, "int") + (f" ({int(d)} with a winner)" if _finite(n, d) and d != n else "")
+    text = _fmt(v, kind)
+    lo, hi = m.get(f"{key}_low"), m.get(f"{key}_high")
+    if text != "n/a" and _finite(lo, hi):
+        text += f" (95%: {lo:.3f}\u2013{hi:.3f})"
+    return text
+
+
+def clicks_for_pairs(pairs: int, share: float = PairMix().heldout) -> int:
+    """Clicks that bring about ``pairs`` more held-out pairs (a share of pairs is held out)."""
+    return int(math.ceil(pairs / share)) if pairs > 0 else 0
+
+
+def verdict_text(change: dict | None, after: dict) -> str:
+    """The paired before/after verdict in words; below 30 pairs: too few to tell, and how
+    many more clicks would bring the accuracy interval to +-5 points."""
+    n = (change or {}).get("n_decisive", after.get("n_decisive", after.get("n")))
+    more = after.get("more_pairs_needed")
+    points = f"\u00b1{100 * TARGET_HALF_WIDTH:.0f} points"
+    need = ""
+    if _finite(more) and more > 0:
+        need = (f" About {clicks_for_pairs(int(more))} more clicks (about {int(more)} more held-out pairs) "
+                f"would narrow the accuracy interval to {points}.")
+    if change is None:
+        return "No paired comparison was recorded for this version." + need
+    if change.get("verdict") == TOO_FEW:
+        nn = int(n) if _finite(n) else 0
+        return (f"Too few to tell: {nn} held-out pair{'s' if nn != 1 else ''} with a winner; at least "
+                f"{MIN_PAIRS_TO_TELL} are needed to tell a change from noise.{need}")
+    sentence = str(change.get("sentence") or change.get("verdict") or "")
+    return (sentence[:1].upper() + sentence[1:]).rstrip(".") + "." + need
 
 
 class TrainPanel(QWidget):
@@ -169,15 +224,19 @@ class TrainPanel(QWidget):
         self.discard_button = QPushButton("Discard", self)
         self.discard_button.setToolTip("Keep the current model; the new version is hidden from the list")
         self.discard_button.clicked.connect(self.discard_result)
+        self.verdict = QLabel(self)
+        self.verdict.setWordWrap(True)
         rl = QVBoxLayout(self.results_box)
         rl.addWidget(self.table)
+        rl.addWidget(self.verdict)
         rl.addLayout(_right_aligned(self.discard_button, self.use_button))
         self.results_box.setVisible(False)
 
     def _build_versions(self) -> None:
         self.versions_box = QGroupBox("Model versions", self)
-        self.versions = QTableWidget(0, 5, self)
-        self.versions.setHorizontalHeaderLabels(["Version", "Created", "Mode", "Accuracy", "Status"])
+        self.versions = QTableWidget(0, 6, self)
+        self.versions.setHorizontalHeaderLabels(["Version", "Created", "Mode", "Held-out accuracy (95%)", "Change",
+                                                 "Status"])
         self.versions.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.versions.horizontalHeader().setStretchLastSection(True)
         self.versions.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -375,7 +434,7 @@ class TrainPanel(QWidget):
         self.progress.setValue(1)
         self.progress.setFormat("done")
         self.eta.setText("")
-        self._show_table(result.before, result.after)
+        self._show_table(result.before, result.after, (result.record or {}).get("change"))
         self.results_box.setVisible(True)
         self.use_button.setEnabled(True)
         self.discard_button.setEnabled(True)
@@ -399,24 +458,49 @@ class TrainPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.refresh()
 
-    def _show_table(self, before: dict, after: dict) -> None:
-        for row, (_, key, higher, kind) in enumerate(METRIC_ROWS):
+    def _show_table(self, before: dict, after: dict, change: dict | None = None) -> None:
+        """Before and after with counts and intervals; an arrow and a colour only on the
+        figure the paired comparison found beyond noise (accuracy or log loss)."""
+        verdict = (change or {}).get("verdict")
+        by = (change or {}).get("by")
+        marked = {"accuracy": "accuracy", "nll": "nll"}.get(by or "") if verdict in (BETTER, WORSE) else None
+        for row, (_, key, _higher, kind) in enumerate(METRIC_ROWS):
+            old = QTableWidgetItem(metric_text(before, key, kind))
+            item = QTableWidgetItem(metric_text(after, key, kind))
             b, a = before.get(key), after.get(key)
-            old, item = QTableWidgetItem(_fmt(b, kind)), QTableWidgetItem(_fmt(a, kind))
-            if higher is not None and isinstance(a, (int, float)) and isinstance(b, (int, float)) \
-                    and math.isfinite(a) and math.isfinite(b) and abs(a - b) > 1e-9:
-                better = (a > b) == higher
+            if key == marked and _finite(a, b):
+                better = verdict == BETTER
                 item.setText(item.text() + ("  \u25b2" if a > b else "  \u25bc"))
                 item.setForeground(QColor(40, 160, 70) if better else QColor(220, 60, 60))  # legible on light and dark
-                item.setToolTip("better" if better else "worse")
+                item.setToolTip(f"{verdict} beyond noise")
+            elif key.endswith("_accuracy"):
+                item.setToolTip("On synthetic pairs made from the held-out images (clean beats degraded)")
             for col, cell in enumerate((old, item)):
                 cell.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 self.table.setItem(row, col, cell)
+        self.verdict.setText(verdict_text(change, after))
+
+    def confirm_adopt(self, record: dict | None) -> bool:
+        """A version worse than its starting model beyond noise is adopted only when the
+        user confirms, told by how much."""
+        from ...training.versions import adoption_warning  # heavy (torch); imported at start-up
+
+        warning = adoption_warning(record or {})
+        if warning is None:
+            return True
+        answer = QMessageBox.question(
+            self, "Use a worse model? - JoyQuality Studio",
+            f"{warning[:1].upper() + warning[1:]}\n\nUse it anyway?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
 
     def use_result(self) -> None:
         if self.result is None:
             return
         vid = self.result.version_id
+        if not self.confirm_adopt(self.result.record):
+            self.message.setText(f"Version {vid} was not adopted; the current model is unchanged.")
+            return
         self.use_button.setEnabled(False)
         self.discard_button.setEnabled(False)
         self.c.adopt_version(vid)
@@ -439,17 +523,21 @@ class TrainPanel(QWidget):
         active = s.project.active_version
         self.versions.setRowCount(len(versions))
         for row, v in enumerate(reversed(versions)):
-            acc = (v.get("metrics_after") or {}).get("accuracy")
+            after: dict[str, Any] = v.get("metrics_after") or {}
+            change = v.get("change") if isinstance(v.get("change"), dict) else None
             cells = [
                 v["id"],
                 datetime.datetime.fromtimestamp(v.get("created", 0)).strftime("%Y-%m-%d %H:%M"),
                 v.get("mode", "?"),
-                _fmt(acc, "pct"),
+                metric_text(after, "accuracy", "pct"),
+                str(change.get("verdict")) if change else "",
                 "active" if v["id"] == active else "",
             ]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, v["id"])
+                if change and col == 4:
+                    item.setToolTip(verdict_text(change, after))
                 if v["id"] == active:
                     f = item.font()
                     f.setBold(True)
@@ -466,6 +554,8 @@ class TrainPanel(QWidget):
             return
         vid = items[0].data(Qt.ItemDataRole.UserRole)
         if vid == self.session.project.active_version:
+            return
+        if not self.confirm_adopt(self.session.project.version(vid)):
             return
         self.c.adopt_version(vid)
 

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -26,10 +27,10 @@ class WelcomePage(QWidget):
 
     def __init__(self, device: str, icon: QIcon | None = None, parent=None):
         super().__init__(parent)
-        logo = QLabel(self)
+        self.logo = logo = QLabel(self)
         if icon is not None and not icon.isNull():
             logo.setPixmap(icon.pixmap(QSize(96, 96)))
-        title = QLabel("<h1>JoyQuality Studio</h1>", self)
+        self.title = title = QLabel("<h1>JoyQuality Studio</h1>", self)
         blurb = QLabel(
             "Turn your own \u201cthis image is better than that one\u201d clicks into a personal image-quality "
             "model, and rank a folder with it.<br>Open a folder of images, compare pairs, train, then preview "
@@ -54,11 +55,15 @@ class WelcomePage(QWidget):
         self.recent_label = QLabel("<b>Recent folders</b>", self)
 
         head = QHBoxLayout()
-        head.addWidget(logo)
+        head.addWidget(logo, 0, Qt.AlignmentFlag.AlignTop)
         titles = QVBoxLayout()
         titles.addWidget(title)
         titles.addWidget(blurb)
+        titles.addStretch(1)
         head.addLayout(titles, 1)
+        # Takes the room the recent list leaves when there is none, so the title stays by the icon.
+        self.filler = QWidget(self)
+        self.filler.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
         buttons = QHBoxLayout()
         buttons.addWidget(self.open_button)
         buttons.addWidget(self.demo_button)
@@ -71,6 +76,7 @@ class WelcomePage(QWidget):
         inner.addSpacing(12)
         inner.addWidget(self.recent_label)
         inner.addWidget(self.recent, 1)
+        inner.addWidget(self.filler, 1)
         outer = QHBoxLayout(self)
         outer.addStretch(1)
         outer.addLayout(inner, 4)
@@ -92,3 +98,4 @@ class WelcomePage(QWidget):
             self.recent.setCurrentRow(0)
         self.recent.setVisible(bool(folders))
         self.recent_label.setVisible(bool(folders))
+        self.filler.setVisible(not folders)
