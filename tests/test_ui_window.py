@@ -111,7 +111,7 @@ def test_kill_and_reopen_keeps_every_click(qtbot, folder40):
     w.close()
     w2 = open_window(qtbot, folder40)
     assert outcomes(w2) == before
-    assert w2.controller.session.selector.n_comparisons == 4  # replayed into the pair selector
+    assert len(w2.controller.session.live.history) == 4  # replayed into the live model
     assert "4 comparisons" in w2.compare.status.text()
     press(qtbot, w2, Qt.Key.Key_Right)
     assert len(outcomes(w2)) == 5

@@ -205,6 +205,28 @@ def write_version(model: JoyQuality, versions_dir: Path, version_id: str, record
     return final.resolve()
 
 
+def save_head_version(project, start_spec: str, w, b: float, mode: str = "live", record: dict | None = None) -> str:
+    """Write the head ``(w, b)`` on ``start_spec``'s tower as a head-only version (like a
+    quick training's) and register it; returns its id. Never changes the active model.
+
+    The app's "Use the live model" adopts the live Bayesian head this way; ``record`` adds
+    fields to the version record (metrics_before/_after, counts...)."""
+    import torch
+
+    model = load_model(start_spec)
+    weight = np.asarray(w, dtype=np.float32).reshape(model.head.weight.shape)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(weight))
+        model.head.bias.fill_(float(b))
+    new = model_id(model)
+    rec = {"mode": mode, "parent": start_spec, "tower_spec": _tower_spec(start_spec), "model_key": new.key,
+           "tower": new.tower, "config": {}, "warnings": [], **(record or {}), "created": time.time()}
+    version_id = time.strftime("v%Y%m%d-%H%M%S-") + new.head[:6]
+    path = write_version(model, project.versions_dir, version_id, rec, head_only=True)
+    project.add_version(version_id, path, rec)
+    return version_id
+
+
 def train_project(project, cfg: TrainConfig, progress: ProgressFn | None = None, cancel=None,
                   start_spec: str | None = None) -> TrainResult:
     """Train on a project's comparisons, starting from its active model (or start_spec)."""

@@ -300,7 +300,7 @@ class Controller(QObject):
                 model = load_model(spec)
                 mid = model_id(model)
                 p.set_current_model_key(mid.key)
-                report(("model", spec, mid.key, mid.tower), force=True)
+                report(("model", spec, mid.key, mid.tower, _head_of(model)), force=True)
                 device = pick_device()
                 small = model.embed_dim < 512
                 cpus = os.cpu_count() or 1
@@ -343,8 +343,8 @@ class Controller(QObject):
         elif kind == "loading":
             self._set_status(TaskStatus(f"Loading {model_label(msg[1])}..."))
         elif kind == "model":
-            _, spec, key, tower = msg
-            s.set_model(spec, key, tower)
+            _, spec, key, tower, head = msg
+            s.set_model(spec, key, tower, head)
             self.model_changed.emit()
             self.pairs_reseeded.emit()
         elif kind == "score":
@@ -445,8 +445,36 @@ class Controller(QObject):
         pair selection."""
         if self.session is None or self.busy_scoring():
             return
-        folder = self.session.folder
+        self._adopt(self.session.folder, lambda p: version_id, f"Switching to version {version_id}...")
 
+    def use_live_model(self) -> bool:
+        """Adopt the live model's head (one click): it is written as a head-only version on
+        the current model's tower, made active and the folder rescored, so the ranking,
+        calibration and exports use it; reversible like any version (Train: "Use selected
+        version" / "Use base model"). False when there is nothing to adopt."""
+        s = self.session
+        if s is None or s.live is None or self.busy_scoring() or not s.model_spec:
+            return False
+        w, b = s.live.head()
+        held = s.heldout()
+        spec = s.model_spec
+
+        def metrics(a) -> dict:
+            return {"accuracy": a.value, "n": a.count, "accuracy_low": a.low, "accuracy_high": a.high}
+
+        record = {"metrics_before": metrics(held.base), "metrics_after": metrics(held.live),
+                  "counts": {"train": s.live.n_fitted, "test": held.count, "images": s.live.n},
+                  "alpha": float(s.live.alpha)}
+
+        def write(p: Project) -> str:
+            from ..training.versions import save_head_version  # heavy (torch): on the worker thread
+
+            return save_head_version(p, spec, w, b, mode="live", record=record)
+
+        self._adopt(s.folder, write, "Saving the live model as a version...")
+        return True
+
+    def _adopt(self, folder, version_of: Callable[[Project], str], label: str) -> None:
         def job(report, cancelled):
             # heavy (torch): imported on the worker thread
             from ..model import pick_device
@@ -454,24 +482,25 @@ class Controller(QObject):
 
             device = str(pick_device())
             with Project(folder) as p:
+                version_id = version_of(p)
                 adopt(p, version_id, device=device, progress=lambda d, t, r: report(("score", d, t, r)),
                       cancel=cancelled)
                 v = p.version(version_id)
                 p.set_current_model_key(v["model_key"])
-                return v
+                return {**v, "_head": _version_head(v["path"])}
 
         task = Task("score", job, self)
         task.progress.connect(self._on_score_progress)
         task.succeeded.connect(self._on_adopted)
         task.failed.connect(self.report_error)
         task.done.connect(lambda t=task: self._on_score_done(t))
-        self._start_score_task(task, f"Switching to version {version_id}...")
+        self._start_score_task(task, label)
 
     def _on_adopted(self, v: dict) -> None:
         s = self.session
         if s is None:
             return
-        s.set_model(v["path"], v["model_key"], v.get("tower") or s.tower)
+        s.set_model(v["path"], v["model_key"], v.get("tower") or s.tower, v.get("_head"))
         self.pairs_reseeded.emit()
         self.mark_ranking_dirty()
         self.model_changed.emit()
@@ -694,3 +723,27 @@ def _with_folder_labels(project: Project, cal: Calibration) -> Calibration:
     new.reason = cal.reason
     save_calibration(project, new)
     return new
+
+
+def _head_of(model) -> tuple:
+    """(w, b) of a loaded model's linear head, as numpy / float (the live model's prior centre)."""
+    head = model.head
+    return head.weight.detach().float().cpu().numpy().reshape(-1).copy(), float(head.bias.detach().float().cpu())
+
+
+def _version_head(path) -> tuple | None:
+    """(w, b) of a version's head read from its folder (head.safetensors, else the
+    classifier of model.safetensors); None when it cannot be read (pairs then come from the
+    fallback selector until the folder is reopened)."""
+    from safetensors import safe_open
+
+    folder = Path(path)
+    file, prefix = folder / "head.safetensors", ""
+    if not file.exists():
+        file, prefix = folder / "model.safetensors", "classifier."
+    try:
+        with safe_open(str(file), framework="numpy") as st:
+            w, b = st.get_tensor(prefix + "weight"), st.get_tensor(prefix + "bias")
+        return w.astype("float64").reshape(-1), float(b.reshape(-1)[0])
+    except Exception:  # noqa: BLE001 - an unusual layout: no live model, never a failed adoption
+        return None

@@ -1,9 +1,23 @@
-"""The open project's state on the GUI thread: images, scores, pair selection, undo.
+"""The open project's state on the GUI thread: images, scores, the live model, undo.
 
 A :class:`Session` owns one :class:`~joyq_studio.store.Project` connection (workers open
-their own) and a :class:`~joyq_studio.pairing.PairSelector`. Every judgement is written
-with ``Project.add_comparison`` (committed before it returns) *before* the selector sees
-it, so killing the app loses nothing.
+their own) and the folder's **live model**: a :class:`~joyq_studio.taste.TasteModel` on the
+cached embeddings of the current model's tower, with the current model's head (the adopted
+version's, else the base model's) as the prior's centre. Opening a folder replays its
+stored comparisons into it (held-out ones are kept for testing and never fitted); from then
+on it chooses every pair (``next_pair``) and learns from every click (``record``).
+
+Every judgement is written with ``Project.add_comparison`` (committed before it returns)
+*before* the live model sees it, so killing the app loses nothing; the pair's kind is
+stored with it, held-out pairs in the 'test' split.
+
+The live model does not change what the rest of the app uses: scores, the ranking,
+calibration and exports stay those of the adopted version until the user adopts the live
+head ("Use the live model": the controller writes it as a head-only version).
+
+When the tower's embeddings are not cached yet (a model whose head is unknown, or nothing
+embedded), pairs come from today's :class:`~joyq_studio.pairing.PairSelector` on the
+model's scores instead, and :attr:`Session.live_note` says why.
 """
 
 from __future__ import annotations
@@ -15,18 +29,27 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from ..errors import NoPairAvailable
-from ..pairing import PairSelector, model_agreement
+from ..metrics import MIN_PAIRS_TO_TELL
+from ..pairing import PairSelector
+from ..prelabel.labels import soft_target, training_records
 from ..settings import DEFAULT_MODEL
 from ..store import Project
+from ..taste import Accuracy, TasteModel, wilson_interval
 
-AGREEMENT_WINDOW = 50
+LIVE_REBUILD_GROWTH = 1.5
+"""While scoring runs, newly embedded images join the live model (``add_images``) until the
+pool has grown by this factor since it was built; then it is rebuilt (its PCA basis and pool
+mean should describe the folder, not its first few images)."""
+
+LIVE_KINDS = ("info", "repeat")
+"""Stored kinds replayed as they are; other training kinds replay as "other"."""
 
 
 @dataclass(frozen=True)
 class Pair:
-    left: str  # content hash shown on the left (the selector's i)
+    left: str  # content hash shown on the left (the model's i)
     right: str
-    kind: str  # info | near | heldout | repeat
+    kind: str  # info | heldout | repeat (and near from the fallback selector)
 
 
 @dataclass
@@ -34,6 +57,37 @@ class UndoEntry:
     pair: Pair
     comparison_id: int | None  # None: a skip
     outcome: float | None = None
+
+
+@dataclass(frozen=True)
+class HeldoutStats:
+    """The live model and the model it started from, on the same held-out pairs."""
+
+    live: Accuracy | None  # None: no live model (the fallback selector)
+    base: Accuracy
+    base_name: str  # "adopted model" or "base model"
+
+    @property
+    def count(self) -> int:
+        return self.base.count
+
+    @property
+    def enough(self) -> bool:
+        return self.count >= MIN_PAIRS_TO_TELL
+
+
+def _nan_accuracy() -> Accuracy:
+    return Accuracy(math.nan, 0, math.nan, math.nan)
+
+
+def _accuracy(diff: np.ndarray, outcome: np.ndarray) -> Accuracy:
+    """Agreement of score differences with outcomes, as ``TasteModel.heldout_accuracy``."""
+    if len(outcome) == 0:
+        return _nan_accuracy()
+    vote = 0.5 * (np.sign(diff) + 1.0)
+    k = float(np.sum(1.0 - np.abs(vote - outcome)))
+    lo, hi = wilson_interval(k, len(outcome))
+    return Accuracy(k / len(outcome), len(outcome), lo, hi)
 
 
 class Session(QObject):
@@ -48,11 +102,17 @@ class Session(QObject):
         self.model_spec: str | None = None
         self.model_key: str | None = None
         self.tower: str | None = None
+        self.base_head: tuple[np.ndarray, float] | None = None  # the current model's head (w, b)
         self.hashes: list[str] = []
         self.rels: list[str] = []
         self.index: dict[str, int] = {}
         self.scores = np.zeros(0)
-        self.selector: PairSelector | None = None
+        self.live: TasteModel | None = None
+        self.live_hashes: list[str] = []  # the live model's image i is live_hashes[i]
+        self.live_index: dict[str, int] = {}
+        self.live_note = ""  # why there is no live model (one sentence), else ""
+        self._live_built_n = 0
+        self.selector: PairSelector | None = None  # the fallback when there is no live model
         self._selector_complete = False
         self.undo_stack: list[UndoEntry] = []
         self.scan_unreadable: list[tuple[str, str]] = []
@@ -76,9 +136,19 @@ class Session(QObject):
     def remember_base_model(self, spec: str) -> None:
         self.project.set_base_model(spec)
 
-    def set_model(self, spec: str, key: str, tower: str | None) -> None:
+    def set_model(self, spec: str, key: str, tower: str | None, head=None) -> None:
+        """The current model: its spec, score key, tower key and head ``(w, b)`` (the live
+        model's prior centre; None: unknown, pairs then come from the fallback selector)."""
         self.model_spec, self.model_key, self.tower = spec, key, tower
+        if head is None:
+            self.base_head = None
+        else:
+            w, b = head
+            self.base_head = (np.asarray(w, dtype=np.float64).reshape(-1), float(b))
         self.refresh_scores(rebuild=True)
+
+    def base_name(self) -> str:
+        return "adopted model" if self.project.active_version else "base model"
 
     # -- images and scores -------------------------------------------------------------
     def reload_images(self) -> None:
@@ -117,7 +187,7 @@ class Session(QObject):
     def refresh_scores(self, rebuild: bool = False) -> int:
         """Read the current model's scores; returns how many images became newly scored."""
         if not self.hashes:
-            self.selector = None
+            self.selector = self.live = None
             return 0
         before = np.isfinite(self.scores)
         if self.model_key:
@@ -128,14 +198,110 @@ class Session(QObject):
         now = np.isfinite(self.scores)
         newly = int((now & ~before).sum())
         complete = bool(now.all())
-        if rebuild or self.selector is None or (complete and not self._selector_complete):
-            self._build_selector()
+        if rebuild or (self.live is None and self.selector is None):
+            self._build_pairs()
         elif newly:
-            self.selector.include(np.flatnonzero(now & ~before))
+            self._grow_pairs(np.flatnonzero(now & ~before), complete)
         if newly or rebuild:
             self.scores_changed.emit()
         return newly
 
+    # -- the live model --------------------------------------------------------------------
+    def _records(self):
+        """Comparisons the models learn from: the user's, and LLM labels while included."""
+        return training_records(self.project, split=None)
+
+    def _build_pairs(self) -> None:
+        self.live = self.selector = None
+        if not self._build_live():
+            self._build_selector()
+
+    def _grow_pairs(self, new_idx: np.ndarray, complete: bool) -> None:
+        if self.live is not None:
+            self._grow_live()
+        elif self.selector is not None and not (complete and not self._selector_complete):
+            self.selector.include(new_idx)
+            if self._live_possible():
+                self._build_pairs()  # embeddings arrived: the live model takes over
+        else:
+            self._build_pairs()
+
+    def _live_possible(self) -> bool:
+        return bool(self.tower) and self.base_head is not None and len(self.hashes) >= 2
+
+    def _build_live(self) -> bool:
+        """Build the live model from the cached embeddings and replay the comparisons;
+        False (and ``live_note`` says why) when it cannot be built."""
+        self.live_hashes, self.live_index = [], {}
+        if not self._live_possible():
+            self.live_note = ("The live model starts once the model's head and image embeddings are known; "
+                              "until then pairs come from the model's scores.")
+            return False
+        hs, matrix = self.project.embeddings(self.tower, self.hashes)
+        w, _ = self.base_head
+        if len(hs) < 2:
+            self.live_note = ("No image embeddings of this model are cached yet; pairs come from the model's "
+                              "scores until scoring has embedded the images.")
+            return False
+        if matrix.shape[1] != len(w):
+            self.live_note = (f"The cached embeddings ({matrix.shape[1]}-d) do not match the model's head "
+                              f"({len(w)}-d); pairs come from the model's scores.")
+            return False
+        self.live_hashes = list(hs)
+        self.live_index = {h: i for i, h in enumerate(hs)}
+        history = self._live_history()
+        live = TasteModel(matrix, self.base_head, seed=len(history))
+        live.replay(history)
+        self.live, self.live_note, self._live_built_n = live, "", len(hs)
+        return True
+
+    def _grow_live(self) -> None:
+        missing = [h for h in self.hashes if h not in self.live_index]
+        if not missing:
+            return
+        hs, matrix = self.project.embeddings(self.tower, missing)
+        if not hs:
+            return
+        if len(self.live_hashes) + len(hs) > LIVE_REBUILD_GROWTH * self._live_built_n:
+            self._build_pairs()
+            return
+        self.live.add_images(matrix)
+        for h in hs:
+            self.live_index[h] = len(self.live_hashes)
+            self.live_hashes.append(h)
+
+    def _live_history(self) -> list[tuple[int, int, float, str]]:
+        out = []
+        for r in self._records():
+            i, j = self.live_index.get(r.a), self.live_index.get(r.b)
+            if i is None or j is None or i == j:
+                continue
+            kind = "heldout" if r.split == "test" else (r.kind if r.kind in LIVE_KINDS else "other")
+            out.append((i, j, soft_target(r.outcome, r.weight), kind))
+        return out
+
+    def live_pair(self, pair: Pair) -> tuple[int, int] | None:
+        """The live model's indices of a pair, None when an image is not in its pool."""
+        i, j = self.live_index.get(pair.left), self.live_index.get(pair.right)
+        return None if i is None or j is None else (i, j)
+
+    def live_changed(self) -> bool:
+        """True when the live head has learnt from clicks (it differs from the current model)."""
+        return self.live is not None and self.live.n_fitted > 0
+
+    def live_scores(self) -> dict[str, float]:
+        """hash -> the live model's score (posterior mean); empty without a live model."""
+        if self.live is None:
+            return {}
+        return dict(zip(self.live_hashes, self.live.scores().tolist(), strict=True))
+
+    def live_sd(self) -> dict[str, float]:
+        """hash -> the posterior SD of the live model's score ("compare the least certain next")."""
+        if self.live is None:
+            return {}
+        return dict(zip(self.live_hashes, self.live.score_sd().tolist(), strict=True))
+
+    # -- the fallback selector -------------------------------------------------------------
     def _history(self) -> list[tuple[int, int, float, str]]:
         out = []
         for _, a, b, o, _, kind in self.project.comparisons():
@@ -169,35 +335,51 @@ class Session(QObject):
 
     # -- comparing -------------------------------------------------------------------------
     def can_compare(self) -> bool:
+        if self.live is not None:
+            return int(self.live.available.sum()) >= 2
         return self.selector is not None and int(self.selector.available.sum()) >= 2
 
     def next_pair(self) -> Pair | None:
-        sel = self.selector
-        if sel is None or not self.can_compare():
+        if not self.can_compare():
             return None
         try:
-            i, j, kind = sel.next_pair_with_kind()
+            if self.live is not None:
+                i, j, kind = self.live.next_pair_with_kind()
+                return Pair(self.live_hashes[i], self.live_hashes[j], kind)
+            i, j, kind = self.selector.next_pair_with_kind()
         except NoPairAvailable:
             return None
         return Pair(self.hashes[i], self.hashes[j], kind)
 
     def record(self, pair: Pair, outcome: float) -> int:
-        """Store the judgement (durably, first), then update the beliefs. outcome: 1 left won,
-        0 right won, 0.5 tie."""
+        """Store the judgement (durably, first), then update the live model. outcome: 1 left
+        won, 0 right won, 0.5 tie. Held-out pairs are stored in the 'test' split and kept by
+        the live model for testing only."""
         split = "test" if pair.kind == "heldout" else "train"
         cid = self.project.add_comparison(pair.left, pair.right, outcome, split=split, kind=pair.kind)
-        i, j = self.index.get(pair.left), self.index.get(pair.right)
-        if self.selector is not None and i is not None and j is not None:
-            self.selector.record(i, j, outcome, pair.kind)
+        if self.live is not None:
+            ij = self.live_pair(pair)
+            if ij is not None:
+                kind = pair.kind if pair.kind in ("heldout", *LIVE_KINDS) else "other"
+                self.live.record(ij[0], ij[1], outcome, kind=kind)
+        elif self.selector is not None:
+            i, j = self.index.get(pair.left), self.index.get(pair.right)
+            if i is not None and j is not None:
+                self.selector.record(i, j, outcome, pair.kind)
         self.undo_stack.append(UndoEntry(pair, cid, outcome))
         self.clicks_this_session += 1
         self.changed.emit()
         return cid
 
     def skip(self, pair: Pair) -> None:
-        i, j = self.index.get(pair.left), self.index.get(pair.right)
-        if self.selector is not None and i is not None and j is not None:
-            self.selector.skip(i, j)
+        if self.live is not None:
+            ij = self.live_pair(pair)
+            if ij is not None:
+                self.live.skip(*ij)
+        elif self.selector is not None:
+            i, j = self.index.get(pair.left), self.index.get(pair.right)
+            if i is not None and j is not None:
+                self.selector.skip(i, j)
         self.undo_stack.append(UndoEntry(pair, None))
 
     def can_undo(self) -> bool:
@@ -212,7 +394,9 @@ class Session(QObject):
         if entry.comparison_id is not None:
             self.project.delete_comparison(entry.comparison_id)
             self.clicks_this_session = max(0, self.clicks_this_session - 1)
-            if self.selector is not None:
+            if self.live is not None:
+                self._undo_live(entry)
+            elif self.selector is not None:
                 hist = self.selector.history
                 i, j = self.index.get(entry.pair.left), self.index.get(entry.pair.right)
                 for k in range(len(hist) - 1, -1, -1):
@@ -223,10 +407,41 @@ class Session(QObject):
             self.changed.emit()
         return entry
 
+    def _undo_live(self, entry: UndoEntry) -> None:
+        """The live model's exact undo when the click is its last record, else a replay
+        without it (a rebuild came in between)."""
+        ij = self.live_pair(entry.pair)
+        if ij is None:
+            return
+        hist = self.live.history
+        if hist and hist[-1][:3] == (ij[0], ij[1], entry.outcome):
+            self.live.undo()
+            return
+        for k in range(len(hist) - 1, -1, -1):
+            if hist[k][:3] == (ij[0], ij[1], entry.outcome):
+                del hist[k]
+                self.live.replay(hist)
+                return
+
     # -- statistics ------------------------------------------------------------------------
     def last_training_time(self) -> float | None:
         versions = self.project.versions()
         return max((v.get("created", 0.0) for v in versions), default=None)
+
+    def heldout(self) -> HeldoutStats:
+        """Accuracy on the held-out pairs (the only unbiased test): the live model's and
+        the current model's on the same pairs, each with its count and Wilson 95% interval.
+        Without a live model, the current model's scores on the stored held-out pairs."""
+        if self.live is not None:
+            acc = self.live.heldout_accuracy()
+            return HeldoutStats(acc.model, acc.base, self.base_name())
+        rows = []
+        for r in self.project.comparison_records("test"):
+            i, j = self.index.get(r.a), self.index.get(r.b)
+            if i is not None and j is not None and math.isfinite(self.scores[i]) and math.isfinite(self.scores[j]):
+                rows.append((self.scores[i] - self.scores[j], r.outcome))
+        arr = np.array(rows, dtype=np.float64).reshape(-1, 2)
+        return HeldoutStats(None, _accuracy(arr[:, 0], arr[:, 1]), self.base_name())
 
     def stats(self) -> dict:
         total = self.project.comparison_count()
@@ -234,44 +449,41 @@ class Session(QObject):
         trained_at = self.last_training_time()
         if trained_at is not None:
             since = self.project.comparison_count(since=trained_at)
-        agreement, n_agree = math.nan, 0
         self_cons, n_repeats = math.nan, 0
-        if self.selector is not None:
-            hist = self.selector.history[-AGREEMENT_WINDOW:]
-            rows = [(i, j, o) for i, j, o, _ in hist
-                    if math.isfinite(self.scores[i]) and math.isfinite(self.scores[j])]
-            if rows:
-                arr = np.array(rows, dtype=np.float64)
-                ii, jj = arr[:, 0].astype(int), arr[:, 1].astype(int)
-                agreement = model_agreement(self.scores[ii] - self.scores[jj], arr[:, 2])
-                n_agree = len(rows)
+        if self.live is not None:
+            self_cons, n_repeats = self.live.self_agreement()
+        elif self.selector is not None:
             first, _ = self.selector.repeat_outcomes()
             n_repeats = len(first)
             if n_repeats:
                 self_cons = self.selector.self_agreement()
+        held = self.heldout()
         return {
             "total": total,
             "since_training": since,
             "trained": trained_at is not None,
-            "agreement": agreement,
-            "agreement_n": n_agree,
+            "heldout": held,
+            "live": self.live is not None,
+            "live_note": self.live_note,
+            "live_fitted": self.live.n_fitted if self.live is not None else 0,
             "self_consistency": self_cons,
             "repeats": n_repeats,
-            "retrain_hint": retrain_hint(total, since, trained_at is not None, agreement),
+            "retrain_hint": retrain_hint(total, since, trained_at is not None, held),
             "images": len(self.hashes),
             "scored": self.n_scored(),
         }
 
 
-def retrain_hint(total: int, since: int, trained: bool, agreement: float) -> str:
-    """A short hint when training (again) is likely to help, else ''."""
+def retrain_hint(total: int, since: int, trained: bool, held: HeldoutStats | None = None) -> str:
+    """A short hint when adopting the live model or training (again) is likely to help, else ''."""
+    if held is not None and held.live is not None and held.enough \
+            and held.live.low > held.base.value and held.live.value > held.base.value:
+        return (f"The live model predicts your held-out clicks better than the {held.base_name}: "
+                "\u201cUse the live model\u201d makes it the one that ranks and exports.")
     if not trained:
         if total >= 30:
             return f"{total} comparisons: enough to train a first personal model (Ctrl+T)."
         return ""
     if since >= 50 or (since >= 20 and since >= 0.25 * max(total - since, 1)):
         return f"{since} new comparisons since the last training: retraining is worthwhile (Ctrl+T)."
-    if since >= 15 and math.isfinite(agreement) and agreement < 0.6:
-        return "The model often disagrees with your recent clicks: retraining is worthwhile (Ctrl+T)."
     return ""
-

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from ..controller import Controller
 from ..imagecache import Decoded
-from ..session import AGREEMENT_WINDOW, Pair, Session
+from ..session import HeldoutStats, Pair, Session
 from ..util import error_sentence, format_bytes, format_name, percent
 from .canvas import ImageCanvas, ViewState
 
@@ -102,6 +102,7 @@ class CompareView(QWidget):
         controller.session_changed.connect(self.set_session)
         controller.pairs_reseeded.connect(self.reseed)
         controller.scores_updated.connect(self._on_scores_updated)
+        controller.busy_changed.connect(lambda *_: self._update_buttons())
 
         self.prompt = QLabel("Which image has the better quality? Click it, or press Left / Right.", self)
         self.prompt.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -119,6 +120,10 @@ class CompareView(QWidget):
         self.b_skip = button("Skip", "Skip this pair (Down or Space)", self.skip)
         self.b_right = button("Right is better  \u2192", "Right image is better (Right or 2)", lambda: self.choose(0.0))
         self.b_undo = button("Undo", "Undo the last decision (Backspace or Ctrl+Z); several steps", self.undo)
+        self.b_live = button("Use the live model",
+                             "Adopt the live model (what your clicks taught it so far) as a new version: the rank "
+                             "view, calibration and exports then use it. Reversible in Train \u2192 Model versions.",
+                             self.use_live_model)
         self.b_scores = button("Show scores",
                                "Show / hide the model's scores (S); hidden by default to avoid anchoring",
                                self.toggle_scores)
@@ -145,6 +150,7 @@ class CompareView(QWidget):
         panes.addWidget(self.right, 1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.b_undo)
+        buttons.addWidget(self.b_live)
         buttons.addStretch(1)
         for b in (self.b_left, self.b_tie, self.b_skip, self.b_right):
             buttons.addWidget(b)
@@ -308,6 +314,10 @@ class CompareView(QWidget):
         self._show(entry.pair)
         return True
 
+    def use_live_model(self) -> bool:
+        """Adopt the live head (the controller writes it as a version and rescores)."""
+        return self.c.use_live_model()
+
     def toggle_scores(self) -> None:
         self.show_scores = not self.show_scores
         self.b_scores.setChecked(self.show_scores)
@@ -335,6 +345,7 @@ class CompareView(QWidget):
             b.setEnabled(ok)
         self.b_skip.setEnabled(self.current is not None)
         self.b_undo.setEnabled(bool(self.session and self.session.can_undo()))
+        self.b_live.setEnabled(bool(self.session and self.session.live_changed()) and not self.c.busy_scoring())
 
     def refresh_status(self) -> None:
         self._update_buttons()
@@ -346,15 +357,20 @@ class CompareView(QWidget):
         parts = [f"{st['total']} comparisons"]
         if st["trained"]:
             parts.append(f"{st['since_training']} since the last training")
-        parts.append(f"model agrees with your last {st['agreement_n'] or AGREEMENT_WINDOW} clicks: "
-                     f"{percent(st['agreement'])}")
+        parts.append(heldout_text(st["heldout"]))
         if st["repeats"]:
             parts.append(f"your self-consistency on {st['repeats']} repeated pairs: {percent(st['self_consistency'])}")
         else:
             parts.append("self-consistency: no repeated pairs yet")
         if st["scored"] < st["images"]:
             parts.append(f"{st['scored']} of {st['images']} images scored")
+        if not st["live"] and st["live_note"]:
+            parts.append(st["live_note"])
         self.status.setText("   \u00b7   ".join(parts))
+        self.status.setToolTip(
+            "Accuracy on held-out pairs: uniformly random pairs the live model never learns from, so they test it "
+            "without bias. The live model learns from every other click; the rank view and the exports keep "
+            "using the adopted model until you press \u201cUse the live model\u201d.")
         self.hint.setText(st["retrain_hint"])
         self.hint.setToolTip(st["retrain_hint"])
         self.status_changed.emit()
@@ -406,3 +422,20 @@ class CompareView(QWidget):
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(1100, 700)
 
+
+def _acc(a) -> str:
+    return f"{100 * a.value:.0f}% (95% interval {100 * a.low:.0f}\u2013{100 * a.high:.0f}%)"
+
+
+def heldout_text(h: HeldoutStats) -> str:
+    """The status strip's accuracy: on held-out pairs only, with interval and count, the
+    live model next to the model it started from; below 30 pairs, "too few to tell"."""
+    n = h.count
+    pairs = f"{n} held-out pair{'s' if n != 1 else ''}"
+    if h.live is None:
+        if not h.enough:
+            return f"model accuracy on {pairs}: too few to tell (30 needed)"
+        return f"{h.base_name} on {pairs}: {_acc(h.base)}"
+    if not h.enough:
+        return f"live model vs {h.base_name} on {pairs}: too few to tell (30 needed)"
+    return f"on {pairs}: live model {_acc(h.live)}, {h.base_name} {_acc(h.base)}"

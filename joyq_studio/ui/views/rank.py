@@ -367,6 +367,13 @@ class RankView(QWidget):
         bar.addWidget(self.bucket_filter, 1)
         bar.addWidget(QLabel("score at least", self))
         bar.addWidget(self.min_score)
+        self.order = QComboBox(self)
+        self.order.addItem("Best first", "score")
+        self.order.addItem("Least certain first", "uncertain")
+        self.order.setToolTip("Order within each bucket. \u201cLeast certain first\u201d: by the live model's "
+                              "score uncertainty (posterior SD), the images to compare next")
+        self.order.currentIndexChanged.connect(self._render)
+        bar.addWidget(self.order)
         bar.addStretch(1)
         self._filter_bar = bar
 
@@ -483,6 +490,10 @@ class RankView(QWidget):
             every[image.bucket].append(image)
             if self.matches(image):
                 shown[image.bucket].append(image)
+        if self.order.currentData() == "uncertain" and self.c.session is not None:
+            sd = self.c.session.live_sd()  # the live model's posterior SD of each score
+            for b in shown:
+                b.sort(key=lambda x: -sd.get(x.hash, -1.0))
         for row in self.bucket_rows:
             row.set_rows(shown[row.bucket], cal.labels[row.bucket], len(every[row.bucket]))
             row.setVisible(bool(shown[row.bucket]) or not self.filtering())

@@ -136,15 +136,22 @@ class TrainPanel(QWidget):
 
     # -- building ------------------------------------------------------------------------
     def _build_modes(self) -> None:
-        self.quick = QRadioButton("Quick (seconds, any computer)", self)
-        self.quick.setToolTip("Retrain the quality head on the cached image embeddings: the original "
-                              "JoyQuality personal recipe (frozen tower)")
+        self.quick = QRadioButton("Quick: Bayesian personal head (seconds, any computer)", self)
+        self.quick.setToolTip("Fit the quality head on the cached image embeddings (frozen tower) as a Bayesian "
+                              "logistic regression: its prior is centred on the current head, with a strength "
+                              "chosen by your data, so a few clicks move it a little and many consistent clicks "
+                              "move it far. The same model as the live model in Compare.")
+        self.reference = QRadioButton("Reference recipe (SGD head, as the original JoyQuality script)", self)
+        self.reference.setToolTip("Retrain the head with the original personal recipe (AdamW, one-cycle, early "
+                                  "stopping on validation pairs), for parity with the reference")
         self.full = QRadioButton("Full (whole vision tower, CUDA GPU)", self)
         self.quick.setChecked(True)
         group = QButtonGroup(self)
         group.addButton(self.quick)
+        group.addButton(self.reference)
         group.addButton(self.full)
         self.quick.toggled.connect(self._update_defaults)
+        self.reference.toggled.connect(self._update_defaults)
 
     def _build_buttons(self) -> None:
         self.train_button = QPushButton("Train", self)
@@ -256,6 +263,7 @@ class TrainPanel(QWidget):
     def _build_layout(self) -> None:
         modes = QVBoxLayout()
         modes.addWidget(self.quick)
+        modes.addWidget(self.reference)
         modes.addWidget(self.full)
         top = QHBoxLayout()
         top.addLayout(modes, 1)
@@ -353,7 +361,7 @@ class TrainPanel(QWidget):
         self.lr.setSpecialValueText(f"auto ({cfg.lr:g})")
 
     def mode(self) -> str:
-        return "full" if self.full.isChecked() else "quick"
+        return "full" if self.full.isChecked() else "reference" if self.reference.isChecked() else "quick"
 
     def _fill_schedules(self) -> None:
         if self.schedule.count() == 0:
