@@ -183,15 +183,14 @@ def merge_into_project(project, table, tower: str, model_key: str) -> int:
 def merge_missing(project, folder: Path, tower: str, model_key: str) -> int:
     """Merge the shard rows a killed run wrote but did not get into the database."""
     import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
     have = project.scored_hashes(model_key)
     merged = 0
     for shard in shard_paths(folder):
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(shard, schema=shard_schema())
-        ok = table.filter(pc.is_valid(table.column("score")))
+        ok = pq.read_table(shard, columns=["hash", "score"])  # the small columns first
+        ok = ok.filter(pc.is_valid(ok.column("score")))
         if all(h in have for h in ok.column("hash").to_pylist()):
             continue
-        merged += merge_into_project(project, table, tower, model_key)
+        merged += merge_into_project(project, pq.read_table(shard, schema=shard_schema()), tower, model_key)
     return merged
