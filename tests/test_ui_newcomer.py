@@ -78,6 +78,13 @@ def test_flicker_tap_toggles_and_a_hold_swaps_back(qtbot, folder40):
     qtbot.keyRelease(c, Qt.Key.Key_F)
     assert c.left.canvas.digest == pair.left
     assert w.controller.session.project.comparison_count() == 0  # flicker is never a vote
+    # a click while swapped judges what is on screen: the image shown on the left wins
+    qtbot.keyClick(c, Qt.Key.Key_F)
+    shown_left = c.left.canvas.digest
+    press(qtbot, w, Qt.Key.Key_Left)
+    [(_, a, b, outcome, _, _)] = w.controller.session.project.comparisons()
+    assert (a if outcome == 1.0 else b) == shown_left
+    assert not c.flicker  # the next pair starts unswapped
 
 
 def test_welcome_title_stays_by_the_icon_without_recent_folders(qtbot):

@@ -281,6 +281,8 @@ class CompareView(QWidget):
         pair = self.current
         if not self.ready() or self.session is None or pair is None:
             return False
+        if self.flicker:  # the images are swapped on screen: the judgement is about what is seen
+            outcome = 1.0 - outcome
         self._action_t = time.perf_counter()
         try:
             self.session.record(pair, outcome)
