@@ -60,3 +60,9 @@ def test_missing_libraries_of_this_machine_are_real_sonames(monkeypatch):
     assert all(".so." in name for name in missing)
     if missing:
         assert b.install_command(missing).startswith("sudo apt-get install -y ")
+
+
+def test_readme_lists_the_qt_system_libraries():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    for package in ("libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1"):
+        assert package in text
