@@ -65,6 +65,9 @@ __all__ = [
     "held_out_summary",
     "paired_comparison",
     "format_accuracy",
+    "clicks_needed",
+    "shows_change",
+    "held_out_sentences",
     "BETTER",
     "WORSE",
     "SAME",
@@ -754,6 +757,47 @@ def _change_sentence(verdict: str, by: str | None, n: int, d_acc: float, acc_lo:
     if n == 0:
         return "not distinguishable: there are no decisive held-out pairs"
     return f"not distinguishable from noise on the same {pairs}: {acc}"
+
+
+def clicks_needed(more_pairs: int, held_out_share: float) -> int:
+    """Clicks that would yield ``more_pairs`` more held-out pairs when a share
+    ``held_out_share`` of the pairs shown is held out (e.g. the pair chooser's 10%)."""
+    if more_pairs <= 0:
+        return 0
+    if not 0 < held_out_share <= 1:
+        raise ValueError("held_out_share must be in (0, 1].")
+    return int(math.ceil(more_pairs / held_out_share))
+
+
+def shows_change(change: Mapping[str, object] | None) -> bool:
+    """Whether a before/after change may be drawn with arrows or colours: only when the paired
+    comparison (:func:`paired_comparison`) called it better or worse, i.e. beyond noise."""
+    return change is not None and str(change.get("verdict")) in (BETTER, WORSE)
+
+
+def held_out_sentences(before: Mapping[str, object], after: Mapping[str, object],
+                       change: Mapping[str, object] | None) -> list[str]:
+    """The held-out figures of a before/after pair of metric dicts (as a version record keeps
+    them) in plain lines: accuracy with count and 95% interval, log loss and ECE with their
+    bootstrap intervals, the paired verdict, and how many more held-out pairs would narrow the
+    accuracy interval to +-5 points. Never arrows. The CLI prints these; the app may show them."""
+    def acc(m: Mapping[str, object]) -> str:
+        return format_accuracy(m.get("accuracy"), m.get("n_decisive"), m.get("accuracy_low"),  # type: ignore[arg-type]
+                               m.get("accuracy_high"))  # type: ignore[arg-type]
+
+    lines = [f"held-out accuracy (95% interval): before {acc(before)}, after {acc(after)}"]
+    for key, name in (("nll", "log loss"), ("ece", "ECE")):
+        lows = [m.get(f"{key}_low") for m in (before, after)]
+        if all(isinstance(x, float) and not math.isnan(x) for x in lows):
+            lines.append(f"held-out {name} (95% interval): " + ", ".join(
+                f"{when} {m[key]:.3f} ({m[f'{key}_low']:.3f}-{m[f'{key}_high']:.3f})"
+                for when, m in (("before", before), ("after", after))))
+    if change:
+        lines.append(f"change: {change['sentence']}.")
+    more = after.get("more_pairs_needed")
+    if isinstance(more, int) and more > 0:
+        lines.append(f"about {more} more held-out comparisons would narrow the accuracy interval to +-5 points.")
+    return lines
 
 
 def format_accuracy(accuracy: float | None, n: int | None, low: float | None = None,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..console import EXIT_OK, ProgressLine, UsageError
-from ..metrics import format_accuracy, format_metrics_table
+from ..metrics import format_metrics_table, held_out_sentences
 from ..model import load_model, pick_device
 from ..settings import DEFAULT_MODEL
 from ..store import data_dir
@@ -93,26 +93,9 @@ def print_result(result) -> None:
     print(f"\nnew version: {result.version_id}\npath: {result.path}")
 
 
-def accuracy_text(m: dict) -> str:
-    """Held-out accuracy with its count and 95% interval, e.g. ``87.5% of 8 (53-98%)``."""
-    return format_accuracy(m.get("accuracy"), m.get("n_decisive"), m.get("accuracy_low"), m.get("accuracy_high"))
-
-
 def held_out_lines(before: dict, after: dict, change: dict | None) -> list[str]:
-    """Accuracy before and after with counts and intervals, and the paired verdict in words
-    (never arrows: a change is called better or worse only beyond noise)."""
-    lines = [f"\nheld-out accuracy (95% interval): before {accuracy_text(before)}, after {accuracy_text(after)}"]
-    for key, name in (("nll", "log loss"), ("ece", "ECE")):
-        if all(isinstance(m.get(f"{key}_low"), float) and not math.isnan(m[f"{key}_low"]) for m in (before, after)):
-            lines.append(f"held-out {name} (95% interval): " + ", ".join(
-                f"{when} {m[key]:.3f} ({m[f'{key}_low']:.3f}-{m[f'{key}_high']:.3f})"
-                for when, m in (("before", before), ("after", after))))
-    if change:
-        lines.append(f"change: {change['sentence']}.")
-    more = after.get("more_pairs_needed")
-    if more:
-        lines.append(f"about {more} more held-out comparisons would narrow the accuracy interval to +-5 points.")
-    return lines
+    """:func:`joyq_studio.metrics.held_out_sentences`, after a blank line."""
+    return ["", *held_out_sentences(before, after, change)]
 
 
 def cmd_eval(args) -> int:
