@@ -208,6 +208,10 @@ def test_offline_download_is_one_sentence(qtbot, monkeypatch):
                                       "revision on the local disk and outgoing traffic has been disabled.")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(JoyqError) as e:  # downloads switched off by the environment (as in these tests)
+        download_repo("org/model", lambda _: None, lambda: False)
+    assert "HF_HUB_OFFLINE is set" in str(e.value)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
     with pytest.raises(JoyqError) as e:
         download_repo("org/model", lambda _: None, lambda: False)
     text = str(e.value)

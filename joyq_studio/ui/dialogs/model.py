@@ -3,6 +3,8 @@ pick a local checkpoint, or use the small demo model."""
 
 from __future__ import annotations
 
+import os
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
@@ -56,7 +58,9 @@ def download_repo(repo_id: str, report, cancelled) -> str:
         raise
     except Exception as e:  # noqa: BLE001 - no connection is one sentence with what to do instead
         if is_offline_error(e):
-            raise JoyqError(OFFLINE_SENTENCE.format(repo=repo_id)) from None
+            switched_off = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+            raise JoyqError((SWITCHED_OFF_SENTENCE if switched_off else OFFLINE_SENTENCE).format(repo=repo_id)) \
+                from None
         raise
     return repo_id
 
@@ -64,6 +68,11 @@ def download_repo(repo_id: str, report, cancelled) -> str:
 OFFLINE_SENTENCE = ("There is no connection to Hugging Face, so {repo} could not be downloaded; connect to the "
                     "internet and press Download again, or choose a checkpoint you already have, or use the small "
                     "demo model.")
+
+
+SWITCHED_OFF_SENTENCE = ("Downloads are switched off on this computer (HF_HUB_OFFLINE is set), so {repo} could not "
+                         "be downloaded; start the app without HF_HUB_OFFLINE and press Download again, or choose a "
+                         "checkpoint you already have, or use the small demo model.")
 
 
 def is_offline_error(e: BaseException) -> bool:
