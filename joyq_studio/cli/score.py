@@ -54,6 +54,7 @@ def cmd_demo(args) -> int:
 def warn_if_cpu(device, model) -> None:
     if device.type == "cpu" and model.embed_dim >= 1024:
         print("warning: no CUDA GPU; the full JoyQuality model scores only a few images per second on a CPU "
-              "(use a GPU for large folders, or --model demo, the small shipped tower, to try things out).", file=sys.stderr)
+              "(use a GPU for large folders, or --model demo, the small shipped tower, to try things out).",
+              file=sys.stderr)
     else:
         print(f"device: {describe_device(device)}", file=sys.stderr)
