@@ -2,8 +2,8 @@
 the base model in one planted way (warm colours count as better) clicks pairs of the demo
 folder through the Compare view's keys; measured on pairs the person labels but is never
 shown, the live model agrees with the person more than the base does, "Train -> Use this
-model" leaves it no worse beyond noise, and "Use the live model" adopts the live head as a
-reversible version."""
+model" leaves it no worse beyond noise, "Use the live model" adopts the live head as a
+reversible version, and a saved taste starts another folder of the same tower."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
+from joyq_studio.demo import make_demo_folder  # noqa: E402
 from joyq_studio.metrics import WORSE, paired_comparison  # noqa: E402
 from joyq_studio.taste import wilson_interval  # noqa: E402
 from joyq_studio.ui.window import MainWindow  # noqa: E402
@@ -147,7 +148,7 @@ def test_scripted_person_teaches_the_live_model_a_planted_taste(qtbot, demo_fold
     print(f"whole test {time.perf_counter() - t0:.1f} s")
 
 
-def test_use_the_live_model_adopts_its_head_reversibly(qtbot, demo_folder):
+def test_use_the_live_model_adopts_its_head_reversibly_and_the_taste_travels(qtbot, demo_folder, tmp_path):
     w = open_window(qtbot, demo_folder)
     c, view = w.controller, w.compare
     s = c.session
@@ -168,9 +169,25 @@ def test_use_the_live_model_adopts_its_head_reversibly(qtbot, demo_folder):
     # the ranking's scores are now the live head's (fp16 embeddings: equal up to rounding)
     for h in s.hashes:
         assert math.isclose(s.score_of(h), live[h], rel_tol=1e-3, abs_tol=1e-3)
+    # a personal taste travels: saved under a name in the user's library
+    saved = c.save_taste("  warm  colours ")
+    assert saved is not None and saved.parent.name == "tastes"
+    live_w = s.base_head[0].copy()  # the adopted live head is now the live model's prior centre
     # reversible like any version
     w.show_tab(1)
     w.train.base_button.click()
     qtbot.waitUntil(lambda: s.project.active_version is None and not c.busy_scoring(), timeout=T)
     assert s.model_key == base_key and s.live is not None
+    # another folder with the same tower starts from the saved taste
+    other = tmp_path / "other"
+    make_demo_folder(other, count=10, seed=5, size=128)
+    assert c.open_folder(str(other), "demo")
+    qtbot.waitUntil(lambda: not c.busy_scoring(), timeout=T)
+    tastes = c.saved_tastes()
+    assert [(t["name"], t["matches"]) for t in tastes] == [("warm colours", True)]
+    c.start_from_taste(tastes[0]["path"])
+    qtbot.waitUntil(lambda: not c.busy_scoring() and c.session.model_spec == str(saved), timeout=T)
+    s2 = c.session
+    assert s2.project.base_model == str(saved) and s2.project.active_version is None
+    assert s2.live is not None and np.allclose(s2.live.w0, live_w, atol=1e-5)
     assert not w.message.isVisible(), w.message.label.text()

@@ -507,6 +507,39 @@ class Controller(QObject):
         self.version_adopted.emit(v["id"])
         self.report_info(f"Now using version {v['id']}.")
 
+    # -- the user's library of tastes ---------------------------------------------------------
+    def saved_tastes(self) -> list[dict]:
+        """The user's named heads (``tastes_dir()``): name, path, tower key, and whether the
+        open folder's tower is the same (then starting from it is a rescore, not a re-embedding)."""
+        tower = self.session.tower if self.session is not None else None
+        return [{**t, "matches": tower is not None and t["tower"] == tower} for t in list_tastes()]
+
+    def save_taste(self, name: str) -> Path | None:
+        """Save the adopted personal head under ``name`` in the user's library, so another
+        folder can start from it. Head-only versions (quick training, the live model) only."""
+        s = self.session
+        if s is None:
+            return None
+        vid = s.project.active_version
+        v = s.project.version(vid) if vid else None
+        if v is None:
+            self.report_error("Adopt a personal model first (Train, or \u201cUse the live model\u201d in Compare): "
+                              "the base model is not a personal taste.")
+            return None
+        try:
+            path = save_taste(Path(v["path"]), name, source=str(s.folder))
+        except (OSError, ValueError) as e:
+            self.report_error(error_sentence(e))
+            return None
+        self.notice.emit(f"Saved this folder's taste as \u201c{name.strip()}\u201d; another folder can start from it "
+                         "(Model \u2192 Start From a Saved Taste).")
+        return path
+
+    def start_from_taste(self, path: str | Path) -> None:
+        """Make a saved taste this folder's base model (no personal version active) and rescore:
+        its head becomes the live model's prior; the folder's clicks are replayed on top of it."""
+        self.use_model(str(path))
+
     def discard_version(self, version_id: str) -> bool:
         """Delete a trained version the user does not want; False (and an error) on failure."""
         if self.session is None:
@@ -747,3 +780,50 @@ def _version_head(path) -> tuple | None:
         return w.astype("float64").reshape(-1), float(b.reshape(-1)[0])
     except Exception:  # noqa: BLE001 - an unusual layout: no live model, never a failed adoption
         return None
+
+
+def tastes_dir() -> Path:
+    """Where the user's named heads live (one head-only version folder each)."""
+    return data_dir() / "tastes"
+
+
+def list_tastes() -> list[dict]:
+    """Saved tastes, by name: {"name", "path", "tower", "saved_from", "created"}; unreadable ones skipped."""
+    root = tastes_dir()
+    out = []
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        try:
+            rec = json.loads((d / "version.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and (d / "head.safetensors").is_file():
+            out.append({"name": str(rec.get("taste_name") or d.name), "path": d, "tower": rec.get("tower"),
+                        "saved_from": rec.get("saved_from"), "created": rec.get("created")})
+    return out
+
+
+def save_taste(version: Path, name: str, source: str = "") -> Path:
+    """Copy a head-only version folder into the library as ``name`` (replacing a taste of
+    that name); written to a temporary folder and renamed, never half a taste."""
+    import re
+    import shutil
+
+    name = " ".join(name.split())
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:80]
+    if not slug:
+        raise ValueError(f"{name!r} cannot name a taste; use letters or digits.")
+    if not (version / "head.safetensors").is_file():
+        raise ValueError(f"{version}: only a head-only version (quick training or the live model) can be saved as a "
+                         "taste; a full finetune carries its own tower.")
+    record = json.loads((version / "version.json").read_text(encoding="utf-8"))
+    record.update(taste_name=name, saved_from=source, version=version.name, created=time.time())
+    root = tastes_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    final, tmp = root / slug, root / f".{slug}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    shutil.copy2(version / "head.safetensors", tmp / "head.safetensors")
+    (tmp / "version.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final

@@ -199,6 +199,10 @@ class MainWindow(QMainWindow):
         self.act_train = self._action(m, "&Train", self.train_now, "Ctrl+T", "Train a personal model now")
         self.act_choose_model = self._action(m, "&Choose Base Model...", self.choose_model)
         self.act_rescore = self._action(m, "&Score Remaining Images", c.rescore)
+        self.act_save_taste = self._action(m, "Save This &Taste...", self.save_taste, None,
+                                           "Save the adopted personal head under a name, for other folders")
+        self.tastes_menu = m.addMenu("Start From a Saved T&aste")
+        self.tastes_menu.aboutToShow.connect(self._fill_tastes)
         m.addSeparator()
         self.act_prelabel = self._action(m, "&Pre-label with an LLM...", self.prelabel, None,
                                          "Ask a vision LLM to label pairs (agreement check and cost estimate first)")
@@ -218,6 +222,29 @@ class MainWindow(QMainWindow):
         c.model_changed.connect(self._on_model_changed)
         c.device_detected.connect(self._on_device)
         c.unreadable_changed.connect(self._on_unreadable)
+
+    def save_taste(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        if self.controller.session is None:
+            return
+        name, ok = QInputDialog.getText(self, "Save This Taste", "Name for this folder's personal taste:")
+        if ok and name.strip():
+            self.controller.save_taste(name)
+
+    def _fill_tastes(self) -> None:
+        """The user's saved tastes; one whose tower differs from this folder's is offered
+        with a note (starting from it re-embeds the folder with its tower)."""
+        self.tastes_menu.clear()
+        c = self.controller
+        tastes = c.saved_tastes() if c.session is not None else []
+        for t in tastes:
+            text = t["name"] if t["matches"] else f"{t['name']} (another tower: the folder is re-embedded)"
+            a = self.tastes_menu.addAction(text)
+            a.setToolTip(f"Saved from {t['saved_from'] or '?'}")
+            a.triggered.connect(lambda _=False, p=t["path"]: c.start_from_taste(p))
+        if not tastes:
+            self.tastes_menu.addAction("(none saved yet)").setEnabled(False)
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
