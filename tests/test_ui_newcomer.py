@@ -154,6 +154,9 @@ def test_bucket_numbers_labels_csv_preview_and_overwrite(qtbot, folder40, tmp_pa
     best = rank.bucket_rows[0]
     best.label.setText("keepers")
     w.export_csv()
+    assert rank.bucket_filter.itemText(1) == "Bucket 9: keepers"
+    m = best.model
+    assert "bucket 9: keepers" in m.data(m.index(0), Qt.ItemDataRole.ToolTipRole)
     dlg = w.export_dialog
     qtbot.addWidget(dlg)
     cols = dlg.columns

@@ -13,6 +13,7 @@ when it is visible.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractListModel, QEvent, QModelIndex, QObject, QRectF, QSize, Qt, QUrl, Signal
@@ -541,7 +542,12 @@ class RankView(QWidget):
         if cal is None:
             return
         if self.c.set_bucket_label(bucket, text):
-            self.hist.set_data(self.hist.counts, list(self.c.ranking.cal.labels if self.c.ranking.cal else ()))
+            new = self.c.ranking.cal
+            self.hist.set_data(self.hist.counts, list(new.labels if new else ()))
+            if new is not None:
+                self._fill_bucket_filter(new)  # "Bucket 9: <new label>"
+                row = self.bucket_rows[new.k - 1 - bucket]  # its tooltips and caption preview: the new label
+                row.model.rows = [dataclasses.replace(r, label=new.labels[bucket]) for r in row.model.rows]
         elif not text.strip():
             self.bucket_rows[cal.k - 1 - bucket].label.setText(cal.labels[bucket])
 

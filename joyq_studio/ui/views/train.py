@@ -242,7 +242,7 @@ class TrainPanel(QWidget):
     def _build_versions(self) -> None:
         self.versions_box = QGroupBox("Model versions", self)
         self.versions = QTableWidget(0, 6, self)
-        self.versions.setHorizontalHeaderLabels(["Version", "Created", "Mode", "Held-out accuracy (95%)", "Change",
+        self.versions.setHorizontalHeaderLabels(["Version", "Created", "Mode", "Accuracy (95%)", "Change",
                                                  "Status"])
         self.versions.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.versions.horizontalHeader().setStretchLastSection(True)
