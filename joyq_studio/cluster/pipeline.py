@@ -185,8 +185,10 @@ class Scorer:
         scores = np.full(n, np.nan, dtype=np.float32)
         embs = np.array([b""] * n + [None], dtype=object)[:-1]
         if ok.any():
-            pixels = np.frombuffer(bytearray(b"".join(batch["pixels"][ok])), dtype=np.uint8)
-            pixels = pixels.reshape(-1, 3, self.size, self.size)
+            rows = batch["pixels"][ok]
+            pixels = np.empty((len(rows), 3, self.size, self.size), dtype=np.uint8)  # one copy, writable
+            for i, raw in enumerate(rows):
+                pixels[i] = np.frombuffer(raw, dtype=np.uint8).reshape(3, self.size, self.size)
             with torch.inference_mode():
                 x = normalize(torch.from_numpy(pixels).to(self.device, non_blocking=True), self.dtype)
                 emb = self.forward(x)
