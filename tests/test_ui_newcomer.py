@@ -373,6 +373,10 @@ def test_rank_filter_override_file_manager_and_caption(qtbot, folder40, monkeypa
     try:
         tip = top.model.data(top.model.index(i), Qt.ItemDataRole.ToolTipRole)
         assert f"would write: {moved.label}, a red circle" in tip
+        # a quality label from an earlier export is replaced, as the export does, not repeated
+        (folder40 / Path(worst.path).with_suffix(".txt")).write_text("worst quality, a red circle", encoding="utf-8")
+        tip = top.model.data(top.model.index(i), Qt.ItemDataRole.ToolTipRole)
+        assert f"would write: {moved.label}, a red circle\n" in tip
     finally:
         (folder40 / Path(worst.path).with_suffix(".txt")).unlink()
     menu = rank.image_menu(moved)

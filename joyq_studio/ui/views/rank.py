@@ -38,8 +38,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...export import caption_path
-from ...ranking import RankedImage
+from ...export import caption_path, edit_caption
+from ...export.captions import TagFinder
+from ...ranking import QUALITY_PHRASES, RankedImage, default_labels
 from ..controller import Controller
 from ..imagecache import ThumbnailLoader
 from .viewer import ImageViewer
@@ -55,6 +56,7 @@ class BucketModel(QAbstractListModel):
         super().__init__(parent)
         self.thumbs, self.folder = thumbs, folder
         self.rows: list = []
+        self.labels: list[str] = []  # the calibration's labels (what a caption export looks for)
         self.by_hash: dict[str, list[int]] = {}
         thumbs.ready.connect(self._on_thumb)
 
@@ -82,7 +84,7 @@ class BucketModel(QAbstractListModel):
             hand = " (set by hand)" if r.overridden else ""
             return (f"{r.path}\nbucket {r.bucket}: {r.label}{hand} \u00b7 score {r.score:+.3f} \u00b7 "
                     f"rank {r.rank:.2f} of 10" + (f"\n{err}" if err else "")
-                    + f"\nA caption export (prepend) would write: {caption_preview(self.folder, r)}"
+                    + f"\nA caption export (prepend) would write: {caption_preview(self.folder, r, self.labels)}"
                     + "\nDouble-click (or Enter) to open at full size; right-click for more")
         if role == Qt.ItemDataRole.UserRole:
             return r
@@ -94,15 +96,19 @@ class BucketModel(QAbstractListModel):
             self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
 
 
-def caption_preview(folder: Path, r: RankedImage, separator: str = ", ", limit: int = 160) -> str:
-    """The caption a default caption export (prepend, ", ") would write for ``r``: its label,
-    then the caption file's text if there is one (one line, shortened)."""
+def caption_preview(folder: Path, r: RankedImage, labels: list[str] | tuple[str, ...] = (), separator: str = ", ",
+                    limit: int = 160) -> str:
+    """The caption a default caption export (prepend, ", ") would write for ``r``, by the
+    export's own rule (:func:`joyq_studio.export.edit_caption`: a quality label already in the
+    caption is replaced, not repeated); one line, shortened."""
     try:
-        old = caption_path(Path(folder) / r.path).read_text(encoding="utf-8").strip()
+        old: str | None = caption_path(Path(folder) / r.path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        old = ""
-    text = f"{r.label}{separator}{old}" if old and not old.startswith(r.label) else (old or r.label)
-    text = text.replace("\n", " ")
+        old = None
+    k = len(labels) or 10
+    finder = TagFinder([*labels, *QUALITY_PHRASES, *default_labels(k)], [separator])
+    new = edit_caption(old, r.label, "prepend", separator, finder)
+    text = (new if new is not None else old or "").strip().replace("\r", " ").replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
@@ -496,6 +502,7 @@ class RankView(QWidget):
             for b in shown:
                 b.sort(key=lambda x: -sd.get(x.hash, -1.0))
         for row in self.bucket_rows:
+            row.model.labels = list(cal.labels)
             row.set_rows(shown[row.bucket], cal.labels[row.bucket], len(every[row.bucket]))
             row.setVisible(bool(shown[row.bucket]) or not self.filtering())
         self.hist.set_data([len(b) for b in every], list(cal.labels))
