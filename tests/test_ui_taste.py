@@ -159,6 +159,17 @@ def test_use_the_live_model_adopts_its_head_reversibly_and_the_taste_travels(qtb
         qtbot.keyClick(view, Qt.Key.Key_Left if person.answer(pair.left, pair.right) == 1.0 else Qt.Key.Key_Right)
         qtbot.waitUntil(view.ready, timeout=T)
     assert s.live_changed() and view.b_live.isEnabled()
+    # the rank view can put the least certain images (live posterior SD) first
+    with qtbot.waitSignal(w.rank.ranked, timeout=T):
+        w.show_tab(2)
+    w.rank.order.setCurrentIndex(w.rank.order.findData("uncertain"))
+    sd = s.live_sd()
+    for row in w.rank.bucket_rows:
+        v = [sd[r.hash] for r in row.model.rows]
+        assert v == sorted(v, reverse=True)
+    w.show_tab(0)
+    view.toggle_scores()
+    assert "live" in view.left.score.text() and "\u00b1" in view.left.score.text()
     live = s.live_scores()
     base_key = s.model_key
     view.b_live.click()

@@ -39,7 +39,12 @@ from ..taste import Accuracy, TasteModel, wilson_interval
 LIVE_REBUILD_GROWTH = 1.5
 """While scoring runs, newly embedded images join the live model (``add_images``) until the
 pool has grown by this factor since it was built; then it is rebuilt (its PCA basis and pool
-mean should describe the folder, not its first few images)."""
+mean should describe the folder, not its first few images)..."""
+
+LIVE_REBUILD_MAX = 4096
+"""...as long as it holds fewer images than this; a larger pool describes the folder well
+enough, so it only grows (a rebuild of a huge pool would stall the GUI thread). Scoring's end
+rebuilds it once."""
 
 LIVE_KINDS = ("info", "repeat")
 """Stored kinds replayed as they are; other training kinds replay as "other"."""
@@ -112,6 +117,9 @@ class Session(QObject):
         self.live_index: dict[str, int] = {}
         self.live_note = ""  # why there is no live model (one sentence), else ""
         self._live_built_n = 0
+        self._emb_key: tuple | None = None  # (tower, hash list) the cached embeddings belong to
+        self._emb_hashes: list[str] = []
+        self._emb = np.zeros((0, 0), dtype=np.float32)
         self.selector: PairSelector | None = None  # the fallback when there is no live model
         self._selector_complete = False
         self.undo_stack: list[UndoEntry] = []
@@ -218,7 +226,7 @@ class Session(QObject):
 
     def _grow_pairs(self, new_idx: np.ndarray, complete: bool) -> None:
         if self.live is not None:
-            self._grow_live()
+            self._grow_live([self.hashes[i] for i in new_idx])
         elif self.selector is not None and not (complete and not self._selector_complete):
             self.selector.include(new_idx)
             if self._live_possible():
@@ -237,7 +245,7 @@ class Session(QObject):
             self.live_note = ("The live model starts once the model's head and image embeddings are known; "
                               "until then pairs come from the model's scores.")
             return False
-        hs, matrix = self.project.embeddings(self.tower, self.hashes)
+        hs, matrix = self._embeddings()
         w, _ = self.base_head
         if len(hs) < 2:
             self.live_note = ("No image embeddings of this model are cached yet; pairs come from the model's "
@@ -255,14 +263,36 @@ class Session(QObject):
         self.live, self.live_note, self._live_built_n = live, "", len(hs)
         return True
 
-    def _grow_live(self) -> None:
-        missing = [h for h in self.hashes if h not in self.live_index]
-        if not missing:
-            return
-        hs, matrix = self.project.embeddings(self.tower, missing)
+    def _embeddings(self) -> tuple[list[str], np.ndarray]:
+        """The tower's cached embeddings of the folder's images (those embedded so far), read
+        from the store once per tower and image list and then only for images new to it."""
+        key = (self.tower, id(self.hashes), len(self.hashes))
+        if self._emb_key != key:
+            self._emb_key, self._emb_hashes, self._emb = key, [], np.zeros((0, 0), dtype=np.float32)
+        have = set(self._emb_hashes)
+        missing = [h for h in self.hashes if h not in have]
+        if missing:
+            self._add_embeddings(*self.project.embeddings(self.tower, missing))
+        return self._emb_hashes, self._emb
+
+    def _add_embeddings(self, hs: list[str], matrix: np.ndarray) -> None:
         if not hs:
             return
-        if len(self.live_hashes) + len(hs) > LIVE_REBUILD_GROWTH * self._live_built_n:
+        self._emb = matrix if not self._emb_hashes else np.concatenate([self._emb, matrix])
+        self._emb_hashes = self._emb_hashes + list(hs)
+
+    def _grow_live(self, new: list[str]) -> None:
+        """Newly scored images (embedded with their scores) join the live model."""
+        new = [h for h in new if h not in self.live_index]
+        if not new:
+            return
+        hs, matrix = self.project.embeddings(self.tower, new)
+        if not hs:
+            return
+        if self._emb_key == (self.tower, id(self.hashes), len(self.hashes)):
+            self._add_embeddings(hs, matrix)
+        n = len(self.live_hashes) + len(hs)
+        if n < LIVE_REBUILD_MAX and n > LIVE_REBUILD_GROWTH * self._live_built_n:
             self._build_pairs()
             return
         self.live.add_images(matrix)
@@ -288,6 +318,14 @@ class Session(QObject):
     def live_changed(self) -> bool:
         """True when the live head has learnt from clicks (it differs from the current model)."""
         return self.live is not None and self.live.n_fitted > 0
+
+    def live_score_of(self, digest: str) -> tuple[float, float]:
+        """(score, posterior SD) of one image under the live model; (nan, nan) without one."""
+        i = self.live_index.get(digest)
+        if self.live is None or i is None:
+            return math.nan, math.nan
+        w, b = self.live.head()
+        return float(self.live.E[i] @ w) + b, float(self.live.score_sd([i])[0])
 
     def live_scores(self) -> dict[str, float]:
         """hash -> the live model's score (posterior mean); empty without a live model."""

@@ -256,7 +256,11 @@ class CompareView(QWidget):
         size = f"{info.get('width')}\u00d7{info.get('height')}" if info.get("width") else "?"
         facts = f"{size} px  \u00b7  {format_bytes(info.get('bytes'))}  \u00b7  {format_name(rel)}"
         score = s.score_of(digest)
-        return rel, facts, (f"model score {score:+.3f}" if math.isfinite(score) else "model score: not yet scored")
+        text = f"model score {score:+.3f}" if math.isfinite(score) else "model score: not yet scored"
+        live, sd = s.live_score_of(digest)
+        if math.isfinite(live):
+            text += f"  \u00b7  live {live:+.3f} \u00b1 {sd:.3f}"
+        return rel, facts, text
 
     def _on_decoded(self, d: Decoded) -> None:
         if self.current is None:
