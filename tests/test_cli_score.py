@@ -207,3 +207,13 @@ def test_demo_is_deterministic(tmp_path, capsys):
     assert len(fa) == 8 and "pairs.json" in fa  # 7 images + pairs.json
     assert fa == fb
     assert fa.keys() == fc.keys() and fa["scene0000_clean.png"] != fc["scene0000_clean.png"]
+
+
+def test_negative_scores_stay_numbers_in_csv(tmp_path):
+    from joyq_studio.export import safe_cell, write_rows
+
+    assert safe_cell("-0.213000") == "-0.213000" and safe_cell("-1.jpg") == "'-1.jpg"
+    assert safe_cell("+1") == "+1" and safe_cell("=1+2") == "'=1+2" and safe_cell("\t1") == "'\t1"
+    out = tmp_path / "s.csv"
+    write_rows(out, ["path", "score"], [["a.jpg", "-0.213000"]])
+    assert out.read_text(encoding="utf-8").splitlines()[1] == "a.jpg,-0.213000"

@@ -40,10 +40,19 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def safe_cell(value: object) -> object:
-    """Text a spreadsheet would evaluate is prefixed with ``'``; everything else as it is."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    """Text a spreadsheet would evaluate is prefixed with ``'``; numbers (``-0.21``) and
+    everything else stay as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _is_number(value):
         return "'" + value
     return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip() == text  # " 1" or "\t1" is text a spreadsheet may still evaluate
 
 
 def write_rows(out: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
