@@ -434,16 +434,19 @@ def test_undo_history_survives_a_restart(qtbot, folder40):
     w = open_window(qtbot, folder40)
     for key in (Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Left):
         press(qtbot, w, key)
-    stored = w.controller.session.project.comparisons()
+    s = w.controller.session
+    stored = s.project.comparisons()
+    s.project.add_comparisons([(s.hashes[0], s.hashes[1], 1.0, "train", "import")])  # a pairs file, newest
+    imported = s.project.comparisons()[-1]
     w.close()
     w2 = open_window(qtbot, folder40)
     assert w2.compare.b_undo.isEnabled()
     last = stored[-1]
-    press(qtbot, w2, Qt.Key.Key_Backspace)
-    assert w2.controller.session.project.comparisons() == stored[:-1]
+    press(qtbot, w2, Qt.Key.Key_Backspace)  # the last click, not the imported pair
+    assert w2.controller.session.project.comparisons() == [*stored[:-1], imported]
     assert (w2.compare.current.left, w2.compare.current.right) == (last[1], last[2])  # shown again
     press(qtbot, w2, Qt.Key.Key_Backspace)
-    assert w2.controller.session.project.comparisons() == stored[:-2]
+    assert w2.controller.session.project.comparisons() == [*stored[:-2], imported]
 
 
 def test_prelabel_menu_opens_the_dialog_and_refreshes_counts(qtbot, folder40, monkeypatch):

@@ -239,7 +239,8 @@ class Controller(QObject):
             recent = session.project.recent_comparisons(limit=UNDO_HISTORY)
         except Exception:  # noqa: BLE001 - an older store: undo starts empty, as before
             return
-        session.undo_stack[:0] = [UndoEntry(Pair(c.a, c.b, c.kind), c.id, c.outcome) for c in reversed(recent)]
+        clicks = [c for c in reversed(recent) if c.kind != "import"]  # a pairs file is not undone click by click
+        session.undo_stack[:0] = [UndoEntry(Pair(c.a, c.b, c.kind), c.id, c.outcome) for c in clicks]
 
     def _choose_model(self, spec: str) -> str | None:
         """``spec``, or what the user chose instead when it is a repo not downloaded yet."""
