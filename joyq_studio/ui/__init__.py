@@ -9,6 +9,7 @@
   callbacks (exactly one of succeeded / failed / cancelled, on the GUI thread).
 * ``imagecache``: image and thumbnail decoding off the GUI thread, bounded in memory.
 * ``views/``: the pages (welcome, compare, train, rank) and their widgets.
-* ``dialogs/``: choosing a model, exports, unreadable files.
+* ``dialogs/``: choosing a model, exports (CSV, captions, chosen images into a folder, each
+  with a preview or dry run), unreadable files, pre-labelling with an LLM.
 * ``bench`` and ``screenshots``: the app driven offscreen, for benchmarks and the docs.
 """
