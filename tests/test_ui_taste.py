@@ -202,3 +202,33 @@ def test_use_the_live_model_adopts_its_head_reversibly_and_the_taste_travels(qtb
     assert s2.project.base_model == str(saved) and s2.project.active_version is None
     assert s2.live is not None and np.allclose(s2.live.w0, live_w, atol=1e-5)
     assert not w.message.isVisible(), w.message.label.text()
+
+
+def test_undo_reaches_the_live_model_and_without_a_head_pairs_fall_back(qtbot, tmp_path):
+    folder = tmp_path / "small"
+    make_demo_folder(folder, count=12, seed=4, size=96)
+    w = open_window(qtbot, folder, model="tiny")
+    c, view = w.controller, w.compare
+    s = c.session
+    assert s.live is not None and s.selector is None
+    pairs = []
+    for key in (Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_T):
+        pairs.append(view.current)
+        qtbot.keyClick(view, key)
+        qtbot.waitUntil(view.ready, timeout=T)
+    assert [h[2] for h in s.live.history] == [1.0, 0.0, 0.5]
+    held = [p for p in pairs if p.kind == "heldout"]
+    assert s.live.n_fitted == 3 - len(held)  # held-out pairs are never fitted
+    qtbot.keyClick(view, Qt.Key.Key_Backspace)  # the tie: gone from the store and the model
+    qtbot.waitUntil(view.ready, timeout=T)
+    assert [h[2] for h in s.live.history] == [1.0, 0.0] and s.project.comparison_count() == 2
+    # a model whose head is unknown: today's selector on the scores, and the strip says why
+    s.set_model(s.model_spec, s.model_key, s.tower, None)
+    c.pairs_reseeded.emit()
+    assert s.live is None and s.selector is not None and s.selector.n_comparisons == 2
+    qtbot.waitUntil(view.ready, timeout=T)
+    qtbot.keyClick(view, Qt.Key.Key_Left)
+    qtbot.waitUntil(view.ready, timeout=T)
+    assert s.project.comparison_count() == 3 and s.selector.n_comparisons == 3
+    assert s.live_note and s.live_note in view.status.text()
+    assert "too few to tell" in view.status.text()

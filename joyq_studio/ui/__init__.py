@@ -4,7 +4,8 @@
 * ``window``: the main window's layout, menus and navigation.
 * ``controller``: the open project's state and every action on it; no widgets. The window
   and the views call it and render its signals.
-* ``session``: one project on the GUI thread: images, scores, pair selection, undo.
+* ``session``: one project on the GUI thread: images, scores, the live model (a
+  ``taste.TasteModel`` that chooses every pair and learns from every click), undo.
 * ``workers``: QThread tasks around plain core calls that take progress and cancel
   callbacks (exactly one of succeeded / failed / cancelled, on the GUI thread).
 * ``imagecache``: image and thumbnail decoding off the GUI thread, bounded in memory.
