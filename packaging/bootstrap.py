@@ -6,7 +6,8 @@
 
 Needs only Python >= 3.10. Re-running is cheap: installation is skipped while
 pyproject.toml and packaging/constraints.txt (the versions CI tested) are unchanged.
-On a machine without an NVIDIA GPU the CPU build of torch is installed (much smaller); set JOYQ_TORCH to choose another torch requirement.
+On a machine without an NVIDIA GPU the CPU build of torch is installed (much smaller); set
+JOYQ_TORCH to choose another torch requirement.
 On Linux, `app` first checks that the system libraries Qt's X11 (xcb) platform plugin needs
 are installed and, when some are missing, prints the one command that installs them.
 """
@@ -145,7 +146,7 @@ def has_torch() -> bool:
 
 
 def setup(extras: str) -> None:
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - this script runs on whatever python3 the user has
         sys.exit(f"JoyQuality Studio needs Python 3.10 or newer; this is {sys.version.split()[0]}.")
     if not PYTHON.exists():
         print(f"creating {VENV}", flush=True)
@@ -156,7 +157,8 @@ def setup(extras: str) -> None:
         return
     if not has_torch():
         gpu = shutil.which("nvidia-smi") is not None
-        run(PYTHON, "-m", "pip", "install", "--disable-pip-version-check", os.environ.get("JOYQ_TORCH") or ("torch" if gpu else CPU_TORCH))
+        torch = os.environ.get("JOYQ_TORCH") or ("torch" if gpu else CPU_TORCH)
+        run(PYTHON, "-m", "pip", "install", "--disable-pip-version-check", torch)
     target = f".[{extras}]" if extras else "."
     run(PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-c", CONSTRAINTS, "-e", target)
     stamp.write_text(want)
