@@ -14,6 +14,7 @@ when it is visible.
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractListModel, QEvent, QModelIndex, QObject, QRectF, QSize, Qt, QUrl, Signal
@@ -568,6 +569,8 @@ class RankView(QWidget):
             if text.strip() and " ".join(text.split()) != cal.labels[row.bucket]:
                 self._label_edited(row.bucket, text)
                 cal = self.c.ranking.cal
+                if cal is None:
+                    return
 
     def scroll_to_bucket(self, bucket: int) -> None:
         for row in self.bucket_rows:
@@ -596,7 +599,7 @@ class RankView(QWidget):
         sub = m.addMenu("Put in bucket")
         cal = self.c.ranking.cal
         for b in reversed(range(cal.k if cal else 10)):
-            a = sub.addAction(f"{b}: {cal.labels[b] if cal else ''}", lambda b=b: self.c.set_bucket_override(r.path, b))
+            a = sub.addAction(f"{b}: {cal.labels[b] if cal else ''}", partial(self.c.set_bucket_override, r.path, b))
             a.setCheckable(True)
             a.setChecked(r.overridden and r.bucket == b)
         clear = m.addAction("Back to the model's bucket", lambda: self.c.set_bucket_override(r.path, None))

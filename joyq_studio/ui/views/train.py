@@ -70,16 +70,21 @@ def _finite(*xs) -> bool:
     return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
 
 
+def _num(x) -> float | None:
+    """``x`` as a float when it is a finite number, else None."""
+    return float(x) if _finite(x) else None
+
+
 def metric_text(m: dict, key: str, kind: str) -> str:
     """One held-out figure with its count and 95% interval: accuracy as ``62.5% of 40
     (47-76%)`` (Wilson), log loss and ECE as ``0.612 (95%: 0.551-0.680)`` (bootstrap)."""
     v = m.get(key)
     if key == "accuracy":
-        n = m.get("n_decisive", m.get("n"))
-        return format_accuracy(v, int(n) if _finite(n) else None, m.get("accuracy_low"), m.get("accuracy_high"))
+        n = _num(m.get("n_decisive", m.get("n")))
+        return format_accuracy(v, None if n is None else int(n), m.get("accuracy_low"), m.get("accuracy_high"))
     if key == "n":
-        n, d = m.get("n"), m.get("n_decisive")
-        return _fmt(n, "int") + (f" ({int(d)} with a winner)" if _finite(n, d) and d != n else "")
+        n, d = _num(m.get("n")), _num(m.get("n_decisive"))
+        return _fmt(n, "int") + (f" ({int(d)} with a winner)" if n is not None and d is not None and d != n else "")
     text = _fmt(v, kind)
     lo, hi = m.get(f"{key}_low"), m.get(f"{key}_high")
     if text != "n/a" and _finite(lo, hi):
@@ -95,17 +100,17 @@ def clicks_for_pairs(pairs: int, share: float = PairMix().heldout) -> int:
 def verdict_text(change: dict | None, after: dict) -> str:
     """The paired before/after verdict in words; below 30 pairs: too few to tell, and how
     many more clicks would bring the accuracy interval to +-5 points."""
-    n = (change or {}).get("n_decisive", after.get("n_decisive", after.get("n")))
-    more = after.get("more_pairs_needed")
+    n = _num((change or {}).get("n_decisive", after.get("n_decisive", after.get("n"))))
+    more = _num(after.get("more_pairs_needed"))
     points = f"\u00b1{100 * TARGET_HALF_WIDTH:.0f} points"
     need = ""
-    if _finite(more) and more > 0:
+    if more is not None and more > 0:
         need = (f" About {clicks_for_pairs(int(more))} more clicks (about {int(more)} more held-out pairs) "
                 f"would narrow the accuracy interval to {points}.")
     if change is None:
         return "No paired comparison was recorded for this version." + need
     if change.get("verdict") == TOO_FEW:
-        nn = int(n) if _finite(n) else 0
+        nn = 0 if n is None else int(n)
         return (f"Too few to tell: {nn} held-out pair{'s' if nn != 1 else ''} with a winner; at least "
                 f"{MIN_PAIRS_TO_TELL} are needed to tell a change from noise.{need}")
     sentence = str(change.get("sentence") or change.get("verdict") or "")
@@ -475,8 +480,8 @@ class TrainPanel(QWidget):
         for row, (_, key, _higher, kind) in enumerate(METRIC_ROWS):
             old = QTableWidgetItem(metric_text(before, key, kind))
             item = QTableWidgetItem(metric_text(after, key, kind))
-            b, a = before.get(key), after.get(key)
-            if key == marked and _finite(a, b):
+            b, a = _num(before.get(key)), _num(after.get(key))
+            if key == marked and a is not None and b is not None:
                 better = verdict == BETTER
                 item.setText(item.text() + ("  \u25b2" if a > b else "  \u25bc"))
                 item.setForeground(QColor(40, 160, 70) if better else QColor(220, 60, 60))  # legible on light and dark
