@@ -406,6 +406,7 @@ def test_put_chosen_buckets_into_a_folder_with_dry_run_and_undo(qtbot, folder40,
     dest = tmp_path / "best"
     dlg.dest.setText(str(dest))
     assert dlg.chosen_buckets() == [9, 8]
+    assert dlg.min_score.value() <= min(r.score for r in c.ranking.rows if r.bucket >= 8)  # the same images
     dlg.mode.setCurrentIndex(dlg.mode.findData("symlink"))
     dlg.preview()
     qtbot.waitUntil(lambda: dlg.plan is not None, timeout=T)

@@ -6,6 +6,7 @@ links, with a dry run and undo). All run the core export functions on a worker t
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -399,6 +400,9 @@ class FolderExportDialog(_TaskDialog):
         self.min_score.setRange(-1000.0, 1000.0)
         self.min_score.setDecimals(3)
         self.min_score.setSingleStep(0.1)
+        top = [r.score for r in rows or () if r.bucket >= cal.k - 2]
+        if top:  # start where the two best buckets start
+            self.min_score.setValue(math.floor(min(top) * 1000) / 1000)
         self.min_score.valueChanged.connect(self._invalidate)
         self.mode = QComboBox(self)
         for key, text in LINK_MODE_TEXT:
