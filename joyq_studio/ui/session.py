@@ -112,7 +112,8 @@ class Session(QObject):
         self.rels: list[str] = []
         self.index: dict[str, int] = {}
         self.scores = np.zeros(0)
-        self.live: TasteModel | None = None
+        self._live: TasteModel | None = None
+        self._live_queue: list[tuple[int, int, float, str]] = []  # stored clicks not yet in the model
         self.live_hashes: list[str] = []  # the live model's image i is live_hashes[i]
         self.live_index: dict[str, int] = {}
         self.live_note = ""  # why there is no live model (one sentence), else ""
@@ -215,6 +216,26 @@ class Session(QObject):
         return newly
 
     # -- the live model --------------------------------------------------------------------
+    @property
+    def live(self) -> TasteModel | None:
+        """The live model, up to date: clicks stored since it was last read are recorded
+        into it first (``record`` stores at once and leaves the model update to the first
+        reader, so the view can show the next pair before a refit runs)."""
+        if self._live_queue:
+            self.flush_live()
+        return self._live
+
+    @live.setter
+    def live(self, model: TasteModel | None) -> None:
+        self._live, self._live_queue = model, []
+
+    def flush_live(self) -> None:
+        """Record the stored clicks the live model has not seen yet."""
+        queue, self._live_queue = self._live_queue, []
+        if self._live is not None:
+            for i, j, o, kind in queue:
+                self._live.record(i, j, o, kind=kind)
+
     def _records(self):
         """Comparisons the models learn from: the user's, and LLM labels while included."""
         return training_records(self.project, split=None)
@@ -316,16 +337,19 @@ class Session(QObject):
         return None if i is None or j is None else (i, j)
 
     def live_changed(self) -> bool:
-        """True when the live head has learnt from clicks (it differs from the current model)."""
-        return self.live is not None and self.live.n_fitted > 0
+        """True when the live head has learnt (or is about to learn) from clicks, so it differs
+        from the current model. Cheap: never runs a pending model update."""
+        return self._live is not None and (self._live.n_fitted > 0 or any(k != "heldout" for *_, k in self._live_queue))
 
     def live_score_of(self, digest: str) -> tuple[float, float]:
-        """(score, posterior SD) of one image under the live model; (nan, nan) without one."""
+        """(score, posterior SD) of one image under the live model as last updated (it does
+        not wait for a pending update: it labels a pair as it appears); (nan, nan) without one."""
         i = self.live_index.get(digest)
-        if self.live is None or i is None:
+        live = self._live
+        if live is None or i is None:
             return math.nan, math.nan
-        w, b = self.live.head()
-        return float(self.live.E[i] @ w) + b, float(self.live.score_sd([i])[0])
+        w, b = live.head()
+        return float(live.E[i] @ w) + b, float(live.score_sd([i])[0])
 
     def live_scores(self) -> dict[str, float]:
         """hash -> the live model's score (posterior mean); empty without a live model."""
@@ -395,11 +419,11 @@ class Session(QObject):
         the live model for testing only."""
         split = "test" if pair.kind == "heldout" else "train"
         cid = self.project.add_comparison(pair.left, pair.right, outcome, split=split, kind=pair.kind)
-        if self.live is not None:
+        if self._live is not None:
             ij = self.live_pair(pair)
             if ij is not None:
                 kind = pair.kind if pair.kind in ("heldout", *LIVE_KINDS) else "other"
-                self.live.record(ij[0], ij[1], outcome, kind=kind)
+                self._live_queue.append((ij[0], ij[1], outcome, kind))  # recorded by the next reader
         elif self.selector is not None:
             i, j = self.index.get(pair.left), self.index.get(pair.right)
             if i is not None and j is not None:

@@ -15,7 +15,7 @@ import math
 import time
 from collections import deque
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -213,10 +213,18 @@ class CompareView(QWidget):
             return
         if not self.queue:
             self._fill_queue()
-        self._show(self.queue.popleft() if self.queue else None)
-        self._fill_queue()
+        self._show(self.queue.popleft() if self.queue else None, status=False)
+        # The live model's update (a refit now and then) and the next pair's choice run after
+        # this pair is painted: a click shows the next pair at once.
+        QTimer.singleShot(0, self._after_advance)
 
-    def _show(self, pair: Pair | None) -> None:
+    def _after_advance(self) -> None:
+        if self.session is None:
+            return
+        self._fill_queue()
+        self.refresh_status()
+
+    def _show(self, pair: Pair | None, status: bool = True) -> None:
         self.current = pair
         self.flicker = False  # a new pair starts unswapped
         self._painted.clear()
@@ -224,7 +232,8 @@ class CompareView(QWidget):
             self.view.fit()  # a new pair starts fitted
         self._render_current()
         self._update_buttons()
-        self.refresh_status()
+        if status:
+            self.refresh_status()
 
     def _render_current(self) -> None:
         pair = self.current
