@@ -141,9 +141,7 @@ def low_res(img: Image.Image, seed: Seed = None, max_side: int = MAX_SIDE) -> Im
     upscale = UPSCALE_FILTERS[int(rng.integers(len(UPSCALE_FILTERS)))]
     capped = clean_capped(img, max_side)
     w, h = capped.size
-    small = capped.resize(
-        (max(1, int(w * factor)), max(1, int(h * factor))), Image.Resampling.LANCZOS
-    )
+    small = capped.resize((max(1, int(w * factor)), max(1, int(h * factor))), Image.Resampling.LANCZOS)
     return small.resize((w, h), upscale)
 
 
@@ -154,9 +152,7 @@ CORRUPTIONS: dict[str, Callable[[Image.Image, Seed], Image.Image | None]] = {
 }
 
 
-def make_validation_pair(
-    img: Image.Image, kind: str, seed: Seed = None
-) -> tuple[Image.Image, Image.Image] | None:
+def make_validation_pair(img: Image.Image, kind: str, seed: Seed = None) -> tuple[Image.Image, Image.Image] | None:
     """(clean, corrupt) of identical size for corruption ``kind`` in :data:`CORRUPTIONS`,
     or None when the recipe skips this image (see :func:`jpeg_crush`).
 

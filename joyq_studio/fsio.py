@@ -78,8 +78,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | Callable[[IO[bytes]], None],
-                 like: Path | None = None, fsync: bool = True) -> None:
+def atomic_write(
+    path: str | os.PathLike, data: bytes | Callable[[IO[bytes]], None], like: Path | None = None, fsync: bool = True
+) -> None:
     """Write ``data`` (bytes, or a function writing to a binary file) to ``path`` atomically.
 
     ``like``: an existing file whose mode (and, as root, owner) the new file keeps.
@@ -137,20 +138,20 @@ _OS_REASONS = {
 
 # SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF)
 _SQLITE_REASONS = {
-    5: "the database is locked by another program",   # SQLITE_BUSY
-    6: "the database is locked by another program",   # SQLITE_LOCKED
-    8: "the location is read-only",                   # SQLITE_READONLY
+    5: "the database is locked by another program",  # SQLITE_BUSY
+    6: "the database is locked by another program",  # SQLITE_LOCKED
+    8: "the location is read-only",  # SQLITE_READONLY
     10: "an input/output error (is the disk failing?)",  # SQLITE_IOERR
-    11: "the database file is damaged",               # SQLITE_CORRUPT
-    13: "the disk is full",                           # SQLITE_FULL
-    14: "the database file cannot be opened",         # SQLITE_CANTOPEN
+    11: "the database file is damaged",  # SQLITE_CORRUPT
+    13: "the disk is full",  # SQLITE_FULL
+    14: "the database file cannot be opened",  # SQLITE_CANTOPEN
     26: "the file is not a JoyQuality Studio database (or is damaged)",  # SQLITE_NOTADB
 }
 
 
 def clip(text: str, limit: int = 200) -> str:
     """A plain string (a path from a user's file) cut to ``limit`` characters for an error line."""
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def shorten(value: Any, limit: int = 80, as_json: bool = False) -> str:
@@ -165,8 +166,8 @@ def shorten(value: Any, limit: int = 80, as_json: bool = False) -> str:
             text = repr(value)
     except (RecursionError, TypeError, ValueError):
         return "a deeply nested value"
-    text = " ".join(text[:limit * 4].split())  # one line: an error message may hold newlines
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    text = " ".join(text[: limit * 4].split())  # one line: an error message may hold newlines
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def describe_error(e: BaseException) -> str:

@@ -83,8 +83,9 @@ def _open_checked(path: str | os.PathLike) -> Image.Image:
     except PermissionError:
         raise ImageError(f"{name}: permission denied.") from None
     except Image.DecompressionBombError:
-        raise ImageError(f"{name}: over the {MAX_PIXELS / 1e6:.0f}-megapixel safety limit "
-                         "(possible decompression bomb).") from None
+        raise ImageError(
+            f"{name}: over the {MAX_PIXELS / 1e6:.0f}-megapixel safety limit (possible decompression bomb)."
+        ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not a readable image (unknown or corrupt format).") from None
     except OSError as e:
@@ -155,11 +156,11 @@ def white_level(a: np.ndarray, mode: str, significant_bits: int | None = None) -
     if mode in ("I", "F") and peak <= 255:
         return 255.0
     if significant_bits and 1 <= significant_bits <= 16:
-        top = float(2 ** significant_bits - 1)
+        top = float(2**significant_bits - 1)
         return top if peak <= top else 65535.0
     for bits in (10, 12, 14):
-        if 2 ** (bits - 1) <= peak <= 2 ** bits - 1:
-            return float(2 ** bits - 1)
+        if 2 ** (bits - 1) <= peak <= 2**bits - 1:
+            return float(2**bits - 1)
     if peak <= 65535:
         return 65535.0
     return float(2 ** math.ceil(math.log2(peak + 1)) - 1)
@@ -184,9 +185,15 @@ def to_rgb(img: Image.Image, significant_bits: int | None = None) -> Image.Image
     return img
 
 
-_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-                6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def _deep_png_colour(img: Image.Image, path: str) -> Image.Image | None:
@@ -195,8 +202,12 @@ def _deep_png_colour(img: Image.Image, path: str) -> Image.Image | None:
     black), so the image is decoded twice, once per byte, and the bytes are put together."""
     tiles = getattr(img, "tile", None) or []
     tile = tiles[0] if len(tiles) == 1 else None
-    if img.format != "PNG" or getattr(img, "is_animated", False) or tile is None \
-            or tile.args not in ("RGB;16B", "RGBA;16B"):
+    if (
+        img.format != "PNG"
+        or getattr(img, "is_animated", False)
+        or tile is None
+        or tile.args not in ("RGB;16B", "RGBA;16B")
+    ):
         return None
     with Image.open(path) as low:
         low.tile = [low.tile[0]._replace(args=tile.args.replace(";16B", ";16L"))]  # the low bytes

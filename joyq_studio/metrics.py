@@ -508,9 +508,7 @@ def score_pair_metrics(
 # --------------------------------------------------------------------------------------
 
 
-def pair_distances(
-    emb: ArrayLike, i_idx: ArrayLike, j_idx: ArrayLike, chunk: int = 65536
-) -> np.ndarray:
+def pair_distances(emb: ArrayLike, i_idx: ArrayLike, j_idx: ArrayLike, chunk: int = 65536) -> np.ndarray:
     """Cosine distance 1 - <e_i, e_j> / (|e_i| |e_j|) for each pair (i_idx[k], j_idx[k]).
 
     ``emb`` is an (N, D) array of embeddings. Zero-norm embeddings have no direction and
@@ -638,8 +636,9 @@ def _resample_stats(n: int, stat, resamples: int, seed: int) -> np.ndarray:
     return np.array([stat(rng.integers(0, n, n)) for _ in range(resamples)], dtype=np.float64)
 
 
-def bootstrap_interval(stat, n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float]:
+def bootstrap_interval(
+    stat, n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap interval of ``stat(indices)`` over ``n`` pairs resampled with
     replacement (``resamples`` times, seeded, so the same data gives the same interval).
     (nan, nan) for n < 2 or when the statistic is NaN on every resample."""
@@ -653,8 +652,9 @@ def bootstrap_interval(stat, n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed:
     return float(np.quantile(vals, a)), float(np.quantile(vals, 1.0 - a))
 
 
-def held_out_summary(p: ArrayLike, y: ArrayLike, seed: int = 0,
-                     resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, float | int | bool]:
+def held_out_summary(
+    p: ArrayLike, y: ArrayLike, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES
+) -> dict[str, float | int | bool]:
     """Counts and 95% intervals of the held-out figures, flat (JSON-safe) keys:
 
     * ``n_decisive`` (pairs with a winner, what accuracy counts), ``correct`` (k),
@@ -674,9 +674,18 @@ def held_out_summary(p: ArrayLike, y: ArrayLike, seed: int = 0,
     terms = _log_loss_terms(pa, ya)
     nll_lo, nll_hi = bootstrap_interval(lambda i: float(terms[i].mean()), len(pa), resamples, seed)
     ece_lo, ece_hi = bootstrap_interval(lambda i: expected_calibration_error(pd_[i], yd[i]), n, resamples, seed)
-    return {"n_decisive": n, "correct": k, "accuracy_low": lo, "accuracy_high": hi,
-            "nll_low": nll_lo, "nll_high": nll_hi, "ece_low": ece_lo, "ece_high": ece_hi,
-            "enough": n >= MIN_PAIRS_TO_TELL, "more_pairs_needed": pairs_for_half_width(k, n)}
+    return {
+        "n_decisive": n,
+        "correct": k,
+        "accuracy_low": lo,
+        "accuracy_high": hi,
+        "nll_low": nll_lo,
+        "nll_high": nll_hi,
+        "ece_low": ece_lo,
+        "ece_high": ece_hi,
+        "enough": n >= MIN_PAIRS_TO_TELL,
+        "more_pairs_needed": pairs_for_half_width(k, n),
+    }
 
 
 def _mcnemar_p(b: int, c: int) -> float:
@@ -686,8 +695,9 @@ def _mcnemar_p(b: int, c: int) -> float:
         return 1.0
     lo = min(b, c)
     log_half = m * math.log(0.5)
-    tail = sum(math.exp(math.lgamma(m + 1) - math.lgamma(i + 1) - math.lgamma(m - i + 1) + log_half)
-               for i in range(lo + 1))
+    tail = sum(
+        math.exp(math.lgamma(m + 1) - math.lgamma(i + 1) - math.lgamma(m - i + 1) + log_half) for i in range(lo + 1)
+    )
     return min(1.0, 2.0 * tail)
 
 
@@ -695,8 +705,14 @@ def _mcnemar_p(b: int, c: int) -> float:
 BETTER, WORSE, SAME, TOO_FEW = "better", "worse", "not distinguishable", "too few to tell"
 
 
-def paired_comparison(p_before: ArrayLike, p_after: ArrayLike, y: ArrayLike, seed: int = 0,
-                      resamples: int = BOOTSTRAP_RESAMPLES, alpha: float = 0.05) -> dict:
+def paired_comparison(
+    p_before: ArrayLike,
+    p_after: ArrayLike,
+    y: ArrayLike,
+    seed: int = 0,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    alpha: float = 0.05,
+) -> dict:
     """Is the change from ``p_before`` to ``p_after`` (two models' P(first wins) on the *same*
     held-out pairs with outcomes ``y``) beyond noise?
 
@@ -734,26 +750,49 @@ def paired_comparison(p_before: ArrayLike, p_after: ArrayLike, y: ArrayLike, see
         verdict, by = (BETTER if d_nll < 0 else WORSE), "nll"
     else:
         verdict = SAME
-    return {"verdict": verdict, "by": by, "n_decisive": n, "n": int(len(ya)),
-            "only_before_right": b, "only_after_right": c, "mcnemar_p": p_value,
-            "accuracy_change": d_acc, "accuracy_change_low": acc_lo, "accuracy_change_high": acc_hi,
-            "nll_change": d_nll, "nll_change_low": nll_lo, "nll_change_high": nll_hi,
-            "sentence": _change_sentence(verdict, by, n, d_acc, acc_lo, acc_hi, d_nll, nll_lo, nll_hi)}
+    return {
+        "verdict": verdict,
+        "by": by,
+        "n_decisive": n,
+        "n": int(len(ya)),
+        "only_before_right": b,
+        "only_after_right": c,
+        "mcnemar_p": p_value,
+        "accuracy_change": d_acc,
+        "accuracy_change_low": acc_lo,
+        "accuracy_change_high": acc_hi,
+        "nll_change": d_nll,
+        "nll_change_low": nll_lo,
+        "nll_change_high": nll_hi,
+        "sentence": _change_sentence(verdict, by, n, d_acc, acc_lo, acc_hi, d_nll, nll_lo, nll_hi),
+    }
 
 
-def _change_sentence(verdict: str, by: str | None, n: int, d_acc: float, acc_lo: float, acc_hi: float,
-                     d_nll: float, nll_lo: float, nll_hi: float) -> str:
+def _change_sentence(
+    verdict: str,
+    by: str | None,
+    n: int,
+    d_acc: float,
+    acc_lo: float,
+    acc_hi: float,
+    d_nll: float,
+    nll_lo: float,
+    nll_hi: float,
+) -> str:
     pairs = f"{n} held-out pair{'s' if n != 1 else ''}"
     if verdict == TOO_FEW:
-        return (f"too few to tell: {pairs} (at least {MIN_PAIRS_TO_TELL} are needed to tell a change "
-                "from noise)")
-    acc = (f"accuracy is {abs(d_acc) * 100:.1f} points {'higher' if d_acc > 0 else 'lower'} "
-           f"(95% interval {acc_lo * 100:+.1f} to {acc_hi * 100:+.1f})")
+        return f"too few to tell: {pairs} (at least {MIN_PAIRS_TO_TELL} are needed to tell a change from noise)"
+    acc = (
+        f"accuracy is {abs(d_acc) * 100:.1f} points {'higher' if d_acc > 0 else 'lower'} "
+        f"(95% interval {acc_lo * 100:+.1f} to {acc_hi * 100:+.1f})"
+    )
     if by == "accuracy":
         return f"{verdict} beyond noise: {acc} on the same {pairs}"
     if by == "nll":
-        return (f"{verdict} beyond noise: log loss is {abs(d_nll):.3f} {'lower' if d_nll < 0 else 'higher'} "
-                f"(95% interval {nll_lo:+.3f} to {nll_hi:+.3f}) on the same {pairs}")
+        return (
+            f"{verdict} beyond noise: log loss is {abs(d_nll):.3f} {'lower' if d_nll < 0 else 'higher'} "
+            f"(95% interval {nll_lo:+.3f} to {nll_hi:+.3f}) on the same {pairs}"
+        )
     if n == 0:
         return "not distinguishable: there are no decisive held-out pairs"
     return f"not distinguishable from noise on the same {pairs}: {acc}"
@@ -775,23 +814,33 @@ def shows_change(change: Mapping[str, object] | None) -> bool:
     return change is not None and str(change.get("verdict")) in (BETTER, WORSE)
 
 
-def held_out_sentences(before: Mapping[str, object], after: Mapping[str, object],
-                       change: Mapping[str, object] | None) -> list[str]:
+def held_out_sentences(
+    before: Mapping[str, object], after: Mapping[str, object], change: Mapping[str, object] | None
+) -> list[str]:
     """The held-out figures of a before/after pair of metric dicts (as a version record keeps
     them) in plain lines: accuracy with count and 95% interval, log loss and ECE with their
     bootstrap intervals, the paired verdict, and how many more held-out pairs would narrow the
     accuracy interval to +-5 points. Never arrows. The CLI prints these; the app may show them."""
+
     def acc(m: Mapping[str, object]) -> str:
-        return format_accuracy(m.get("accuracy"), m.get("n_decisive"), m.get("accuracy_low"),  # type: ignore[arg-type]
-                               m.get("accuracy_high"))  # type: ignore[arg-type]
+        return format_accuracy(
+            m.get("accuracy"),
+            m.get("n_decisive"),
+            m.get("accuracy_low"),  # type: ignore[arg-type]
+            m.get("accuracy_high"),
+        )  # type: ignore[arg-type]
 
     lines = [f"held-out accuracy (95% interval): before {acc(before)}, after {acc(after)}"]
     for key, name in (("nll", "log loss"), ("ece", "ECE")):
         lows = [m.get(f"{key}_low") for m in (before, after)]
         if all(isinstance(x, float) and not math.isnan(x) for x in lows):
-            lines.append(f"held-out {name} (95% interval): " + ", ".join(
-                f"{when} {m[key]:.3f} ({m[f'{key}_low']:.3f}-{m[f'{key}_high']:.3f})"
-                for when, m in (("before", before), ("after", after))))
+            lines.append(
+                f"held-out {name} (95% interval): "
+                + ", ".join(
+                    f"{when} {m[key]:.3f} ({m[f'{key}_low']:.3f}-{m[f'{key}_high']:.3f})"
+                    for when, m in (("before", before), ("after", after))
+                )
+            )
     if change:
         lines.append(f"change: {change['sentence']}.")
     more = after.get("more_pairs_needed")
@@ -800,8 +849,7 @@ def held_out_sentences(before: Mapping[str, object], after: Mapping[str, object]
     return lines
 
 
-def format_accuracy(accuracy: float | None, n: int | None, low: float | None = None,
-                    high: float | None = None) -> str:
+def format_accuracy(accuracy: float | None, n: int | None, low: float | None = None, high: float | None = None) -> str:
     """Accuracy with its count and interval as one short text: ``"62.5% of 40 (47-76%)"``;
     ``"n/a"`` without pairs. The same text in the CLI and the GUI."""
     if accuracy is None or n is None or n == 0 or (isinstance(accuracy, float) and math.isnan(accuracy)):
@@ -829,9 +877,7 @@ def _format_value(v: object) -> str:
     return str(v)
 
 
-def format_metrics_table(
-    rows: Mapping[str, Mapping[str, object]], keys: Sequence[str] | None = None
-) -> str:
+def format_metrics_table(rows: Mapping[str, Mapping[str, object]], keys: Sequence[str] | None = None) -> str:
     """Render metric dicts side by side as a plain-text table.
 
     ``rows`` maps a column title to a metrics dict, e.g.

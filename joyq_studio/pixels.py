@@ -28,4 +28,3 @@ def load_uint8(path: str | os.PathLike, size: int) -> torch.Tensor:
 def normalize(batch: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 [B, 3, H, W] -> [-1, 1] (mean 0.5, std 0.5); run it on the device."""
     return batch.to(dtype).div_(127.5).sub_(1.0)
-

@@ -69,8 +69,9 @@ def worker_context():
     return multiprocessing.get_context("spawn")
 
 
-def decode_loader(paths: Sequence[str], size: int, batch_size: int, workers: int,
-                  pin_memory: bool = False) -> DataLoader:
+def decode_loader(
+    paths: Sequence[str], size: int, batch_size: int, workers: int, pin_memory: bool = False
+) -> DataLoader:
     """Batches of (uint8 pixels [B, 3, S, S], per-file errors) decoded by ``workers`` processes,
     in input order: the one decode pipeline of scoring, training's pixel cache and the benches."""
     return DataLoader(
@@ -137,8 +138,10 @@ class ScoreSummary:
 
 
 def _not_numbers(model: JoyQuality) -> ModelError:
-    return ModelError(f"{model.source or 'the model'}: gives scores that are not numbers (NaN or infinite), so its "
-                      "weights are damaged; choose another model or version.")
+    return ModelError(
+        f"{model.source or 'the model'}: gives scores that are not numbers (NaN or infinite), so its "
+        "weights are damaged; choose another model or version."
+    )
 
 
 def score_project(
@@ -199,8 +202,9 @@ def score_project(
             project.set_errors(errors)
         except StoreError as e:
             if summary.scored:
-                raise partly_saved(e, f"the {summary.scored} images scored before it in this run were saved, "
-                                      "rerun to continue") from None
+                raise partly_saved(
+                    e, f"the {summary.scored} images scored before it in this run were saved, rerun to continue"
+                ) from None
             raise
         summary.scored += len(rows)
     summary.cancelled = bool(cancel and cancel())

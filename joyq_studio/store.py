@@ -87,25 +87,29 @@ CREATE TABLE IF NOT EXISTS bucket_overrides (
 """
 # version -> statements that upgrade from version - 1 (run in one transaction)
 MIGRATIONS: dict[int, tuple[str, ...]] = {
-    2: ("ALTER TABLE comparisons ADD COLUMN source TEXT",
-        "ALTER TABLE comparisons ADD COLUMN weight REAL NOT NULL DEFAULT 1.0"),
-    3: ("""CREATE TABLE IF NOT EXISTS bucket_overrides (
+    2: (
+        "ALTER TABLE comparisons ADD COLUMN source TEXT",
+        "ALTER TABLE comparisons ADD COLUMN weight REAL NOT NULL DEFAULT 1.0",
+    ),
+    3: (
+        """CREATE TABLE IF NOT EXISTS bucket_overrides (
     hash TEXT PRIMARY KEY,             -- image content
     bucket INTEGER NOT NULL,           -- chosen by hand: 0 = worst .. K - 1 = best
     created REAL NOT NULL
-) WITHOUT ROWID""",),
+) WITHOUT ROWID""",
+    ),
 }
 
 
 class Comparison(NamedTuple):
     id: int
-    a: str                 # content hash of the first image
+    a: str  # content hash of the first image
     b: str
-    outcome: float         # 1 = a won, 0 = b won, 0.5 = tie
-    split: str             # 'train' or 'test' (held out, chosen uniformly)
-    kind: str              # how the pair was chosen
-    source: str | None     # None = the user; else who judged (e.g. an LLM)
-    weight: float          # how much training trusts it
+    outcome: float  # 1 = a won, 0 = b won, 0.5 = tie
+    split: str  # 'train' or 'test' (held out, chosen uniformly)
+    kind: str  # how the pair was chosen
+    source: str | None  # None = the user; else who judged (e.g. an LLM)
+    weight: float  # how much training trusts it
     created: float
 
 
@@ -252,12 +256,16 @@ class ScanReport:
     changed: int = 0
     removed: int = 0
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
-    links_not_followed: list[str] = field(default_factory=list)      # symlinked folders left out
+    links_not_followed: list[str] = field(default_factory=list)  # symlinked folders left out
     seconds: float = 0.0
 
 
-def walk_images(folder: Path, on_error: Callable[[str, str], None] | None = None,
-                follow_links: bool = False, on_link: Callable[[str], None] | None = None) -> Iterator[ScannedFile]:
+def walk_images(
+    folder: Path,
+    on_error: Callable[[str, str], None] | None = None,
+    follow_links: bool = False,
+    on_link: Callable[[str], None] | None = None,
+) -> Iterator[ScannedFile]:
     """Every image file under folder, recursively, in name order.
 
     Symbolic links to folders are not followed unless ``follow_links`` (each one skipped is
@@ -266,6 +274,7 @@ def walk_images(folder: Path, on_error: Callable[[str, str], None] | None = None
     used are passed to ``on_error(path, reason)``: broken links, link loops, names that
     are not valid UTF-8, folders that cannot be listed.
     """
+
     def report(path: str, why: str) -> None:
         if on_error:
             on_error(os.fsencode(path).decode("utf-8", "replace"), why)
@@ -305,8 +314,11 @@ def walk_images(folder: Path, on_error: Callable[[str, str], None] | None = None
                                 on_link(os.fsencode(entry.path).decode("utf-8", "replace"))
                             continue
                         real = os.path.realpath(entry.path)
-                        if real == root_real or os.path.realpath(d).startswith(real.rstrip(os.sep) + os.sep) \
-                                or real == os.path.realpath(d):
+                        if (
+                            real == root_real
+                            or os.path.realpath(d).startswith(real.rstrip(os.sep) + os.sep)
+                            or real == os.path.realpath(d)
+                        ):
                             report(entry.path, f"is a symbolic link loop (it leads back to {real}); left out")
                             continue
                         stack.append(Path(entry.path))
@@ -344,15 +356,18 @@ class Project:
         self.warnings: list[str] = []  # things the user should hear about (the CLI prints them)
         try:
             if self.db_path.is_file() and self.db_path.stat().st_size == 0:
-                self.warnings.append(f"{self.db_path}: the project database was empty (0 bytes), so this folder "
-                                     "starts as a new project: earlier comparisons, scores and versions are not in it.")
+                self.warnings.append(
+                    f"{self.db_path}: the project database was empty (0 bytes), so this folder "
+                    "starts as a new project: earlier comparisons, scores and versions are not in it."
+                )
         except OSError:
             pass
         db = None
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False,
-                                 factory=_GuardedConnection)
+            db = sqlite3.connect(
+                self.db_path, timeout=30, isolation_level=None, check_same_thread=False, factory=_GuardedConnection
+            )
             db.path = self.db_path
             self.db = db
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -369,7 +384,7 @@ class Project:
             raise database_error(self.db_path, e, "cannot open the project database") from None
 
     # -- plumbing ---------------------------------------------------------------------
-    def __enter__(self) -> "Project":
+    def __enter__(self) -> Project:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -391,9 +406,7 @@ class Project:
                 self.set_meta("folder", str(self.folder))
             return
         if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.db_path}: made by a newer JoyQuality Studio (schema {version}); please upgrade."
-            )
+            raise StoreError(f"{self.db_path}: made by a newer JoyQuality Studio (schema {version}); please upgrade.")
         for v in range(version + 1, SCHEMA_VERSION + 1):
             with self.transaction():
                 for statement in MIGRATIONS[v]:
@@ -417,16 +430,23 @@ class Project:
         with self.transaction():
             self.set_meta("follow_links", "1" if follow else "0")
 
-    def scan(self, progress: Callable[[int, int], None] | None = None,
-             cancel: Callable[[], bool] | None = None) -> ScanReport:
+    def scan(
+        self, progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None
+    ) -> ScanReport:
         """Sync the files table with the folder; only new or changed files are hashed.
         Symbolic links to folders are followed only when :attr:`follow_links` is set."""
         t0 = time.perf_counter()
         report = ScanReport()
         rows = self.db.execute("SELECT path, hash, size, mtime_ns FROM files").fetchall()
         known = {p: (h, s, m) for p, h, s, m in rows}
-        on_disk = list(walk_images(self.folder, lambda p, why: report.unreadable.append((p, why)),
-                                   follow_links=self.follow_links, on_link=report.links_not_followed.append))
+        on_disk = list(
+            walk_images(
+                self.folder,
+                lambda p, why: report.unreadable.append((p, why)),
+                follow_links=self.follow_links,
+                on_link=report.links_not_followed.append,
+            )
+        )
         report.total = len(on_disk)
         todo = [f for f in on_disk if known.get(f.rel, (None, -1, -1))[1:] != (f.size, f.mtime_ns)]
         batch: list[tuple[ScannedFile, str, tuple[int, int] | None, str | None]] = []
@@ -472,8 +492,9 @@ class Project:
             self._write_scanned_batch(batch)
         except StoreError as e:
             if saved > 0:
-                raise partly_saved(e, f"the {saved} files found before it in this scan were saved, "
-                                      "rerun to continue") from None
+                raise partly_saved(
+                    e, f"the {saved} files found before it in this scan were saved, rerun to continue"
+                ) from None
             raise
 
     def _write_scanned_batch(self, batch) -> None:
@@ -494,9 +515,11 @@ class Project:
     # -- images ---------------------------------------------------------------------------
     def image_paths(self, include_errors: bool = False) -> list[tuple[str, str]]:
         """(hash, relative path) for each distinct image present on disk, in path order."""
-        sql = ("SELECT i.hash, MIN(f.path) FROM images i JOIN files f ON f.hash = i.hash "
-               + ("" if include_errors else "WHERE i.error IS NULL ")
-               + "GROUP BY i.hash ORDER BY MIN(f.path)")
+        sql = (
+            "SELECT i.hash, MIN(f.path) FROM images i JOIN files f ON f.hash = i.hash "
+            + ("" if include_errors else "WHERE i.error IS NULL ")
+            + "GROUP BY i.hash ORDER BY MIN(f.path)"
+        )
         return [(h, p) for h, p in self.db.execute(sql).fetchall()]
 
     def path_of(self, digest: str) -> Path | None:
@@ -509,8 +532,11 @@ class Project:
 
     def file_hashes(self, include_errors: bool = False) -> list[tuple[str, str]]:
         """(relative path, hash) of every image file (duplicates included), in path order."""
-        sql = ("SELECT f.path, f.hash FROM files f JOIN images i ON i.hash = f.hash "
-               + ("" if include_errors else "WHERE i.error IS NULL ") + "ORDER BY f.path")
+        sql = (
+            "SELECT f.path, f.hash FROM files f JOIN images i ON i.hash = f.hash "
+            + ("" if include_errors else "WHERE i.error IS NULL ")
+            + "ORDER BY f.path"
+        )
         return [(p, h) for p, h in self.db.execute(sql).fetchall()]
 
     def image_info(self, digest: str) -> dict | None:
@@ -525,24 +551,32 @@ class Project:
 
     def errors(self) -> list[tuple[str, str]]:
         """(relative path, reason) of every file that could not be read."""
-        return list(self.db.execute(
-            "SELECT MIN(f.path), i.error FROM images i JOIN files f ON f.hash = i.hash "
-            "WHERE i.error IS NOT NULL GROUP BY i.hash ORDER BY MIN(f.path)"))
+        return list(
+            self.db.execute(
+                "SELECT MIN(f.path), i.error FROM images i JOIN files f ON f.hash = i.hash "
+                "WHERE i.error IS NOT NULL GROUP BY i.hash ORDER BY MIN(f.path)"
+            )
+        )
 
     # -- embeddings and scores --------------------------------------------------------------
     def save_results(self, tower: str, model: str, rows: Iterable[tuple[str, np.ndarray, float]]) -> None:
         """Store (hash, embedding, score) rows of one model in one transaction."""
         with self.transaction():
             for digest, emb, score in rows:
-                self.db.execute("INSERT OR REPLACE INTO embeddings(hash, tower, vector) VALUES (?, ?, ?)",
-                                (digest, tower, np.asarray(emb, dtype="<f2").tobytes()))
-                self.db.execute("INSERT OR REPLACE INTO scores(hash, model, score) VALUES (?, ?, ?)",
-                                (digest, model, float(score)))
+                self.db.execute(
+                    "INSERT OR REPLACE INTO embeddings(hash, tower, vector) VALUES (?, ?, ?)",
+                    (digest, tower, np.asarray(emb, dtype="<f2").tobytes()),
+                )
+                self.db.execute(
+                    "INSERT OR REPLACE INTO scores(hash, model, score) VALUES (?, ?, ?)", (digest, model, float(score))
+                )
 
     def save_scores(self, model: str, rows: Iterable[tuple[str, float]]) -> None:
         with self.transaction():
-            self.db.executemany("INSERT OR REPLACE INTO scores(hash, model, score) VALUES (?, ?, ?)",
-                                ((h, model, float(s)) for h, s in rows))
+            self.db.executemany(
+                "INSERT OR REPLACE INTO scores(hash, model, score) VALUES (?, ?, ?)",
+                ((h, model, float(s)) for h, s in rows),
+            )
 
     def scored_hashes(self, model: str) -> set[str]:
         return {h for (h,) in self.db.execute("SELECT hash FROM scores WHERE model = ?", (model,)).fetchall()}
@@ -553,7 +587,9 @@ class Project:
     def embeddings(self, tower: str, hashes: list[str] | None = None) -> tuple[list[str], np.ndarray]:
         """(hashes, float32 [N, D]) of cached embeddings for one tower (optionally a subset, in order)."""
         if hashes is None:
-            rows = self.db.execute("SELECT hash, vector FROM embeddings WHERE tower = ? ORDER BY hash", (tower,)).fetchall()
+            rows = self.db.execute(
+                "SELECT hash, vector FROM embeddings WHERE tower = ? ORDER BY hash", (tower,)
+            ).fetchall()
         else:
             found = {}
             for chunk in _chunks(hashes, 900):
@@ -592,8 +628,16 @@ class Project:
                 self.set_meta("current_model_key", key)
 
     # -- comparisons ----------------------------------------------------------------------
-    def add_comparison(self, a: str, b: str, outcome: float, split: str = "train", kind: str = "click",
-                       source: str | None = None, weight: float = 1.0) -> int:
+    def add_comparison(
+        self,
+        a: str,
+        b: str,
+        outcome: float,
+        split: str = "train",
+        kind: str = "click",
+        source: str | None = None,
+        weight: float = 1.0,
+    ) -> int:
         """Record one judgement durably (committed before this returns); returns its id.
 
         ``source`` None means the user judged it; labels from elsewhere (an LLM) name their
@@ -607,7 +651,8 @@ class Project:
             cur = self.db.execute(
                 "INSERT INTO comparisons(a, b, outcome, split, kind, created, source, weight)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (a, b, float(outcome), split, kind, time.time(), source, float(weight)))
+                (a, b, float(outcome), split, kind, time.time(), source, float(weight)),
+            )
         return int(cur.lastrowid)
 
     def add_comparisons(self, rows: Iterable[tuple]) -> int:
@@ -617,8 +662,20 @@ class Project:
             cur = self.db.executemany(
                 "INSERT INTO comparisons(a, b, outcome, split, kind, created, source, weight)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                ((r[0], r[1], float(r[2]), r[3], r[4], now,
-                  r[5] if len(r) > 5 else None, float(r[6]) if len(r) > 6 else 1.0) for r in rows))
+                (
+                    (
+                        r[0],
+                        r[1],
+                        float(r[2]),
+                        r[3],
+                        r[4],
+                        now,
+                        r[5] if len(r) > 5 else None,
+                        float(r[6]) if len(r) > 6 else 1.0,
+                    )
+                    for r in rows
+                ),
+            )
         return cur.rowcount
 
     def delete_comparison(self, comparison_id: int) -> None:
@@ -637,8 +694,9 @@ class Project:
             sql, args = sql + " WHERE split = ?", (split,)
         return [Comparison(*r) for r in self.db.execute(sql + " ORDER BY id", args).fetchall()]
 
-    def recent_comparisons(self, limit: int = 100, since: float | None = None, kinds: Iterable[str] | None = None,
-                           user_only: bool = True) -> list[Comparison]:
+    def recent_comparisons(
+        self, limit: int = 100, since: float | None = None, kinds: Iterable[str] | None = None, user_only: bool = True
+    ) -> list[Comparison]:
         """The last ``limit`` comparisons, newest first: those made after ``since`` (seconds
         since the epoch, e.g. when this session began), of the given ``kinds`` only, and by
         the user only (not an LLM's) unless ``user_only`` is False. Comparisons are durable,
@@ -672,8 +730,10 @@ class Project:
             else:
                 if int(bucket) < 0:
                     raise StoreError(f"A bucket is a number from 0 (worst) up, not {bucket}.")
-                self.db.execute("INSERT OR REPLACE INTO bucket_overrides(hash, bucket, created) VALUES (?, ?, ?)",
-                                (digest, int(bucket), time.time()))
+                self.db.execute(
+                    "INSERT OR REPLACE INTO bucket_overrides(hash, bucket, created) VALUES (?, ?, ?)",
+                    (digest, int(bucket), time.time()),
+                )
 
     def comparison_count(self, since: float | None = None) -> int:
         """All comparisons, or those made after the time ``since`` (seconds since the epoch)."""
@@ -688,8 +748,10 @@ class Project:
 
     def add_version(self, version_id: str, path: Path, record: dict) -> None:
         with self.transaction():
-            self.db.execute("INSERT OR REPLACE INTO versions(id, created, path, record) VALUES (?, ?, ?, ?)",
-                            (version_id, time.time(), str(path), json.dumps(record)))
+            self.db.execute(
+                "INSERT OR REPLACE INTO versions(id, created, path, record) VALUES (?, ?, ?, ?)",
+                (version_id, time.time(), str(path), json.dumps(record)),
+            )
 
     def versions(self) -> list[dict]:
         rows = self.db.execute("SELECT id, created, path, record FROM versions ORDER BY created").fetchall()
@@ -700,8 +762,10 @@ class Project:
             except (ValueError, RecursionError):
                 record = None
             if not isinstance(record, dict):
-                raise StoreError(f"{self.db_path}: the record of model version {i} is damaged; delete that version "
-                                 "or move the database aside to start this folder afresh.")
+                raise StoreError(
+                    f"{self.db_path}: the record of model version {i} is damaged; delete that version "
+                    "or move the database aside to start this folder afresh."
+                )
             out.append({"id": i, "created": c, "path": p, **record})
         return out
 
@@ -809,4 +873,4 @@ def _utf8(text: str) -> bool:
 
 def _chunks(items: list, n: int) -> Iterator[list]:
     for i in range(0, len(items), n):
-        yield items[i:i + n]
+        yield items[i : i + n]

@@ -1,6 +1,6 @@
 """Render joyq_studio/resources/icon.svg to the PNG sizes the .desktop file, Windows and macOS need.
 
-    python packaging/make_icons.py        # writes joyq_studio/resources/icon-{16..512}.png (+ icon.ico)
+python packaging/make_icons.py        # writes joyq_studio/resources/icon-{16..512}.png (+ icon.ico)
 """
 
 from __future__ import annotations

@@ -48,14 +48,25 @@ def brightness(img_bytes: bytes) -> float:
 
 def _unit(*parts: object) -> float:
     h = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") / 2 ** 64
+    return int.from_bytes(h, "little") / 2**64
 
 
 class FakeLLM:
-    def __init__(self, error_rate: float = 0.2, position_bias: float = 0.1, malformed: float = 0.0,
-                 rate_429: float = 0.0, rate_500: float = 0.0, slow: float = 0.0, slow_s: float = 0.5,
-                 model: str = "fake-vision", key: str | None = None, seed: int = 0,
-                 input_tokens: int = 700, output_tokens: int = 30):
+    def __init__(
+        self,
+        error_rate: float = 0.2,
+        position_bias: float = 0.1,
+        malformed: float = 0.0,
+        rate_429: float = 0.0,
+        rate_500: float = 0.0,
+        slow: float = 0.0,
+        slow_s: float = 0.5,
+        model: str = "fake-vision",
+        key: str | None = None,
+        seed: int = 0,
+        input_tokens: int = 700,
+        output_tokens: int = 30,
+    ):
         self.error_rate, self.position_bias = error_rate, position_bias
         self.malformed, self.rate_429, self.rate_500 = malformed, rate_429, rate_500
         self.slow, self.slow_s = slow, slow_s
@@ -63,11 +74,11 @@ class FakeLLM:
         self.input_tokens, self.output_tokens = input_tokens, output_tokens
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
-        self.status = Counter()          # HTTP status -> count (200 includes malformed replies)
-        self.paid = Counter()            # (digest A, digest B) -> 200 replies (what a provider bills)
+        self.status = Counter()  # HTTP status -> count (200 includes malformed replies)
+        self.paid = Counter()  # (digest A, digest B) -> 200 replies (what a provider bills)
         self.hits = 0
         self.late = 0
-        self.bodies: list[str] = []      # every request body received (to check no key is in it)
+        self.bodies: list[str] = []  # every request body received (to check no key is in it)
         self.headers_seen: list[str] = []
         self.server: ThreadingHTTPServer | None = None
 
@@ -135,15 +146,27 @@ class FakeLLM:
         digests = tuple(hashlib.blake2b(r, digest_size=8).hexdigest() for r in raw)
         with self.lock:
             if slow:
-                self.late += 1   # meant to outlast the client's timeout: not delivered, not counted as paid
+                self.late += 1  # meant to outlast the client's timeout: not delivered, not counted as paid
             else:
                 self.paid[digests] += 1
-        self.send(h, 200, {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": self.model,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": self.input_tokens, "completion_tokens": self.output_tokens,
-                      "total_tokens": self.input_tokens + self.output_tokens}})
+        self.send(
+            h,
+            200,
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": self.model,
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                ],
+                "usage": {
+                    "prompt_tokens": self.input_tokens,
+                    "completion_tokens": self.output_tokens,
+                    "total_tokens": self.input_tokens + self.output_tokens,
+                },
+            },
+        )
 
     def verdict(self, first: bytes, second: bytes) -> str:
         d1, d2 = (hashlib.blake2b(x, digest_size=8).hexdigest() for x in (first, second))
@@ -155,8 +178,12 @@ class FakeLLM:
         first_wins = b1 > b2
         if _unit("error", *sorted((d1, d2)), self.seed) < self.error_rate:
             first_wins = not first_wins
-        return json.dumps({"better": "A" if first_wins else "B",
-                           "reason": "It is brighter and cleaner." if first_wins else "The second is brighter."})
+        return json.dumps(
+            {
+                "better": "A" if first_wins else "B",
+                "reason": "It is brighter and cleaner." if first_wins else "The second is brighter.",
+            }
+        )
 
     def send(self, h: BaseHTTPRequestHandler, status: int, obj: dict, headers: dict | None = None) -> None:
         with self.lock:

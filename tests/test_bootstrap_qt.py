@@ -32,8 +32,10 @@ def test_not_found_libraries_become_one_apt_command():
     missing = b.not_found(LDD)
     assert missing == ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"]
     assert b.install_command(missing) == "sudo apt-get install -y libxcb-icccm4 libxcb-keysyms1"
-    assert b.install_command(["libxcb-cursor.so.0", "libxcb-icccm.so.4"]) == \
-        "sudo apt-get install -y libxcb-cursor0 libxcb-icccm4"
+    assert (
+        b.install_command(["libxcb-cursor.so.0", "libxcb-icccm.so.4"])
+        == "sudo apt-get install -y libxcb-cursor0 libxcb-icccm4"
+    )
     # a library the table does not know: the Debian naming rule
     assert b.debian_package("libfoo.so.3") == "libfoo3" and b.debian_package("libbar2.so.0") == "libbar2-0"
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from joyq_studio.metrics import sigmoid
 from joyq_studio.ranking.calibration import (
     QUALITY_PHRASES,
     Calibration,
@@ -15,12 +16,9 @@ from joyq_studio.ranking.calibration import (
     default_labels,
     fit_tau,
 )
-from joyq_studio.metrics import sigmoid
 
 
-def _bt_pairs(
-    tau: float, n: int, seed: int, spread: float = 1.0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bt_pairs(tau: float, n: int, seed: int, spread: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """n comparisons drawn from P(first wins) = sigmoid((s1 - s2) / tau)."""
     rng = np.random.default_rng(seed)
     s1 = rng.normal(0, spread, n)
@@ -159,9 +157,7 @@ def test_ties_are_accepted() -> None:
 
 def test_to_dict_round_trip_with_edited_labels() -> None:
     labels = [f"q{i}" for i in range(10)]
-    cal = calibrate(
-        np.linspace(0, 1, 50), _bt_pairs(1.0, 1000, seed=13), labels=labels, model_version="v3"
-    )
+    cal = calibrate(np.linspace(0, 1, 50), _bt_pairs(1.0, 1000, seed=13), labels=labels, model_version="v3")
     d = cal.to_dict()
     text = json.dumps(d)  # JSON-safe
     back = Calibration.from_dict(json.loads(text))
@@ -185,9 +181,7 @@ def test_from_dict_rejects_newer_format() -> None:
 
 def test_default_labels() -> None:
     assert default_labels(10) == list(QUALITY_PHRASES)
-    assert default_labels(5) == [
-        "worst quality", "low quality", "average quality", "high quality", "best quality"
-    ]
+    assert default_labels(5) == ["worst quality", "low quality", "average quality", "high quality", "best quality"]
     assert default_labels(1) == ["average quality"]
     for k in range(1, 16):
         labels = default_labels(k)

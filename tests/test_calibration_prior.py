@@ -23,8 +23,9 @@ from joyq_studio.store import Project
 PLANTED_TAU = 2.5
 
 
-def _folder_with_labels(tmp_path, n_labels: int, tau: float = PLANTED_TAU, seed: int = 0, n_images: int = 200,
-                        spread: float = 2.0):
+def _folder_with_labels(
+    tmp_path, n_labels: int, tau: float = PLANTED_TAU, seed: int = 0, n_images: int = 200, spread: float = 2.0
+):
     """A project of ``n_images`` tiny files with scores N(0, spread^2) and ``n_labels`` held-out
     comparisons drawn from P(first wins) = sigmoid((s1 - s2) / tau)."""
     from PIL import Image
@@ -61,9 +62,11 @@ def test_planted_tau_with_5_20_and_200_labels(tmp_path, n_labels):
         assert notes[0] == cal.reason and cal.reason.endswith(".")
         if n_labels < MIN_LABELS_B:
             assert cal.method == "a"
-            assert cal.reason == ("Method A (equal-width score ranges) was used because there are only 5 held-out "
-                                  "comparisons with a winner and sigmoid ranks need at least 10 to fit their "
-                                  "temperature.")
+            assert cal.reason == (
+                "Method A (equal-width score ranges) was used because there are only 5 held-out "
+                "comparisons with a winner and sigmoid ranks need at least 10 to fit their "
+                "temperature."
+            )
         elif n_labels == 20:
             assert cal.method == "b" and cal.pairs_used == 20
             assert 1.0 <= cal.tau <= PLANTED_TAU * 1.3  # between the prior and the truth
@@ -91,8 +94,7 @@ def test_many_labels_that_would_crowd_two_buckets_fall_back_with_a_sentence(tmp_
     with p:
         cal, notes = calibrate_project(p)
         assert cal.method == "a"
-        assert cal.reason.startswith("Method A (equal-width score ranges) was used because sigmoid ranks with "
-                                     "tau = ")
+        assert cal.reason.startswith("Method A (equal-width score ranges) was used because sigmoid ranks with tau = ")
         assert "would put" in cal.reason and "images into buckets 0 and 9." in cal.reason
         asked, notes = calibrate_project(p, "b")  # asked for: used, with a note
         assert asked.method == "b" and any(n.startswith("Note that sigmoid ranks with tau = ") for n in notes)
@@ -116,8 +118,10 @@ def test_status_notes_are_plain_sentences(tmp_path):
     p, _ = _folder_with_labels(tmp_path, 0)
     with p:
         cal, notes = ensure_calibration(p)
-        assert notes == ["This folder had no calibration for the current model yet, so one was made now and saved.",
-                         cal.reason]
+        assert notes == [
+            "This folder had no calibration for the current model yet, so one was made now and saved.",
+            cal.reason,
+        ]
         assert all(n[0].isupper() and n.endswith(".") and "; method A was used:" not in n for n in notes)
         assert ensure_calibration(p)[1] == []
         assert {r.bucket for r in ranked_images(p, cal)} <= set(range(10))

@@ -48,7 +48,7 @@ def test_calibrate_and_export_need_scores(folder, capsys):
         code, _, err = run(capsys, *argv)
         assert code == 2
         assert err.strip().endswith(f"no image is scored yet; run `joyq score {folder}` first.")
-        assert err.count("\n") == 1                       # one sentence
+        assert err.count("\n") == 1  # one sentence
     assert not (folder.parent / "x.csv").exists()
 
 
@@ -74,12 +74,15 @@ def test_calibrate_method_b_with_held_out_pairs(scored, capsys):
     assert "mean rank 6" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--buckets", "10", "--labels", "a,b"], "--labels gives 2 labels but --buckets is 10"),
-    (["--labels", "a,,b"], "must be non-empty"),
-    (["--method", "a", "--target-mean", "3"], "not to method A"),
-    (["--target-mean", "12"], "strictly between 0 and 10"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--buckets", "10", "--labels", "a,b"], "--labels gives 2 labels but --buckets is 10"),
+        (["--labels", "a,,b"], "must be non-empty"),
+        (["--method", "a", "--target-mean", "3"], "not to method A"),
+        (["--target-mean", "12"], "strictly between 0 and 10"),
+    ],
+)
 def test_calibrate_bad_options(scored, capsys, argv, message):
     code, _, err = run(capsys, "calibrate", scored, *argv)
     assert code == 2 and message in err
@@ -88,9 +91,11 @@ def test_calibrate_bad_options(scored, capsys, argv, message):
 def test_explicit_method_b_without_labels_falls_back_to_a_in_one_sentence(scored, capsys):
     code, out, _ = run(capsys, "calibrate", scored, "--method", "b")
     assert code == 0 and "calibrated: method A" in out
-    assert ("note: Method B (sigmoid ranks) was asked for, but there are no held-out comparisons yet and sigmoid "
-            "ranks need at least 10 to fit their temperature; method A (equal-width score ranges) was used "
-            "instead.") in out
+    assert (
+        "note: Method B (sigmoid ranks) was asked for, but there are no held-out comparisons yet and sigmoid "
+        "ranks need at least 10 to fit their temperature; method A (equal-width score ranges) was used "
+        "instead."
+    ) in out
 
 
 def test_export_csv_with_min_bucket(scored, capsys, tmp_path):
@@ -98,8 +103,10 @@ def test_export_csv_with_min_bucket(scored, capsys, tmp_path):
     code, out, _ = run(capsys, "export", scored, "--csv", out_csv, "--min-bucket", "8")
     assert code == 0
     assert "note: This folder had no calibration for the current model yet, so one was made now and saved." in out
-    assert ("note: Method A (equal-width score ranges) was used because there are no held-out comparisons yet "
-            "and sigmoid ranks need at least 10 to fit their temperature.") in out
+    assert (
+        "note: Method A (equal-width score ranges) was used because there are no held-out comparisons yet "
+        "and sigmoid ranks need at least 10 to fit their temperature."
+    ) in out
     assert f"wrote 3 images to {out_csv} (buckets >= 8 of 12 scored)" in out
     rows = list(csv.DictReader(out_csv.open(encoding="utf-8")))
     assert [r["path"] for r in rows] == ["img11.png", "img10.jpg", "img09.png"]
@@ -107,8 +114,11 @@ def test_export_csv_with_min_bucket(scored, capsys, tmp_path):
 
 
 def test_export_usage_errors(scored, capsys):
-    for argv, message in [([], "say what to export"), (["--captions", "--min-bucket", "3"], "use it with --csv"),
-                          (["--csv", "x.csv", "--dry-run"], "use it with --captions")]:
+    for argv, message in [
+        ([], "say what to export"),
+        (["--captions", "--min-bucket", "3"], "use it with --csv"),
+        (["--csv", "x.csv", "--dry-run"], "use it with --captions"),
+    ]:
         code, _, err = run(capsys, "export", scored, *argv)
         assert code == 2 and message in err
 
@@ -126,7 +136,7 @@ def test_captions_dry_run_apply_and_undo(scored, capsys):
     assert code == 0 and "wrote 12 caption files" in out and f"joyq undo-export {scored}" in out
     assert (scored / "img00.txt").read_bytes() == b"a cat, worst quality\r\n"
     code, out, _ = run(capsys, "export", scored, "--captions", "--mode", "append")
-    assert "nothing to write" in out                           # idempotent
+    assert "nothing to write" in out  # idempotent
 
     code, out, _ = run(capsys, "undo-export", scored)
     assert code == 0 and "restored 1 captions, deleted 11" in out
@@ -139,7 +149,7 @@ def test_captions_dry_run_apply_and_undo(scored, capsys):
 def test_captions_newline_separator_and_skipped_files(scored, capsys):
     (scored / "img01.txt").mkdir()
     code, out, _ = run(capsys, "export", scored, "--captions", "--separator", "\\n")
-    assert code == 1                                           # some files were left alone
+    assert code == 1  # some files were left alone
     assert "left alone: img01.txt: is a folder" in out
     (scored / "img02.txt").write_text("dog", encoding="utf-8")
     run(capsys, "export", scored, "--captions", "--separator", "\\n")
@@ -148,10 +158,19 @@ def test_captions_newline_separator_and_skipped_files(scored, capsys):
 
 def test_import_and_export_pairs(scored, capsys, tmp_path):
     ds = tmp_path / "pairs.json"
-    ds.write_text(json.dumps({"train": [[f"pics/{NAMES[1]}", f"pics/{NAMES[0]}", 1],
-                                        [f"pics/{NAMES[2]}", f"pics/{NAMES[3]}", 0],
-                                        ["pics/gone.jpg", f"pics/{NAMES[3]}", -1]],
-                              "test": [[f"pics/{NAMES[4]}", f"pics/{NAMES[5]}", -1]]}), encoding="utf-8")
+    ds.write_text(
+        json.dumps(
+            {
+                "train": [
+                    [f"pics/{NAMES[1]}", f"pics/{NAMES[0]}", 1],
+                    [f"pics/{NAMES[2]}", f"pics/{NAMES[3]}", 0],
+                    ["pics/gone.jpg", f"pics/{NAMES[3]}", -1],
+                ],
+                "test": [[f"pics/{NAMES[4]}", f"pics/{NAMES[5]}", -1]],
+            }
+        ),
+        encoding="utf-8",
+    )
     code, out, _ = run(capsys, "import-pairs", scored, ds)
     assert code == 1
     assert f"imported 3 of 4 pairs from {ds} (1 test, 2 train; 1 ties), 0 already in the project, 1 skipped" in out

@@ -31,12 +31,17 @@ def good(demo_folder, tmp_path):
 
 def bomb_png(path: Path, side: int = 20000) -> None:
     """A valid 1-bit PNG of side x side pixels that is only a few kilobytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     idat = zlib.compress(b"\0" * ((side // 8 + 1) * side), 9)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
-                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_missing_folder_is_one_line_exit_2(tmp_path, capsys):
@@ -64,8 +69,10 @@ def test_bad_files_are_listed_and_the_rest_scored(good, capsys):
     assert main(["score", str(good), *FAST]) == 1
     out = capsys.readouterr().out
     assert f"scored {n_good}, already done 0, failed 4" in out
-    lines = {name: [line for line in out.splitlines() if name in line]
-             for name in ("truncated.jpg", "zero.jpg", "text.jpg", "bomb.png")}
+    lines = {
+        name: [line for line in out.splitlines() if name in line]
+        for name in ("truncated.jpg", "zero.jpg", "text.jpg", "bomb.png")
+    }
     assert all(len(v) == 1 for v in lines.values()), out
     assert "truncated" in lines["truncated.jpg"][0]
     assert "empty" in lines["zero.jpg"][0]

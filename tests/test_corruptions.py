@@ -73,14 +73,18 @@ def test_jpeg_skips_an_image_that_never_shrinks_to_a_third_by_quality_15() -> No
 
 def test_low_res_sizes_are_truncated_as_the_reference(monkeypatch) -> None:
     img = _test_image(333, 101)
-    seed = next(s for s in range(100)  # a seed where int() and round() disagree
-                if round(333 * C.rng_from_seed(s).uniform(*C.LOWRES_FACTOR_RANGE))
-                != int(333 * C.rng_from_seed(s).uniform(*C.LOWRES_FACTOR_RANGE)))
+    seed = next(
+        s
+        for s in range(100)  # a seed where int() and round() disagree
+        if round(333 * C.rng_from_seed(s).uniform(*C.LOWRES_FACTOR_RANGE))
+        != int(333 * C.rng_from_seed(s).uniform(*C.LOWRES_FACTOR_RANGE))
+    )
     factor = C.rng_from_seed(seed).uniform(*C.LOWRES_FACTOR_RANGE)
     sizes = []
     real = Image.Image.resize
-    monkeypatch.setattr(Image.Image, "resize",
-                        lambda self, size, *a, **k: sizes.append(size) or real(self, size, *a, **k))
+    monkeypatch.setattr(
+        Image.Image, "resize", lambda self, size, *a, **k: sizes.append(size) or real(self, size, *a, **k)
+    )
     C.low_res(img, seed)
     assert sizes[0] == (int(333 * factor), int(101 * factor)) and sizes[-1] == (333, 101)
 
@@ -121,7 +125,9 @@ def test_low_res_loses_detail_but_keeps_the_picture() -> None:
     for out in outs:
         assert out.size == img.size and out.mode == "RGB"
         assert detail(out) < 0.8 * detail(img)
-    smooth = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((160, 120), Image.Resampling.BICUBIC)
+    smooth = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize(
+        (160, 120), Image.Resampling.BICUBIC
+    )
     for s in range(4):
         diff = np.abs(np.asarray(C.low_res(smooth, s), dtype=np.int16) - np.asarray(smooth, dtype=np.int16))
         assert diff.mean() < 6  # a smooth picture survives almost unchanged

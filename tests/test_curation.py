@@ -36,8 +36,11 @@ NAMES = ["a.jpg", "b.png", "c.jpg", "d.png", "e.jpg", "f.png", "x/cat.jpg", "y/c
 
 def tree(folder: Path) -> dict[str, tuple[str, int]]:
     """Every file under ``folder``: (sha256, inode), to prove the originals are untouched."""
-    return {p.relative_to(folder).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_ino)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_ino)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -141,8 +144,10 @@ def test_override_survives_recalibration_and_retraining_and_is_exported(folder, 
         out = tmp_path / "r.csv"
         write_csv(p, out, cal_a(), min_bucket=9)
         got = list(csv.DictReader(out.open(encoding="utf-8")))
-        assert [(r["path"], r["bucket_0_to_9"], r["overridden"]) for r in got] == [("sub/j.png", "9", "0"),
-                                                                                   ("a.jpg", "9", "1")]
+        assert [(r["path"], r["bucket_0_to_9"], r["overridden"]) for r in got] == [
+            ("sub/j.png", "9", "0"),
+            ("a.jpg", "9", "1"),
+        ]
         plan = plan_link_export(p, cal_a(), tmp_path / "best", "copy", min_bucket=9)
         assert sorted(i.rel for i in plan.items) == ["a.jpg", "sub/j.png"]
         change = {c.rel: c for c in plan_caption_export(p, cal_a()).changes}["a.txt"]

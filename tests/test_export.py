@@ -17,27 +17,26 @@ import pytest
 from PIL import Image
 
 from joyq_studio import export as ex
-from joyq_studio.export import captions as captions_module
-from joyq_studio.export import dataset
-from joyq_studio.ranking import (
-    QUALITY_PHRASES,
-    Calibration,
-    CalibrationError,
-    calibrate_project,
-    load_calibration,
-    ranked_images,
-    save_calibration,
-)
 from joyq_studio.errors import JoyqError
 from joyq_studio.export import (
     ExportError,
     apply_caption_export,
+    dataset,
     edit_caption,
     export_pairs,
     import_pairs,
     plan_caption_export,
     undo_last_export,
     write_csv,
+)
+from joyq_studio.export import captions as captions_module
+from joyq_studio.ranking import (
+    QUALITY_PHRASES,
+    Calibration,
+    calibrate_project,
+    load_calibration,
+    ranked_images,
+    save_calibration,
 )
 from joyq_studio.store import Project
 
@@ -53,8 +52,11 @@ def make_images(folder: Path, names=NAMES, seed: int = 0) -> None:
 
 
 def image_digest(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.suffix in (".jpg", ".png")}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.suffix in (".jpg", ".png")
+    }
 
 
 @pytest.fixture
@@ -90,9 +92,9 @@ def test_current_model_key_contract(folder):
         with pytest.raises(ExportError, match="joyq score"):
             ranked_images(p, cal_a())
         p.save_scores("only", [(p.hash_of("a.jpg"), 1.0)])
-        assert p.current_model_key() == "only"          # the only scored model
+        assert p.current_model_key() == "only"  # the only scored model
         p.save_scores("other", [(p.hash_of("a.jpg"), 2.0)])
-        assert p.current_model_key() is None            # ambiguous: set it explicitly
+        assert p.current_model_key() is None  # ambiguous: set it explicitly
         p.set_current_model_key("other")
         assert p.current_model_key() == "other"
         assert [r.score for r in ranked_images(p, cal_a())] == [2.0]
@@ -128,9 +130,14 @@ def test_training_comparisons_never_calibrate_and_the_fallback_says_why(project)
     project.add_comparison(h(project, NAMES[0]), h(project, NAMES[9]), 1.0)
     cal, notes = calibrate_project(project, "b")
     assert cal.method == "a" and cal.pairs_used == 0
-    assert notes[0] == cal.reason == (
-        "Method B (sigmoid ranks) was asked for, but there are no held-out comparisons yet and sigmoid ranks "
-        "need at least 10 to fit their temperature; method A (equal-width score ranges) was used instead.")
+    assert (
+        notes[0]
+        == cal.reason
+        == (
+            "Method B (sigmoid ranks) was asked for, but there are no held-out comparisons yet and sigmoid ranks "
+            "need at least 10 to fit their temperature; method A (equal-width score ranges) was used instead."
+        )
+    )
 
 
 def test_auto_method_and_explicit_b_without_pairs(project):
@@ -148,7 +155,7 @@ def test_calibration_is_saved_with_the_model(project):
     assert json.loads(project.get_meta("calibration:m1"))["labels"] == ["v", "w", "x", "y", "z"]
     project.save_scores("m2", [(hh, 1.0) for _, hh in project.file_hashes()])
     project.set_current_model_key("m2")
-    assert load_calibration(project) is None            # another model: not calibrated yet
+    assert load_calibration(project) is None  # another model: not calibrated yet
     project.set_current_model_key("m1")
     assert load_calibration(project).labels == ["v", "w", "x", "y", "z"]
 
@@ -170,7 +177,7 @@ def test_csv_rows_order_and_filter(project, tmp_path):
     report = write_csv(project, out, cal_a())
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert report.rows == 10 and list(rows[0]) == ex.CSV_HEADER
-    assert [r["path"] for r in rows] == NAMES[::-1]           # best first, folder-relative
+    assert [r["path"] for r in rows] == NAMES[::-1]  # best first, folder-relative
     top = rows[0]
     assert top["hash"] == h(project, "sub/j.png") and float(top["score"]) == 9.0
     assert float(top["rank"]) == 10.0 and top["bucket_0_to_9"] == "9" and top["label"] == "best quality"
@@ -212,39 +219,43 @@ def finder(sep=", "):
     return captions_module.TagFinder([*QUALITY_PHRASES, "meh"], [sep, ", "])
 
 
-@pytest.mark.parametrize("old, mode, new", [
-    ("a cat", "prepend", "best quality, a cat"),
-    ("a cat", "append", "a cat, best quality"),
-    ("low quality, a cat", "prepend", "best quality, a cat"),
-    ("a cat, low quality", "append", "a cat, best quality"),
-    ("a cat, Low Quality, sitting", "prepend", "best quality, a cat, sitting"),
-    ("a cat, low quality, high quality, sitting", "append", "a cat, sitting, best quality"),
-    ("a cat, low quality, sitting", "replace", "a cat, best quality, sitting"),
-    ("low quality, a cat, meh", "replace", "best quality, a cat"),
-    ("a cat", "replace", None),
-    ("a cat", "new", None),
-    ("a photo in high quality light", "prepend", "best quality, a photo in high quality light"),
-    ("best quality", "prepend", "best quality"),
-    ("a cat,low quality,sitting", "append", "a cat,sitting, best quality"),
-    ("a cat\n", "prepend", "best quality, a cat\n"),
-    ("a cat\r\n\r\n", "append", "a cat, best quality\r\n\r\n"),
-    ("", "append", "best quality"),
-])
+@pytest.mark.parametrize(
+    "old, mode, new",
+    [
+        ("a cat", "prepend", "best quality, a cat"),
+        ("a cat", "append", "a cat, best quality"),
+        ("low quality, a cat", "prepend", "best quality, a cat"),
+        ("a cat, low quality", "append", "a cat, best quality"),
+        ("a cat, Low Quality, sitting", "prepend", "best quality, a cat, sitting"),
+        ("a cat, low quality, high quality, sitting", "append", "a cat, sitting, best quality"),
+        ("a cat, low quality, sitting", "replace", "a cat, best quality, sitting"),
+        ("low quality, a cat, meh", "replace", "best quality, a cat"),
+        ("a cat", "replace", None),
+        ("a cat", "new", None),
+        ("a photo in high quality light", "prepend", "best quality, a photo in high quality light"),
+        ("best quality", "prepend", "best quality"),
+        ("a cat,low quality,sitting", "append", "a cat,sitting, best quality"),
+        ("a cat\n", "prepend", "best quality, a cat\n"),
+        ("a cat\r\n\r\n", "append", "a cat, best quality\r\n\r\n"),
+        ("", "append", "best quality"),
+    ],
+)
 def test_edit_caption(old, mode, new):
     assert edit_caption(old, "best quality", mode, ", ", finder()) == new
 
 
 def test_edit_caption_whitespace_and_newline_separators():
     f = captions_module.TagFinder(QUALITY_PHRASES, [" ", ", "])
-    assert edit_caption("a photo of very high quality", "low quality", "append", " ", f) == \
-        "a photo of low quality"   # our tag is the last item: replaced
-    assert edit_caption("high quality cats are here", "low quality", "append", " ", f) == \
-        "cats are here low quality"
-    assert edit_caption("the best quality camera", "low quality", "prepend", " ", f) == \
-        "low quality the best quality camera"   # prose in the middle is never cut
+    assert (
+        edit_caption("a photo of very high quality", "low quality", "append", " ", f) == "a photo of low quality"
+    )  # our tag is the last item: replaced
+    assert edit_caption("high quality cats are here", "low quality", "append", " ", f) == "cats are here low quality"
+    assert (
+        edit_caption("the best quality camera", "low quality", "prepend", " ", f)
+        == "low quality the best quality camera"
+    )  # prose in the middle is never cut
     f = captions_module.TagFinder(QUALITY_PHRASES, ["\n", ", "])
-    assert edit_caption("a cat\r\nhigh quality\r\n", "low quality", "prepend", "\n", f) == \
-        "low quality\r\na cat\r\n"
+    assert edit_caption("a cat\r\nhigh quality\r\n", "low quality", "prepend", "\n", f) == "low quality\r\na cat\r\n"
     assert edit_caption(None, "low quality", "replace", "\n", f) is None
     assert edit_caption(None, "low quality", "new", "\n", f) == "low quality"
 
@@ -265,7 +276,7 @@ def test_prepend_creates_and_modifies_and_is_idempotent(project, folder):
     assert manifest.parent.parent == project.dir / "exports"
     assert (folder / "a.txt").read_text(encoding="utf-8") == "worst quality, a cat, sitting"
     assert (folder / "sub/j.txt").read_text(encoding="utf-8") == "best quality"
-    assert image_digest(folder) == before_images                 # images never touched
+    assert image_digest(folder) == before_images  # images never touched
     again = plan_caption_export(project, cal_a())
     assert len(again) == 0 and again.unchanged == 10
     assert apply_caption_export(project, again) is None
@@ -276,7 +287,7 @@ def test_dry_run_lists_exactly_what_is_applied(project, folder):
     (folder / "c.txt").write_text("worst quality, x", encoding="utf-8")
     before = captions(folder)
     plan = plan_caption_export(project, cal_a(), "append", " | ")
-    assert captions(folder) == before                           # planning writes nothing
+    assert captions(folder) == before  # planning writes nothing
     apply_caption_export(project, plan)
     after = captions(folder)
     changed = {rel for rel in after if before.get(rel) != after[rel]}
@@ -310,13 +321,14 @@ def test_relabelled_tags_are_replaced_not_duplicated(project, folder):
     apply_caption_export(project, plan_caption_export(project, custom))
     assert (folder / "sub/j.txt").read_text(encoding="utf-8") == "great pic"
     (folder / "sub/j.txt").write_text("great pic, a bird", encoding="utf-8")
-    apply_caption_export(project, plan_caption_export(project, cal_a()))   # new labels
+    apply_caption_export(project, plan_caption_export(project, cal_a()))  # new labels
     assert (folder / "sub/j.txt").read_text(encoding="utf-8") == "best quality, a bird"
     assert (folder / "a.txt").read_text(encoding="utf-8") == "worst quality"
 
 
-@pytest.mark.parametrize("encoding, bom", [("utf-8-sig", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe"),
-                                           ("utf-16-be", b"\xfe\xff")])
+@pytest.mark.parametrize(
+    "encoding, bom", [("utf-8-sig", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff")]
+)
 def test_bom_and_crlf_are_preserved(project, folder, encoding, bom):
     codec = "utf-8" if encoding == "utf-8-sig" else encoding
     (folder / "a.txt").write_bytes(bom + "gatto, café\r\nline two\r\n".encode(codec))
@@ -374,14 +386,14 @@ def test_undo_restores_and_deletes_only_unchanged_files(project, folder):
     assert record["status"] == "complete" and len(record["files"]) == 10
     assert {e["action"] for e in record["files"]} == {"created", "modified"}
     assert (manifest.parent / "backup/a.txt").read_text(encoding="utf-8") == "cat"
-    (folder / "c.txt").write_text("edited by the user", encoding="utf-8")   # created, then edited
-    (folder / "b.txt").write_text("dog, mine now", encoding="utf-8")         # modified, then edited
+    (folder / "c.txt").write_text("edited by the user", encoding="utf-8")  # created, then edited
+    (folder / "b.txt").write_text("dog, mine now", encoding="utf-8")  # modified, then edited
     report = undo_last_export(project)
     assert report.restored == 1 and report.deleted == 7
     assert sorted(report.changed_since) == ["b.txt", "c.txt"]
     assert captions(folder) == {"a.txt": b"cat", "b.txt": b"dog, mine now", "c.txt": b"edited by the user"}
     assert json.loads(manifest.read_text(encoding="utf-8"))["status"] == "undone"
-    assert (manifest.parent / "backup/a.txt").exists()                       # backups are kept
+    assert (manifest.parent / "backup/a.txt").exists()  # backups are kept
     with pytest.raises(ExportError, match="no caption export"):
         undo_last_export(project)
 
@@ -410,14 +422,17 @@ def test_full_disk_mid_export_rolls_back(project, folder, monkeypatch):
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(ExportError, match=r"e\.txt: could not write the caption \(the disk is full\); "
-                                          r"the \d+ captions already written were put back"):
+    with pytest.raises(
+        ExportError,
+        match=r"e\.txt: could not write the caption \(the disk is full\); "
+        r"the \d+ captions already written were put back",
+    ):
         apply_caption_export(project, plan)
     monkeypatch.setattr(os, "replace", real_replace)
     assert captions(folder) == before and image_digest(folder) == before_images
-    assert not [p for p in folder.rglob(".*")]                               # no temporary files left
+    assert not [p for p in folder.rglob(".*")]  # no temporary files left
     with pytest.raises(ExportError, match="no caption export"):
-        undo_last_export(project)                                            # the rolled-back one is done with
+        undo_last_export(project)  # the rolled-back one is done with
 
 
 def test_full_disk_while_backing_up_changes_nothing(project, folder, monkeypatch):
@@ -444,11 +459,14 @@ def test_one_export_at_a_time_and_a_crashed_holder_leaves_no_stale_lock(project,
     even killed mid-way, the next one runs."""
     (folder / "a.txt").write_text("cat", encoding="utf-8")
     plan = plan_caption_export(project, cal_a())
-    hold = ("import sys; from joyq_studio.export.captions import export_lock; from joyq_studio.store import Project\n"
-            "with Project(sys.argv[1]) as p, export_lock(p):\n"
-            "    print('locked', flush=True); sys.stdin.read()")
-    holder = subprocess.Popen([sys.executable, "-c", hold, str(folder)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    hold = (
+        "import sys; from joyq_studio.export.captions import export_lock; from joyq_studio.store import Project\n"
+        "with Project(sys.argv[1]) as p, export_lock(p):\n"
+        "    print('locked', flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(ExportError, match="another export or undo is running.*nothing was changed"):
@@ -519,11 +537,19 @@ def write_json(path: Path, obj) -> Path:
 
 
 def test_import_labels_paths_and_report(project, folder, tmp_path):
-    ds = write_json(folder / "sub" / "pairs.json", {
-        "train": [["g.jpg", "h.png", 1], ["../a.jpg", "../b.png", -1], [str(folder / "c.jpg"), "../d.png", 0],
-                  ["nope.jpg", "g.jpg", 1], [str(tmp_path / "elsewhere.jpg"), "g.jpg", 1]],
-        "test": [["i.jpg", "j.png", 1]],
-    })
+    ds = write_json(
+        folder / "sub" / "pairs.json",
+        {
+            "train": [
+                ["g.jpg", "h.png", 1],
+                ["../a.jpg", "../b.png", -1],
+                [str(folder / "c.jpg"), "../d.png", 0],
+                ["nope.jpg", "g.jpg", 1],
+                [str(tmp_path / "elsewhere.jpg"), "g.jpg", 1],
+            ],
+            "test": [["i.jpg", "j.png", 1]],
+        },
+    )
     report = import_pairs(project, ds)
     assert report.pairs == 6 and report.total_added == 4 and report.added == {"train": 3, "test": 1}
     assert report.ties == 1
@@ -534,29 +560,32 @@ def test_import_labels_paths_and_report(project, folder, tmp_path):
     assert rows[(h(project, "a.jpg"), h(project, "b.png"))] == (0.0, "train", "import")
     assert rows[(h(project, "c.jpg"), h(project, "d.png"))] == (0.5, "train", "import")
     assert rows[(h(project, "sub/i.jpg"), h(project, "sub/j.png"))] == (1.0, "test", "import")
-    again = import_pairs(project, ds)                       # importing twice adds nothing
+    again = import_pairs(project, ds)  # importing twice adds nothing
     assert again.total_added == 0 and again.already_present == 4
     assert project.comparison_count() == 4
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"train": [["a.jpg", "b.png", 1],]}', r"not valid JSON \(.* at line 1, column"),
-    ('[["a.jpg", "b.png", 1]]', "must hold a JSON object"),
-    ('{"train": [["a.jpg", "b.png", 2]]}', r"train\[0\] has the label 2; labels must be 1"),
-    ('{"test": [["a.jpg", "b.png", "1"]]}', r'test\[0\] has the label "1"'),
-    ('{"train": [["a.jpg", "b.png", true]]}', r"train\[0\] has the label true"),
-    ('{"train": [["a.jpg", "b.png"]]}', r"train\[0\] is .*not \[path, path, label\]"),
-    ('{"val": []}', "has the key 'val'"),
-    ('{"train": {"a": 1}}', "'train' must be a list"),
-    ('{"train": [["/elsewhere/x.jpg", "/elsewhere/y.jpg", 1]]}', "none of its 1 pairs .* outside the folder"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"train": [["a.jpg", "b.png", 1],]}', r"not valid JSON \(.* at line 1, column"),
+        ('[["a.jpg", "b.png", 1]]', "must hold a JSON object"),
+        ('{"train": [["a.jpg", "b.png", 2]]}', r"train\[0\] has the label 2; labels must be 1"),
+        ('{"test": [["a.jpg", "b.png", "1"]]}', r'test\[0\] has the label "1"'),
+        ('{"train": [["a.jpg", "b.png", true]]}', r"train\[0\] has the label true"),
+        ('{"train": [["a.jpg", "b.png"]]}', r"train\[0\] is .*not \[path, path, label\]"),
+        ('{"val": []}', "has the key 'val'"),
+        ('{"train": {"a": 1}}', "'train' must be a list"),
+        ('{"train": [["/elsewhere/x.jpg", "/elsewhere/y.jpg", 1]]}', "none of its 1 pairs .* outside the folder"),
+    ],
+)
 def test_import_rejects_bad_files(project, tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ExportError, match=message) as info:
         import_pairs(project, path)
     assert str(path) in str(info.value) and isinstance(info.value, JoyqError)
-    assert project.comparison_count() == 0                  # all or nothing
+    assert project.comparison_count() == 0  # all or nothing
 
 
 def test_import_missing_file(project, tmp_path):
@@ -576,8 +605,10 @@ def test_export_and_import_round_trip(project, folder, tmp_path):
     report = export_pairs(project, out)
     data = json.loads(out.read_text(encoding="utf-8"))
     assert report.ties_omitted == 1 and report.written == {"train": 2, "test": 1}
-    assert data["train"] == [[str(folder / "a.jpg"), str(folder / "b.png"), 1],
-                             [str(folder / "d.png"), str(folder / "c.jpg"), 1]]
+    assert data["train"] == [
+        [str(folder / "a.jpg"), str(folder / "b.png"), 1],
+        [str(folder / "d.png"), str(folder / "c.jpg"), 1],
+    ]
     export_pairs(project, out, ties=True)
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["train"][2] == [str(folder / "e.jpg"), str(folder / "f.png"), 0]

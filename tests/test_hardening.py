@@ -121,7 +121,7 @@ def test_undo_does_not_write_through_a_folder_swapped_for_a_link(tmp_path):
         p.scan()
         score_all(p)
         apply_caption_export(p, plan_caption_export(p, cal()))
-        (folder / "sub").rename(elsewhere)        # the exported caption now lives elsewhere ...
+        (folder / "sub").rename(elsewhere)  # the exported caption now lives elsewhere ...
         (folder / "sub").symlink_to(elsewhere, target_is_directory=True)  # ... reached through a link
         report = undo_last_export(p)
         assert report.changed_since == ["sub/b.txt"] and report.restored == 0
@@ -134,7 +134,7 @@ def test_score_follow_links_flag(linked, capsys):
     assert code == 0 and "scored 1," in out and "--follow-links" in out and "linkdir" in out
     code, out, _ = run(capsys, "score", folder, *FAST, "--follow-links")
     assert code == 0 and "scored 2, already done 1" in out
-    code, out, _ = run(capsys, "score", folder, *FAST)       # remembered for the folder
+    code, out, _ = run(capsys, "score", folder, *FAST)  # remembered for the folder
     assert code == 0 and "already done 3" in out
     code, out, _ = run(capsys, "score", folder, *FAST, "--no-follow-links")
     assert code == 0 and "already done 1" in out
@@ -165,7 +165,7 @@ def test_broken_links_loops_and_non_utf8_names_are_reported(tmp_path, capsys):
 # -- 4. long names: temporary names fit, and the dry run sees what the real run would hit -----
 def test_a_long_file_name_is_exported_like_any_other(tmp_path):
     folder = tmp_path / "images"
-    long_name = "x" * 251 + ".png"                              # 255 bytes: the longest allowed
+    long_name = "x" * 251 + ".png"  # 255 bytes: the longest allowed
     make_image(folder / long_name)
     make_image(folder / "b.png", 1)
     assert len(os.fsencode(temp_path(folder / long_name.replace(".png", ".txt")).name)) <= 255
@@ -186,8 +186,11 @@ def test_dry_run_reports_a_caption_whose_folder_is_read_only(tmp_path, monkeypat
     (folder / "locked" / "a.txt").write_text("cat", encoding="utf-8")
     make_image(folder / "b.png", 1)
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == folder / "locked"
-                        else real_access(path, mode, **kw))
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda path, mode, **kw: False if Path(path) == folder / "locked" else real_access(path, mode, **kw),
+    )
     with Project(folder) as p:
         p.scan()
         score_all(p)
@@ -261,16 +264,19 @@ def saved(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("vision, words", [
-    ({"hidden_size": "abc"}, "hidden_size must be a whole number"),
-    ({"patch_size": 0}, "patch_size is 0, outside"),
-    ({"hidden_size": 1e9}, "hidden_size must be a whole number"),
-    ({"hidden_size": 1_000_000_000}, "hidden_size is 1000000000, outside"),
-    ([1, 2], "vision_config must be a JSON object"),
-    ({"hidden_size": 65, "num_attention_heads": 4}, "not a multiple"),
-    ({"layer_norm_eps": "abc"}, "not a valid SigLIP configuration"),
-    ({"hidden_act": "nope"}, "cannot build a SigLIP tower"),
-])
+@pytest.mark.parametrize(
+    "vision, words",
+    [
+        ({"hidden_size": "abc"}, "hidden_size must be a whole number"),
+        ({"patch_size": 0}, "patch_size is 0, outside"),
+        ({"hidden_size": 1e9}, "hidden_size must be a whole number"),
+        ({"hidden_size": 1_000_000_000}, "hidden_size is 1000000000, outside"),
+        ([1, 2], "vision_config must be a JSON object"),
+        ({"hidden_size": 65, "num_attention_heads": 4}, "not a multiple"),
+        ({"layer_norm_eps": "abc"}, "not a valid SigLIP configuration"),
+        ({"hidden_act": "nope"}, "cannot build a SigLIP tower"),
+    ],
+)
 def test_bad_vision_config_is_one_sentence(tmp_path, saved, vision, words):
     folder = tmp_path / "m"
     folder.mkdir()
@@ -300,12 +306,15 @@ def _version(folder: Path, record) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("record, words", [
-    (["tiny"], "must be a JSON object"),
-    ({"tower_spec": 5}, "tower_spec must be a string"),
-    ({"tower_spec": ["tiny"]}, "tower_spec must be a string"),
-    ({}, "has no tower_spec"),
-])
+@pytest.mark.parametrize(
+    "record, words",
+    [
+        (["tiny"], "must be a JSON object"),
+        ({"tower_spec": 5}, "tower_spec must be a string"),
+        ({"tower_spec": ["tiny"]}, "tower_spec must be a string"),
+        ({}, "has no tower_spec"),
+    ],
+)
 def test_bad_version_json_is_one_sentence(tmp_path, record, words):
     v = _version(tmp_path / "v1", record)
     with pytest.raises(ModelError, match=words) as info:
@@ -329,11 +338,11 @@ def test_leftover_temporary_files_are_cleaned_by_the_next_export_and_undo(tmp_pa
     folder = tmp_path / "images"
     make_image(folder / "a.png")
     make_image(folder / "sub" / "b.png", 1)
-    dead = 2 ** 22 + 12345  # above any pid a test machine hands out
+    dead = 2**22 + 12345  # above any pid a test machine hands out
     leftovers = [folder / f".a.txt{TEMP_MARK}{dead}", folder / "sub" / f".b.txt{TEMP_MARK}{dead}"]
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        alive = folder / f".x.txt{TEMP_MARK}{sleeper.pid}"   # another export still running: kept
+        alive = folder / f".x.txt{TEMP_MARK}{sleeper.pid}"  # another export still running: kept
         for q in [*leftovers, alive]:
             q.write_bytes(b"")
         with Project(folder) as p:
@@ -360,8 +369,14 @@ def test_export_dry_run_into_a_closed_pipe_is_quiet(tmp_path):
         score_all(p)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     cli = "import sys; from joyq_studio.cli import main; sys.exit(main())"
-    proc = subprocess.run(f'"{sys.executable}" -c "{cli}" export "{folder}" --captions --dry-run | head -n 2',
-                          shell=True, capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        f'"{sys.executable}" -c "{cli}" export "{folder}" --captions --dry-run | head -n 2',
+        shell=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert len(proc.stdout.splitlines()) == 2
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
 
@@ -438,15 +453,33 @@ def test_damaged_manifests_are_skipped_by_undo_not_a_traceback(tmp_path):
         score_all(p)
         manifest = apply_caption_export(p, plan_caption_export(p, cal()))
         good = json.loads(manifest.read_text())
-        for name, content in [("20990101-000000-000001", "[1, 2]"), ("20990101-000000-000002", nested()),
-                              ("20990101-000000-000003", json.dumps({"status": "complete", "files": [
-                                  {"caption": "a.txt", "action": "modified", "backup": "../../../../etc/passwd",
-                                   "old_sha256": "0" * 64, "new_sha256": good["files"][0]["new_sha256"]}, 7]}))]:
+        for name, content in [
+            ("20990101-000000-000001", "[1, 2]"),
+            ("20990101-000000-000002", nested()),
+            (
+                "20990101-000000-000003",
+                json.dumps(
+                    {
+                        "status": "complete",
+                        "files": [
+                            {
+                                "caption": "a.txt",
+                                "action": "modified",
+                                "backup": "../../../../etc/passwd",
+                                "old_sha256": "0" * 64,
+                                "new_sha256": good["files"][0]["new_sha256"],
+                            },
+                            7,
+                        ],
+                    }
+                ),
+            ),
+        ]:
             d = manifest.parent.parent / name
             d.mkdir()
             (d / "manifest.json").write_text(content)
         with pytest.raises(ExportError, match="outside its export folder"):
-            undo_last_export(p)                           # the hostile one is newest: refused, nothing written
+            undo_last_export(p)  # the hostile one is newest: refused, nothing written
         assert (folder / "a.txt").exists()
 
 

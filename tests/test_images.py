@@ -11,8 +11,8 @@ from PIL import Image, ImageOps
 from joyq_studio import images
 from joyq_studio.demo import draw_scene
 from joyq_studio.images import ImageError, load_rgb
-from joyq_studio.pixels import load_uint8, normalize
 from joyq_studio.model import tiny_model
+from joyq_studio.pixels import load_uint8, normalize
 from joyq_studio.scoring import embed_paths
 
 GREY = 128
@@ -104,8 +104,16 @@ def mode_files(tmp_path_factory) -> dict[str, str]:
 
 
 def test_files_really_have_the_modes_under_test(mode_files):
-    expect = {"exif6": "RGB", "rgba": "RGBA", "cmyk": "CMYK", "gray16": "I;16", "palette": "P",
-              "la": "LA", "gif": "P", "plain": "RGB"}
+    expect = {
+        "exif6": "RGB",
+        "rgba": "RGBA",
+        "cmyk": "CMYK",
+        "gray16": "I;16",
+        "palette": "P",
+        "la": "LA",
+        "gif": "P",
+        "plain": "RGB",
+    }
     for key, mode in expect.items():
         with Image.open(mode_files[key]) as img:
             assert img.mode == mode, key
@@ -262,8 +270,12 @@ def test_decompression_bomb_is_refused_as_such(tmp_path):
     w = h = 20000
     idat = zlib.compress(b"\0" * ((w // 8 + 1) * h), 9)
     path = tmp_path / "bomb.png"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
-                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
     assert path.stat().st_size < 200_000
     for fn in (images.image_size, load_rgb):
         with pytest.raises(ImageError) as info:
@@ -291,21 +303,24 @@ def _png16(path, a: np.ndarray, sbit: int | None = None):
     return path
 
 
-@pytest.mark.parametrize("bits, shifted, sbit", [
-    (12, False, 12),    # 12-bit camera data as stored, sBIT says 12
-    (12, False, None),  # the same without sBIT: the data's range says 12 bits
-    (12, True, 12),     # 12-bit data scaled to the 16-bit range, as the PNG standard asks
-    (16, False, None),  # real 16-bit data
-    (16, False, 16),
-])
+@pytest.mark.parametrize(
+    "bits, shifted, sbit",
+    [
+        (12, False, 12),  # 12-bit camera data as stored, sBIT says 12
+        (12, False, None),  # the same without sBIT: the data's range says 12 bits
+        (12, True, 12),  # 12-bit data scaled to the 16-bit range, as the PNG standard asks
+        (16, False, None),  # real 16-bit data
+        (16, False, 16),
+    ],
+)
 def test_deep_greyscale_is_scaled_by_its_real_bit_depth(tmp_path, bits, shifted, sbit):
-    ramp = np.tile(np.linspace(0, 2 ** bits - 1, 64).round(), (8, 1))   # black .. white
+    ramp = np.tile(np.linspace(0, 2**bits - 1, 64).round(), (8, 1))  # black .. white
     stored = ramp * 16 if shifted else ramp
     path = _png16(tmp_path / "deep.png", stored, sbit)
     assert images.png_significant_bits(path) == sbit
     got = np.asarray(load_rgb(path))[..., 0].astype(float)
-    expect = ramp / (2 ** bits - 1) * 255
-    assert np.abs(got - expect).max() <= 1.0          # mid grey stays mid grey; white is white
+    expect = ramp / (2**bits - 1) * 255
+    assert np.abs(got - expect).max() <= 1.0  # mid grey stays mid grey; white is white
     assert got[:, -1].min() == 255 and got[:, 0].max() == 0
 
 
@@ -334,7 +349,7 @@ def _png16_colour(path, a: np.ndarray, sbit: int | None = None):
 
 @pytest.mark.parametrize("bits, sbit", [(12, 12), (12, None), (16, None)])
 def test_deep_colour_png_is_scaled_by_its_real_bit_depth(tmp_path, bits, sbit):
-    top = 2 ** bits - 1
+    top = 2**bits - 1
     ramp = np.linspace(0, top, 32).round()
     a = np.stack([np.tile(ramp, (6, 1)), np.tile(ramp[::-1], (6, 1)), np.full((6, 32), top / 2).round()], axis=-1)
     got = np.asarray(load_rgb(_png16_colour(tmp_path / "c.png", a, sbit))).astype(float)

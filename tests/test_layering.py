@@ -56,8 +56,9 @@ GRAPH = {m: {i for i in imports_of(p) if i in MODULES and i != m} for m, p in MO
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if layer_of(m) == "core"))
 def test_core_never_imports_outer_layers_or_qt(module):
-    bad = sorted(i for i in imports_of(MODULES[module])
-                 if i.startswith(("PySide6", "shiboken6")) or layer_of(i) != "core")
+    bad = sorted(
+        i for i in imports_of(MODULES[module]) if i.startswith(("PySide6", "shiboken6")) or layer_of(i) != "core"
+    )
     assert not bad, f"{module} (core) imports {bad}"
 
 

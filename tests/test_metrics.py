@@ -91,9 +91,7 @@ def test_brier_matches_sklearn_weighted_and_not() -> None:
     p = rng.uniform(size=1000)
     w = rng.uniform(0.1, 3.0, size=1000)
     assert M.brier_score(p, y) == pytest.approx(brier_score_loss(y, p), abs=TOL)
-    assert M.brier_score(p, y, w) == pytest.approx(
-        brier_score_loss(y, p, sample_weight=w), abs=TOL
-    )
+    assert M.brier_score(p, y, w) == pytest.approx(brier_score_loss(y, p, sample_weight=w), abs=TOL)
 
 
 # -- pair metrics -------------------------------------------------------------------------
@@ -171,7 +169,7 @@ def test_ece_is_the_reference_definition_over_0_1() -> None:
     rng = np.random.default_rng(11)
     n = 5000
     p = rng.uniform(size=n)
-    y = (rng.uniform(size=n) < p ** 1.5).astype(float)        # miscalibrated: a clear ECE
+    y = (rng.uniform(size=n) < p**1.5).astype(float)  # miscalibrated: a clear ECE
     w = rng.uniform(0.2, 2.0, size=n)
     m = M.pair_metrics(p, y, weights=w)
     assert m["ece"] == pytest.approx(_ece_as_in_reference_train_py(p, y), abs=1e-9)
@@ -183,7 +181,8 @@ def test_ece_is_the_reference_definition_over_0_1() -> None:
     p_edge = np.concatenate([edges, 1 - edges])
     y_edge = np.array([1, 0, 1, 1, 0, 0, 1, 0, 0, 1], dtype=float)
     assert M.expected_calibration_error(p_edge, y_edge) == pytest.approx(
-        _ece_as_in_reference_train_py(p_edge, y_edge), abs=1e-12)
+        _ece_as_in_reference_train_py(p_edge, y_edge), abs=1e-12
+    )
 
 
 def _ece_fine_loop(p: np.ndarray, y: np.ndarray, w: np.ndarray, bins: int = 15) -> float:

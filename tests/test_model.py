@@ -126,11 +126,14 @@ def _broken(tiny, kind):
     return state
 
 
-@pytest.mark.parametrize("kind,words", [
-    ("missing", ["missing tower keys", "post_layernorm.weight", "head.probe"]),
-    ("unexpected", ["unexpected tower keys", "extra_layer.weight"]),
-    ("shape", ["wrong shape", "post_layernorm.weight (65,) (expected (64,))"]),
-])
+@pytest.mark.parametrize(
+    "kind,words",
+    [
+        ("missing", ["missing tower keys", "post_layernorm.weight", "head.probe"]),
+        ("unexpected", ["unexpected tower keys", "extra_layer.weight"]),
+        ("shape", ["wrong shape", "post_layernorm.weight (65,) (expected (64,))"]),
+    ],
+)
 def test_mismatched_checkpoint_lists_the_keys(tiny, saved, tmp_path, kind, words):
     folder = with_config(tmp_path / kind, saved)
     save_file(_broken(tiny, kind), str(folder / "model.safetensors"))
@@ -256,4 +259,3 @@ def test_pick_device_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match="no CUDA GPU"):
             M.pick_device("cuda")
-

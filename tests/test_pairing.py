@@ -347,7 +347,9 @@ def test_anchors_favour_uncertain_images_where_the_ranking_is_crowded():
     # uncertainty still counts: a certain image in the middle is no anchor
     sig = np.ones(n)
     sig[np.abs(mu) < 0.5] = 0.01
-    assert np.argmax(PairSelector(n, prior_mu=mu, prior_sigma=sig, seed=0)._anchor_score()) not in np.flatnonzero(sig < 1)
+    assert np.argmax(PairSelector(n, prior_mu=mu, prior_sigma=sig, seed=0)._anchor_score()) not in np.flatnonzero(
+        sig < 1
+    )
 
 
 def test_repeats_wait_for_coverage():

@@ -72,12 +72,20 @@ def labelled_project(images, n_pairs: int, held_out: int = 0, seed: int = 1, emb
         if frozenset((a, b)) in seen:
             continue
         seen.add(frozenset((a, b)))
-        rows.append((hashes[a], hashes[b], 1.0 if levels[a] > levels[b] else 0.0,
-                     "test" if len(rows) < held_out else "train", "click"))
+        rows.append(
+            (
+                hashes[a],
+                hashes[b],
+                1.0 if levels[a] > levels[b] else 0.0,
+                "test" if len(rows) < held_out else "train",
+                "click",
+            )
+        )
     project.add_comparisons(rows)
     if embeddings:
-        project.save_results("tower", "m", [(hashes[n], np.array([levels[n], 40.0, rng.random()], np.float32), 0.0)
-                                            for n in names])
+        project.save_results(
+            "tower", "m", [(hashes[n], np.array([levels[n], 40.0, rng.random()], np.float32), 0.0) for n in names]
+        )
     return project
 
 
@@ -110,8 +118,13 @@ def test_parse_answer_is_strict():
     assert pl.parse_answer('{"better": "A", "reason": "Sharper."}') == pl.prompt.Answer("A", "Sharper.")
     assert pl.parse_answer('```json\n{"reason": "Equal.", "better": "TIE"}\n```').better == "tie"
     assert pl.parse_answer(' {"better": "b", "reason": " Less noise. "} ') == pl.prompt.Answer("B", "Less noise.")
-    for bad in MALFORMED + [None, '{"better": "A", "reason": ""}', '{"better": 1, "reason": "x"}',
-                            "Sure! " + '{"better": "A", "reason": "x"}', '{"better": "A", "reason": "' + "x" * 401 + '"}']:
+    for bad in MALFORMED + [
+        None,
+        '{"better": "A", "reason": ""}',
+        '{"better": 1, "reason": "x"}',
+        "Sure! " + '{"better": "A", "reason": "x"}',
+        '{"better": "A", "reason": "' + "x" * 401 + '"}',
+    ]:
         with pytest.raises(pl.MalformedAnswer) as info:
             pl.parse_answer(bad)
         assert one_sentence(str(info.value))
@@ -123,7 +136,7 @@ def test_prompt_is_versioned_by_its_hash(tmp_path):
     assert "ignore what the images show" in p.text.lower() and "technical and aesthetic" in p.text
     f = tmp_path / "prompt.txt"
     f.write_bytes(("\r\n" + pl.DEFAULT_PROMPT.replace("\n", "\r\n") + "\r\n\r\n").encode())
-    assert pl.load_prompt(f).hash == p.hash                       # re-saved with CRLF: same version
+    assert pl.load_prompt(f).hash == p.hash  # re-saved with CRLF: same version
     f.write_text(pl.DEFAULT_PROMPT + "Prefer film grain.\n", encoding="utf-8")
     assert pl.load_prompt(f).hash != p.hash
     f.write_text("  \n", encoding="utf-8")
@@ -149,15 +162,15 @@ def test_wilson_interval():
 
 def test_verdict_and_soft_target():
     c = pl.combine
-    assert c("A", "B") == pl.labels.Verdict(1.0, False)        # a chosen in both orders
+    assert c("A", "B") == pl.labels.Verdict(1.0, False)  # a chosen in both orders
     assert c("B", "A") == pl.labels.Verdict(0.0, False)
-    assert c("A", "A") == pl.labels.Verdict(0.5, True)         # always the first shown: position bias
+    assert c("A", "A") == pl.labels.Verdict(0.5, True)  # always the first shown: position bias
     assert c("B", "B") == pl.labels.Verdict(0.5, True)
     assert c("tie", "tie").outcome == 0.5 and c("A", "tie").outcome == 1.0 and c("tie", "A").outcome == 0.0
     st = pl.soft_target
-    assert st(1.0, 1.0) == 1.0 and st(0.0, 1.0) == 0.0 and st(0.5, 1.0) == 0.5    # a user's click
+    assert st(1.0, 1.0) == 1.0 and st(0.0, 1.0) == 0.0 and st(0.5, 1.0) == 0.5  # a user's click
     assert st(1.0, 0.8) == pytest.approx(0.8) and st(0.0, 0.8) == pytest.approx(0.2)
-    assert st(0.5, 0.8) == 0.5 and st(1.0, 0.3) == 0.5 and st(1.0, 7) == 1.0     # clipped to [1/2, 1]
+    assert st(0.5, 0.8) == 0.5 and st(1.0, 0.3) == 0.5 and st(1.0, 7) == 1.0  # clipped to [1/2, 1]
 
 
 def test_fixed_k_pairs_balance_near_and_random():
@@ -171,13 +184,15 @@ def test_fixed_k_pairs_balance_near_and_random():
     keys = [frozenset((a, b)) for a, b, _ in pairs]
     assert len(set(keys)) == 60 and frozenset(("h00", "h01")) not in keys
     counts = np.bincount([hashes.index(h) for a, b, _ in pairs for h in (a, b)], minlength=m)
-    assert set(counts) == {3}                                        # fixed k = 2 N / M
+    assert set(counts) == {3}  # fixed k = 2 N / M
     kinds = [k for *_, k in pairs]
     assert kinds.count("near") == 30 and kinds.count("random") == 30
     unit = emb - emb.mean(0)
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)
-    sim = {k: np.mean([unit[hashes.index(a)] @ unit[hashes.index(b)] for a, b, kk in pairs if kk == k])
-           for k in ("near", "random")}
+    sim = {
+        k: np.mean([unit[hashes.index(a)] @ unit[hashes.index(b)] for a, b, kk in pairs if kk == k])
+        for k in ("near", "random")
+    }
     assert sim["near"] > sim["random"] + 0.2
     assert {k for *_, k in fixed_k_pairs(hashes, 10, None)} == {"random"}
     # a tiny set runs out of pairs and stops by itself
@@ -186,7 +201,7 @@ def test_fixed_k_pairs_balance_near_and_random():
 
 def test_encode_image_downscales_through_the_decoder(tmp_path):
     big = tmp_path / "big.png"
-    Image.new("RGBA", (2000, 1000), (200, 10, 10, 0)).save(big)    # transparent: composited on grey
+    Image.new("RGBA", (2000, 1000), (200, 10, 10, 0)).save(big)  # transparent: composited on grey
     img = Image.open(io.BytesIO(base64.b64decode(encode_image(big, 768).split(",", 1)[1])))
     assert img.format == "JPEG" and img.size == (768, 384)
     assert abs(np.asarray(img).mean() - 128) < 3
@@ -217,19 +232,22 @@ def test_bad_settings_are_one_sentence_and_never_echo_a_pasted_key():
 
 # -- against the fake server ----------------------------------------------------------------
 def test_agreement_interval_contains_planted_rate_despite_faults(images, fakes):
-    fake, url = fakes(error_rate=0.2, position_bias=0.15, malformed=0.03, rate_429=0.05, rate_500=0.05,
-                      slow=0.02, slow_s=0.6, seed=0)
+    fake, url = fakes(
+        error_rate=0.2, position_bias=0.15, malformed=0.03, rate_429=0.05, rate_500=0.05, slow=0.02, slow_s=0.6, seed=0
+    )
     with labelled_project(images, 150, held_out=40) as project:
         client = client_for(url, timeout=0.3)
         plan = pl.plan_agreement(project, MODEL, pl.default_prompt(), pl.Pricing(0.15, 0.6), n_pairs=150)
         assert plan.calls_needed == 300 and plan.held_out == 40 and plan.cost > 0
-        assert [p.split for p in plan.pairs[:40]] == ["test"] * 40          # held-out pairs first
-        assert fake.hits == 0                                                # planning sends nothing
+        assert [p.split for p in plan.pairs[:40]] == ["test"] * 40  # held-out pairs first
+        assert fake.hits == 0  # planning sends nothing
         report, ask = pl.measure_agreement(project, client, plan)
         lo, hi = report.interval
         assert lo <= 0.8 <= hi, (report.agreement, report.interval, report.n)
-        print(f"planted 0.80, measured {report.agreement:.3f} [{lo:.3f}, {hi:.3f}] n={report.n} "
-              f"inconsistent {report.inconsistent_rate:.3f} retries {ask.retries} malformed {ask.malformed}")
+        print(
+            f"planted 0.80, measured {report.agreement:.3f} [{lo:.3f}, {hi:.3f}] n={report.n} "
+            f"inconsistent {report.inconsistent_rate:.3f} retries {ask.retries} malformed {ask.malformed}"
+        )
         assert report.n >= 100 and report.held_out > 0 and report.better_than_chance
         assert 0.05 < report.inconsistent_rate < 0.4 and report.tie_rate == report.inconsistent_rate
         assert report.disagreements and all(d.reasons[0] for d in report.disagreements)
@@ -255,8 +273,10 @@ def test_run_needs_a_measured_agreement(images, fakes):
         with pytest.raises(pl.PrelabelError, match="not been measured") as info:
             pl.plan_run(project, MODEL, prompt, pl.Pricing(), 10)
         assert one_sentence(str(info.value))
-        _fake, url = fakes(error_rate=0.5, position_bias=0.0, seed=4)      # a coin flip
-        pl.measure_agreement(project, client_for(url), pl.plan_agreement(project, MODEL, prompt, pl.Pricing(), n_pairs=30))
+        _fake, url = fakes(error_rate=0.5, position_bias=0.0, seed=4)  # a coin flip
+        pl.measure_agreement(
+            project, client_for(url), pl.plan_agreement(project, MODEL, prompt, pl.Pricing(), n_pairs=30)
+        )
         with pytest.raises(pl.PrelabelError, match="chance") as info:
             pl.plan_run(project, MODEL, prompt, pl.Pricing(), 10)
         assert one_sentence(str(info.value))
@@ -286,8 +306,13 @@ def test_cancelled_run_resumes_without_paying_twice(images, fakes):
         assert plan.calls_needed == 60 and plan.tower == "tower"
         assert sorted({k for *_, k in plan.new}) == ["near", "random"]
         done = {"calls": 0}
-        first = pl.execute_run(project, client, plan, progress=lambda p: done.update(calls=p.calls_done),
-                               cancel=lambda: done["calls"] >= 15)
+        first = pl.execute_run(
+            project,
+            client,
+            plan,
+            progress=lambda p: done.update(calls=p.calls_done),
+            cancel=lambda: done["calls"] >= 15,
+        )
         assert first.ask.stopped == "cancelled" and first.pending > 0 and 15 <= fake.paid_calls < 60
         labels_before = len([r for r in project.comparison_records() if r.source])
 
@@ -295,17 +320,20 @@ def test_cancelled_run_resumes_without_paying_twice(images, fakes):
         assert len(again.resumed) == first.pending and not again.new
         second = pl.execute_run(project, client, again)
         assert second.ask.stopped is None and second.pending == 0
-        assert max(fake.paid.values()) == 1 and fake.paid_calls == 60      # every (pair, order) paid once
+        assert max(fake.paid.values()) == 1 and fake.paid_calls == 60  # every (pair, order) paid once
         records = [r for r in project.comparison_records() if r.source]
         assert len(records) == labels_before + second.labelled == 30 - first.failed_pairs - second.failed_pairs
         assert {(r.split, r.kind, r.source, r.weight) for r in records} == {
-            ("train", "llm", pl.source_name(MODEL, prompt.hash), 0.85)}
+            ("train", "llm", pl.source_name(MODEL, prompt.hash), 0.85)
+        }
         assert {r.outcome for r in records} <= {0.0, 0.5, 1.0}
         counts = cache.plan_counts(project, plan.source)
         assert counts.get("pending", 0) == 0 and sum(counts.values()) == 30
         # the next run picks new pairs, never one already judged
         nxt = pl.plan_run(project, MODEL, prompt, pl.Pricing(), 5, trust=0.85)
-        judged = {frozenset((r.a, r.b)) for r in project.comparison_records()} | {frozenset((p.a, p.b)) for p in plan.resumed}
+        judged = {frozenset((r.a, r.b)) for r in project.comparison_records()} | {
+            frozenset((p.a, p.b)) for p in plan.resumed
+        }
         assert len(nxt.new) == 5 and not judged & {frozenset((a, b)) for a, b, _ in nxt.new}
         client.close()
 
@@ -316,10 +344,16 @@ def test_run_takes_pairs_from_a_chooser(images):
         judged = next(iter(project.comparison_records()))
         seen: list[set] = []
 
-        def chooser(n, avoid):                      # e.g. the live model's choice
+        def chooser(n, avoid):  # e.g. the live model's choice
             seen.append(avoid)
-            return [(hashes[0], hashes[1]), (hashes[0], hashes[0]), (judged.b, judged.a),
-                    (hashes[1], hashes[0]), ("not-an-image", hashes[2]), (hashes[2], hashes[3])]
+            return [
+                (hashes[0], hashes[1]),
+                (hashes[0], hashes[0]),
+                (judged.b, judged.a),
+                (hashes[1], hashes[0]),
+                ("not-an-image", hashes[2]),
+                (hashes[2], hashes[3]),
+            ]
 
         plan = pl.plan_run(project, MODEL, pl.default_prompt(), pl.Pricing(), 5, trust=0.7, chooser=chooser)
         assert frozenset((judged.a, judged.b)) in seen[0]
@@ -329,7 +363,7 @@ def test_run_takes_pairs_from_a_chooser(images):
 
 def test_cap_stops_spending_and_a_higher_cap_continues(images, fakes):
     fake, url = fakes(error_rate=0.1, position_bias=0.0, seed=3, input_tokens=700, output_tokens=30)
-    price = pl.Pricing(100.0, 400.0, tokens_per_image=300)   # ~$0.08 a call: est. 2*300 + prompt tokens
+    price = pl.Pricing(100.0, 400.0, tokens_per_image=300)  # ~$0.08 a call: est. 2*300 + prompt tokens
     with labelled_project(images, 10) as project:
         prompt = pl.default_prompt()
         client = client_for(url)
@@ -340,7 +374,7 @@ def test_cap_stops_spending_and_a_higher_cap_continues(images, fakes):
         rep = pl.execute_run(project, client, plan, cap=cap)
         assert rep.ask.stopped == "cap" and rep.ask.spent <= cap
         assert 0 < fake.paid_calls < 40 and fake.paid_cost(100.0, 400.0) <= cap
-        assert cap - rep.ask.spent < per_call                  # stopped: one more estimated call would pass it
+        assert cap - rep.ask.spent < per_call  # stopped: one more estimated call would pass it
         assert rep.ask.spent == pytest.approx(fake.paid_cost(100.0, 400.0))
         # measured usage now drives the estimate; a bigger cap finishes the same pairs
         again = pl.plan_run(project, MODEL, prompt, pl.Pricing(100.0, 400.0), 20, trust=0.8)
@@ -380,7 +414,7 @@ def test_killed_process_loses_nothing_and_resumes(images, fakes, tmp_path):
     assert 10 <= paid_at_kill < 80
     with Project(folder, db_path=db_path) as project:
         stored = project.db.execute("SELECT COUNT(*) FROM llm_answers").fetchone()[0]
-        assert stored >= paid_at_kill - 2                       # at most the calls in flight were lost
+        assert stored >= paid_at_kill - 2  # at most the calls in flight were lost
         plan = pl.plan_run(project, MODEL, pl.default_prompt(), pl.Pricing(), 40, trust=0.8)
         assert len(plan.resumed) == 40 - len([r for r in project.comparison_records() if r.source])
         rep = pl.execute_run(project, client_for(url), plan)
@@ -397,7 +431,7 @@ def test_fatal_errors_stop_the_run_in_one_sentence(images, fakes, monkeypatch):
         with pytest.raises(pl.LLMError, match="refused the API key") as info:
             pl.measure_agreement(project, client_for(url), plan)
         assert one_sentence(str(info.value)) and "sk-wrong" not in str(info.value)
-        assert fake.hits <= 4                                     # stopped at once, not retried 5 times each
+        assert fake.hits <= 4  # stopped at once, not retried 5 times each
         monkeypatch.setenv("JOYQ_LLM_API_KEY", SECRET)
         other = pl.LLMClient(pl.EndpointConfig(url, "no-such-model", backoff=0.01))
         with pytest.raises(pl.LLMError, match="not found") as info:
@@ -493,7 +527,7 @@ def test_cli_and_the_key_never_written(images, fakes, monkeypatch, capsys, caplo
     texts = [str(info.value), captured.out, captured.err, caplog.text, exported.read_text()]
     for secret in (SECRET, SECRET[::-1]):
         assert all(secret not in t for t in texts)
-        for f in db.parent.glob(db.name + "*"):                     # the database, its WAL and shm
+        for f in db.parent.glob(db.name + "*"):  # the database, its WAL and shm
             assert secret.encode() not in f.read_bytes()
     assert any(f"Bearer {SECRET}" in h for h in fake.headers_seen)  # it was sent, to the endpoint only
     assert all(SECRET not in body for body in fake.bodies)

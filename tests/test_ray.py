@@ -188,8 +188,17 @@ def test_shards_written_but_not_merged_are_merged_on_rerun(photos):
     path = photos / "scene0001_clean.jpg"
     st = path.stat()
     emb = np.arange(4, dtype="<f2").tobytes()
-    row = {"path": str(path), "hash": content_hash(path), "score": 1.5, "embedding": emb, "error": None,
-           "size": st.st_size, "mtime_ns": st.st_mtime_ns, "width": 160, "height": 160}
+    row = {
+        "path": str(path),
+        "hash": content_hash(path),
+        "score": 1.5,
+        "embedding": emb,
+        "error": None,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "width": 160,
+        "height": 160,
+    }
     with Project(photos) as project:
         folder = project.dir / "ray" / "m" / "shards"
         ShardWriter(folder, "t-h").write(pa.Table.from_pylist([row], schema=shard_schema()))

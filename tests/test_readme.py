@@ -41,8 +41,11 @@ def test_walkthrough_runs_top_to_bottom(tmp_path, capsys):
         out = capsys.readouterr()
         assert code == 0, f"`{line}` exited {code}:\n{out.out[-2000:]}\n{out.err[-2000:]}"
     demo = home / "joyq-demo"
-    assert (home / "joyq-demo-ranked.csv").read_text(encoding="utf-8").startswith(
-        "path,hash,score,rank,bucket_0_to_9,label")
+    assert (
+        (home / "joyq-demo-ranked.csv")
+        .read_text(encoding="utf-8")
+        .startswith("path,hash,score,rank,bucket_0_to_9,label")
+    )
     assert not (home / "joyq-demo-best").exists() or not any((home / "joyq-demo-best").rglob("*.*"))  # undone
     assert not list(demo.glob("*.txt"))  # the caption step was a dry run
 

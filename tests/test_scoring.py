@@ -83,8 +83,14 @@ def test_cancel_after_first_batch_keeps_it_and_rerun_finishes(images, tiny, monk
     with Project(images) as p:
         p.scan()
         stop = []
-        summary = score_project(p, tiny, batch_size=4, workers=0,
-                                progress=lambda done, total, rate: stop.append(done), cancel=lambda: bool(stop))
+        summary = score_project(
+            p,
+            tiny,
+            batch_size=4,
+            workers=0,
+            progress=lambda done, total, rate: stop.append(done),
+            cancel=lambda: bool(stop),
+        )
         assert summary.cancelled and summary.scored == 4 and stop == [4]
         key = model_id(tiny).key
         first = p.scores(key)

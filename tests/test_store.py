@@ -156,8 +156,9 @@ def test_read_only_data_dir_gives_one_sentence(folder, monkeypatch):
     try:
         if os.geteuid() == 0:  # root ignores permissions: open SQLite read-only, as it would be
             real = sqlite3.connect
-            monkeypatch.setattr(store.sqlite3, "connect",
-                                lambda path, **kw: real(f"file:{path}?mode=ro", uri=True, **kw))
+            monkeypatch.setattr(
+                store.sqlite3, "connect", lambda path, **kw: real(f"file:{path}?mode=ro", uri=True, **kw)
+            )
         with pytest.raises(StoreError) as info, Project(folder) as p:
             p.add_comparison(*[h for h, _ in p.image_paths()[:2]], 1.0)
     finally:
@@ -257,16 +258,24 @@ def test_symlink_loops_do_not_hang(folder):
     for f in store.walk_images(folder, lambda p, why: errors.append(p)):
         found.append(f.rel)
         assert len(found) < 100
-    assert sorted(found) == sorted([f"img{i:03d}.png" for i in range(5)] + ["self/img020.png"]) or \
-        sorted(found) == sorted([f"img{i:03d}.png" for i in range(5)] + ["sub/img020.png"])
+    assert sorted(found) == sorted([f"img{i:03d}.png" for i in range(5)] + ["self/img020.png"]) or sorted(
+        found
+    ) == sorted([f"img{i:03d}.png" for i in range(5)] + ["sub/img020.png"])
     assert [os.path.basename(e) for e in errors] == ["dangling.jpg"]
     with Project(folder) as p:
         report = p.scan()
         assert report.total == 6 and len(p.image_paths()) == 6
 
 
-ODD_NAMES = ["with space.png", "ünïcödé 日本.png", "emoji 🎨.png", "-leading-dash.png",
-             "new\nline.png", "quote'\"comma,.png", "UPPER.PNG"]
+ODD_NAMES = [
+    "with space.png",
+    "ünïcödé 日本.png",
+    "emoji 🎨.png",
+    "-leading-dash.png",
+    "new\nline.png",
+    "quote'\"comma,.png",
+    "UPPER.PNG",
+]
 
 
 def test_odd_file_names(tmp_path):

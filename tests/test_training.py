@@ -41,7 +41,10 @@ def planted_pairs(n_items=600, n_pairs=6000, dim=64, noise=0.10, seed=0):
         a = rng.integers(lo, hi, n)
         return a, lo + (a - lo + rng.integers(1, hi - lo, n)) % (hi - lo)
 
-    (a1, b1), (a2, b2) = draw(0, n_items - n_test_items, n_pairs - n_test), draw(n_items - n_test_items, n_items, n_test)
+    (a1, b1), (a2, b2) = (
+        draw(0, n_items - n_test_items, n_pairs - n_test),
+        draw(n_items - n_test_items, n_items, n_test),
+    )
     a, b = np.concatenate([a1, a2]), np.concatenate([b1, b2])
     y = (true[a] > true[b]).astype(float)
     flip = rng.random(n_pairs) < noise
@@ -147,7 +150,7 @@ def test_quick_training_on_a_project_writes_a_small_head_only_version_and_adopts
     pairs = json.loads((demo_folder / "pairs.json").read_text())
     with Project(demo_folder) as project:
         project.scan()
-        for a, b, label in pairs["train"] + pairs["test"]:
+        for a, b, _label in pairs["train"] + pairs["test"]:
             project.add_comparison(project.hash_of(a), project.hash_of(b), 1.0)
         result = training.train_project(project, TrainConfig(), start_spec="tiny")
         assert sorted(os.listdir(result.path)) == ["head.safetensors", "version.json"]
@@ -170,14 +173,17 @@ def write_dataset(folder: Path, entries, name="pairs.json") -> Path:
     return p
 
 
-@pytest.mark.parametrize("content, needle", [
-    ("{not json", "not valid JSON"),
-    ('["a", "b"]', "expected an object"),
-    ('{"train": [["scene0000_clean.png", "scene0000_blur.jpg", 2]]}', "labels must be 1"),
-    ('{"train": [["scene0000_clean.png", "scene0000_clean.png", 1]]}', "with itself"),
-    ('{"train": [["scene0000_clean.png", "nope.jpg", 1]]}', "nope.jpg does not exist"),
-    ('{"train": [["scene0000_clean.png"]]}', "must be [pathA, pathB, label]"),
-])
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("{not json", "not valid JSON"),
+        ('["a", "b"]', "expected an object"),
+        ('{"train": [["scene0000_clean.png", "scene0000_blur.jpg", 2]]}', "labels must be 1"),
+        ('{"train": [["scene0000_clean.png", "scene0000_clean.png", 1]]}', "with itself"),
+        ('{"train": [["scene0000_clean.png", "nope.jpg", 1]]}', "nope.jpg does not exist"),
+        ('{"train": [["scene0000_clean.png"]]}', "must be [pathA, pathB, label]"),
+    ],
+)
 def test_bad_dataset_json_is_one_clear_sentence(demo_folder, tmp_path, content, needle):
     ds = demo_folder / f"bad-{abs(hash(content))}.json"
     ds.write_text(content)
@@ -191,13 +197,17 @@ def test_bad_dataset_json_is_one_clear_sentence(demo_folder, tmp_path, content, 
 
 
 def test_too_few_pairs_and_empty_train_split_write_no_version(demo_folder, tmp_path):
-    few = write_dataset(tmp_path, {"train": [[str(demo_folder / "scene0000_clean.png"),
-                                               str(demo_folder / "scene0000_blur.jpg"), 1]]})
+    few = write_dataset(
+        tmp_path, {"train": [[str(demo_folder / "scene0000_clean.png"), str(demo_folder / "scene0000_blur.jpg"), 1]]}
+    )
     with pytest.raises(TrainingError, match="at least"):
         run_training(load_pairs_json(few), "tiny", TrainConfig(), tmp_path / "versions")
     pairs = json.loads((demo_folder / "pairs.json").read_text())
-    only_test = write_dataset(tmp_path, {"train": [], "test": [[str(demo_folder / a), str(demo_folder / b), 1]
-                                                              for a, b, _ in pairs["train"]]}, "t.json")
+    only_test = write_dataset(
+        tmp_path,
+        {"train": [], "test": [[str(demo_folder / a), str(demo_folder / b), 1] for a, b, _ in pairs["train"]]},
+        "t.json",
+    )
     with pytest.raises(TrainingError, match="train split is empty"):
         run_training(load_pairs_json(only_test), "tiny", TrainConfig(), tmp_path / "versions")
     assert not (tmp_path / "versions").exists() or not list((tmp_path / "versions").iterdir())
@@ -228,8 +238,17 @@ def test_cancel_and_full_disk_leave_no_partial_version(demo_folder, tmp_path, mo
 
 def test_full_mode_trains_the_tower_and_saves_a_loadable_checkpoint(demo_folder, tmp_path):
     data = load_pairs_json(demo_folder / "pairs.json")
-    cfg = TrainConfig(mode="full", total_samples=64, batch_size=16, device_batch_size=8, lr=1e-3,
-                      freeze_layers=1, augment=True, eval_every_samples=64, val_fraction=0)
+    cfg = TrainConfig(
+        mode="full",
+        total_samples=64,
+        batch_size=16,
+        device_batch_size=8,
+        lr=1e-3,
+        freeze_layers=1,
+        augment=True,
+        eval_every_samples=64,
+        val_fraction=0,
+    )
     result = run_training(data, "tiny", cfg, tmp_path / "v")
     assert (result.path / "model.safetensors").exists() and (result.path / "config.json").exists()
     trained = load_model(str(result.path))

@@ -146,9 +146,13 @@ def test_gui_helpers_clicks_and_when_to_colour():
     assert clicks_needed(28, 0.1) == 280 and clicks_needed(0, 0.1) == 0
     assert not shows_change(None) and not shows_change({"verdict": TOO_FEW}) and not shows_change({"verdict": SAME})
     assert shows_change({"verdict": WORSE})
-    lines = held_out_sentences({"accuracy": 0.6, "n_decisive": 7}, {"accuracy": 0.4, "n_decisive": 7},
-                               {"sentence": "too few to tell: 7 held-out pairs"})
-    assert lines[0] == (f"held-out accuracy (95% interval): before {format_accuracy(0.6, 7)}, "
-                        f"after {format_accuracy(0.4, 7)}")
+    lines = held_out_sentences(
+        {"accuracy": 0.6, "n_decisive": 7},
+        {"accuracy": 0.4, "n_decisive": 7},
+        {"sentence": "too few to tell: 7 held-out pairs"},
+    )
+    assert lines[0] == (
+        f"held-out accuracy (95% interval): before {format_accuracy(0.6, 7)}, after {format_accuracy(0.4, 7)}"
+    )
     assert "60.0% of 7 (" in lines[0] and "→" not in "".join(lines)
     assert lines[-1] == "change: too few to tell: 7 held-out pairs."

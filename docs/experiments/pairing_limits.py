@@ -46,8 +46,10 @@ def _designs_seed(seed: int) -> dict[str, float]:
     a = rng.integers(0, n, m)
     designs = {"random pairs": (a, (a + rng.integers(1, n, m)) % n)}
     for name, order in (("neighbours in TRUE order", true_order), ("neighbours in PRIOR order", prior_order)):
-        designs[name + " (offsets 1-4)"] = (np.concatenate([order[:-k] for k in (1, 2, 3, 4)]),
-                                            np.concatenate([order[k:] for k in (1, 2, 3, 4)]))
+        designs[name + " (offsets 1-4)"] = (
+            np.concatenate([order[:-k] for k in (1, 2, 3, 4)]),
+            np.concatenate([order[k:] for k in (1, 2, 3, 4)]),
+        )
     out = {}
     for name, (i, j) in designs.items():
         o = (np.random.default_rng([seed, 5]).random(len(i)) < w.prob(i, j)).astype(float)
@@ -71,8 +73,9 @@ class _Criterion(P.PairSelector):
     def _ambiguity_gain(self, a, sa, k, p, v):
         """Expected drop in sum_j P(a and j in the wrong order) over a's rank neighbours."""
         reach = np.clip(3 * sa * self._density(a) * 16, 8, self.n)  # ~3 SD of a, in ranks
-        pos = np.clip(self._pos[a][:, None] + np.rint(np.linspace(-1, 1, 33)[None, :] * reach[:, None]).astype(int),
-                      0, self.n - 1)
+        pos = np.clip(
+            self._pos[a][:, None] + np.rint(np.linspace(-1, 1, 33)[None, :] * reach[:, None]).astype(int), 0, self.n - 1
+        )
         mj, sj2, wgt = self.mu[self._order[pos]], self.sigma[self._order[pos]] ** 2, reach[:, None] / 16
         ma, sa2 = self.mu[a][:, None], (sa**2)[:, None]
 
@@ -81,7 +84,9 @@ class _Criterion(P.PairSelector):
 
         s2_new = sa2 * (1 - sa2 * (k / (1 + k * v))[:, None])
         step = (sa**2 / (1 + k * v))[:, None]
-        return amb(ma, sa2) - p * amb(ma + step * (1 - p)[:, None], s2_new) - (1 - p) * amb(ma - step * p[:, None], s2_new)
+        return (
+            amb(ma, sa2) - p * amb(ma + step * (1 - p)[:, None], s2_new) - (1 - p) * amb(ma - step * p[:, None], s2_new)
+        )
 
     def _best_allowed(self, a, b, limit):
         if self._dense and a.size:
@@ -120,7 +125,9 @@ def _criteria_seed(seed: int) -> dict[str, float]:
                 sel.set_model_scores(w.scores[RHO])
             if m in (m_max // 2, m_max):
                 h = np.array([c[:3] for c in sel.history])
-                est = B.bt_map(n, h[:, 0].astype(np.int64), h[:, 1].astype(np.int64), h[:, 2], sel.prior_mu, sel.prior_sigma)
+                est = B.bt_map(
+                    n, h[:, 0].astype(np.int64), h[:, 1].astype(np.int64), h[:, 2], sel.prior_mu, sel.prior_sigma
+                )
                 out[f"{crit} @{m // n}"] = B.spearman(est, w.truth)
     return out
 
@@ -185,7 +192,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
-    fn, default = {"designs": (_designs_seed, 12), "criteria": (_criteria_seed, 40), "bayes": (_bayes_seed, 100)}[args.experiment]
+    fn, default = {"designs": (_designs_seed, 12), "criteria": (_criteria_seed, 40), "bayes": (_bayes_seed, 100)}[
+        args.experiment
+    ]
     with Pool(args.jobs) as pool:
         rows = pool.map(fn, range(args.seeds or default))
     med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
@@ -195,8 +204,10 @@ def main() -> None:
         rand = [med[f"random @{t}"] for t in TRIALS]
         ours = [med[f"bayes @{t}"] for t in TRIALS]
         ratios = [B._reach_budget(TRIALS, ours, rand[k]) / TRIALS[k] for k in range(1, len(TRIALS))]
-        print("comparisons needed for random's Spearman, share of random's:",
-              ", ".join(f"{t:g} trials: {r:.2f}" for t, r in zip(TRIALS[1:], ratios)))
+        print(
+            "comparisons needed for random's Spearman, share of random's:",
+            ", ".join(f"{t:g} trials: {r:.2f}" for t, r in zip(TRIALS[1:], ratios)),
+        )
 
 
 if __name__ == "__main__":

@@ -17,25 +17,36 @@ def register(sub, model_args) -> None:
     bp = sub.add_parser("bench", help="benchmarks (results name the machine)")
     bsub = bp.add_subparsers(dest="bench", metavar="BENCH", required=True)
 
-    sp = bsub.add_parser("score", help="scoring throughput: model-only, end-to-end 1 MP / 12 MP, and the "
-                         "reference-style baseline")
+    sp = bsub.add_parser(
+        "score", help="scoring throughput: model-only, end-to-end 1 MP / 12 MP, and the reference-style baseline"
+    )
     model_args(sp)
     sp.add_argument("--images", type=positive_int, default=64, help="images per end-to-end run (default 64)")
     sp.add_argument("--repeats", type=positive_int, default=3, help="runs per measurement; the median is reported")
     sp.set_defaults(handler="joyq_studio.bench.score:bench_score")
 
-    sp = bsub.add_parser("ray", help="scoring throughput of `joyq score --ray` against the native path, side by "
-                         "side on one folder (needs the ray extra)")
+    sp = bsub.add_parser(
+        "ray",
+        help="scoring throughput of `joyq score --ray` against the native path, side by "
+        "side on one folder (needs the ray extra)",
+    )
     model_args(sp)
-    sp.add_argument("--images", type=positive_int, default=192, help="N: runs of N and 2N JPEGs give the "
-                    "marginal rate, free of start-up costs (default 192)")
+    sp.add_argument(
+        "--images",
+        type=positive_int,
+        default=192,
+        help="N: runs of N and 2N JPEGs give the marginal rate, free of start-up costs (default 192)",
+    )
     sp.add_argument("--size", type=positive_int, default=512, help="their side in px (default 512)")
     sp.add_argument("--repeats", type=positive_int, default=1, help="runs of each path, alternating (median)")
     sp.add_argument("--address", help="a running Ray cluster (default: a local Ray on every core here)")
     sp.set_defaults(handler="joyq_studio.bench.ray:bench_ray")
 
-    sp = bsub.add_parser("decode", help="12 MP JPEGs: full decode against Pillow's draft mode (speed, and the "
-                         "change in pixels and scores on real photographs; needs scikit-image)")
+    sp = bsub.add_parser(
+        "decode",
+        help="12 MP JPEGs: full decode against Pillow's draft mode (speed, and the "
+        "change in pixels and scores on real photographs; needs scikit-image)",
+    )
     sp.add_argument("--model", default="demo", help="the model whose scores are compared (default demo)")
     sp.add_argument("--device", help="cpu, cuda or cuda:N (scores only; decoding is timed on one CPU core)")
     sp.add_argument("--repeats", type=positive_int, default=3, help="timed decodes per photo (median)")
@@ -46,22 +57,35 @@ def register(sub, model_args) -> None:
     sp.add_argument("--dir", help="where to create the files (default: a temporary folder)")
     sp.set_defaults(handler="joyq_studio.bench.scan:bench_scan")
 
-    sp = bsub.add_parser("learn", help="train the tiny tower from scratch on generated clean-vs-degraded images "
-                         "and record its learning curve (a few minutes of CPU)")
-    sp.add_argument("--dir", help="where to write the generated dataset (default: a temporary folder); "
-                    "reused when it already holds one made with the same settings")
+    sp = bsub.add_parser(
+        "learn",
+        help="train the tiny tower from scratch on generated clean-vs-degraded images "
+        "and record its learning curve (a few minutes of CPU)",
+    )
+    sp.add_argument(
+        "--dir",
+        help="where to write the generated dataset (default: a temporary folder); "
+        "reused when it already holds one made with the same settings",
+    )
     sp.add_argument("--out", help="where to write curve.csv/.md/.png (default: DIR/report)")
     sp.add_argument("--model", default="tiny", help="starting model (default tiny: random initialisation)")
     sp.add_argument("--bases", type=positive_int, default=700, help="base images (default 700; x3 images on disk)")
     sp.add_argument("--size", type=positive_int, default=512, help="side of the generated images in px (default 512)")
-    sp.add_argument("--kinds", default="jpeg,lowres",
-                    help="degradations, comma-separated: jpeg, lowres (the reference recipes), demo-jpeg, "
-                         "demo-blur, demo-lowres, demo-noise (default jpeg,lowres)")
+    sp.add_argument(
+        "--kinds",
+        default="jpeg,lowres",
+        help="degradations, comma-separated: jpeg, lowres (the reference recipes), demo-jpeg, "
+        "demo-blur, demo-lowres, demo-noise (default jpeg,lowres)",
+    )
     sp.add_argument("--test-bases", type=positive_int, default=200, help="held-out base images (default 200)")
     sp.add_argument("--mosaic-share", type=float, default=0.5, help="share of bases that are 2x2 mosaics (default 0.5)")
-    sp.add_argument("--cross-pairs", type=nonnegative_int, default=0,
-                    help="per base: pairs 'clean beats another base's degraded copy', which anchor one "
-                         "quality scale across contents (default 0)")
+    sp.add_argument(
+        "--cross-pairs",
+        type=nonnegative_int,
+        default=0,
+        help="per base: pairs 'clean beats another base's degraded copy', which anchor one "
+        "quality scale across contents (default 0)",
+    )
     sp.add_argument("--steps", type=positive_int, default=300, help="optimizer steps (default 300)")
     sp.add_argument("--batch-size", type=positive_int, default=32, help="pairs per step (default 32)")
     sp.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
@@ -69,9 +93,12 @@ def register(sub, model_args) -> None:
     sp.add_argument("--no-augment", action="store_true", help="no random flip/rot90 of pairs")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--save-model", metavar="FOLDER", help="also save the trained model here (save_pretrained form)")
-    sp.add_argument("--save-demo-model", metavar="FOLDER",
-                    help="instead, run the demo tower's fixed recipe (docs/learning.md) and save it here, "
-                         "e.g. joyq_studio/resources/demo-model")
+    sp.add_argument(
+        "--save-demo-model",
+        metavar="FOLDER",
+        help="instead, run the demo tower's fixed recipe (docs/learning.md) and save it here, "
+        "e.g. joyq_studio/resources/demo-model",
+    )
     sp.set_defaults(handler="joyq_studio.bench.learn:bench_learn")
 
     sp = bsub.add_parser("train", help="time a quick (head-only) finetune with the reference recipe")
@@ -87,8 +114,9 @@ def register(sub, model_args) -> None:
     sp.add_argument("--steps", type=positive_int, default=5)
     sp.set_defaults(handler="joyq_studio.bench.train:bench_train_full")
 
-    sp = bsub.add_parser("startup", help="time `joyq --help`, a few commands and the first window, "
-                         "in fresh processes (medians)")
+    sp = bsub.add_parser(
+        "startup", help="time `joyq --help`, a few commands and the first window, in fresh processes (medians)"
+    )
     sp.add_argument("--repeats", type=positive_int, default=5)
     sp.set_defaults(handler="joyq_studio.bench.startup:bench_startup")
 

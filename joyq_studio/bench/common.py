@@ -37,5 +37,3 @@ def median_rate(fn, count: int, repeats: int) -> float:
             torch.cuda.synchronize()
         rates.append(count / (time.perf_counter() - t0))
     return statistics.median(rates)
-
-

@@ -29,8 +29,24 @@ from ..images import load_rgb, resize_for_model, to_rgb
 from ..model import describe_device, load_model, pick_device
 from .common import machine_name
 
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "hubble_deep_field", "retina",
-          "immunohistochemistry", "horse", "camera", "brick", "grass", "gravel", "coins", "moon", "page")
+PHOTOS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "motorcycle_left",
+    "hubble_deep_field",
+    "retina",
+    "immunohistochemistry",
+    "horse",
+    "camera",
+    "brick",
+    "grass",
+    "gravel",
+    "coins",
+    "moon",
+    "page",
+)
 SIZE_12MP = (4000, 3000)
 
 
@@ -97,8 +113,10 @@ def bench_decode(args) -> int:
     device = pick_device(args.device)
     model = load_model(args.model)
     print(f"machine: {machine_name(device)}")
-    print(f"model for scores: {args.model} ({model.image_size} px) on {describe_device(device)}; decode timed on "
-          f"one core, median of {args.repeats}")
+    print(
+        f"model for scores: {args.model} ({model.image_size} px) on {describe_device(device)}; decode timed on "
+        f"one core, median of {args.repeats}"
+    )
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="joyq-bench-decode-") as tmp:
         for grain in (0.0, 3.0):
@@ -116,8 +134,8 @@ def bench_decode(args) -> int:
                     small = resize_for_model(drafted, size)
                     diff = np.abs(np.asarray(full, np.float64) - np.asarray(small, np.float64))
                     stats[f"mad{size}"] = float(diff.mean())
-                    mse = float((diff ** 2).mean())
-                    stats[f"psnr{size}"] = 10 * np.log10(255 ** 2 / mse) if mse else float("inf")
+                    mse = float((diff**2).mean())
+                    stats[f"psnr{size}"] = 10 * np.log10(255**2 / mse) if mse else float("inf")
                     if size == model.image_size:
                         full_imgs.append(load_rgb(path))
                         draft_imgs.append(drafted)
@@ -132,20 +150,28 @@ def bench_decode(args) -> int:
             flips = sum((s_full[i] - s_full[j]) * (s_draft[i] - s_draft[j]) < 0 for i, j in pairs)
             label = "with grain (sigma 3)" if grain else "upscaled, no grain"
             print(f"\n{len(rows)} photographs, 4000x3000 JPEG q92, {label}:")
-            print(f"{'photo':<22} {'full ms':>8} {'draft ms':>9} {'speed-up':>8}  {'MAD/PSNR 224 (1/k)':>20}"
-                  f"  {'MAD/PSNR 512 (1/k)':>20} {'|d score|':>9}")
+            print(
+                f"{'photo':<22} {'full ms':>8} {'draft ms':>9} {'speed-up':>8}  {'MAD/PSNR 224 (1/k)':>20}"
+                f"  {'MAD/PSNR 512 (1/k)':>20} {'|d score|':>9}"
+            )
             for r, d in zip(rows, delta):
                 speedup = r["full_ms"] / r["draft_ms"]
-                print(f"{r['name']:<22} {r['full_ms']:>8.1f} {r['draft_ms']:>9.1f} {speedup:>7.1f}x"
-                      f"  {r['mad224']:>6.2f} / {r['psnr224']:5.1f} dB (1/{r['scale224']})"
-                      f"  {r['mad512']:>6.2f} / {r['psnr512']:5.1f} dB (1/{r['scale512']}) {d:>9.4f}")
+                print(
+                    f"{r['name']:<22} {r['full_ms']:>8.1f} {r['draft_ms']:>9.1f} {speedup:>7.1f}x"
+                    f"  {r['mad224']:>6.2f} / {r['psnr224']:5.1f} dB (1/{r['scale224']})"
+                    f"  {r['mad512']:>6.2f} / {r['psnr512']:5.1f} dB (1/{r['scale512']}) {d:>9.4f}"
+                )
             full_ms = statistics.median(r["full_ms"] for r in rows)
             draft_ms = statistics.median(r["draft_ms"] for r in rows)
-            print(f"median: full {full_ms:.1f} ms, draft {draft_ms:.1f} ms per image per core "
-                  f"({full_ms / draft_ms:.1f}x); pixels at 512 px: mean abs diff "
-                  f"{statistics.median(r['mad512'] for r in rows):.2f} levels, PSNR "
-                  f"{statistics.median(r['psnr512'] for r in rows):.1f} dB")
-            print(f"scores ({args.model}): |difference| mean {delta.mean():.4f}, max {delta.max():.4f}; spread of "
-                  f"scores across the photos (std) {spread:.4f}, so the mean difference is "
-                  f"{delta.mean() / max(spread, 1e-12):.1%} of it; {flips} of {len(pairs)} photo pairs change order")
+            print(
+                f"median: full {full_ms:.1f} ms, draft {draft_ms:.1f} ms per image per core "
+                f"({full_ms / draft_ms:.1f}x); pixels at 512 px: mean abs diff "
+                f"{statistics.median(r['mad512'] for r in rows):.2f} levels, PSNR "
+                f"{statistics.median(r['psnr512'] for r in rows):.1f} dB"
+            )
+            print(
+                f"scores ({args.model}): |difference| mean {delta.mean():.4f}, max {delta.max():.4f}; spread of "
+                f"scores across the photos (std) {spread:.4f}, so the mean difference is "
+                f"{delta.mean() / max(spread, 1e-12):.1%} of it; {flips} of {len(pairs)} photo pairs change order"
+            )
     return 0

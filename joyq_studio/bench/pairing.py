@@ -279,7 +279,7 @@ def _fixed_k_pairs(world: World, m: int, rng: np.random.Generator, near_share: f
     rounds = math.ceil(m / (2 * n))
     knn = _knn(world.embeddings, min(n - 1, 2 * rounds + 8)) if world.embeddings is not None else None
     ptr = np.zeros(n, dtype=np.int64)
-    I, J = [], []
+    firsts, seconds = [], []
     for _ in range(rounds):
         a = np.repeat(np.arange(n), 2)
         rnd = (a + rng.integers(1, n, a.size)) % n
@@ -294,9 +294,9 @@ def _fixed_k_pairs(world: World, m: int, rng: np.random.Generator, near_share: f
         else:
             b = rnd
         perm = rng.permutation(a.size)
-        I.append(a[perm])
-        J.append(b[perm])
-    return np.concatenate(I)[:m], np.concatenate(J)[:m]
+        firsts.append(a[perm])
+        seconds.append(b[perm])
+    return np.concatenate(firsts)[:m], np.concatenate(seconds)[:m]
 
 
 def run_batch(world, strategy, checkpoints, seed) -> list[dict]:
@@ -334,8 +334,15 @@ def run_selector(world, prior_rho, checkpoints, seed) -> list[dict]:
             sel.set_model_scores(scores)  # a "retrain": refit T, reset priors, replay
         if m in cps:
             h = np.array([c[:3] for c in sel.history])
-            theta = bt_map(world.n, h[:, 0].astype(np.int64), h[:, 1].astype(np.int64), h[:, 2],
-                           sel.prior_mu, sel.prior_sigma, theta)
+            theta = bt_map(
+                world.n,
+                h[:, 0].astype(np.int64),
+                h[:, 1].astype(np.int64),
+                h[:, 2],
+                sel.prior_mu,
+                sel.prior_sigma,
+                theta,
+            )
             out.append({"m": m, **evaluate(world, theta), **consistency(world, sel, scores)})
     return out
 
@@ -422,8 +429,7 @@ def blocks_for(setting: str, quick: bool, seeds: int, large_seeds: int, long: bo
         strat = ("random", "fixed-k4", "ours-noprior") + tuple(f"ours-rho{r:g}" for r in APP_PRIORS)
         out.append(Block("app", 1000, APP_BUDGETS[:-1] if quick else APP_BUDGETS, strat, seeds))
         if not quick:
-            out.append(Block("app", 10_000, APP_BUDGETS if long else APP_BUDGETS[:-2], strat,
-                             min(seeds, large_seeds)))
+            out.append(Block("app", 10_000, APP_BUDGETS if long else APP_BUDGETS[:-2], strat, min(seeds, large_seeds)))
     return out
 
 
@@ -435,8 +441,10 @@ def run_blocks(blocks: list[Block], jobs: int, log=print) -> list[dict]:
         with ProcessPoolExecutor(jobs) as ex:
             for k, r in enumerate(ex.map(_seed_task, tasks)):
                 rows += r
-                log(f"  [{k + 1}/{len(tasks)}] {tasks[k][0].setting} n={tasks[k][0].n} seed {tasks[k][1]} "
-                    f"({time.perf_counter() - t0:.0f}s)")
+                log(
+                    f"  [{k + 1}/{len(tasks)}] {tasks[k][0].setting} n={tasks[k][0].n} seed {tasks[k][1]} "
+                    f"({time.perf_counter() - t0:.0f}s)"
+                )
     else:
         for k, t in enumerate(tasks):
             rows += _seed_task(t)
@@ -448,15 +456,21 @@ def run_blocks(blocks: list[Block], jobs: int, log=print) -> list[dict]:
 
 
 def _median(rows, block, strategy, budget, metric) -> float:
-    v = [r[metric] for r in rows if r["setting"] == block.setting and r["n"] == block.n
-         and r["strategy"] == strategy and r["budget"] == budget]
+    v = [
+        r[metric]
+        for r in rows
+        if r["setting"] == block.setting and r["n"] == block.n and r["strategy"] == strategy and r["budget"] == budget
+    ]
     return float(np.median(v)) if v else math.nan
 
 
 def _paired(rows, block, a, b, budget, metric="spearman") -> np.ndarray:
     """Per-seed differences a - b at one budget."""
-    get = lambda s: {r["seed"]: r[metric] for r in rows if r["setting"] == block.setting
-                     and r["n"] == block.n and r["strategy"] == s and r["budget"] == budget}
+    get = lambda s: {
+        r["seed"]: r[metric]
+        for r in rows
+        if r["setting"] == block.setting and r["n"] == block.n and r["strategy"] == s and r["budget"] == budget
+    }
     ra, rb = get(a), get(b)
     return np.array([ra[k] - rb[k] for k in sorted(ra) if k in rb])
 
@@ -506,40 +520,59 @@ def tables(rows: list[dict], blocks: list[Block]) -> tuple[str, list[str]]:
             # a negative median can be noise where every strategy is as good as random
             # (e.g. all pairs fresh at tiny budgets): say whether any deficit is significant
             worse = [f"{b:g}" for b, m, e in zip(bl.budgets, means, ses) if m + 2 * e < 0]
-            verdicts.append(f"{bl.setting} n={bl.n}: {s} never worse than random; median paired "
-                            f"dSpearman per budget: " + ", ".join(f"{d:+.3f}" for d in diffs)
-                            + f" (worst at {bl.budgets[k]:g}: mean {means[k]:+.3f} +- {ses[k]:.3f} SE)"
-                            + f": {'MET' if min(diffs) >= 0 else 'NOT MET'}"
-                            + (f"; significantly worse (mean + 2 SE < 0) at {', '.join(worse)}" if worse
-                               else "; significantly worse (mean + 2 SE < 0) at no budget"))
+            verdicts.append(
+                f"{bl.setting} n={bl.n}: {s} never worse than random; median paired "
+                f"dSpearman per budget: "
+                + ", ".join(f"{d:+.3f}" for d in diffs)
+                + f" (worst at {bl.budgets[k]:g}: mean {means[k]:+.3f} +- {ses[k]:.3f} SE)"
+                + f": {'MET' if min(diffs) >= 0 else 'NOT MET'}"
+                + (
+                    f"; significantly worse (mean + 2 SE < 0) at {', '.join(worse)}"
+                    if worse
+                    else "; significantly worse (mean + 2 SE < 0) at no budget"
+                )
+            )
         last = bl.budgets[-1]
         for s in ours:
-            sa = [r for r in rows if r["setting"] == bl.setting and r["n"] == bl.n and r["strategy"] == s
-                  and r["budget"] == last and "self_agree" in r]
+            sa = [
+                r
+                for r in rows
+                if r["setting"] == bl.setting
+                and r["n"] == bl.n
+                and r["strategy"] == s
+                and r["budget"] == last
+                and "self_agree" in r
+            ]
             if sa:
 
                 def med(k: str, sa: list[dict] = sa) -> float:
                     v = np.array([r[k] for r in sa], dtype=float)
                     return float(np.nanmedian(v)) if np.isfinite(v).any() else math.nan
 
-                consist.append(f"| {bl.setting} n={bl.n:,} | {s} | {last:g} | {med('n_repeats'):.0f} | "
-                               f"{med('self_agree'):.3f} | {med('self_agree_expected'):.3f} | {med('model_agree'):.3f} |")
+                consist.append(
+                    f"| {bl.setting} n={bl.n:,} | {s} | {last:g} | {med('n_repeats'):.0f} | "
+                    f"{med('self_agree'):.3f} | {med('self_agree_expected'):.3f} | {med('model_agree'):.3f} |"
+                )
         if bl.n <= 200 and "ours" in bl.strategies:
             rc = [_median(rows, bl, "random", b, "spearman") for b in bl.budgets]
             oc = [_median(rows, bl, "ours", b, "spearman") for b in bl.budgets]
             # ratio at random's k-th budget; the lowest budget has no lower point to compare
             ratios = [_reach_budget(bl.budgets, oc, rc[k]) / bl.budgets[k] for k in range(1, len(bl.budgets))]
             worst = max(ratios)
-            verdicts.append(f"{bl.setting} n={bl.n}: comparisons ours needs to reach random's median Spearman, "
-                            f"as a share of random's, at random's budget: "
-                            + ", ".join(f"{b:g}: {r:.2f}" for b, r in zip(bl.budgets[1:], ratios))
-                            + f" (worst {worst:.2f}, median {float(np.median(ratios)):.2f}; target <= 0.67): "
-                            + ("MET" if worst <= 2 / 3 else "NOT MET"))
+            verdicts.append(
+                f"{bl.setting} n={bl.n}: comparisons ours needs to reach random's median Spearman, "
+                f"as a share of random's, at random's budget: "
+                + ", ".join(f"{b:g}: {r:.2f}" for b, r in zip(bl.budgets[1:], ratios))
+                + f" (worst {worst:.2f}, median {float(np.median(ratios)):.2f}; target <= 0.67): "
+                + ("MET" if worst <= 2 / 3 else "NOT MET")
+            )
         if bl.setting == "app" and bl.n == 1000 and 4 in bl.budgets:
             v = _median(rows, bl, "ours-rho0.75", 4, "spearman")
-            verdicts.append(f"app n=1000: ours with a 0.75 prior, Spearman after 4 cmp/img = {v:.3f} "
-                            f"(target >= 0.90): {'MET' if v >= 0.90 else 'NOT MET'}; after 2 cmp/img "
-                            f"(4 shows/img) = {_median(rows, bl, 'ours-rho0.75', 2, 'spearman'):.3f}")
+            verdicts.append(
+                f"app n=1000: ours with a 0.75 prior, Spearman after 4 cmp/img = {v:.3f} "
+                f"(target >= 0.90): {'MET' if v >= 0.90 else 'NOT MET'}; after 2 cmp/img "
+                f"(4 shows/img) = {_median(rows, bl, 'ours-rho0.75', 2, 'spearman'):.3f}"
+            )
     return "\n".join(md + consist + [""]), verdicts
 
 
@@ -554,13 +587,23 @@ def plot(rows: list[dict], blocks: list[Block], path: str) -> bool:
     cols = min(2, len(blocks))
     rows_ = math.ceil(len(blocks) / cols)
     fig, axes = plt.subplots(rows_, cols, figsize=(6.0 * cols, 4.2 * rows_), squeeze=False)
-    for ax in axes.ravel()[len(blocks):]:
+    for ax in axes.ravel()[len(blocks) :]:
         ax.set_visible(False)
     for ax, bl in zip(axes.ravel(), blocks):
         for s in bl.strategies:
-            q = np.array([np.percentile([r["spearman"] for r in rows if r["setting"] == bl.setting
-                                         and r["n"] == bl.n and r["strategy"] == s and r["budget"] == b],
-                                        [25, 50, 75]) for b in bl.budgets])
+            q = np.array(
+                [
+                    np.percentile(
+                        [
+                            r["spearman"]
+                            for r in rows
+                            if r["setting"] == bl.setting and r["n"] == bl.n and r["strategy"] == s and r["budget"] == b
+                        ],
+                        [25, 50, 75],
+                    )
+                    for b in bl.budgets
+                ]
+            )
             ax.plot(bl.budgets, q[:, 1], marker="o", ms=3, label=s)
             ax.fill_between(bl.budgets, q[:, 0], q[:, 2], alpha=0.15)
         ax.set_xscale("log")
@@ -588,7 +631,9 @@ def speed(n: int = 100_000, dim: int = 1152, calls: int = 2000, seed: int = 0, l
     lines = [f"### speed n={n:,}, embeddings {dim}-d\n", "| what | p50 | p99 | note |", "|---|---|---|---|"]
     t0 = time.perf_counter()
     sel = PairSelector.from_model_scores(scores, [], embeddings=emb, seed=seed)
-    lines.append(f"| init (from_model_scores, PCA of embeddings) | {time.perf_counter() - t0:.2f} s | | once per retrain |")
+    lines.append(
+        f"| init (from_model_scores, PCA of embeddings) | {time.perf_counter() - t0:.2f} s | | once per retrain |"
+    )
     del emb
 
     def loop(sel, k):
@@ -602,8 +647,14 @@ def speed(n: int = 100_000, dim: int = 1152, calls: int = 2000, seed: int = 0, l
         return tn * 1e3, tr * 1e3
 
     tn, tr = loop(sel, calls)
-    lines.append(f"| next_pair, first {calls} comparisons | {np.median(tn):.2f} ms | {np.percentile(tn, 99):.2f} ms | target p99 < 20 ms |")
-    lines.append(f"| record, first {calls} comparisons | {np.median(tr):.3f} ms | {np.percentile(tr, 99):.3f} ms | target < 1 ms |")
+    lines.append(
+        f"| next_pair, first {calls} comparisons | {np.median(tn):.2f} ms | {np.percentile(tn, 99):.2f} ms "
+        "| target p99 < 20 ms |"
+    )
+    lines.append(
+        f"| record, first {calls} comparisons | {np.median(tr):.3f} ms | {np.percentile(tr, 99):.3f} ms "
+        "| target < 1 ms |"
+    )
     loop(sel, max(0, 5000 - calls))
     comps = sel.history[:5000]
     reps = []
@@ -611,10 +662,16 @@ def speed(n: int = 100_000, dim: int = 1152, calls: int = 2000, seed: int = 0, l
         a = time.perf_counter()
         sel.replay(comps)
         reps.append(time.perf_counter() - a)
-    lines.append(f"| replay 5,000 comparisons | {np.median(reps) * 1e3:.0f} ms | {max(reps) * 1e3:.0f} ms (max of 5) | target well under 1 s |")
+    lines.append(
+        f"| replay 5,000 comparisons | {np.median(reps) * 1e3:.0f} ms | {max(reps) * 1e3:.0f} ms (max of 5) "
+        "| target well under 1 s |"
+    )
     a = time.perf_counter()
     sel.set_model_scores(scores + rng.normal(0, 0.1, n))
-    lines.append(f"| set_model_scores (refit T + priors + replay 5k) | {(time.perf_counter() - a) * 1e3:.0f} ms | | after a retrain |")
+    lines.append(
+        f"| set_model_scores (refit T + priors + replay 5k) | {(time.perf_counter() - a) * 1e3:.0f} ms "
+        "| | after a retrain |"
+    )
     tn, tr = loop(sel, calls)
     lines.append(f"| next_pair after 5k comparisons | {np.median(tn):.2f} ms | {np.percentile(tn, 99):.2f} ms | |")
     lines.append(f"| record after 5k comparisons | {np.median(tr):.3f} ms | {np.percentile(tr, 99):.3f} ms | |")
@@ -632,8 +689,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=None, help="paired seeds per setting (default 20, quick 4)")
     ap.add_argument("--large-seeds", type=int, default=3, help="seeds for n=10,000 (default 3)")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    ap.add_argument("--long", action="store_true",
-                    help="also asap n=200 at 10 trials and app n=10,000 to 16 cmp/img (slow)")
+    ap.add_argument(
+        "--long", action="store_true", help="also asap n=200 at 10 trials and app n=10,000 to 16 cmp/img (slow)"
+    )
     ap.add_argument("--out", default="bench-pairing", help="folder for pairing_bench.md / .png")
     args = ap.parse_args(argv)
     seeds = args.seeds or (4 if args.quick else 20)

@@ -40,9 +40,11 @@ def bench_ray(args) -> int:
     init_s = time.perf_counter() - t0
     cpus = int(ray.cluster_resources().get("CPU", 0))
     gpus = int(ray.cluster_resources().get("GPU", 0)) if device.type == "cuda" else 0
-    print(f"model: {spec} ({model.image_size} px), device {describe_device(device)}, batch {bs}, native decode "
-          f"workers {workers}; Ray: {cpus} CPUs, {max(gpus, 1)} model actor{'s' if gpus > 1 else ''}; "
-          f"ray.init {init_s:.1f} s (once per cluster, not counted); {reps} run(s) of each (median)")
+    print(
+        f"model: {spec} ({model.image_size} px), device {describe_device(device)}, batch {bs}, native decode "
+        f"workers {workers}; Ray: {cpus} CPUs, {max(gpus, 1)} model actor{'s' if gpus > 1 else ''}; "
+        f"ray.init {init_s:.1f} s (once per cluster, not counted); {reps} run(s) of each (median)"
+    )
     times: dict[str, list[float]] = {k: [] for k in ("native N", "native 2N", "ray N", "ray 2N")}
     startup: list[float] = []
     with tempfile.TemporaryDirectory(prefix="joyq-bench-ray-") as tmp:
@@ -51,7 +53,7 @@ def bench_ray(args) -> int:
         paths = sorted(folder.glob("*.jpg"))  # the copies and their few sources
         n = len(paths) // 2
         lists = {}
-        for label, chosen in (("N", paths[:n]), ("2N", paths[:2 * n])):
+        for label, chosen in (("N", paths[:n]), ("2N", paths[: 2 * n])):
             lists[label] = Path(tmp) / f"list-{label}.txt"
             lists[label].write_text("".join(f"{p}\n" for p in chosen), encoding="utf-8")
         print(f"images: N = {n} and 2N = {2 * n} JPEGs of {args.size}x{args.size}")
@@ -64,15 +66,25 @@ def bench_ray(args) -> int:
                     pass
                 times[f"native {label}"].append(time.perf_counter() - t)
                 t = time.perf_counter()
-                s = score_with_ray([lists[label]], model, spec, Path(tmp) / f"ray-{rep}-{label}",
-                                   device=device.type, gpus=gpus, batch_size=bs)
+                s = score_with_ray(
+                    [lists[label]],
+                    model,
+                    spec,
+                    Path(tmp) / f"ray-{rep}-{label}",
+                    device=device.type,
+                    gpus=gpus,
+                    batch_size=bs,
+                )
                 times[f"ray {label}"].append(time.perf_counter() - t)
                 if s.scored != count:
                     raise RuntimeError(f"Ray scored {s.scored} of {count} images")
                 startup.append(s.startup_seconds)
-                print(f"  run {rep + 1}, {count} images: native {times[f'native {label}'][-1]:.1f} s, "
-                      f"Ray {times[f'ray {label}'][-1]:.1f} s (first rows after {s.startup_seconds:.1f} s)")
+                print(
+                    f"  run {rep + 1}, {count} images: native {times[f'native {label}'][-1]:.1f} s, "
+                    f"Ray {times[f'ray {label}'][-1]:.1f} s (first rows after {s.startup_seconds:.1f} s)"
+                )
     med = {k: statistics.median(v) for k, v in times.items()}
+
     def marginal(path: str) -> float:  # NaN when noise made 2N no slower than N
         extra = med[f"{path} 2N"] - med[f"{path} N"]
         return n / extra if extra > 0.05 * med[f"{path} 2N"] else float("nan")
@@ -82,7 +94,9 @@ def bench_ray(args) -> int:
     for k, (m, whole) in rates.items():
         print(f"{k:<8} {m:>15.1f} {whole:>19.1f}")
     ratio = rates["Ray"][0] / rates["native"][0]
-    print(f"\nRay / native: marginal {'n/a (too noisy: use more --images)' if ratio != ratio else f'{ratio:.2f}x'}, "
-          f"whole run of {2 * n} {rates['Ray'][1] / rates['native'][1]:.2f}x; Ray start-up to first rows "
-          f"{statistics.median(startup):.1f} s")
+    print(
+        f"\nRay / native: marginal {'n/a (too noisy: use more --images)' if ratio != ratio else f'{ratio:.2f}x'}, "
+        f"whole run of {2 * n} {rates['Ray'][1] / rates['native'][1]:.2f}x; Ray start-up to first rows "
+        f"{statistics.median(startup):.1f} s"
+    )
     return 0

@@ -14,7 +14,6 @@ from .common import machine_name
 
 def bench_scan(args) -> int:
 
-
     with tempfile.TemporaryDirectory(prefix="joyq-scan-") as tmp:
         root = Path(args.dir) if args.dir else Path(tmp) / "images"
         root.mkdir(parents=True, exist_ok=True)
@@ -36,9 +35,9 @@ def bench_scan(args) -> int:
                 rescans.append(time.perf_counter() - t0)
                 assert r.new == r.changed == 0
     print(f"machine: {machine_name()}")
-    print(f"{args.files} files: first scan (hash + header of every file) {first_s:.1f} s; "
-          f"unchanged rescan median {statistics.median(rescans):.2f} s (of {len(rescans)})")
+    print(
+        f"{args.files} files: first scan (hash + header of every file) {first_s:.1f} s; "
+        f"unchanged rescan median {statistics.median(rescans):.2f} s (of {len(rescans)})"
+    )
     print(f"({first.total} files seen, {len(first.unreadable)} not images)")
     return 0
-
-

@@ -27,7 +27,6 @@ def bench_train_quick(args) -> int:
     """The reference personal recipe (20k samples, batch 256, onecycle, lr 0.008) on
     ``--pairs`` pairs of cached ``--dim``-d embeddings, end to end including evaluations."""
 
-
     rng = np.random.default_rng(0)
     n_items, dim = max(2, args.pairs // 3), args.dim
     emb = rng.normal(size=(n_items, dim)).astype(np.float32)
@@ -38,8 +37,9 @@ def bench_train_quick(args) -> int:
     keys = [str(i) for i in range(n_items)]
     split = np.where(rng.random(args.pairs) < 0.1, "test", "train").astype(object)
     data = PairData(keys, [Path(k) for k in keys], a, b, y, split, "synthetic")
-    cfg = default_config(args.pairs, "quick", total_samples=20_000, batch_size=256, lr=0.008, schedule="onecycle",
-                         warmup_samples=1500)
+    cfg = default_config(
+        args.pairs, "quick", total_samples=20_000, batch_size=256, lr=0.008, schedule="onecycle", warmup_samples=1500
+    )
     times, acc = [], 0.0
     for _ in range(args.repeats):
         t0 = time.perf_counter()
@@ -51,9 +51,11 @@ def bench_train_quick(args) -> int:
         times.append(time.perf_counter() - t0)
         acc = after["accuracy"]
     print(f"machine: {machine_name()}")
-    print(f"quick finetune, {args.pairs} pairs x {dim}-d, 20k samples, batch 256, onecycle: "
-          f"{len(history) - 1} steps, median {statistics.median(times):.2f} s of {len(times)} "
-          f"(min {min(times):.2f} s); held-out accuracy {acc:.3f}")
+    print(
+        f"quick finetune, {args.pairs} pairs x {dim}-d, 20k samples, batch 256, onecycle: "
+        f"{len(history) - 1} steps, median {statistics.median(times):.2f} s of {len(times)} "
+        f"(min {min(times):.2f} s); held-out accuracy {acc:.3f}"
+    )
     return 0
 
 

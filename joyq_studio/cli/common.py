@@ -30,10 +30,14 @@ def scan_with_progress(project: Project, quiet: bool = False):
     if report.total == 0:
         raise UsageError(f"{project.folder}: no images found (looked for .jpg, .png, .webp, ... recursively).")
     if not quiet:
-        print(f"{project.folder}: {report.total} image files ({report.new} new, {report.changed} changed, "
-              f"{report.removed} removed) in {report.seconds:.1f} s")
+        print(
+            f"{project.folder}: {report.total} image files ({report.new} new, {report.changed} changed, "
+            f"{report.removed} removed) in {report.seconds:.1f} s"
+        )
         if report.links_not_followed:
             n = len(report.links_not_followed)
-            print(f"note: {n} symbolically linked folder{'s were' if n > 1 else ' was'} not scanned (e.g. "
-                  f"{report.links_not_followed[0]}); `joyq score --follow-links {project.folder}` includes them.")
+            print(
+                f"note: {n} symbolically linked folder{'s were' if n > 1 else ' was'} not scanned (e.g. "
+                f"{report.links_not_followed[0]}); `joyq score --follow-links {project.folder}` includes them."
+            )
     return report

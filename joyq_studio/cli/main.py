@@ -25,20 +25,27 @@ from ..console import (
 )
 from ..errors import JoyqError
 from ..export.captions import CAPTION_MODES
-from ..export.links import LINK_MODES
 from ..export.dataset import LLM_CHOICES
+from ..export.links import LINK_MODES
 from ..settings import DEFAULT_MODEL
 
 SCHEDULES = ("onecycle", "cosine", "linear", "constant")  # = training.config.SCHEDULES (test-checked)
 
 
 def model_args(sp, batch: int = 32) -> None:
-    sp.add_argument("--model", help=f"model: HF repo id (default {DEFAULT_MODEL}, or the project's active version), "
-                    "a folder, a .safetensors/.pt file, 'demo' (the small shipped demo tower) or 'tiny' (random)")
+    sp.add_argument(
+        "--model",
+        help=f"model: HF repo id (default {DEFAULT_MODEL}, or the project's active version), "
+        "a folder, a .safetensors/.pt file, 'demo' (the small shipped demo tower) or 'tiny' (random)",
+    )
     sp.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
     sp.add_argument("--batch-size", type=positive_int, default=batch, help=f"images per batch (default {batch})")
-    sp.add_argument("--workers", type=nonnegative_int, default=min(8, os.cpu_count() or 1),
-                    help="decoding worker processes (default: CPU count, at most 8)")
+    sp.add_argument(
+        "--workers",
+        type=nonnegative_int,
+        default=min(8, os.cpu_count() or 1),
+        help="decoding worker processes (default: CPU count, at most 8)",
+    )
 
 
 def _bucket(text: str) -> int:
@@ -46,34 +53,61 @@ def _bucket(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="joyq", description="JoyQuality Studio command line: score, train, rank "
-                                "and export image folders.")
+    p = argparse.ArgumentParser(
+        prog="joyq", description="JoyQuality Studio command line: score, train, rank and export image folders."
+    )
     p.add_argument("--version", action="version", version=f"joyq {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # -- scoring ------------------------------------------------------------------------
     sp = sub.add_parser("score", help="embed and score every image of a folder not yet scored (resumable)")
-    sp.add_argument("folder", metavar="SOURCE", help="the folder to score (with --ray also a .txt or .parquet list "
-                    "of paths)")
-    sp.add_argument("more", nargs="*", metavar="SOURCE", help="with --ray: more folders or lists (a result set "
-                    "outside any project)")
+    sp.add_argument(
+        "folder", metavar="SOURCE", help="the folder to score (with --ray also a .txt or .parquet list of paths)"
+    )
+    sp.add_argument(
+        "more", nargs="*", metavar="SOURCE", help="with --ray: more folders or lists (a result set outside any project)"
+    )
     model_args(sp)
     sp.add_argument("--compile", action="store_true", help="torch.compile the tower (faster on big runs)")
-    sp.add_argument("--ray", action="store_true", help="score on a Ray cluster: decoding on every CPU, one model "
-                    "per GPU, resumable Parquet shards (pip install 'joyq-studio[ray]'; docs/scale.md)")
-    sp.add_argument("--address", help="with --ray: the cluster to join ('auto' = the one `ray start` began here; "
-                    "default: a local Ray on this machine)")
-    sp.add_argument("--gpus", type=nonnegative_int, help="with --ray: model actors, one per GPU (default: every "
-                    "GPU of the cluster; 0 = one CPU actor)")
-    sp.add_argument("--out", help="with --ray: where the Parquet result shards go (default: the project's data "
-                    "folder, or the user data dir for lists and several folders)")
-    sp.add_argument("--no-embeddings", action="store_true", help="with --ray: keep scores only, not the fp16 "
-                    "embeddings (training and the rank view need them for a project)")
-    sp.add_argument("--csv", help="also write path,score to this CSV file (cells that a spreadsheet would run "
-                    "as a formula are prefixed with ')")
-    sp.add_argument("--follow-links", action=argparse.BooleanOptionalAction, default=None,
-                    help="scan into symbolically linked folders (remembered for the folder; default: not followed, "
-                         "and caption exports never write outside the folder's real path either way)")
+    sp.add_argument(
+        "--ray",
+        action="store_true",
+        help="score on a Ray cluster: decoding on every CPU, one model "
+        "per GPU, resumable Parquet shards (pip install 'joyq-studio[ray]'; docs/scale.md)",
+    )
+    sp.add_argument(
+        "--address",
+        help="with --ray: the cluster to join ('auto' = the one `ray start` began here; "
+        "default: a local Ray on this machine)",
+    )
+    sp.add_argument(
+        "--gpus",
+        type=nonnegative_int,
+        help="with --ray: model actors, one per GPU (default: every GPU of the cluster; 0 = one CPU actor)",
+    )
+    sp.add_argument(
+        "--out",
+        help="with --ray: where the Parquet result shards go (default: the project's data "
+        "folder, or the user data dir for lists and several folders)",
+    )
+    sp.add_argument(
+        "--no-embeddings",
+        action="store_true",
+        help="with --ray: keep scores only, not the fp16 "
+        "embeddings (training and the rank view need them for a project)",
+    )
+    sp.add_argument(
+        "--csv",
+        help="also write path,score to this CSV file (cells that a spreadsheet would run "
+        "as a formula are prefixed with ')",
+    )
+    sp.add_argument(
+        "--follow-links",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="scan into symbolically linked folders (remembered for the folder; default: not followed, "
+        "and caption exports never write outside the folder's real path either way)",
+    )
     sp.set_defaults(handler="joyq_studio.cli.score:cmd_score")
 
     sp = sub.add_parser("demo", help="write a deterministic demo folder of generated images of varied quality")
@@ -86,14 +120,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("train", help="finetune on a folder's comparisons or a JoyQuality dataset JSON")
     sp.add_argument("folder", nargs="?", help="project folder whose comparisons to train on")
     sp.add_argument("--pairs", help='dataset JSON {"train": [[a, b, label], ...], "test": [...]}')
-    sp.add_argument("--model", help="starting model (default: the project's active version, else the model the "
-                    "folder was scored with, else JoyQuality)")
-    sp.add_argument("--mode", choices=["quick", "reference", "full"], default="quick",
-                    help="quick: the Bayesian personal head on cached embeddings (CPU, seconds); reference: the "
-                         "original script's SGD head recipe; full: the whole tower (GPU)")
+    sp.add_argument(
+        "--model",
+        help="starting model (default: the project's active version, else the model the "
+        "folder was scored with, else JoyQuality)",
+    )
+    sp.add_argument(
+        "--mode",
+        choices=["quick", "reference", "full"],
+        default="quick",
+        help="quick: the Bayesian personal head on cached embeddings (CPU, seconds); reference: the "
+        "original script's SGD head recipe; full: the whole tower (GPU)",
+    )
     sp.add_argument("--device", help="cpu, cuda or cuda:N")
-    sp.add_argument("--total-samples", type=positive_int,
-                    help="pairs seen in total (default: scaled to the data, max 20000)")
+    sp.add_argument(
+        "--total-samples", type=positive_int, help="pairs seen in total (default: scaled to the data, max 20000)"
+    )
     sp.add_argument("--batch-size", type=positive_int, default=256, help="effective batch in pairs (default 256)")
     sp.add_argument("--device-batch-size", type=positive_int, help="pairs per forward pass (gradient accumulation)")
     sp.add_argument("--lr", type=float, help="peak learning rate (default 0.008 quick, 2e-5 full)")
@@ -102,10 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--weight-decay", type=float, default=0.01)
     sp.add_argument("--freeze-layers", type=int, default=0, help="full mode: freeze the lowest K tower layers")
     sp.add_argument("--grad-checkpointing", action="store_true", help="full mode: trade compute for memory")
-    sp.add_argument("--optimizer", choices=["adamw", "adamw8bit"], default="adamw",
-                    help="adamw8bit needs bitsandbytes and CUDA")
-    sp.add_argument("--augment", action="store_true",
-                    help="full mode: same random flip/rot90 on both images of a pair")
+    sp.add_argument(
+        "--optimizer", choices=["adamw", "adamw8bit"], default="adamw", help="adamw8bit needs bitsandbytes and CUDA"
+    )
+    sp.add_argument("--augment", action="store_true", help="full mode: same random flip/rot90 on both images of a pair")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--out", help="--pairs runs: folder for the new version (default: the user data dir)")
     sp.add_argument("--adopt", action="store_true", help="make the new version the project's active model")
@@ -132,46 +174,73 @@ def build_parser() -> argparse.ArgumentParser:
     # -- ranking and exports ------------------------------------------------------------
     sp = sub.add_parser("calibrate", help="fit and save the calibrated K-bucket ranking of a scored folder")
     sp.add_argument("folder")
-    sp.add_argument("--method", choices=["a", "b", "reference"],
-                    help="a: equal-width score ranges; b: sigmoid ranks, tau fitted with a prior on held-out "
-                         "comparisons (default: b with at least 10 held-out comparisons, else a); reference: the "
-                         "original recipe's sigmoid ranks (mean rank 5.56 of 10), for its old buckets")
-    sp.add_argument("--buckets", type=positive_int,
-                    help="number of buckets K (default 10, or the number of --labels)")
-    sp.add_argument("--target-mean", type=positive_float,
-                    help="methods B and reference: mean rank of the folder (default K/2)")
+    sp.add_argument(
+        "--method",
+        choices=["a", "b", "reference"],
+        help="a: equal-width score ranges; b: sigmoid ranks, tau fitted with a prior on held-out "
+        "comparisons (default: b with at least 10 held-out comparisons, else a); reference: the "
+        "original recipe's sigmoid ranks (mean rank 5.56 of 10), for its old buckets",
+    )
+    sp.add_argument("--buckets", type=positive_int, help="number of buckets K (default 10, or the number of --labels)")
+    sp.add_argument(
+        "--target-mean", type=positive_float, help="methods B and reference: mean rank of the folder (default K/2)"
+    )
     sp.add_argument("--labels", help='comma-separated bucket labels, worst first, e.g. "bad,ok,good"')
     sp.set_defaults(handler="joyq_studio.cli.rank:cmd_calibrate")
 
-    sp = sub.add_parser("export", help="write the ranking as a CSV, quality tags into .txt caption sidecars, "
-                        "and/or the chosen images into a destination folder (copies or links)")
+    sp = sub.add_parser(
+        "export",
+        help="write the ranking as a CSV, quality tags into .txt caption sidecars, "
+        "and/or the chosen images into a destination folder (copies or links)",
+    )
     sp.add_argument("folder")
-    sp.add_argument("--csv", metavar="OUT", help="write path,hash,score,rank,bucket_0_to_9,label,model_version,"
-                    "overridden to OUT (buckets 0 = worst .. 9 = best)")
-    sp.add_argument("--to", metavar="DEST", help="put the chosen images into the folder DEST (outside the image "
-                    "folder), at their paths relative to it; originals are never moved or changed")
-    sp.add_argument("--min-bucket", type=_bucket, metavar="B",
-                    help="CSV and --to: only images in bucket B or better (0 = worst)")
+    sp.add_argument(
+        "--csv",
+        metavar="OUT",
+        help="write path,hash,score,rank,bucket_0_to_9,label,model_version,"
+        "overridden to OUT (buckets 0 = worst .. 9 = best)",
+    )
+    sp.add_argument(
+        "--to",
+        metavar="DEST",
+        help="put the chosen images into the folder DEST (outside the image "
+        "folder), at their paths relative to it; originals are never moved or changed",
+    )
+    sp.add_argument(
+        "--min-bucket", type=_bucket, metavar="B", help="CSV and --to: only images in bucket B or better (0 = worst)"
+    )
     sp.add_argument("--min-score", type=float, metavar="S", help="--to: only images scoring S or more")
-    sp.add_argument("--as", dest="link_mode", choices=LINK_MODES, default="copy",
-                    help="--to: copies (default), hard links (same file system) or symbolic links")
+    sp.add_argument(
+        "--as",
+        dest="link_mode",
+        choices=LINK_MODES,
+        default="copy",
+        help="--to: copies (default), hard links (same file system) or symbolic links",
+    )
     sp.add_argument("--captions", action="store_true", help="write the bucket label into each image's .txt caption")
-    sp.add_argument("--mode", choices=CAPTION_MODES, default="prepend",
-                    help="prepend/append the tag, replace only an existing tag, or only create new caption "
-                         "files (default prepend)")
-    sp.add_argument("--separator", default=", ",
-                    help='between the tag and the caption (default ", "; "\\n" allowed)')
-    sp.add_argument("--dry-run", action="store_true", help="captions and --to: list exactly what would change, "
-                    "write nothing")
+    sp.add_argument(
+        "--mode",
+        choices=CAPTION_MODES,
+        default="prepend",
+        help="prepend/append the tag, replace only an existing tag, or only create new caption files (default prepend)",
+    )
+    sp.add_argument("--separator", default=", ", help='between the tag and the caption (default ", "; "\\n" allowed)')
+    sp.add_argument(
+        "--dry-run", action="store_true", help="captions and --to: list exactly what would change, write nothing"
+    )
     sp.set_defaults(handler="joyq_studio.cli.rank:cmd_export")
 
-    sp = sub.add_parser("undo-export", help="undo the newest export, captions or --to (restore modified captions, "
-                        "delete the files it created)")
+    sp = sub.add_parser(
+        "undo-export",
+        help="undo the newest export, captions or --to (restore modified captions, delete the files it created)",
+    )
     sp.add_argument("folder")
     sp.set_defaults(handler="joyq_studio.cli.rank:cmd_undo_export")
 
-    sp = sub.add_parser("override", help="put one image in a bucket by hand (kept across recalibration and "
-                        "retraining, used by every export)")
+    sp = sub.add_parser(
+        "override",
+        help="put one image in a bucket by hand (kept across recalibration and retraining, used by every export)",
+    )
     sp.add_argument("folder")
     sp.add_argument("path", help="the image, relative to FOLDER (or an absolute path inside it)")
     sp.add_argument("bucket", nargs="?", type=_bucket, help="0 (worst) .. K-1 (best)")
@@ -187,9 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("folder")
     sp.add_argument("out")
     sp.add_argument("--ties", action="store_true", help="include ties as [a, b, 0] (default: omitted)")
-    sp.add_argument("--llm", choices=LLM_CHOICES, default="training",
-                    help="LLM pre-labels: written while training uses them (default), always (include), never "
-                         "(exclude), or only them")
+    sp.add_argument(
+        "--llm",
+        choices=LLM_CHOICES,
+        default="training",
+        help="LLM pre-labels: written while training uses them (default), always (include), never "
+        "(exclude), or only them",
+    )
     sp.set_defaults(handler="joyq_studio.cli.rank:cmd_export_pairs")
 
     # -- benchmarks and optional groups ---------------------------------------------------

@@ -51,51 +51,103 @@ def register(subparsers) -> None:
     """Add `prelabel` with its subcommands to the `joyq` parser's subparsers."""
     from ..prelabel.client import DEFAULT_KEY_ENV  # light: no openai, no torch
 
-    p = subparsers.add_parser("prelabel", help="label pairs with a vision LLM, after measuring how often it agrees with you")
+    p = subparsers.add_parser(
+        "prelabel", help="label pairs with a vision LLM, after measuring how often it agrees with you"
+    )
     sub = p.add_subparsers(dest="prelabel", metavar="STEP", required=True)
 
     def endpoint_args(sp) -> None:
         sp.add_argument("folder")
-        sp.add_argument("--endpoint", required=True, metavar="URL",
-                        help="OpenAI-compatible base URL, e.g. https://api.openai.com/v1 or http://localhost:11434/v1")
+        sp.add_argument(
+            "--endpoint",
+            required=True,
+            metavar="URL",
+            help="OpenAI-compatible base URL, e.g. https://api.openai.com/v1 or http://localhost:11434/v1",
+        )
         sp.add_argument("--model", required=True, metavar="NAME", help="the endpoint's vision model, e.g. gpt-4o-mini")
-        sp.add_argument("--key-env", default=DEFAULT_KEY_ENV, metavar="VAR",
-                        help=f"environment variable holding the API key (default {DEFAULT_KEY_ENV}; the OS keyring "
-                             "is asked when it is unset and the keyring package is installed; a local server needs none)")
+        sp.add_argument(
+            "--key-env",
+            default=DEFAULT_KEY_ENV,
+            metavar="VAR",
+            help=f"environment variable holding the API key (default {DEFAULT_KEY_ENV}; the OS keyring "
+            "is asked when it is unset and the keyring package is installed; a local server needs none)",
+        )
         sp.add_argument("--prompt-file", metavar="FILE", help="your own prompt (UTF-8 text; default: the built-in one)")
         sp.add_argument("--concurrency", type=positive_int, default=4, help="requests in flight at once (default 4)")
         sp.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per request (default 60)")
         sp.add_argument("--retries", type=int, default=4, help="retries on 429 / 5xx / timeouts (default 4)")
-        sp.add_argument("--image-side", type=positive_int, default=768,
-                        help="longest side of the images sent, px (default 768; 512-1024 is usual)")
-        sp.add_argument("--no-json-mode", action="store_true",
-                        help="do not ask for response_format json_object (for servers that reject it)")
-        sp.add_argument("--price-in", type=_price, default=0.0, metavar="USD",
-                        help="price per million input tokens (default 0: free, e.g. a local server)")
-        sp.add_argument("--price-out", type=_price, default=0.0, metavar="USD",
-                        help="price per million output tokens (default 0)")
-        sp.add_argument("--tokens-per-image", type=positive_int, metavar="N",
-                        help="input tokens one image costs (default: measured on earlier calls, else OpenAI's tile rule)")
-        sp.add_argument("--cap", type=_price, metavar="USD",
-                        help=f"stop before spending more than this (default with prices: the estimate + "
-                             f"{round(100 * DEFAULT_CAP_MARGIN)}%%)")
-        sp.add_argument("--yes", "-y", action="store_true", help="start without asking (needed off a terminal when it costs money)")
+        sp.add_argument(
+            "--image-side",
+            type=positive_int,
+            default=768,
+            help="longest side of the images sent, px (default 768; 512-1024 is usual)",
+        )
+        sp.add_argument(
+            "--no-json-mode",
+            action="store_true",
+            help="do not ask for response_format json_object (for servers that reject it)",
+        )
+        sp.add_argument(
+            "--price-in",
+            type=_price,
+            default=0.0,
+            metavar="USD",
+            help="price per million input tokens (default 0: free, e.g. a local server)",
+        )
+        sp.add_argument(
+            "--price-out", type=_price, default=0.0, metavar="USD", help="price per million output tokens (default 0)"
+        )
+        sp.add_argument(
+            "--tokens-per-image",
+            type=positive_int,
+            metavar="N",
+            help="input tokens one image costs (default: measured on earlier calls, else OpenAI's tile rule)",
+        )
+        sp.add_argument(
+            "--cap",
+            type=_price,
+            metavar="USD",
+            help=f"stop before spending more than this (default with prices: the estimate + "
+            f"{round(100 * DEFAULT_CAP_MARGIN)}%%)",
+        )
+        sp.add_argument(
+            "--yes", "-y", action="store_true", help="start without asking (needed off a terminal when it costs money)"
+        )
         sp.add_argument("--dry-run", action="store_true", help="show what would be sent and its cost, send nothing")
 
-    sp = sub.add_parser("agreement", help="ask the LLM about pairs you labelled (held-out first) and report how often it agrees with you")
+    sp = sub.add_parser(
+        "agreement",
+        help="ask the LLM about pairs you labelled (held-out first) and report how often it agrees with you",
+    )
     endpoint_args(sp)
-    sp.add_argument("--pairs", type=positive_int, default=100, help="how many of your pairs to ask about (default 100; 2 calls each)")
+    sp.add_argument(
+        "--pairs",
+        type=positive_int,
+        default=100,
+        help="how many of your pairs to ask about (default 100; 2 calls each)",
+    )
     sp.set_defaults(handler=f"{HERE}:cmd_agreement")
 
-    sp = sub.add_parser("run", help="label new pairs with the LLM (after `prelabel agreement`); resumes an interrupted run")
+    sp = sub.add_parser(
+        "run", help="label new pairs with the LLM (after `prelabel agreement`); resumes an interrupted run"
+    )
     endpoint_args(sp)
     sp.add_argument("--pairs", type=positive_int, default=100, help="new pairs to label (default 100; 2 calls each)")
-    sp.add_argument("--near-share", type=_share, default=0.5,
-                    help="share of pairs between embedding neighbours; the rest random (default 0.5)")
-    sp.add_argument("--trust", type=_unit_float, metavar="Q",
-                    help="how sure each label counts as, 0.5-1 (default: the measured agreement)")
-    sp.add_argument("--restart", action="store_true",
-                    help="forget the unfinished pairs of an interrupted run and pick new ones")
+    sp.add_argument(
+        "--near-share",
+        type=_share,
+        default=0.5,
+        help="share of pairs between embedding neighbours; the rest random (default 0.5)",
+    )
+    sp.add_argument(
+        "--trust",
+        type=_unit_float,
+        metavar="Q",
+        help="how sure each label counts as, 0.5-1 (default: the measured agreement)",
+    )
+    sp.add_argument(
+        "--restart", action="store_true", help="forget the unfinished pairs of an interrupted run and pick new ones"
+    )
     sp.add_argument("--seed", type=int, help="pair-picking seed (default: varies with each run)")
     sp.set_defaults(handler=f"{HERE}:cmd_run")
 
@@ -111,9 +163,16 @@ def register(subparsers) -> None:
 def _config(args):
     from ..prelabel import EndpointConfig
 
-    return EndpointConfig(base_url=args.endpoint, model=args.model, key_env=args.key_env, timeout=args.timeout,
-                          retries=args.retries, concurrency=args.concurrency, image_side=args.image_side,
-                          json_mode=not args.no_json_mode).check()
+    return EndpointConfig(
+        base_url=args.endpoint,
+        model=args.model,
+        key_env=args.key_env,
+        timeout=args.timeout,
+        retries=args.retries,
+        concurrency=args.concurrency,
+        image_side=args.image_side,
+        json_mode=not args.no_json_mode,
+    ).check()
 
 
 def _pricing(args):
@@ -151,14 +210,20 @@ def _describe_cost(calls: int, cached: int, est, pricing, cap: float | None, arg
 
     lines = [f"calls: {calls} to send" + (f" ({cached} already answered, free)" if cached else "")]
     if pricing.free:
-        lines.append("cost: no price set (--price-in/--price-out), so it is not estimated and no cap "
-                     "applies; a local server costs nothing")
+        lines.append(
+            "cost: no price set (--price-in/--price-out), so it is not estimated and no cap "
+            "applies; a local server costs nothing"
+        )
     else:
-        lines.append(f"cost: about {format_usd(calls * est.cost)} ({format_usd(est.cost)} a call: "
-                     f"{est.input_tokens} input + {est.output_tokens} output tokens, {est.basis})")
+        lines.append(
+            f"cost: about {format_usd(calls * est.cost)} ({format_usd(est.cost)} a call: "
+            f"{est.input_tokens} input + {est.output_tokens} output tokens, {est.basis})"
+        )
     if cap is not None:
-        lines.append(f"cap: stops before spending more than {format_usd(cap)}"
-                     + (" (the estimate + 25%; set --cap)" if args.cap is None else ""))
+        lines.append(
+            f"cap: stops before spending more than {format_usd(cap)}"
+            + (" (the estimate + 25%; set --cap)" if args.cap is None else "")
+        )
     return lines
 
 
@@ -173,8 +238,9 @@ def _confirm(args, calls: int, cost: float, cap: float | None) -> bool:
         return True
     limit = format_usd(cap if cap is not None else cost)
     if not sys.stdin.isatty():
-        raise UsageError(f"This would spend about {format_usd(cost)} (at most {limit}); add --yes to start "
-                         "without a question.")
+        raise UsageError(
+            f"This would spend about {format_usd(cost)} (at most {limit}); add --yes to start without a question."
+        )
     answer = input(f"Send {calls} calls for about {format_usd(cost)} (at most {limit})? [y/N] ")
     if answer.strip().lower() not in ("y", "yes"):
         print("nothing was sent.")
@@ -233,9 +299,13 @@ def cmd_agreement(args) -> int:
         plan = plan_agreement(project, config.model, prompt, pricing, config.image_side, args.pairs)
         cap = _cap(args, plan.cost, pricing)
         total_calls = 2 * len(plan.pairs)
-        print(f"agreement check: {len(plan.pairs)} of your pairs ({plan.held_out} held out), both orders, "
-              f"model {config.model}, prompt {prompt.hash}")
-        for line in _describe_cost(plan.calls_needed, total_calls - plan.calls_needed, plan.estimate, pricing, cap, args):
+        print(
+            f"agreement check: {len(plan.pairs)} of your pairs ({plan.held_out} held out), both orders, "
+            f"model {config.model}, prompt {prompt.hash}"
+        )
+        for line in _describe_cost(
+            plan.calls_needed, total_calls - plan.calls_needed, plan.estimate, pricing, cap, args
+        ):
             print(line)
         print(f"privacy: the images of these pairs are sent to {config.base_url}.")
         if not _confirm(args, plan.calls_needed, plan.cost, cap):
@@ -263,15 +333,21 @@ def format_agreement(report, project=None) -> list[str]:
 
     lines = []
     if report.n == 0:
-        lines.append(f"agreement: not measured (no pair got a side chosen by both {report.model} and you; "
-                     f"{report.failed} of {report.pairs} pairs failed).")
+        lines.append(
+            f"agreement: not measured (no pair got a side chosen by both {report.model} and you; "
+            f"{report.failed} of {report.pairs} pairs failed)."
+        )
         return lines
     lo, hi = report.interval
-    lines.append(f"agreement: {report.model} chose as you did on {_pct(report.agreement)} of pairs "
-                 f"(95% interval {_pct(lo)}-{_pct(hi)}, {report.agree} of {report.n} pairs where both chose a side, "
-                 f"{report.held_out} of them held out)")
-    lines.append(f"position bias: {_pct(report.inconsistent_rate)} of {report.answered} answered pairs flipped with "
-                 f"the order (counted as ties); ties in all: {_pct(report.tie_rate)}")
+    lines.append(
+        f"agreement: {report.model} chose as you did on {_pct(report.agreement)} of pairs "
+        f"(95% interval {_pct(lo)}-{_pct(hi)}, {report.agree} of {report.n} pairs where both chose a side, "
+        f"{report.held_out} of them held out)"
+    )
+    lines.append(
+        f"position bias: {_pct(report.inconsistent_rate)} of {report.answered} answered pairs flipped with "
+        f"the order (counted as ties); ties in all: {_pct(report.tie_rate)}"
+    )
     if report.failed:
         lines.append(f"no verdict: {report.failed} pairs (a malformed or missing answer)")
     if report.disagreements:
@@ -282,13 +358,17 @@ def format_agreement(report, project=None) -> list[str]:
             reason = d.reasons[0] if d.llm_outcome == 1.0 else d.reasons[1]
             lines.append(f"  you chose {yours} over {other}; it said: {reason}")
     if report.n < MIN_PAIRS_FOR_TRUST:
-        lines.append(f"verdict: {report.n} pairs are too few to tell (at least {MIN_PAIRS_FOR_TRUST} are needed to "
-                     "weight labels by it); ask about more pairs.")
+        lines.append(
+            f"verdict: {report.n} pairs are too few to tell (at least {MIN_PAIRS_FOR_TRUST} are needed to "
+            "weight labels by it); ask about more pairs."
+        )
     elif not report.better_than_chance:
         lines.append("verdict: its agreement cannot be told apart from chance; its labels would be noise.")
     else:
-        lines.append(f"verdict: its labels would count as {_pct(report.trust())} sure "
-                     "(`joyq prelabel run` uses this agreement as their weight).")
+        lines.append(
+            f"verdict: its labels would count as {_pct(report.trust())} sure "
+            "(`joyq prelabel run` uses this agreement as their weight)."
+        )
     return lines
 
 
@@ -304,15 +384,31 @@ def cmd_run(args) -> int:
 
     config, pricing, prompt = _config(args), _pricing(args), load_prompt(args.prompt_file)
     with _open(args.folder) as project:
-        plan = plan_run(project, config.model, prompt, pricing, args.pairs, config.image_side, trust=args.trust,
-                        near_share=args.near_share, seed=args.seed, resume=not args.restart)
+        plan = plan_run(
+            project,
+            config.model,
+            prompt,
+            pricing,
+            args.pairs,
+            config.image_side,
+            trust=args.trust,
+            near_share=args.near_share,
+            seed=args.seed,
+            resume=not args.restart,
+        )
         if plan.resumed:
-            print(f"resuming an interrupted run: {len(plan.resumed)} pairs left (--pairs applies to the next "
-                  "new run; --restart drops them)")
+            print(
+                f"resuming an interrupted run: {len(plan.resumed)} pairs left (--pairs applies to the next "
+                "new run; --restart drops them)"
+            )
         else:
             kinds = {k: sum(1 for *_, kind in plan.new if kind == k) for k in ("near", "random", "model")}
             made = ", ".join(f"{n} {k}" for k, n in kinds.items() if n)
-            note = f"embeddings of {plan.tower}" if plan.tower else "no cached embeddings, so no near pairs (run `joyq score` first)"
+            note = (
+                f"embeddings of {plan.tower}"
+                if plan.tower
+                else "no cached embeddings, so no near pairs (run `joyq score` first)"
+            )
             print(f"plan: {len(plan.new)} new pairs ({made}; {note})")
             if plan.dropped:
                 print(f"dropping {plan.dropped} unfinished pairs of an interrupted run")
@@ -329,17 +425,21 @@ def cmd_run(args) -> int:
         finally:
             client.close()
         ask = report.ask
-        print(f"labelled {report.labelled} pairs as {report.source} (weight {report.trust:.3f}; {report.ties} ties, "
-              f"{report.inconsistent} of them order-inconsistent)"
-              + (f"; {report.failed_pairs} pairs got no label (malformed answer)" if report.failed_pairs else ""))
+        print(
+            f"labelled {report.labelled} pairs as {report.source} (weight {report.trust:.3f}; {report.ties} ties, "
+            f"{report.inconsistent} of them order-inconsistent)"
+            + (f"; {report.failed_pairs} pairs got no label (malformed answer)" if report.failed_pairs else "")
+        )
         print(_ask_summary(ask))
         if report.pending:
             print(f"{report.pending} planned pairs are still unanswered; rerun the same command to finish them.")
         for line in _stop_note(ask, str(project.folder)):
             print(line)
         used = "included in" if llm_labels_included(project) else "excluded from"
-        print(f"LLM labels are {used} training (`joyq prelabel status {args.folder} --include/--exclude`); "
-              f"total spent with {config.model}: {format_usd(_spent(project, config.model))}.")
+        print(
+            f"LLM labels are {used} training (`joyq prelabel status {args.folder} --include/--exclude`); "
+            f"total spent with {config.model}: {format_usd(_spent(project, config.model))}."
+        )
     return EXIT_FAILED_FILES if ask.failed else EXIT_OK
 
 

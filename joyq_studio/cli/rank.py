@@ -80,7 +80,7 @@ def _show(text: str | None, limit: int = 100) -> str:
     """A caption as one quoted line (newlines and CRs escaped), shortened past ``limit``."""
     if text is None:
         return "(none)"
-    return json.dumps(text if len(text) <= limit else text[:limit - 3] + "...", ensure_ascii=False)
+    return json.dumps(text if len(text) <= limit else text[: limit - 3] + "...", ensure_ascii=False)
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -92,7 +92,9 @@ def cmd_calibrate(args) -> int:
             raise UsageError(f"--labels {args.labels!r}: every label must be non-empty (comma separated, worst first).")
     k = args.buckets or (len(labels) if labels else 10)
     if labels and len(labels) != k:
-        raise UsageError(f"--labels gives {len(labels)} labels but --buckets is {k}; give one label per bucket, worst first.")
+        raise UsageError(
+            f"--labels gives {len(labels)} labels but --buckets is {k}; give one label per bucket, worst first."
+        )
     if args.target_mean is not None:
         if args.method == "a":
             raise UsageError("--target-mean applies to sigmoid ranks (method B or reference), not to method A.")
@@ -131,7 +133,11 @@ def cmd_export(args) -> int:
         _print_notes(notes)
         if args.csv:
             report = write_csv(project, args.csv, cal, args.min_bucket)
-            filt = f" (buckets >= {args.min_bucket} of {report.total_scored} scored)" if args.min_bucket is not None else ""
+            filt = (
+                f" (buckets >= {args.min_bucket} of {report.total_scored} scored)"
+                if args.min_bucket is not None
+                else ""
+            )
             print(f"wrote {report.rows} images to {report.path}{filt}:")
             print("\n".join(histogram(cal, report.counts)))
         if args.captions:
@@ -142,11 +148,20 @@ def cmd_export(args) -> int:
 
 
 def _export_to(project: Project, cal: Calibration, args) -> int:
-    plan = plan_link_export(project, cal, args.to, args.link_mode, min_bucket=args.min_bucket,
-                            min_score=args.min_score, progress=ProgressLine("checking the destination", "file"))
+    plan = plan_link_export(
+        project,
+        cal,
+        args.to,
+        args.link_mode,
+        min_bucket=args.min_bucket,
+        min_score=args.min_score,
+        progress=ProgressLine("checking the destination", "file"),
+    )
     kind = {"copy": "copies", "hardlink": "hard links", "symlink": "symbolic links"}[plan.mode]
-    summary = (f"{plan.selected} images chosen ({plan.selection}): {len(plan.items)} {kind} to make in {plan.dest}, "
-               f"{len(plan.unchanged)} already there, {len(plan.skipped)} left alone")
+    summary = (
+        f"{plan.selected} images chosen ({plan.selection}): {len(plan.items)} {kind} to make in {plan.dest}, "
+        f"{len(plan.unchanged)} already there, {len(plan.skipped)} left alone"
+    )
     if args.dry_run:
         print(f"dry run, nothing written: {summary}")
         for item in plan.items[:MAX_LISTED]:
@@ -169,8 +184,10 @@ def _export_to(project: Project, cal: Calibration, args) -> int:
 def _export_captions(project: Project, cal: Calibration, args) -> int:
     sep = args.separator.replace("\\n", "\n").replace("\\t", "\t")  # let the shell pass "\n"
     plan = plan_caption_export(project, cal, args.mode, sep, progress=ProgressLine("reading captions", "file"))
-    summary = (f"{plan.created} captions to create, {plan.modified} to modify, {plan.unchanged} unchanged, "
-               f"{len(plan.skipped)} left alone (mode {plan.mode}, separator {sep!r})")
+    summary = (
+        f"{plan.created} captions to create, {plan.modified} to modify, {plan.unchanged} unchanged, "
+        f"{len(plan.skipped)} left alone (mode {plan.mode}, separator {sep!r})"
+    )
     if args.dry_run:
         print(f"dry run, nothing written: {summary}")
         for c in plan.changes:
@@ -195,20 +212,27 @@ def cmd_undo_export(args) -> int:
     with open_project(args.folder) as project:
         report = undo_latest_export(project)
         if isinstance(report, LinkUndoReport):
-            print(f"undid the export {report.export_dir.name} to {report.dest}: removed {report.removed} files it "
-                  f"had made, {report.already_gone} already gone; the originals were not touched")
+            print(
+                f"undid the export {report.export_dir.name} to {report.dest}: removed {report.removed} files it "
+                f"had made, {report.already_gone} already gone; the originals were not touched"
+            )
             if report.changed_since:
-                print(f"{len(report.changed_since)} files were replaced or changed after the export and were left "
-                      "alone:")
+                print(
+                    f"{len(report.changed_since)} files were replaced or changed after the export and were left alone:"
+                )
                 for rel in report.changed_since[:MAX_LISTED]:
                     print(f"  {rel}")
                 return EXIT_FAILED_FILES
             return EXIT_OK
-        print(f"undid the export {report.export_dir.name}: restored {report.restored} captions, "
-              f"deleted {report.deleted} it had created, {report.already_original} already as before")
+        print(
+            f"undid the export {report.export_dir.name}: restored {report.restored} captions, "
+            f"deleted {report.deleted} it had created, {report.already_original} already as before"
+        )
         if report.changed_since:
-            print(f"{len(report.changed_since)} captions were edited after the export and were left alone "
-                  f"(their originals are in {report.export_dir / 'backup'}):")
+            print(
+                f"{len(report.changed_since)} captions were edited after the export and were left alone "
+                f"(their originals are in {report.export_dir / 'backup'}):"
+            )
             for rel in report.changed_since[:MAX_LISTED]:
                 print(f"  {rel}")
             return EXIT_FAILED_FILES
@@ -226,8 +250,10 @@ def cmd_override(args) -> int:
             print(f"{args.path}: override removed; its bucket comes from the calibration again.")
         else:
             label = cal.labels[args.bucket] if cal is not None else default_labels(k)[args.bucket]
-            print(f"{args.path}: in bucket {args.bucket} ({label}) by hand, whatever the model or calibration; "
-                  f"`joyq override {project.folder} {args.path} --clear` removes it.")
+            print(
+                f"{args.path}: in bucket {args.bucket} ({label}) by hand, whatever the model or calibration; "
+                f"`joyq override {project.folder} {args.path} --clear` removes it."
+            )
     return EXIT_OK
 
 
@@ -236,9 +262,11 @@ def cmd_import_pairs(args) -> int:
         scan_with_progress(project)
         report = import_pairs(project, args.dataset)
         added = ", ".join(f"{n} {s}" for s, n in sorted(report.added.items())) or "none"
-        print(f"imported {report.total_added} of {report.pairs} pairs from {report.path} ({added}; "
-              f"{report.ties} ties), {report.already_present} already in the project, "
-              f"{len(report.skipped)} skipped")
+        print(
+            f"imported {report.total_added} of {report.pairs} pairs from {report.path} ({added}; "
+            f"{report.ties} ties), {report.already_present} already in the project, "
+            f"{len(report.skipped)} skipped"
+        )
         _print_skipped(report.skipped, "skipped")
         return EXIT_FAILED_FILES if report.skipped else EXIT_OK
 
@@ -254,6 +282,8 @@ def cmd_export_pairs(args) -> int:
             extra.append(f"{report.missing} skipped: an image is no longer in the folder")
         if report.llm_omitted:
             extra.append(f"{report.llm_omitted} LLM labels omitted (--llm include to write them)")
-        print(f"wrote {sum(report.written.values())} pairs ({parts}) to {report.path}"
-              + ("; " + "; ".join(extra) if extra else ""))
+        print(
+            f"wrote {sum(report.written.values())} pairs ({parts}) to {report.path}"
+            + ("; " + "; ".join(extra) if extra else "")
+        )
     return EXIT_OK

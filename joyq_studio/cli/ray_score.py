@@ -42,19 +42,34 @@ def cmd_score_ray(args) -> int:
         elif project is not None:
             base = project.dir / "ray"
         else:
-            digest = hashlib.blake2b("\0".join(map(str, sources)).encode("utf-8", "surrogateescape"),
-                                     digest_size=6).hexdigest()
+            digest = hashlib.blake2b(
+                "\0".join(map(str, sources)).encode("utf-8", "surrogateescape"), digest_size=6
+            ).hexdigest()
             base = data_dir() / "ray-results" / digest
         out = base / key
         connect(args.address)
-        summary = score_with_ray(sources, model, spec, out, project=project, gpus=args.gpus, device=args.device,
-                                 batch_size=args.batch_size, embeddings=not args.no_embeddings,
-                                 follow_links=follow, progress=ProgressLine("scoring"))
-        print(f"ray: {summary.actors} model actor{'s' if summary.actors != 1 else ''} on "
-              f"{'GPU' if summary.device == 'cuda' else 'CPU'}, {summary.rows_per_second:.1f} files/s",
-              file=sys.stderr)
-        print(f"scored {summary.scored}, already done {summary.already_done}, failed {len(summary.failed)} "
-              f"({summary.seconds:.1f} s)")
+        summary = score_with_ray(
+            sources,
+            model,
+            spec,
+            out,
+            project=project,
+            gpus=args.gpus,
+            device=args.device,
+            batch_size=args.batch_size,
+            embeddings=not args.no_embeddings,
+            follow_links=follow,
+            progress=ProgressLine("scoring"),
+        )
+        print(
+            f"ray: {summary.actors} model actor{'s' if summary.actors != 1 else ''} on "
+            f"{'GPU' if summary.device == 'cuda' else 'CPU'}, {summary.rows_per_second:.1f} files/s",
+            file=sys.stderr,
+        )
+        print(
+            f"scored {summary.scored}, already done {summary.already_done}, failed {len(summary.failed)} "
+            f"({summary.seconds:.1f} s)"
+        )
         print_unreadable(summary.failed)
         print(f"results: {out / 'shards'}" + (f" (merged into the project of {project.folder})" if project else ""))
         if args.csv:
@@ -66,10 +81,15 @@ def cmd_score_ray(args) -> int:
                 from ..export import write_rows
 
                 table = read_shards(out / "shards", ["path", "score"])
-                rows = write_rows(Path(args.csv), ["path", "score"],
-                                  ([p, round(s, 6)] for p, s in zip(table.column("path").to_pylist(),
-                                                                    table.column("score").to_pylist())
-                                   if s is not None))
+                rows = write_rows(
+                    Path(args.csv),
+                    ["path", "score"],
+                    (
+                        [p, round(s, 6)]
+                        for p, s in zip(table.column("path").to_pylist(), table.column("score").to_pylist())
+                        if s is not None
+                    ),
+                )
             print(f"wrote {rows} scores to {args.csv}")
         return EXIT_FAILED_FILES if summary.failed else EXIT_OK
     finally:

@@ -17,6 +17,7 @@ from .common import open_project, print_unreadable, scan_with_progress
 def cmd_score(args) -> int:
     if getattr(args, "ray", False):  # the Ray Data path (docs/scale.md); ray is imported only there
         from .ray_score import cmd_score_ray
+
         return cmd_score_ray(args)
     if getattr(args, "more", None):
         raise UsageError(f"{args.more[0]}: only one folder at a time without --ray.")
@@ -29,15 +30,23 @@ def cmd_score(args) -> int:
         if args.model and project.active_version is None:
             project.set_base_model(args.model)  # train and the app start from what the folder was scored with
         warn_if_cpu(device, model)
-        summary = score_project(project, model, device=device, batch_size=args.batch_size,
-                                workers=args.workers, compile=args.compile,
-                                progress=ProgressLine("scoring"))
+        summary = score_project(
+            project,
+            model,
+            device=device,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            compile=args.compile,
+            progress=ProgressLine("scoring"),
+        )
         # entries the scan could not use (broken links, loops, undecodable names) are failures too
         failed = list(summary.failed)
         named = {path for path, _ in failed}
         failed += [(path, why) for path, why in report.unreadable if path not in named]
-        print(f"scored {summary.scored}, already done {summary.already_done}, failed {len(failed)} "
-              f"({summary.seconds:.1f} s)")
+        print(
+            f"scored {summary.scored}, already done {summary.already_done}, failed {len(failed)} "
+            f"({summary.seconds:.1f} s)"
+        )
         print_unreadable(failed)
         if args.csv:
             rows = write_scores_csv(project, model_id(model).key, Path(args.csv))
@@ -53,8 +62,10 @@ def cmd_demo(args) -> int:
 
 def warn_if_cpu(device, model) -> None:
     if device.type == "cpu" and model.embed_dim >= 1024:
-        print("warning: no CUDA GPU; the full JoyQuality model scores only a few images per second on a CPU "
-              "(use a GPU for large folders, or --model demo, the small shipped tower, to try things out).",
-              file=sys.stderr)
+        print(
+            "warning: no CUDA GPU; the full JoyQuality model scores only a few images per second on a CPU "
+            "(use a GPU for large folders, or --model demo, the small shipped tower, to try things out).",
+            file=sys.stderr,
+        )
     else:
         print(f"device: {describe_device(device)}", file=sys.stderr)

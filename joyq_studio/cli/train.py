@@ -23,9 +23,26 @@ from ..training import (
 from ..training.versions import adoption_warning
 from .common import open_project
 
-TABLE_KEYS = ["n", "accuracy", "nll", "mcfadden_r2", "auc", "brier", "ece", "ece_fine", "aurc", "median_margin",
-              "share_confident", "weighted_accuracy", "weighted_brier", "weighted_ece",
-              "jpeg_accuracy", "lowres_accuracy", "spearman", "kendall_tau"]
+TABLE_KEYS = [
+    "n",
+    "accuracy",
+    "nll",
+    "mcfadden_r2",
+    "auc",
+    "brier",
+    "ece",
+    "ece_fine",
+    "aurc",
+    "median_margin",
+    "share_confident",
+    "weighted_accuracy",
+    "weighted_brier",
+    "weighted_ece",
+    "jpeg_accuracy",
+    "lowres_accuracy",
+    "spearman",
+    "kendall_tau",
+]
 
 
 class ConsoleProgress:
@@ -46,11 +63,21 @@ class ConsoleProgress:
 
 def config_from_args(args):
     return TrainConfig(
-        mode=args.mode, total_samples=args.total_samples, batch_size=args.batch_size,
-        device_batch_size=args.device_batch_size, lr=args.lr, schedule=args.schedule,
-        warmup_samples=args.warmup_samples, weight_decay=args.weight_decay, freeze_layers=args.freeze_layers,
-        grad_checkpointing=args.grad_checkpointing, optimizer=args.optimizer, augment=args.augment,
-        seed=args.seed, device=args.device)
+        mode=args.mode,
+        total_samples=args.total_samples,
+        batch_size=args.batch_size,
+        device_batch_size=args.device_batch_size,
+        lr=args.lr,
+        schedule=args.schedule,
+        warmup_samples=args.warmup_samples,
+        weight_decay=args.weight_decay,
+        freeze_layers=args.freeze_layers,
+        grad_checkpointing=args.grad_checkpointing,
+        optimizer=args.optimizer,
+        augment=args.augment,
+        seed=args.seed,
+        device=args.device,
+    )
 
 
 def cmd_train(args) -> int:
@@ -84,10 +111,16 @@ def cmd_train(args) -> int:
 
 def print_result(result) -> None:
     counts = result.record["counts"]
-    print(f"\npairs: {counts['train']} train, {counts['validation']} validation (best step "
-          f"{result.record['best_step']}), {counts['test']} test; {counts['images']} images")
-    print(format_metrics_table({"before": result.before, "after": result.after},
-                               keys=[k for k in TABLE_KEYS if k in result.before or k in result.after]))
+    print(
+        f"\npairs: {counts['train']} train, {counts['validation']} validation (best step "
+        f"{result.record['best_step']}), {counts['test']} test; {counts['images']} images"
+    )
+    print(
+        format_metrics_table(
+            {"before": result.before, "after": result.after},
+            keys=[k for k in TABLE_KEYS if k in result.before or k in result.after],
+        )
+    )
     for line in held_out_lines(result.before, result.after, result.record.get("change")):
         print(line)
     print(f"\nnew version: {result.version_id}\npath: {result.path}")
@@ -102,16 +135,22 @@ def cmd_eval(args) -> int:
     data = load_pairs_json(args.pairs)
     model = load_model(args.model or DEFAULT_MODEL)
     device = pick_device(args.device)
-    metrics = evaluate_pairs(data, model, device, split=args.split,
-                             progress=None if args.json else ConsoleProgress())
+    metrics = evaluate_pairs(data, model, device, split=args.split, progress=None if args.json else ConsoleProgress())
     if args.json:
-        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()
-                 if not k.startswith("_")}
-        print(json.dumps({"model": args.model or DEFAULT_MODEL, "pairs": str(args.pairs), "split": args.split,
-                          "metrics": clean}))
+        clean = {
+            k: (None if isinstance(v, float) and math.isnan(v) else v)
+            for k, v in metrics.items()
+            if not k.startswith("_")
+        }
+        print(
+            json.dumps(
+                {"model": args.model or DEFAULT_MODEL, "pairs": str(args.pairs), "split": args.split, "metrics": clean}
+            )
+        )
     else:
-        print(format_metrics_table({args.model or DEFAULT_MODEL: metrics},
-                                   keys=[k for k in TABLE_KEYS if k in metrics]))
+        print(
+            format_metrics_table({args.model or DEFAULT_MODEL: metrics}, keys=[k for k in TABLE_KEYS if k in metrics])
+        )
     return EXIT_OK
 
 

@@ -16,15 +16,19 @@ def cmd_versions(args) -> int:
             print("no trained versions yet; the model in use is", project.active_model_spec(DEFAULT_MODEL))
             return EXIT_OK
         print("held-out accuracy with its count and 95% interval; change = paired test of after vs before")
-        print(f"{'':2}{'version':<26}{'mode':<10}{'train':>6}{'test':>6}  {'acc before':<22}{'acc after':<22}"
-              f"{'change':<21}path")
+        print(
+            f"{'':2}{'version':<26}{'mode':<10}{'train':>6}{'test':>6}  {'acc before':<22}{'acc after':<22}"
+            f"{'change':<21}path"
+        )
         for v in versions:
             mb, ma = v.get("metrics_before", {}), v.get("metrics_after", {})
             mark = "* " if v["id"] == active else "  "
             change = v.get("change")
             verdict = change.get("verdict", "n/a") if isinstance(change, dict) else "n/a"
-            print(f"{mark}{v['id']:<26}{v.get('mode', '?'):<10}{v['counts']['train']:>6}{v['counts']['test']:>6}  "
-                  f"{accuracy_of(mb):<22}{accuracy_of(ma):<22}{verdict:<21}{v['path']}")
+            print(
+                f"{mark}{v['id']:<26}{v.get('mode', '?'):<10}{v['counts']['train']:>6}{v['counts']['test']:>6}  "
+                f"{accuracy_of(mb):<22}{accuracy_of(ma):<22}{verdict:<21}{v['path']}"
+            )
         if active is None:
             print(f"(* none: the base model {DEFAULT_MODEL} is in use)")
     return EXIT_OK
@@ -32,5 +36,6 @@ def cmd_versions(args) -> int:
 
 def accuracy_of(m: dict) -> str:
     """``62.5% of 40 (47-76%)``; older records without ``n_decisive`` count the test pairs."""
-    return format_accuracy(m.get("accuracy"), m.get("n_decisive", m.get("n")), m.get("accuracy_low"),
-                           m.get("accuracy_high"))
+    return format_accuracy(
+        m.get("accuracy"), m.get("n_decisive", m.get("n")), m.get("accuracy_low"), m.get("accuracy_high")
+    )

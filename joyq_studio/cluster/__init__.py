@@ -32,6 +32,7 @@ def import_ray():
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise ClusterError(f"scoring with --ray needs Ray Data and pyarrow, which are not installed: "
-                           f"{INSTALL_HINT}") from None
+        raise ClusterError(
+            f"scoring with --ray needs Ray Data and pyarrow, which are not installed: {INSTALL_HINT}"
+        ) from None
     return ray

@@ -47,9 +47,9 @@ ray = import_ray()
 
 Progress = Callable[[int, int, float], None]  # (done, total, rows per second)
 KILL_ENV = "JOYQ_RAY_KILL_ACTOR"
-SHARD_ROWS = 8192      # rows per shard, at most
-SHARD_SECONDS = 60.0   # and at least one shard a minute, so a killed job loses little
-DECODE_BATCH = 16      # rows per CPU decode batch: small blocks keep memory flat at 12 MP
+SHARD_ROWS = 8192  # rows per shard, at most
+SHARD_SECONDS = 60.0  # and at least one shard a minute, so a killed job loses little
+DECODE_BATCH = 16  # rows per CPU decode batch: small blocks keep memory flat at 12 MP
 
 
 @dataclass
@@ -91,7 +91,7 @@ def prepare_part(batch: dict, size: int, done_ref):
     for part in batch["part"]:
         paths = pq.read_table(str(part), columns=["path"]).column("path").to_pylist()
         for i in range(0, len(paths), DECODE_BATCH):
-            yield prepare_rows({"path": paths[i:i + DECODE_BATCH]}, size, done_ref)
+            yield prepare_rows({"path": paths[i : i + DECODE_BATCH]}, size, done_ref)
 
 
 def prepare_rows(batch: dict, size: int, done_ref) -> dict:
@@ -100,8 +100,9 @@ def prepare_rows(batch: dict, size: int, done_ref) -> dict:
     from ..images import ImageError, content_hash, load_rgb, resize_for_model
 
     done: Done = _resolve(done_ref)
-    out: dict[str, list] = {k: [] for k in ("path", "status", "hash", "error", "size", "mtime_ns",
-                                             "width", "height", "pixels")}
+    out: dict[str, list] = {
+        k: [] for k in ("path", "status", "hash", "error", "size", "mtime_ns", "width", "height", "pixels")
+    }
     for path in batch["path"]:
         path = str(path)
         status, digest, error, st_size, mtime, w, h, px = "ok", "", "", -1, -1, -1, -1, b""
@@ -123,8 +124,9 @@ def prepare_rows(batch: dict, size: int, done_ref) -> dict:
                 img = load_rgb(path)
                 w, h = img.size
                 # pixels.pil_to_uint8's bytes (uint8 CHW) without torch: decode workers stay light
-                px = np.ascontiguousarray(np.asarray(resize_for_model(img, size), dtype=np.uint8)
-                                          .transpose(2, 0, 1)).tobytes()
+                px = np.ascontiguousarray(
+                    np.asarray(resize_for_model(img, size), dtype=np.uint8).transpose(2, 0, 1)
+                ).tobytes()
             except ImageError as e:
                 status, error = "error", str(e)
             except Exception as e:  # noqa: BLE001 - never let one file kill a run of millions
@@ -132,10 +134,14 @@ def prepare_rows(batch: dict, size: int, done_ref) -> dict:
         for k, v in zip(out, (path, status, digest, error, st_size, mtime, w, h, px)):
             out[k].append(v)
     return {
-        "path": np.array(out["path"], dtype=object), "status": np.array(out["status"], dtype=object),
-        "hash": np.array(out["hash"], dtype=object), "error": np.array(out["error"], dtype=object),
-        "size": np.array(out["size"], dtype=np.int64), "mtime_ns": np.array(out["mtime_ns"], dtype=np.int64),
-        "width": np.array(out["width"], dtype=np.int32), "height": np.array(out["height"], dtype=np.int32),
+        "path": np.array(out["path"], dtype=object),
+        "status": np.array(out["status"], dtype=object),
+        "hash": np.array(out["hash"], dtype=object),
+        "error": np.array(out["error"], dtype=object),
+        "size": np.array(out["size"], dtype=np.int64),
+        "mtime_ns": np.array(out["mtime_ns"], dtype=np.int64),
+        "width": np.array(out["width"], dtype=np.int32),
+        "height": np.array(out["height"], dtype=np.int32),
         "pixels": np.array(out["pixels"] + [b""], dtype=object)[:-1],  # keep bytes as objects
     }
 
@@ -155,8 +161,10 @@ class Scorer:
         model = load_model(spec)
         found = model_id(model).key
         if found != key:
-            raise ClusterError(f"model {spec!r} on node {ray.util.get_node_ip_address()} is not the model the "
-                               f"driver loaded (key {found}, expected {key}); give every node the same weights.")
+            raise ClusterError(
+                f"model {spec!r} on node {ray.util.get_node_ip_address()} is not the model the "
+                f"driver loaded (key {found}, expected {key}); give every node the same weights."
+            )
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.model, self.forward, self.dtype = prepare_for_inference(model, self.device)
         self.size, self.embeddings = model.image_size, embeddings
@@ -209,8 +217,9 @@ def connect(address: str | None = None) -> None:
         try:
             ray.init(address=address, logging_level="WARNING", log_to_driver=True, include_dashboard=False)
         except ConnectionError as e:
-            raise ClusterError(f"cannot reach the Ray cluster at {address}: {e}; start it with "
-                               "`ray start --head` (see docs/scale.md).") from None
+            raise ClusterError(
+                f"cannot reach the Ray cluster at {address}: {e}; start it with `ray start --head` (see docs/scale.md)."
+            ) from None
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # our own progress line
     ctx.enable_operator_progress_bars = False
@@ -275,14 +284,28 @@ def score_with_ray(
     summary.actors, summary.device = actors, ("cuda" if use_gpu else "cpu")
     parts = [str(p) for p in sorted(listing.folder.glob("part-*.parquet"))]
     ds = ray.data.from_items([{"part": p} for p in parts], override_num_blocks=len(parts))  # a task per part
-    ds = ds.map_batches(prepare_part, fn_kwargs={"size": model.image_size, "done_ref": ray.put(done)},
-                        batch_size=1, batch_format="numpy", num_cpus=1)
+    ds = ds.map_batches(
+        prepare_part,
+        fn_kwargs={"size": model.image_size, "done_ref": ray.put(done)},
+        batch_size=1,
+        batch_format="numpy",
+        num_cpus=1,
+    )
     ds = ds.map_batches(
         Scorer,
-        fn_constructor_kwargs={"spec": spec, "key": mid.key, "use_gpu": use_gpu, "threads": cpu_threads or 0,
-                               "embeddings": embeddings, "kill": os.environ.get(KILL_ENV, "")},
-        batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
-        num_gpus=1 if use_gpu else 0, num_cpus=1 if use_gpu else 0.5,
+        fn_constructor_kwargs={
+            "spec": spec,
+            "key": mid.key,
+            "use_gpu": use_gpu,
+            "threads": cpu_threads or 0,
+            "embeddings": embeddings,
+            "kill": os.environ.get(KILL_ENV, ""),
+        },
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_gpus=1 if use_gpu else 0,
+        num_cpus=1 if use_gpu else 0.5,
     )
 
     writer = ShardWriter(shards_dir, mid.key)
@@ -350,19 +373,24 @@ def _finished_rows(block):
     if not fine.all():
         from ..model import ModelError
 
-        raise ModelError("the model gives scores that are not numbers (NaN or infinite), so its weights are "
-                         "damaged; choose another model or version.")
-    table = pa.table({
-        "path": kept.column("path").cast(pa.string()),
-        "hash": nullify(kept.column("hash").cast(pa.string()), ""),
-        "score": score,
-        "embedding": nullify(kept.column("embedding").cast(pa.binary()), b""),
-        "error": nullify(kept.column("error").cast(pa.string()), ""),
-        "size": nullify(kept.column("size").cast(pa.int64()), -1),
-        "mtime_ns": nullify(kept.column("mtime_ns").cast(pa.int64()), -1),
-        "width": nullify(kept.column("width").cast(pa.int32()), -1),
-        "height": nullify(kept.column("height").cast(pa.int32()), -1),
-    }, schema=shard_schema())
+        raise ModelError(
+            "the model gives scores that are not numbers (NaN or infinite), so its weights are "
+            "damaged; choose another model or version."
+        )
+    table = pa.table(
+        {
+            "path": kept.column("path").cast(pa.string()),
+            "hash": nullify(kept.column("hash").cast(pa.string()), ""),
+            "score": score,
+            "embedding": nullify(kept.column("embedding").cast(pa.binary()), b""),
+            "error": nullify(kept.column("error").cast(pa.string()), ""),
+            "size": nullify(kept.column("size").cast(pa.int64()), -1),
+            "mtime_ns": nullify(kept.column("mtime_ns").cast(pa.int64()), -1),
+            "width": nullify(kept.column("width").cast(pa.int32()), -1),
+            "height": nullify(kept.column("height").cast(pa.int32()), -1),
+        },
+        schema=shard_schema(),
+    )
     errors = table.filter(pc.is_valid(table.column("error")))
     failed = list(zip(errors.column("path").to_pylist(), errors.column("error").to_pylist()))
     return table, failed, table.num_rows - len(failed), skipped

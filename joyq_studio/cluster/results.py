@@ -39,11 +39,19 @@ COLUMNS = ("path", "hash", "score", "embedding", "error", "size", "mtime_ns", "w
 def shard_schema():
     import pyarrow as pa
 
-    return pa.schema([
-        ("path", pa.string()), ("hash", pa.string()), ("score", pa.float32()), ("embedding", pa.binary()),
-        ("error", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
-        ("width", pa.int32()), ("height", pa.int32()),
-    ])
+    return pa.schema(
+        [
+            ("path", pa.string()),
+            ("hash", pa.string()),
+            ("score", pa.float32()),
+            ("embedding", pa.binary()),
+            ("error", pa.string()),
+            ("size", pa.int64()),
+            ("mtime_ns", pa.int64()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+        ]
+    )
 
 
 def path_key(path: str, size: int, mtime_ns: int) -> int:
@@ -61,7 +69,7 @@ class Done:
     """What a job may skip: sorted uint64 path keys and sorted 16-byte content hashes.
     Small enough to broadcast to every task (14M files: about 340 MB)."""
 
-    keys: np.ndarray    # uint64, sorted
+    keys: np.ndarray  # uint64, sorted
     hashes: np.ndarray  # S16, sorted
 
     @staticmethod
@@ -119,7 +127,8 @@ def done_from_project(project, model_key: str) -> tuple[list[int], list[bytes]]:
     rows = project.db.execute(
         "SELECT f.path, f.size, f.mtime_ns FROM files f JOIN images i ON i.hash = f.hash "
         "WHERE i.error IS NOT NULL OR EXISTS (SELECT 1 FROM scores s WHERE s.model = ? AND s.hash = f.hash)",
-        (model_key,))
+        (model_key,),
+    )
     for rel, size, mtime in rows:
         keys.append(path_key(f"{root}/{rel}", size, mtime))
     return keys, hashes
@@ -163,19 +172,27 @@ def merge_into_project(project, table, tower: str, model_key: str) -> int:
             path, digest = r["path"], r["hash"]
             if not digest or not path.startswith(root):
                 continue  # unreadable before hashing, or a file outside the folder: nothing to key it by
-            rel = path[len(root):]
-            db.execute("INSERT OR REPLACE INTO files(path, hash, size, mtime_ns) VALUES (?, ?, ?, ?)",
-                       (rel, digest, r["size"], r["mtime_ns"]))
-            db.execute("INSERT INTO images(hash, width, height, bytes, error) VALUES (?, ?, ?, ?, ?) "
-                       "ON CONFLICT(hash) DO UPDATE SET width=excluded.width, height=excluded.height, "
-                       "error=excluded.error",
-                       (digest, r["width"], r["height"], r["size"], r["error"]))
+            rel = path[len(root) :]
+            db.execute(
+                "INSERT OR REPLACE INTO files(path, hash, size, mtime_ns) VALUES (?, ?, ?, ?)",
+                (rel, digest, r["size"], r["mtime_ns"]),
+            )
+            db.execute(
+                "INSERT INTO images(hash, width, height, bytes, error) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(hash) DO UPDATE SET width=excluded.width, height=excluded.height, "
+                "error=excluded.error",
+                (digest, r["width"], r["height"], r["size"], r["error"]),
+            )
             if r["score"] is not None:
                 if r["embedding"] is not None:
-                    db.execute("INSERT OR REPLACE INTO embeddings(hash, tower, vector) VALUES (?, ?, ?)",
-                               (digest, tower, r["embedding"]))
-                db.execute("INSERT OR REPLACE INTO scores(hash, model, score) VALUES (?, ?, ?)",
-                           (digest, model_key, float(r["score"])))
+                    db.execute(
+                        "INSERT OR REPLACE INTO embeddings(hash, tower, vector) VALUES (?, ?, ?)",
+                        (digest, tower, r["embedding"]),
+                    )
+                db.execute(
+                    "INSERT OR REPLACE INTO scores(hash, model, score) VALUES (?, ?, ?)",
+                    (digest, model_key, float(r["score"])),
+                )
                 scored += 1
     return scored
 

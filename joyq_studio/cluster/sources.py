@@ -27,8 +27,8 @@ LIST_SUFFIXES = (".txt", ".parquet")
 
 @dataclass
 class Listing:
-    folder: Path                    # where the parts are
-    total: int = 0                  # paths listed
+    folder: Path  # where the parts are
+    total: int = 0  # paths listed
     parts: int = 0
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found while listing
 
@@ -41,14 +41,17 @@ def check_sources(sources: list[str]) -> list[Path]:
         if not p.exists():
             raise ClusterError(f"{s}: no such file or folder.")
         if p.is_file() and p.suffix.lower() not in LIST_SUFFIXES:
-            raise ClusterError(f"{s}: a source is a folder, a .txt list of paths or a .parquet file with a "
-                               "'path' column; this is none of them.")
+            raise ClusterError(
+                f"{s}: a source is a folder, a .txt list of paths or a .parquet file with a "
+                "'path' column; this is none of them."
+            )
         out.append(p.resolve())
     return out
 
 
-def iter_paths(source: Path, follow_links: bool = False,
-               on_error: Callable[[str, str], None] | None = None) -> Iterator[str]:
+def iter_paths(
+    source: Path, follow_links: bool = False, on_error: Callable[[str, str], None] | None = None
+) -> Iterator[str]:
     """The paths of one checked source, streamed, as absolute strings where it can."""
     if source.is_dir():
         from ..store import walk_images
@@ -72,8 +75,11 @@ def iter_paths(source: Path, follow_links: bool = False,
         except Exception as e:  # noqa: BLE001 - any unreadable file is one sentence
             raise ClusterError(f"{source}: not a readable Parquet file ({e}).") from None
         names = pf.schema_arrow.names
-        column = "path" if "path" in names else next(
-            (n for n in names if str(pf.schema_arrow.field(n).type) in ("string", "large_string")), None)
+        column = (
+            "path"
+            if "path" in names
+            else next((n for n in names if str(pf.schema_arrow.field(n).type) in ("string", "large_string")), None)
+        )
         if column is None:
             raise ClusterError(f"{source}: has no 'path' column and no other text column to read paths from.")
         base = source.parent
@@ -83,8 +89,9 @@ def iter_paths(source: Path, follow_links: bool = False,
                     yield p if os.path.isabs(p) else str(base / p)
 
 
-def write_listing(sources: list[Path], folder: Path, follow_links: bool = False,
-                  progress: Callable[[int], None] | None = None) -> Listing:
+def write_listing(
+    sources: list[Path], folder: Path, follow_links: bool = False, progress: Callable[[int], None] | None = None
+) -> Listing:
     """Stream every source's paths into ``folder/part-NNNNNN.parquet`` (column ``path``).
 
     The folder is emptied first: the listing is rebuilt on every run (what is already done

@@ -91,10 +91,10 @@ def decode_caption(data: bytes) -> tuple[str, str] | None:
     for name, (bom, codec) in _ENCODINGS.items():
         if data.startswith(bom):
             try:
-                text = data[len(bom):].decode(codec)
+                text = data[len(bom) :].decode(codec)
             except UnicodeDecodeError:
                 return None
-            return (None if "\x00" in text else (text, name))
+            return None if "\x00" in text else (text, name)
     return None
 
 
@@ -150,7 +150,7 @@ class TagFinder:
 
     def remove_all(self, body: str) -> str:
         while (m := self.find(body)) is not None:
-            body = body[:m[2]] + body[m[3]:]
+            body = body[: m[2]] + body[m[3] :]
         return body if body.strip() else ""
 
 
@@ -188,14 +188,14 @@ def edit_caption(text: str | None, label: str, mode: str, separator: str, finder
     if mode == "new":
         return None
     body = text.rstrip("\r\n")
-    trailing = text[len(body):]
+    trailing = text[len(body) :]
     eol = "\r\n" if "\r\n" in text else "\n"
     sep = separator.replace("\r\n", "\n").replace("\n", eol)
     if mode == "replace":
         m = finder.find(body)
         if m is None:
             return None
-        body = finder.remove_all(body[:m[0]] + _PLACEHOLDER + body[m[1]:]).replace(_PLACEHOLDER, label)
+        body = finder.remove_all(body[: m[0]] + _PLACEHOLDER + body[m[1] :]).replace(_PLACEHOLDER, label)
     elif mode == "prepend":
         rest = finder.remove_all(body).lstrip()
         body = label + sep + rest if rest else label
@@ -208,11 +208,11 @@ def edit_caption(text: str | None, label: str, mode: str, separator: str, finder
 # -- caption plan / apply / undo ------------------------------------------------------------
 @dataclass
 class CaptionChange:
-    path: Path                 # absolute path of the caption file
-    rel: str                   # relative to the folder
-    images: list[str]          # the image(s) it describes
+    path: Path  # absolute path of the caption file
+    rel: str  # relative to the folder
+    images: list[str]  # the image(s) it describes
     label: str
-    old_text: str | None       # None: the file does not exist and will be created
+    old_text: str | None  # None: the file does not exist and will be created
     new_text: str
     encoding: str = "utf-8"
     old_sha256: str | None = None
@@ -234,7 +234,7 @@ class CaptionPlan:
     separator: str
     labels: list[str]
     changes: list[CaptionChange] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)   # (caption path, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (caption path, reason)
     unchanged: int = 0
 
     def __iter__(self):
@@ -265,8 +265,7 @@ def _history(project: Project) -> dict:
         return {}
     if not isinstance(h, dict):
         return {}
-    return {k: [x for x in h[k] if isinstance(x, str)] for k in ("labels", "separators")
-            if isinstance(h.get(k), list)}
+    return {k: [x for x in h[k] if isinstance(x, str)] for k in ("labels", "separators") if isinstance(h.get(k), list)}
 
 
 def _is_read_only(path: Path, st: os.stat_result) -> bool:
@@ -310,16 +309,19 @@ def _unsafe_location(project: Project, path: Path) -> str | None:
     through a symbolic link, or a name the file system cannot hold (the real run writes
     ``path`` and a temporary file beside it; the dry run must hit what it would hit)."""
     if not inside_folder(project, path):
-        return (f"its folder is, through a symbolic link, outside {project.folder} "
-                f"(at {os.path.realpath(path.parent)}); nothing is written there")
+        return (
+            f"its folder is, through a symbolic link, outside {project.folder} "
+            f"(at {os.path.realpath(path.parent)}); nothing is written there"
+        )
     for name in (path.name, temp_path(path).name):
         if len(os.fsencode(name)) > NAME_MAX:
             return f"the name is longer than the file system allows ({NAME_MAX} bytes)"
     return None
 
 
-def plan_caption_export(project: Project, cal: Calibration, mode: str = "prepend", separator: str = ", ",
-                        progress: Progress = None) -> CaptionPlan:
+def plan_caption_export(
+    project: Project, cal: Calibration, mode: str = "prepend", separator: str = ", ", progress: Progress = None
+) -> CaptionPlan:
     """Everything a caption export would change; reads caption files, writes nothing."""
     if mode not in CAPTION_MODES:
         raise ExportError(f"Unknown caption mode {mode!r}; use one of {', '.join(CAPTION_MODES)}.")
@@ -330,7 +332,9 @@ def plan_caption_export(project: Project, cal: Calibration, mode: str = "prepend
         if not label.strip():
             raise ExportError("A bucket label is empty; give every bucket a label (see `joyq calibrate --labels`).")
         if kind == "split" and delim in label:
-            raise ExportError(f"The label {label!r} contains the separator {delim!r}; choose another separator or label.")
+            raise ExportError(
+                f"The label {label!r} contains the separator {delim!r}; choose another separator or label."
+            )
     history = _history(project)
     labels = [*cal.labels, *QUALITY_PHRASES, *default_labels(cal.k), *history.get("labels", [])]
     finder = TagFinder(labels, [separator, ", ", *history.get("separators", [])])
@@ -346,8 +350,14 @@ def plan_caption_export(project: Project, cal: Calibration, mode: str = "prepend
         imgs = sorted(groups[rel], key=lambda r: r.path)
         path = project.folder / rel
         if len({r.label for r in imgs}) > 1:
-            plan.skipped.append((rel, "is shared by " + ", ".join(f"{r.path} ({r.label})" for r in imgs)
-                                 + ", which are in different buckets"))
+            plan.skipped.append(
+                (
+                    rel,
+                    "is shared by "
+                    + ", ".join(f"{r.path} ({r.label})" for r in imgs)
+                    + ", which are in different buckets",
+                )
+            )
             continue
         if not any((project.folder / r.path).is_file() for r in imgs):
             plan.skipped.append((rel, f"its image {imgs[0].path} no longer exists; rescan the folder"))
@@ -372,12 +382,22 @@ def plan_caption_export(project: Project, cal: Calibration, mode: str = "prepend
             plan.unchanged += 1
             continue
         if not os.access(path.parent, os.W_OK | os.X_OK):  # a write makes a temporary file beside it
-            plan.skipped.append((rel, "cannot be " + ("created" if old_text is None else "modified")
-                                 + ": its folder is read-only"))
+            plan.skipped.append(
+                (rel, "cannot be " + ("created" if old_text is None else "modified") + ": its folder is read-only")
+            )
             continue
-        plan.changes.append(CaptionChange(
-            path, rel, [r.path for r in imgs], imgs[0].label, old_text, new_text, encoding,
-            None if data is None else hashlib.sha256(data).hexdigest()))
+        plan.changes.append(
+            CaptionChange(
+                path,
+                rel,
+                [r.path for r in imgs],
+                imgs[0].label,
+                old_text,
+                new_text,
+                encoding,
+                None if data is None else hashlib.sha256(data).hexdigest(),
+            )
+        )
     return plan
 
 
@@ -426,14 +446,19 @@ def export_lock(project: Project):
             try_lock(f)
         except OSError as e:
             if e.errno not in _HELD_ELSEWHERE:  # e.g. no locks on this filesystem: say so
-                raise ExportError(f"{path}: cannot take the export lock ({describe_error(e)}); nothing was changed.") from None
-            raise ExportError(f"{project.folder}: another export or undo is running on this folder; "
-                              "nothing was changed, try again when it has finished.") from None
+                raise ExportError(
+                    f"{path}: cannot take the export lock ({describe_error(e)}); nothing was changed."
+                ) from None
+            raise ExportError(
+                f"{project.folder}: another export or undo is running on this folder; "
+                "nothing was changed, try again when it has finished."
+            ) from None
         yield
 
 
-def apply_caption_export(project: Project, plan: CaptionPlan | Sequence[CaptionChange],
-                         progress: Progress = None) -> Path | None:
+def apply_caption_export(
+    project: Project, plan: CaptionPlan | Sequence[CaptionChange], progress: Progress = None
+) -> Path | None:
     """Write the planned captions; returns the manifest path (None when there was nothing to do).
 
     1. Every file is checked to be as planned and the ones to modify are backed up; the
@@ -471,8 +496,10 @@ def _apply_locked(project: Project, plan, changes: list[CaptionChange], progress
             except OSError as e:
                 raise ExportError(f"{c.path}: cannot be read ({describe_error(e)}); nothing was changed.") from None
             if _sha(current) != c.old_sha256:
-                raise ExportError(f"{c.path}: changed since the export was planned; nothing was changed, "
-                                  "please preview the export again.")
+                raise ExportError(
+                    f"{c.path}: changed since the export was planned; nothing was changed, "
+                    "please preview the export again."
+                )
             backup = None
             if current is not None:
                 backup = f"backup/{c.rel}"
@@ -482,11 +509,21 @@ def _apply_locked(project: Project, plan, changes: list[CaptionChange], progress
                     f.write(current)
                     f.flush()
                     os.fsync(f.fileno())
-            entries.append({"caption": c.rel, "action": "modified" if current is not None else "created",
-                            "backup": backup, "old_sha256": c.old_sha256, "new_sha256": _sha(c.new_bytes()),
-                            "images": c.images, "label": c.label})
+            entries.append(
+                {
+                    "caption": c.rel,
+                    "action": "modified" if current is not None else "created",
+                    "backup": backup,
+                    "old_sha256": c.old_sha256,
+                    "new_sha256": _sha(c.new_bytes()),
+                    "images": c.images,
+                    "label": c.label,
+                }
+            )
         manifest = {
-            "format": 1, "kind": "captions", "folder": str(project.folder),
+            "format": 1,
+            "kind": "captions",
+            "folder": str(project.folder),
             "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "status": "pending",
             "mode": plan.mode if isinstance(plan, CaptionPlan) else None,
@@ -496,8 +533,9 @@ def _apply_locked(project: Project, plan, changes: list[CaptionChange], progress
         write_json(manifest_path, manifest)
     except OSError as e:
         shutil.rmtree(export_dir, ignore_errors=True)
-        raise ExportError(f"{export_dir}: could not back up the caption files ({describe_error(e)}); "
-                          "nothing was changed.") from None
+        raise ExportError(
+            f"{export_dir}: could not back up the caption files ({describe_error(e)}); nothing was changed."
+        ) from None
     except BaseException:
         shutil.rmtree(export_dir, ignore_errors=True)
         raise
@@ -507,19 +545,19 @@ def _apply_locked(project: Project, plan, changes: list[CaptionChange], progress
         try:
             atomic_write(c.path, c.new_bytes(), like=c.path if c.old_text is not None else None, fsync=False)
         except OSError as e:
-            failed = _roll_back(project, export_dir, entries[:len(done)])
+            failed = _roll_back(project, export_dir, entries[: len(done)])
             if failed:
                 raise ExportError(
                     f"{c.path}: could not write the caption ({describe_error(e)}); {len(failed)} of the {len(done)} "
                     f"captions already written could not be put back, run `joyq undo-export "
-                    f"{project.folder}` to finish (backups in {export_dir}).") from None
+                    f"{project.folder}` to finish (backups in {export_dir})."
+                ) from None
             manifest["status"] = "rolled back"
             try:
                 write_json(manifest_path, manifest)
             except OSError:
                 pass  # undo checks hashes, so a 'pending' manifest with nothing to undo is harmless
-            done_text = (f"the {len(done)} captions already written were put back" if done
-                         else "nothing was changed")
+            done_text = f"the {len(done)} captions already written were put back" if done else "nothing was changed"
             raise ExportError(f"{c.path}: could not write the caption ({describe_error(e)}); {done_text}.") from None
         done.append(c)
         if progress:
@@ -536,10 +574,12 @@ def _apply_locked(project: Project, plan, changes: list[CaptionChange], progress
 def _remember(project: Project, plan, changes: list[CaptionChange]) -> None:
     """Record the labels and separator written, so later exports recognise them as ours."""
     h = _history(project)
-    labels = list(dict.fromkeys([*h.get("labels", []), *(plan.labels if isinstance(plan, CaptionPlan) else []),
-                                 *(c.label for c in changes)]))
-    seps = list(dict.fromkeys([*h.get("separators", []),
-                               *([plan.separator] if isinstance(plan, CaptionPlan) else [])]))
+    labels = list(
+        dict.fromkeys(
+            [*h.get("labels", []), *(plan.labels if isinstance(plan, CaptionPlan) else []), *(c.label for c in changes)]
+        )
+    )
+    seps = list(dict.fromkeys([*h.get("separators", []), *([plan.separator] if isinstance(plan, CaptionPlan) else [])]))
     try:
         with project.transaction():
             project.set_meta(HISTORY_KEY, json.dumps({"labels": labels, "separators": seps}))
@@ -566,8 +606,9 @@ def _restore(project: Project, export_dir: Path, entry: dict) -> str:
         return "deleted"
     backup = export_dir / entry["backup"]
     if not os.path.realpath(backup).startswith(os.path.realpath(export_dir) + os.sep):
-        raise ExportError(f"{export_dir / MANIFEST}: names a backup outside its export folder; "
-                          f"{path} was left as it is.")
+        raise ExportError(
+            f"{export_dir / MANIFEST}: names a backup outside its export folder; {path} was left as it is."
+        )
     data = backup.read_bytes()
     if _sha(data) != entry["old_sha256"]:
         raise ExportError(f"{export_dir / entry['backup']}: the backup is damaged; {path} was left as it is.")
@@ -599,7 +640,7 @@ class UndoReport:
     restored: int = 0
     deleted: int = 0
     already_original: int = 0
-    changed_since: list[str] = field(default_factory=list)   # left alone: edited after the export
+    changed_since: list[str] = field(default_factory=list)  # left alone: edited after the export
 
 
 def manifests(project: Project) -> list[tuple[Path, dict]]:
@@ -636,8 +677,11 @@ def undo_last_export(project: Project, progress: Progress = None) -> UndoReport:
     reported and left alone). Backups are kept. Run again to undo the export before.
     (:func:`joyq_studio.export.undo_latest_export` undoes the newest export of any kind.)"""
     with export_lock(project):
-        todo = [(d, m) for d, m in manifests(project) if m.get("kind", "captions") == "captions"
-                and m.get("status") in ("pending", "complete")]
+        todo = [
+            (d, m)
+            for d, m in manifests(project)
+            if m.get("kind", "captions") == "captions" and m.get("status") in ("pending", "complete")
+        ]
         if not todo:
             raise ExportError(f"{_exports_dir(project)}: there is no caption export of {project.folder} left to undo.")
         return undo_caption_export(project, *todo[0], progress=progress)
@@ -652,8 +696,10 @@ def undo_caption_export(project: Project, export_dir: Path, manifest: dict, prog
         try:
             result = _restore(project, export_dir, entry)
         except OSError as e:
-            raise ExportError(f"{project.folder / entry['caption']}: could not be restored ({describe_error(e)}); "
-                              "run the undo again to finish.") from None
+            raise ExportError(
+                f"{project.folder / entry['caption']}: could not be restored ({describe_error(e)}); "
+                "run the undo again to finish."
+            ) from None
         if result == "restored":
             report.restored += 1
         elif result == "deleted":
@@ -670,8 +716,8 @@ def undo_caption_export(project: Project, export_dir: Path, manifest: dict, prog
     try:
         write_json(export_dir / MANIFEST, manifest)
     except OSError as e:
-        raise ExportError(f"{export_dir / MANIFEST}: the files were restored but the manifest could not be "
-                          f"marked as undone ({describe_error(e)}).") from None
+        raise ExportError(
+            f"{export_dir / MANIFEST}: the files were restored but the manifest could not be "
+            f"marked as undone ({describe_error(e)})."
+        ) from None
     return report
-
-

@@ -26,11 +26,11 @@ _LABEL_TO_OUTCOME = {1: 1.0, -1: 0.0, 0: 0.5}
 @dataclass
 class ImportReport:
     path: Path
-    pairs: int = 0                                    # entries in the file
-    added: Counter = field(default_factory=Counter)   # per split
+    pairs: int = 0  # entries in the file
+    added: Counter = field(default_factory=Counter)  # per split
     already_present: int = 0
     ties: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)   # ("train[3]", reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # ("train[3]", reason)
 
     @property
     def total_added(self) -> int:
@@ -58,12 +58,15 @@ def _read_dataset(path: Path) -> dict:
     except RecursionError:
         raise ExportError(f"{path}: is nested too deeply to be a JoyQuality dataset JSON file.") from None
     if not isinstance(obj, dict):
-        raise ExportError(f"{path}: must hold a JSON object with 'train' and/or 'test' lists of "
-                          f"[path, path, label], not a JSON {type(obj).__name__}.")
+        raise ExportError(
+            f"{path}: must hold a JSON object with 'train' and/or 'test' lists of "
+            f"[path, path, label], not a JSON {type(obj).__name__}."
+        )
     extra = [k for k in obj if k not in SPLITS]
     if extra:
-        raise ExportError(f"{path}: has the key {shorten(extra[0])}; a JoyQuality dataset holds only "
-                          "'train' and 'test' lists.")
+        raise ExportError(
+            f"{path}: has the key {shorten(extra[0])}; a JoyQuality dataset holds only 'train' and 'test' lists."
+        )
     for split in SPLITS:
         if split in obj and not isinstance(obj[split], list):
             raise ExportError(f"{path}: '{split}' must be a list of [path, path, label].")
@@ -99,14 +102,17 @@ def import_pairs(project: Project, json_path: str | os.PathLike) -> ImportReport
     for split in SPLITS:
         for i, entry in enumerate(obj.get(split, [])):
             where = f"{split}[{i}]"
-            if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
-                    and isinstance(entry[1], str)):
+            if not (
+                isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str) and isinstance(entry[1], str)
+            ):
                 raise ExportError(f"{path}: {where} is {shorten(entry, 60, as_json=True)}, not [path, path, label].")
             label = entry[2]
             if isinstance(label, bool) or not isinstance(label, (int, float)) or label not in _LABEL_TO_OUTCOME:
-                raise ExportError(f"{path}: {where} has the label {shorten(label, as_json=True)}; "
-                                  "labels must be 1 (first won), "
-                                  "-1 (second won) or 0 (tie).")
+                raise ExportError(
+                    f"{path}: {where} has the label {shorten(label, as_json=True)}; "
+                    "labels must be 1 (first won), "
+                    "-1 (second won) or 0 (tie)."
+                )
             report.pairs += 1
             hashes = []
             for p in entry[:2]:
@@ -125,8 +131,10 @@ def import_pairs(project: Project, json_path: str | os.PathLike) -> ImportReport
                     continue
                 rows.append((hashes[0], hashes[1], _LABEL_TO_OUTCOME[int(label)], split))
     if report.pairs and not rows:
-        raise ExportError(f"{path}: none of its {report.pairs} pairs could be matched to images of "
-                          f"{project.folder} (first problem: {report.skipped[0][0]}: {report.skipped[0][1]}).")
+        raise ExportError(
+            f"{path}: none of its {report.pairs} pairs could be matched to images of "
+            f"{project.folder} (first problem: {report.skipped[0][0]}: {report.skipped[0][1]})."
+        )
     present = Counter(pair_key(a, b, o, s) for _, a, b, o, s, _ in project.comparisons())
     new = []
     for a, b, o, s in rows:
@@ -146,17 +154,18 @@ def import_pairs(project: Project, json_path: str | os.PathLike) -> ImportReport
 @dataclass
 class ExportPairsReport:
     path: Path
-    written: Counter = field(default_factory=Counter)   # per split
+    written: Counter = field(default_factory=Counter)  # per split
     ties_omitted: int = 0
-    missing: int = 0        # comparisons whose image is no longer in the folder
-    llm_omitted: int = 0    # LLM labels left out (see ``llm``)
+    missing: int = 0  # comparisons whose image is no longer in the folder
+    llm_omitted: int = 0  # LLM labels left out (see ``llm``)
 
 
 LLM_CHOICES = ("training", "include", "exclude", "only")
 
 
-def export_pairs(project: Project, out: str | os.PathLike, ties: bool = False,
-                 llm: str = "training") -> ExportPairsReport:
+def export_pairs(
+    project: Project, out: str | os.PathLike, ties: bool = False, llm: str = "training"
+) -> ExportPairsReport:
     """Write the project's comparisons as a JoyQuality dataset JSON (atomically).
 
     Each win is ``[winner, loser, 1]``; a tie is ``[a, b, 0]`` with ``ties``, else omitted.
@@ -205,4 +214,3 @@ def export_pairs(project: Project, out: str | os.PathLike, ties: bool = False,
     except OSError as e:
         raise ExportError(f"{out}: could not write the dataset ({describe_error(e)}); nothing was written.") from None
     return report
-

@@ -49,9 +49,9 @@ KIND = "links"
 
 @dataclass
 class LinkItem:
-    rel: str            # relative to the image folder and to DEST, '/' separated
-    source: Path        # the image (absolute)
-    target: Path        # where it goes (absolute, inside DEST)
+    rel: str  # relative to the image folder and to DEST, '/' separated
+    source: Path  # the image (absolute)
+    target: Path  # where it goes (absolute, inside DEST)
     bucket: int
     label: str
     score: float
@@ -63,11 +63,11 @@ class LinkPlan:
 
     dest: Path
     mode: str
-    selection: str                                               # e.g. "buckets 8-9"
-    items: list[LinkItem] = field(default_factory=list)          # to create
-    unchanged: list[str] = field(default_factory=list)           # already there as this export makes them
-    skipped: list[tuple[str, str]] = field(default_factory=list) # (path, why it is left alone)
-    selected: int = 0                                            # images the selection chose
+    selection: str  # e.g. "buckets 8-9"
+    items: list[LinkItem] = field(default_factory=list)  # to create
+    unchanged: list[str] = field(default_factory=list)  # already there as this export makes them
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why it is left alone)
+    selected: int = 0  # images the selection chose
 
     def __len__(self) -> int:
         return len(self.items)
@@ -87,15 +87,21 @@ def check_destination(project: Project, dest: str | os.PathLike) -> Path:
     d = Path(dest).expanduser()
     d = d if d.is_absolute() else Path.cwd() / d
     if _inside(_real(d), _real(project.folder)):
-        raise ExportError(f"{d}: the destination is inside the image folder {project.folder} (at {_real(d)}); "
-                          "choose a folder outside it, the image folder is never written to.")
+        raise ExportError(
+            f"{d}: the destination is inside the image folder {project.folder} (at {_real(d)}); "
+            "choose a folder outside it, the image folder is never written to."
+        )
     if d.exists() and not d.is_dir():
         raise ExportError(f"{d}: the destination exists and is not a folder.")
     return d
 
 
-def select_rows(rows: Iterable[RankedImage], buckets: Iterable[int] | None = None, min_bucket: int | None = None,
-                min_score: float | None = None) -> tuple[list[RankedImage], str]:
+def select_rows(
+    rows: Iterable[RankedImage],
+    buckets: Iterable[int] | None = None,
+    min_bucket: int | None = None,
+    min_score: float | None = None,
+) -> tuple[list[RankedImage], str]:
     """The rows a selection chooses and the selection in words. At most one of ``buckets``
     (a set of bucket numbers), ``min_bucket`` and ``min_score``; none chooses every image."""
     given = [x is not None for x in (buckets, min_bucket, min_score)]
@@ -105,7 +111,8 @@ def select_rows(rows: Iterable[RankedImage], buckets: Iterable[int] | None = Non
     if buckets is not None:
         chosen = sorted({int(b) for b in buckets})
         return [r for r in rows if r.bucket in chosen], "bucket" + ("s " if len(chosen) != 1 else " ") + ", ".join(
-            map(str, chosen))
+            map(str, chosen)
+        )
     if min_bucket is not None:
         return [r for r in rows if r.bucket >= min_bucket], f"buckets {min_bucket} and above"
     if min_score is not None:
@@ -146,9 +153,16 @@ def _device(path: Path) -> int | None:
     return None
 
 
-def plan_link_export(project: Project, cal: Calibration, dest: str | os.PathLike, mode: str = "copy",
-                     buckets: Iterable[int] | None = None, min_bucket: int | None = None,
-                     min_score: float | None = None, progress: Progress = None) -> LinkPlan:
+def plan_link_export(
+    project: Project,
+    cal: Calibration,
+    dest: str | os.PathLike,
+    mode: str = "copy",
+    buckets: Iterable[int] | None = None,
+    min_bucket: int | None = None,
+    min_score: float | None = None,
+    progress: Progress = None,
+) -> LinkPlan:
     """Everything putting the chosen images into ``dest`` would do; writes nothing."""
     if mode not in LINK_MODES:
         raise ExportError(f"Unknown way to export {mode!r}; use one of {', '.join(LINK_MODES)}.")
@@ -158,8 +172,10 @@ def plan_link_export(project: Project, cal: Calibration, dest: str | os.PathLike
     chosen, selection = select_rows(ranked_images(project, cal), buckets, min_bucket, min_score)
     plan = LinkPlan(d, mode, selection, selected=len(chosen))
     if mode == "hardlink" and chosen and _device(d) != _device(project.folder):
-        raise ExportError(f"{d}: hard links cannot cross file systems and the destination is on another one "
-                          f"than {project.folder}; use copies or symbolic links.")
+        raise ExportError(
+            f"{d}: hard links cannot cross file systems and the destination is on another one "
+            f"than {project.folder}; use copies or symbolic links."
+        )
     for n, r in enumerate(sorted(chosen, key=lambda r: r.path), 1):
         if progress:
             progress(n, len(chosen))
@@ -220,17 +236,26 @@ def apply_link_export(project: Project, plan: LinkPlan, progress: Progress = Non
     d = check_destination(project, plan.dest)  # the folder may have been swapped for a link since the plan
     with export_lock(project):
         export_dir = new_export_dir(project)
-        manifest: dict[str, Any] = {"format": 1, "kind": KIND, "folder": str(project.folder), "dest": str(d),
-                                    "mode": plan.mode, "selection": plan.selection,
-                                    "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                                    "status": "pending", "files": [], "folders": []}
+        manifest: dict[str, Any] = {
+            "format": 1,
+            "kind": KIND,
+            "folder": str(project.folder),
+            "dest": str(d),
+            "mode": plan.mode,
+            "selection": plan.selection,
+            "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "status": "pending",
+            "files": [],
+            "folders": [],
+        }
         manifest_path = export_dir / MANIFEST
         try:
             write_json(manifest_path, manifest)
         except OSError as e:
             shutil.rmtree(export_dir, ignore_errors=True)
-            raise ExportError(f"{manifest_path}: could not write the export's manifest ({describe_error(e)}); "
-                              "nothing was changed.") from None
+            raise ExportError(
+                f"{manifest_path}: could not write the export's manifest ({describe_error(e)}); nothing was changed."
+            ) from None
         for n, item in enumerate(plan.items, 1):
             try:
                 for parent in reversed([p for p in item.target.parents if _inside(str(p), str(d))]):
@@ -244,8 +269,16 @@ def apply_link_export(project: Project, plan: LinkPlan, progress: Progress = Non
                 _write_quietly(manifest_path, manifest)
                 done = f"the {undone} files it had made were removed" if undone else "nothing was changed"
                 raise ExportError(f"{item.target}: could not be made ({describe_error(e)}); {done}.") from None
-            manifest["files"].append({"path": item.rel, "target": str(item.target), "source": str(item.source),
-                                      "sha256": sha, "bucket": item.bucket, "label": item.label})
+            manifest["files"].append(
+                {
+                    "path": item.rel,
+                    "target": str(item.target),
+                    "source": str(item.source),
+                    "sha256": sha,
+                    "bucket": item.bucket,
+                    "label": item.label,
+                }
+            )
             if progress:
                 progress(n, len(plan.items))
         manifest["status"] = "complete"
@@ -307,7 +340,7 @@ class LinkUndoReport:
     dest: Path
     removed: int = 0
     already_gone: int = 0
-    changed_since: list[str] = field(default_factory=list)   # left alone: replaced or edited after the export
+    changed_since: list[str] = field(default_factory=list)  # left alone: replaced or edited after the export
 
 
 def undo_link_export(project: Project, export_dir: Path, manifest: dict, progress: Progress = None) -> LinkUndoReport:
@@ -315,8 +348,11 @@ def undo_link_export(project: Project, export_dir: Path, manifest: dict, progres
     made it, then the folders it created once empty. The originals are never touched."""
     report = LinkUndoReport(export_dir, Path(str(manifest.get("dest", ""))))
     mode = manifest.get("mode")
-    entries = [e for e in manifest.get("files", []) if isinstance(e, dict)
-               and isinstance(e.get("target"), str) and isinstance(e.get("source"), str)]
+    entries = [
+        e
+        for e in manifest.get("files", [])
+        if isinstance(e, dict) and isinstance(e.get("target"), str) and isinstance(e.get("source"), str)
+    ]
     root = _real(project.folder)
     for n, entry in enumerate(reversed(entries), 1):
         if _inside(_real(Path(entry["target"]).parent), root):
@@ -329,8 +365,9 @@ def undo_link_export(project: Project, export_dir: Path, manifest: dict, progres
             try:
                 os.unlink(entry["target"])
             except OSError as e:
-                raise ExportError(f"{entry['target']}: could not be removed ({describe_error(e)}); "
-                                  "run the undo again to finish.") from None
+                raise ExportError(
+                    f"{entry['target']}: could not be removed ({describe_error(e)}); run the undo again to finish."
+                ) from None
             report.removed += 1
         else:
             report.changed_since.append(str(entry.get("path")))
@@ -343,16 +380,21 @@ def undo_link_export(project: Project, export_dir: Path, manifest: dict, progres
     try:
         write_json(export_dir / MANIFEST, manifest)
     except OSError as e:
-        raise ExportError(f"{export_dir / MANIFEST}: the files were removed but the manifest could not be "
-                          f"marked as undone ({describe_error(e)}).") from None
+        raise ExportError(
+            f"{export_dir / MANIFEST}: the files were removed but the manifest could not be "
+            f"marked as undone ({describe_error(e)})."
+        ) from None
     return report
 
 
 def undo_last_link_export(project: Project, progress: Progress = None) -> LinkUndoReport:
     """Undo the newest curation export not yet undone."""
     with export_lock(project):
-        todo = [(d, m) for d, m in manifests(project) if m.get("kind") == KIND
-                and m.get("status") in ("pending", "complete")]
+        todo = [
+            (d, m)
+            for d, m in manifests(project)
+            if m.get("kind") == KIND and m.get("status") in ("pending", "complete")
+        ]
         if not todo:
             raise ExportError(f"There is no export to a destination folder of {project.folder} left to undo.")
         return undo_link_export(project, *todo[0], progress=progress)

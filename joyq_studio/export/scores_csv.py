@@ -82,26 +82,33 @@ def write_rows(out: str | os.PathLike, header: Sequence[str], rows: Iterable[Seq
 class CsvReport:
     path: Path
     rows: int
-    counts: list[int]          # per bucket, of the rows written
+    counts: list[int]  # per bucket, of the rows written
     total_scored: int
 
 
-def write_csv(project: Project, out: str | os.PathLike, cal: Calibration,
-              min_bucket: int | None = None) -> CsvReport:
+def write_csv(project: Project, out: str | os.PathLike, cal: Calibration, min_bucket: int | None = None) -> CsvReport:
     """Write the ranking (best first) to ``out`` atomically; only buckets >= ``min_bucket``."""
     if min_bucket is not None and not 0 <= min_bucket < cal.k:
-        raise ExportError(f"The minimum bucket must be between 0 and {cal.k - 1} for a {cal.k}-bucket "
-                          f"calibration, not {min_bucket}.")
+        raise ExportError(
+            f"The minimum bucket must be between 0 and {cal.k - 1} for a {cal.k}-bucket calibration, not {min_bucket}."
+        )
     all_rows = ranked_images(project, cal)
     rows = [r for r in all_rows if min_bucket is None or r.bucket >= min_bucket]
     version = cal.model_version or model_version_of(project, current_model_key(project))
-    write_rows(out, csv_header(cal.k), ([r.path, r.hash, f"{r.score:.6f}", f"{r.rank:.4f}", r.bucket, r.label,
-                                         version, int(r.overridden)] for r in rows))
+    write_rows(
+        out,
+        csv_header(cal.k),
+        (
+            [r.path, r.hash, f"{r.score:.6f}", f"{r.rank:.4f}", r.bucket, r.label, version, int(r.overridden)]
+            for r in rows
+        ),
+    )
     return CsvReport(Path(out), len(rows), bucket_counts(rows, cal.k), len(all_rows))
 
 
 def write_scores_csv(project: Project, model_key: str, out: str | os.PathLike) -> int:
     """Every readable path with its score under ``model_key`` (files with equal bytes each get a row)."""
     scores = project.scores(model_key)
-    return write_rows(out, ["path", "score"],
-                      ([rel, f"{scores[h]:.6f}"] for rel, h in project.file_hashes() if h in scores))
+    return write_rows(
+        out, ["path", "score"], ([rel, f"{scores[h]:.6f}"] for rel, h in project.file_hashes() if h in scores)
+    )

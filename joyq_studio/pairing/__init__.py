@@ -17,6 +17,13 @@ from .beliefs import (
 from .selector import KINDS, PairMix, PairSelector
 
 __all__ = [
-    "KINDS", "PairMix", "PairSelector", "expected_info_gain", "fit_temperature", "model_agreement",
-    "prior_from_scores", "self_agreement", "win_probability",
+    "KINDS",
+    "PairMix",
+    "PairSelector",
+    "expected_info_gain",
+    "fit_temperature",
+    "model_agreement",
+    "prior_from_scores",
+    "self_agreement",
+    "win_probability",
 ]

@@ -87,9 +87,10 @@ def fit_slope(
 
     def objective(a: float) -> float:  # log posterior; log sigmoid(x) = -log(1 + e^-x)
         x = a * d
-        return float(-np.dot(o, np.logaddexp(0.0, -x)) - np.dot(1.0 - o, np.logaddexp(0.0, x))) - 0.5 * prec0 * (
-            a - prior_slope
-        ) ** 2
+        return (
+            float(-np.dot(o, np.logaddexp(0.0, -x)) - np.dot(1.0 - o, np.logaddexp(0.0, x)))
+            - 0.5 * prec0 * (a - prior_slope) ** 2
+        )
 
     a = float(prior_slope)
     fa = objective(a)
@@ -167,7 +168,9 @@ def prior_from_scores(
     return mu, sigma
 
 
-def self_agreement(first_outcomes: Sequence[float] | np.ndarray, repeat_outcomes: Sequence[float] | np.ndarray) -> float:
+def self_agreement(
+    first_outcomes: Sequence[float] | np.ndarray, repeat_outcomes: Sequence[float] | np.ndarray
+) -> float:
     """Share of repeated pairs the user judged the same way twice.
 
     Both sequences give P(first-listed image won) in the *same* orientation per pair.

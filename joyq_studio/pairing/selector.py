@@ -74,6 +74,7 @@ compared most pairs (small n, large budgets) can still find its best unused pair
 
 __all__ = ["KINDS", "PairMix", "PairSelector"]
 
+
 @dataclass(frozen=True)
 class PairMix:
     """Shares of each pair kind; ``info`` gets the rest (``1 - near - heldout - repeat``).
@@ -377,10 +378,14 @@ class PairSelector:
 
     def exclude(self, indices: Iterable[int] | np.ndarray) -> None:
         """Never offer these images (e.g. not scored yet) until ``include``-d again."""
-        self.available[np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)] = False
+        self.available[
+            np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
+        ] = False
 
     def include(self, indices: Iterable[int] | np.ndarray) -> None:
-        self.available[np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)] = True
+        self.available[
+            np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
+        ] = True
 
     def next_pair(self) -> tuple[int, int]:
         """Two distinct available indices to compare next; ``self.last_kind`` gives the kind."""

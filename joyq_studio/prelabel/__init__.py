@@ -21,42 +21,42 @@ client, retries, image encoding), ``cost``, ``cache`` (the project's LLM tables)
 from .agreement import AgreementReport, wilson_interval  # wilson_interval lives in metrics
 from .cache import parse_source, source_name
 from .client import (
-                     DEFAULT_KEY_ENV,
-                     CallFailed,
-                     EndpointConfig,
-                     LLMClient,
-                     LLMError,
-                     resolve_api_key,
+    DEFAULT_KEY_ENV,
+    CallFailed,
+    EndpointConfig,
+    LLMClient,
+    LLMError,
+    resolve_api_key,
 )
 from .cost import Pricing, estimate_call, format_usd
 from .engine import AskProgress, AskReport
 from .labels import (
-                     combine,
-                     llm_label_counts,
-                     llm_labels_included,
-                     set_llm_labels_included,
-                     set_trust,
-                     soft_target,
-                     training_records,
+    combine,
+    llm_label_counts,
+    llm_labels_included,
+    set_llm_labels_included,
+    set_trust,
+    soft_target,
+    training_records,
 )
 from .prompt import (
-                     DEFAULT_PROMPT,
-                     MalformedAnswer,
-                     Prompt,
-                     default_prompt,
-                     load_prompt,
-                     parse_answer,
+    DEFAULT_PROMPT,
+    MalformedAnswer,
+    Prompt,
+    default_prompt,
+    load_prompt,
+    parse_answer,
 )
 from .run import (
-                     AgreementPlan,
-                     PrelabelError,
-                     RunPlan,
-                     RunReport,
-                     agreement_from_cache,
-                     execute_run,
-                     measure_agreement,
-                     plan_agreement,
-                     plan_run,
+    AgreementPlan,
+    PrelabelError,
+    RunPlan,
+    RunReport,
+    agreement_from_cache,
+    execute_run,
+    measure_agreement,
+    plan_agreement,
+    plan_run,
 )
 
 __all__ = [

@@ -31,7 +31,7 @@ MIN_PAIRS_FOR_TRUST = 20
 class UserPair:
     a: str
     b: str
-    outcome: float       # the user's: 1 a won, 0 b won (ties are not used)
+    outcome: float  # the user's: 1 a won, 0 b won (ties are not used)
     split: str
 
 
@@ -41,21 +41,21 @@ class Disagreement:
     b: str
     user_outcome: float
     llm_outcome: float
-    reasons: tuple[str, str]     # (a shown first, b shown first)
+    reasons: tuple[str, str]  # (a shown first, b shown first)
 
 
 @dataclass
 class AgreementReport:
     model: str
     prompt_hash: str
-    pairs: int = 0               # user pairs asked about
-    answered: int = 0            # with a valid answer in both orders
-    n: int = 0                   # answered pairs where the LLM chose a side
-    agree: int = 0               # ... and chose as the user did
-    held_out: int = 0            # of n, pairs from the held-out (test) split
-    ties: int = 0                # answered pairs the LLM called a tie (inconsistent included)
-    inconsistent: int = 0        # answered pairs whose two orders picked opposite sides
-    failed: int = 0              # pairs with a malformed or missing answer
+    pairs: int = 0  # user pairs asked about
+    answered: int = 0  # with a valid answer in both orders
+    n: int = 0  # answered pairs where the LLM chose a side
+    agree: int = 0  # ... and chose as the user did
+    held_out: int = 0  # of n, pairs from the held-out (test) split
+    ties: int = 0  # answered pairs the LLM called a tie (inconsistent included)
+    inconsistent: int = 0  # answered pairs whose two orders picked opposite sides
+    failed: int = 0  # pairs with a malformed or missing answer
     disagreements: list[Disagreement] = field(default_factory=list)
 
     @property
@@ -106,8 +106,13 @@ def user_pairs(project: Project, limit: int | None = None) -> list[UserPair]:
     return out
 
 
-def summarize(model: str, prompt_hash: str, pairs: list[UserPair],
-              answers: dict[tuple[str, str], CachedAnswer], max_disagreements: int = 5) -> AgreementReport:
+def summarize(
+    model: str,
+    prompt_hash: str,
+    pairs: list[UserPair],
+    answers: dict[tuple[str, str], CachedAnswer],
+    max_disagreements: int = 5,
+) -> AgreementReport:
     """The agreement report over ``pairs`` from the cached answers (no network)."""
     rep = AgreementReport(model, prompt_hash, pairs=len(pairs))
     for p in pairs:
@@ -126,6 +131,5 @@ def summarize(model: str, prompt_hash: str, pairs: list[UserPair],
         if v.outcome == p.outcome:
             rep.agree += 1
         elif len(rep.disagreements) < max_disagreements:
-            rep.disagreements.append(Disagreement(p.a, p.b, p.outcome, v.outcome,
-                                                  (ab.reason or "", ba.reason or "")))
+            rep.disagreements.append(Disagreement(p.a, p.b, p.outcome, v.outcome, (ab.reason or "", ba.reason or "")))
     return rep

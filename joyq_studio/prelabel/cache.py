@@ -57,8 +57,8 @@ CREATE TABLE IF NOT EXISTS llm_plan (
 class CachedAnswer:
     first: str
     second: str
-    status: str                  # 'ok' or 'malformed'
-    better: str | None           # 'A', 'B', 'tie'
+    status: str  # 'ok' or 'malformed'
+    better: str | None  # 'A', 'B', 'tie'
     reason: str | None
     input_tokens: int | None
     output_tokens: int | None
@@ -92,8 +92,9 @@ def parse_source(source: str | None) -> tuple[str, str] | None:
 
 def remember_prompt(project: Project, prompt_hash: str, text: str) -> None:
     with project.transaction():
-        project.db.execute("INSERT OR IGNORE INTO llm_prompts(hash, text, created) VALUES (?, ?, ?)",
-                           (prompt_hash, text, time.time()))
+        project.db.execute(
+            "INSERT OR IGNORE INTO llm_prompts(hash, text, created) VALUES (?, ?, ?)", (prompt_hash, text, time.time())
+        )
 
 
 def prompt_text(project: Project, prompt_hash: str) -> str | None:
@@ -104,8 +105,9 @@ def prompt_text(project: Project, prompt_hash: str) -> str | None:
 _COLS = "first, second, status, better, reason, input_tokens, output_tokens, cost"
 
 
-def answers_for(project: Project, model: str, prompt_hash: str,
-                keys: Iterable[tuple[str, str]] | None = None) -> dict[tuple[str, str], CachedAnswer]:
+def answers_for(
+    project: Project, model: str, prompt_hash: str, keys: Iterable[tuple[str, str]] | None = None
+) -> dict[tuple[str, str], CachedAnswer]:
     """Cached answers keyed by (first, second): all of them, or those among ``keys``."""
     sql = f"SELECT {_COLS} FROM llm_answers WHERE model = ? AND prompt = ?"
     if keys is None:
@@ -115,23 +117,49 @@ def answers_for(project: Project, model: str, prompt_hash: str,
         firsts = sorted({f for f, _ in wanted})
         rows = []
         for i in range(0, len(firsts), 900):
-            chunk = firsts[i:i + 900]
-            rows += project.db.execute(sql + f" AND first IN ({','.join('?' * len(chunk))})",
-                                       (model, prompt_hash, *chunk)).fetchall()
+            chunk = firsts[i : i + 900]
+            rows += project.db.execute(
+                sql + f" AND first IN ({','.join('?' * len(chunk))})", (model, prompt_hash, *chunk)
+            ).fetchall()
         rows = [r for r in rows if (r[0], r[1]) in wanted]
     return {(r[0], r[1]): CachedAnswer(*r) for r in rows}
 
 
-def put_answer(project: Project, model: str, prompt_hash: str, first: str, second: str, *,
-               status: str, better: str | None, reason: str | None, raw: str | None,
-               input_tokens: int | None, output_tokens: int | None, cost: float) -> CachedAnswer:
+def put_answer(
+    project: Project,
+    model: str,
+    prompt_hash: str,
+    first: str,
+    second: str,
+    *,
+    status: str,
+    better: str | None,
+    reason: str | None,
+    raw: str | None,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cost: float,
+) -> CachedAnswer:
     """Store one reply (call inside ``project.transaction()`` to group it with a label)."""
     with project.transaction():
         project.db.execute(
             "INSERT OR REPLACE INTO llm_answers(first, second, model, prompt, status, better, reason, raw,"
             " input_tokens, output_tokens, cost, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (first, second, model, prompt_hash, status, better, reason, raw,
-             input_tokens, output_tokens, float(cost), time.time()))
+            (
+                first,
+                second,
+                model,
+                prompt_hash,
+                status,
+                better,
+                reason,
+                raw,
+                input_tokens,
+                output_tokens,
+                float(cost),
+                time.time(),
+            ),
+        )
     return CachedAnswer(first, second, status, better, reason, input_tokens, output_tokens, float(cost))
 
 
@@ -140,7 +168,9 @@ def measured_tokens(project: Project, model: str, prompt_hash: str) -> tuple[flo
     and prompt, or None before any reply reported its usage."""
     row = project.db.execute(
         "SELECT AVG(input_tokens), AVG(COALESCE(output_tokens, 0)), COUNT(*) FROM llm_answers "
-        "WHERE model = ? AND prompt = ? AND input_tokens IS NOT NULL", (model, prompt_hash)).fetchone()
+        "WHERE model = ? AND prompt = ? AND input_tokens IS NOT NULL",
+        (model, prompt_hash),
+    ).fetchone()
     return (float(row[0]), float(row[1]), int(row[2])) if row and row[2] else None
 
 
@@ -149,8 +179,9 @@ def total_spent(project: Project, model: str | None = None) -> tuple[float, int]
     if model is None:
         row = project.db.execute("SELECT COALESCE(SUM(cost), 0), COUNT(*) FROM llm_answers").fetchone()
     else:
-        row = project.db.execute("SELECT COALESCE(SUM(cost), 0), COUNT(*) FROM llm_answers WHERE model = ?",
-                                 (model,)).fetchone()
+        row = project.db.execute(
+            "SELECT COALESCE(SUM(cost), 0), COUNT(*) FROM llm_answers WHERE model = ?", (model,)
+        ).fetchone()
     return float(row[0]), int(row[1])
 
 
@@ -164,8 +195,9 @@ class PlannedPair:
 
 
 def pending_plan(project: Project, source: str) -> list[PlannedPair]:
-    rows = project.db.execute("SELECT seq, a, b, kind FROM llm_plan WHERE source = ? AND state = 'pending' "
-                              "ORDER BY seq", (source,)).fetchall()
+    rows = project.db.execute(
+        "SELECT seq, a, b, kind FROM llm_plan WHERE source = ? AND state = 'pending' ORDER BY seq", (source,)
+    ).fetchall()
     return [PlannedPair(*r) for r in rows]
 
 
@@ -176,18 +208,24 @@ def planned_keys(project: Project, source: str) -> set[frozenset]:
 
 def add_plan(project: Project, source: str, pairs: Iterable[tuple[str, str, str]]) -> list[PlannedPair]:
     with project.transaction():
-        start = project.db.execute("SELECT COALESCE(MAX(seq), 0) FROM llm_plan WHERE source = ?",
-                                   (source,)).fetchone()[0] + 1
+        start = (
+            project.db.execute("SELECT COALESCE(MAX(seq), 0) FROM llm_plan WHERE source = ?", (source,)).fetchone()[0]
+            + 1
+        )
         planned = [PlannedPair(start + i, a, b, kind) for i, (a, b, kind) in enumerate(pairs)]
-        project.db.executemany("INSERT INTO llm_plan(source, seq, a, b, kind) VALUES (?, ?, ?, ?, ?)",
-                               ((source, p.seq, p.a, p.b, p.kind) for p in planned))
+        project.db.executemany(
+            "INSERT INTO llm_plan(source, seq, a, b, kind) VALUES (?, ?, ?, ?, ?)",
+            ((source, p.seq, p.a, p.b, p.kind) for p in planned),
+        )
     return planned
 
 
 def finish_planned(project: Project, source: str, seq: int, state: str, comparison: int | None) -> None:
     with project.transaction():
-        project.db.execute("UPDATE llm_plan SET state = ?, comparison = ? WHERE source = ? AND seq = ?",
-                           (state, comparison, source, seq))
+        project.db.execute(
+            "UPDATE llm_plan SET state = ?, comparison = ? WHERE source = ? AND seq = ?",
+            (state, comparison, source, seq),
+        )
 
 
 def discard_pending(project: Project, source: str) -> int:
@@ -198,5 +236,6 @@ def discard_pending(project: Project, source: str) -> int:
 
 
 def plan_counts(project: Project, source: str) -> dict[str, int]:
-    return dict(project.db.execute("SELECT state, COUNT(*) FROM llm_plan WHERE source = ? GROUP BY state",
-                                   (source,)).fetchall())
+    return dict(
+        project.db.execute("SELECT state, COUNT(*) FROM llm_plan WHERE source = ? GROUP BY state", (source,)).fetchall()
+    )

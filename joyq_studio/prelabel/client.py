@@ -32,8 +32,7 @@ from .prompt import Answer, MalformedAnswer, parse_answer
 
 DEFAULT_KEY_ENV = "JOYQ_LLM_API_KEY"
 KEYRING_SERVICE = "joyq-studio"
-MISSING_OPENAI = ("The pre-label feature needs the 'openai' package; install it with "
-                  "pip install 'joyq-studio[llm]'.")
+MISSING_OPENAI = "The pre-label feature needs the 'openai' package; install it with pip install 'joyq-studio[llm]'."
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
@@ -52,19 +51,19 @@ class CallFailed(LLMError):
 
 @dataclass(frozen=True)
 class EndpointConfig:
-    base_url: str                      # e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1
+    base_url: str  # e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1
     model: str
-    key_env: str = DEFAULT_KEY_ENV     # the *name* of the environment variable holding the key
-    timeout: float = 60.0              # seconds per request
-    retries: int = 4                   # extra attempts on 429 / 5xx / timeouts
-    backoff: float = 1.0               # first retry wait (s); doubles, with jitter, capped at max_backoff
+    key_env: str = DEFAULT_KEY_ENV  # the *name* of the environment variable holding the key
+    timeout: float = 60.0  # seconds per request
+    retries: int = 4  # extra attempts on 429 / 5xx / timeouts
+    backoff: float = 1.0  # first retry wait (s); doubles, with jitter, capped at max_backoff
     max_backoff: float = 30.0
-    concurrency: int = 4               # requests in flight at once
-    image_side: int = 768              # longest side sent, px
+    concurrency: int = 4  # requests in flight at once
+    image_side: int = 768  # longest side sent, px
     jpeg_quality: int = 90
-    json_mode: bool = True             # ask for response_format json_object
-    temperature: float | None = 0.0    # None: not sent (some reasoning models refuse it)
-    max_tokens: int | None = 300       # None: not sent
+    json_mode: bool = True  # ask for response_format json_object
+    temperature: float | None = 0.0  # None: not sent (some reasoning models refuse it)
+    max_tokens: int | None = 300  # None: not sent
 
     def check(self) -> EndpointConfig:
         """Raise LLMError naming the first bad setting."""
@@ -74,8 +73,10 @@ class EndpointConfig:
             raise LLMError("The model name is empty; name the endpoint's vision model (e.g. gpt-4o-mini).")
         if not _ENV_NAME.fullmatch(self.key_env or ""):
             # Do not echo it: a user may have pasted the key itself here.
-            raise LLMError("The API key setting must name an environment variable (like JOYQ_LLM_API_KEY), "
-                           "not hold the key itself.")
+            raise LLMError(
+                "The API key setting must name an environment variable (like JOYQ_LLM_API_KEY), "
+                "not hold the key itself."
+            )
         if not 64 <= self.image_side <= 2048:
             raise LLMError(f"The image size {self.image_side} px is outside 64-2048 px (512-1024 is usual).")
         if not 1 <= self.concurrency <= 64:
@@ -137,8 +138,9 @@ def encode_image(path: str | os.PathLike, longest_side: int = 768, quality: int 
     img = load_rgb(path)
     if max(img.size) > longest_side:
         scale = longest_side / max(img.size)
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                         Image.Resampling.LANCZOS)
+        img = img.resize(
+            (max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS
+        )
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -150,19 +152,18 @@ class CallOutcome:
     """A reply that arrived (and so was paid for): ``answer`` set, or ``error`` when malformed."""
 
     answer: Answer | None
-    error: str | None = None           # why the reply is malformed
-    raw: str | None = None             # start of a malformed reply, scrubbed
-    input_tokens: int | None = None    # as the server reported them
+    error: str | None = None  # why the reply is malformed
+    raw: str | None = None  # start of a malformed reply, scrubbed
+    input_tokens: int | None = None  # as the server reported them
     output_tokens: int | None = None
     attempts: int = 1
-    retried: list[str] = field(default_factory=list)   # why each earlier attempt failed
+    retried: list[str] = field(default_factory=list)  # why each earlier attempt failed
 
 
 class LLMClient:
     """Thread-safe: ``judge`` may run on several worker threads at once."""
 
-    def __init__(self, config: EndpointConfig, api_key: str | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, config: EndpointConfig, api_key: str | None = None, sleep: Callable[[float], None] = time.sleep):
         self.config = config.check()
         try:
             import openai
@@ -173,8 +174,9 @@ class LLMClient:
         self._secret = key or ""
         self.has_key = bool(key)
         # A local server needs no key, but the client insists on one.
-        self._client = openai.OpenAI(base_url=config.base_url, api_key=key or "no-key",
-                                     max_retries=0, timeout=config.timeout)
+        self._client = openai.OpenAI(
+            base_url=config.base_url, api_key=key or "no-key", max_retries=0, timeout=config.timeout
+        )
         self._images = _ImageCache()
         self._sleep = sleep
         self._rng = random.Random()
@@ -201,16 +203,26 @@ class LLMClient:
 
     def messages(self, prompt_text: str, first_url: str, second_url: str) -> list[dict]:
         """One user message: the prompt, then 'Image A:' + A, then 'Image B:' + B."""
-        return [{"role": "user", "content": [
-            {"type": "text", "text": prompt_text},
-            {"type": "text", "text": "Image A:"},
-            {"type": "image_url", "image_url": {"url": first_url}},
-            {"type": "text", "text": "Image B:"},
-            {"type": "image_url", "image_url": {"url": second_url}},
-        ]}]
+        return [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": prompt_text},
+                    {"type": "text", "text": "Image A:"},
+                    {"type": "image_url", "image_url": {"url": first_url}},
+                    {"type": "text", "text": "Image B:"},
+                    {"type": "image_url", "image_url": {"url": second_url}},
+                ],
+            }
+        ]
 
-    def judge(self, first: str | os.PathLike, second: str | os.PathLike, prompt_text: str,
-              cancel: Callable[[], bool] | None = None) -> CallOutcome:
+    def judge(
+        self,
+        first: str | os.PathLike,
+        second: str | os.PathLike,
+        prompt_text: str,
+        cancel: Callable[[], bool] | None = None,
+    ) -> CallOutcome:
         """Ask which of two image files is better (``first`` shown as A).
 
         Returns a CallOutcome for any reply (a malformed one included: it was paid for).
@@ -231,16 +243,16 @@ class LLMClient:
             if cancel and cancel():
                 raise Cancelled()
             try:
-                resp = self._client.chat.completions.create(
-                    model=cfg.model, messages=messages, **kwargs)  # type: ignore[arg-type]
+                resp = self._client.chat.completions.create(model=cfg.model, messages=messages, **kwargs)  # type: ignore[arg-type]
             except Exception as e:  # noqa: BLE001 - classified below
                 why, wait, fatal, status = self._classify(e)
                 if fatal is not None:
                     raise CallFailed(self.scrub(why), fatal=fatal, status=status) from None
                 retried.append(why)
                 if attempt == cfg.retries:
-                    raise CallFailed(self.scrub(f"{cfg.base_url}: {why} after {attempt + 1} attempts."),
-                                     status=status) from None
+                    raise CallFailed(
+                        self.scrub(f"{cfg.base_url}: {why} after {attempt + 1} attempts."), status=status
+                    ) from None
                 self._wait(wait if wait is not None else self._backoff(attempt), cancel)
                 continue
             return self._outcome(resp, attempt + 1, retried)
@@ -248,7 +260,7 @@ class LLMClient:
 
     # -- helpers ---------------------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
-        base = min(self.config.max_backoff, self.config.backoff * (2 ** attempt))
+        base = min(self.config.max_backoff, self.config.backoff * (2**attempt))
         return base * (0.5 + self._rng.random())  # jitter: 0.5x-1.5x
 
     def _wait(self, seconds: float, cancel: Callable[[], bool] | None) -> None:
@@ -275,11 +287,25 @@ class LLMClient:
                 return f"HTTP {status}", _retry_after(e, cfg.max_backoff), None, status
             detail = _server_message(e)
             if status in (401, 403):
-                return (f"{url}: the endpoint refused the API key (HTTP {status}); put a valid key in the "
-                        f"environment variable {cfg.key_env}."), None, True, status
+                return (
+                    (
+                        f"{url}: the endpoint refused the API key (HTTP {status}); put a valid key in the "
+                        f"environment variable {cfg.key_env}."
+                    ),
+                    None,
+                    True,
+                    status,
+                )
             if status == 404:
-                return (f"{url}: the model {cfg.model!r} or the URL was not found (HTTP 404{detail}); "
-                        "check the endpoint URL (it usually ends in /v1) and the model name."), None, True, status
+                return (
+                    (
+                        f"{url}: the model {cfg.model!r} or the URL was not found (HTTP 404{detail}); "
+                        "check the endpoint URL (it usually ends in /v1) and the model name."
+                    ),
+                    None,
+                    True,
+                    status,
+                )
             return (f"{url}: the endpoint rejected the request (HTTP {status}{detail})."), None, False, status
         return f"{url}: the request failed ({type(e).__name__}: {str(e)[:200]}).", None, False, None
 

@@ -42,7 +42,7 @@ class Pricing:
 
     input_per_million: float = 0.0
     output_per_million: float = 0.0
-    tokens_per_image: int | None = None     # None: measured, else the tile rule
+    tokens_per_image: int | None = None  # None: measured, else the tile rule
     output_tokens: int = DEFAULT_OUTPUT_TOKENS
 
     def __post_init__(self) -> None:
@@ -63,12 +63,13 @@ class Pricing:
 class CallEstimate:
     input_tokens: int
     output_tokens: int
-    cost: float          # USD per call
-    basis: str           # where the token counts came from, for the user
+    cost: float  # USD per call
+    basis: str  # where the token counts came from, for the user
 
 
-def estimate_call(pricing: Pricing, prompt_text: str, image_side: int,
-                  measured: tuple[float, float, int] | None = None) -> CallEstimate:
+def estimate_call(
+    pricing: Pricing, prompt_text: str, image_side: int, measured: tuple[float, float, int] | None = None
+) -> CallEstimate:
     """Tokens and cost of one call. ``measured``: (mean input tokens, mean output tokens,
     number of calls) reported by earlier calls to the same model with the same prompt."""
     if pricing.tokens_per_image is not None:

@@ -37,15 +37,15 @@ PairDone = Callable[[str, str, cache.CachedAnswer, cache.CachedAnswer], None]
 
 @dataclass
 class AskProgress:
-    calls_done: int          # answered (paid now, or from the cache) or failed
+    calls_done: int  # answered (paid now, or from the cache) or failed
     calls_total: int
-    pairs_done: int          # both orders answered
+    pairs_done: int  # both orders answered
     pairs_total: int
-    spent: float             # USD in this run
+    spent: float  # USD in this run
     failed: int
     retries: int
     elapsed: float
-    calls_sent: int = 0      # calls_done less the cached ones: what this run asked
+    calls_sent: int = 0  # calls_done less the cached ones: what this run asked
 
     @property
     def rate(self) -> float:
@@ -56,17 +56,17 @@ class AskProgress:
 @dataclass
 class AskReport:
     pairs: int = 0
-    pairs_done: int = 0              # both orders answered (ok or malformed)
-    calls_needed: int = 0            # not in the cache at the start
+    pairs_done: int = 0  # both orders answered (ok or malformed)
+    calls_needed: int = 0  # not in the cache at the start
     calls_cached: int = 0
-    calls_paid: int = 0              # replies received in this run
-    malformed: int = 0               # ... of which malformed
-    failed: int = 0                  # calls that failed after their retries (not paid)
+    calls_paid: int = 0  # replies received in this run
+    malformed: int = 0  # ... of which malformed
+    failed: int = 0  # calls that failed after their retries (not paid)
     retries: int = 0
-    spent: float = 0.0               # USD in this run
-    stopped: str | None = None       # None (finished), 'cap', 'cancelled' or 'failures'
-    missing_images: int = 0          # pairs skipped: an image is gone or unreadable
-    errors: list[str] = field(default_factory=list)   # a few failure sentences
+    spent: float = 0.0  # USD in this run
+    stopped: str | None = None  # None (finished), 'cap', 'cancelled' or 'failures'
+    missing_images: int = 0  # pairs skipped: an image is gone or unreadable
+    errors: list[str] = field(default_factory=list)  # a few failure sentences
 
 
 def _paths(project: Project, pairs: Sequence[tuple[str, str]]) -> dict[str, Path]:
@@ -80,12 +80,20 @@ def _paths(project: Project, pairs: Sequence[tuple[str, str]]) -> dict[str, Path
     return out
 
 
-def ask_pairs(project: Project, client: LLMClient, prompt_text: str, prompt_hash: str,
-              pairs: Sequence[tuple[str, str]], pricing: Pricing, estimate: CallEstimate,
-              cap: float | None = None, on_pair: PairDone | None = None,
-              progress: Callable[[AskProgress], None] | None = None,
-              cancel: Callable[[], bool] | None = None,
-              max_consecutive_failures: int | None = None) -> AskReport:
+def ask_pairs(
+    project: Project,
+    client: LLMClient,
+    prompt_text: str,
+    prompt_hash: str,
+    pairs: Sequence[tuple[str, str]],
+    pricing: Pricing,
+    estimate: CallEstimate,
+    cap: float | None = None,
+    on_pair: PairDone | None = None,
+    progress: Callable[[AskProgress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    max_consecutive_failures: int | None = None,
+) -> AskReport:
     """Get both orders of every pair answered (see the module doc); returns what happened.
 
     Raises LLMError when the endpoint refuses the key or the model (after storing every
@@ -105,7 +113,7 @@ def ask_pairs(project: Project, client: LLMClient, prompt_text: str, prompt_hash
     rep.calls_needed, rep.calls_cached = len(todo), len(set(keys)) - len(todo)
     partner: dict[tuple[str, str], tuple[str, str]] = {}
     for a, b in wanted:
-        partner[(a, b)], partner[(b, a)] = (a, b), (a, b)   # -> the pair as listed
+        partner[(a, b)], partner[(b, a)] = (a, b), (a, b)  # -> the pair as listed
     done_pairs: set[tuple[str, str]] = set()
 
     def pair_check(pair: tuple[str, str]) -> None:
@@ -132,9 +140,19 @@ def ask_pairs(project: Project, client: LLMClient, prompt_text: str, prompt_hash
 
     def report_progress() -> None:
         if progress:
-            progress(AskProgress(rep.calls_cached + rep.calls_paid + rep.failed, calls_total,
-                                 rep.pairs_done, len(unique_pairs), rep.spent, rep.failed,
-                                 rep.retries, time.monotonic() - t0, rep.calls_paid + rep.failed))
+            progress(
+                AskProgress(
+                    rep.calls_cached + rep.calls_paid + rep.failed,
+                    calls_total,
+                    rep.pairs_done,
+                    len(unique_pairs),
+                    rep.spent,
+                    rep.failed,
+                    rep.retries,
+                    time.monotonic() - t0,
+                    rep.calls_paid + rep.failed,
+                )
+            )
 
     limit = max_consecutive_failures or max(10, 2 * client.config.concurrency)
     consecutive = 0
@@ -199,12 +217,19 @@ def ask_pairs(project: Project, client: LLMClient, prompt_text: str, prompt_hash
                     rep.malformed += 1
                 with project.transaction():
                     have[key] = cache.put_answer(
-                        project, model, prompt_hash, key[0], key[1],
+                        project,
+                        model,
+                        prompt_hash,
+                        key[0],
+                        key[1],
                         status="ok" if outcome.answer else "malformed",
                         better=outcome.answer.better if outcome.answer else None,
                         reason=outcome.answer.reason if outcome.answer else outcome.error,
-                        raw=outcome.raw, input_tokens=outcome.input_tokens,
-                        output_tokens=outcome.output_tokens, cost=cost)
+                        raw=outcome.raw,
+                        input_tokens=outcome.input_tokens,
+                        output_tokens=outcome.output_tokens,
+                        cost=cost,
+                    )
                     pair_check(partner[key])
             if fatal is not None or rep.stopped in ("cancelled", "failures"):
                 todo.clear()

@@ -40,8 +40,8 @@ _VOTE_FIRST = {"A": 1.0, "B": 0.0, "tie": 0.5}
 
 @dataclass(frozen=True)
 class Verdict:
-    outcome: float          # for image a: 1 won, 0 lost, 0.5 tie
-    inconsistent: bool      # the two orders picked opposite sides (position bias)
+    outcome: float  # for image a: 1 won, 0 lost, 0.5 tie
+    inconsistent: bool  # the two orders picked opposite sides (position bias)
 
 
 def combine(better_ab: str | None, better_ba: str | None) -> Verdict:
@@ -79,13 +79,13 @@ def set_llm_labels_included(project: Project, included: bool) -> None:
         project.set_meta(INCLUDE_META, "1" if included else "0")
 
 
-def training_records(project: Project, split: str | None = "train",
-                     include_llm: bool | None = None) -> list[Comparison]:
+def training_records(
+    project: Project, split: str | None = "train", include_llm: bool | None = None
+) -> list[Comparison]:
     """The comparisons training should use: LLM labels only when included (``include_llm``,
     else the project's setting). LLM labels are never in the 'test' split."""
     include = llm_labels_included(project) if include_llm is None else include_llm
-    return [r for r in project.comparison_records(split)
-            if include or parse_source(r.source) is None]
+    return [r for r in project.comparison_records(split) if include or parse_source(r.source) is None]
 
 
 def set_trust(project: Project, source: str, trust: float) -> int:
@@ -101,6 +101,7 @@ def set_trust(project: Project, source: str, trust: float) -> int:
 
 def llm_label_counts(project: Project) -> dict[str, int]:
     """Number of labels per LLM source."""
-    rows = project.db.execute("SELECT source, COUNT(*) FROM comparisons WHERE source LIKE 'llm:%' "
-                              "GROUP BY source ORDER BY source").fetchall()
+    rows = project.db.execute(
+        "SELECT source, COUNT(*) FROM comparisons WHERE source LIKE 'llm:%' GROUP BY source ORDER BY source"
+    ).fetchall()
     return dict(rows)

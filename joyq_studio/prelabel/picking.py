@@ -27,8 +27,9 @@ PairChooser = Callable[[int, set], list[tuple[str, str]]]
 
 def default_tower(project: Project) -> str | None:
     """The tower with the most cached embeddings in this project, or None."""
-    row = project.db.execute("SELECT tower, COUNT(*) FROM embeddings GROUP BY tower "
-                             "ORDER BY COUNT(*) DESC, tower LIMIT 1").fetchone()
+    row = project.db.execute(
+        "SELECT tower, COUNT(*) FROM embeddings GROUP BY tower ORDER BY COUNT(*) DESC, tower LIMIT 1"
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -42,10 +43,17 @@ def _unit_rows(emb: np.ndarray, dims: int, rng: np.random.Generator) -> np.ndarr
     return x / np.maximum(norm, 1e-12)
 
 
-def fixed_k_pairs(hashes: Sequence[str], n_pairs: int, embeddings: np.ndarray | None = None,
-                  has_embedding: Sequence[bool] | np.ndarray | None = None, near_share: float = 0.5,
-                  near_k: int = 10, avoid: set | None = None, seed: int = 0,
-                  dims: int = 64) -> list[tuple[str, str, str]]:
+def fixed_k_pairs(
+    hashes: Sequence[str],
+    n_pairs: int,
+    embeddings: np.ndarray | None = None,
+    has_embedding: Sequence[bool] | np.ndarray | None = None,
+    near_share: float = 0.5,
+    near_k: int = 10,
+    avoid: set | None = None,
+    seed: int = 0,
+    dims: int = 64,
+) -> list[tuple[str, str, str]]:
     """Up to ``n_pairs`` new (a, b, kind) pairs, kind 'near' or 'random' (see the module doc).
 
     ``embeddings``: one row per hash (rows of hashes without one are ignored when
@@ -118,8 +126,9 @@ def _random_partner(i, free, hashes, avoid, rng, tries: int = 20) -> int | None:
     return None
 
 
-def pick_fixed_k(project: Project, n_pairs: int, avoid: set, seed: int = 0, near_share: float = 0.5,
-                 tower: str | None = None) -> tuple[list[tuple[str, str, str]], str | None]:
+def pick_fixed_k(
+    project: Project, n_pairs: int, avoid: set, seed: int = 0, near_share: float = 0.5, tower: str | None = None
+) -> tuple[list[tuple[str, str, str]], str | None]:
     """Fixed-k pairs over the project's readable images; returns (pairs, tower used or None)."""
     hashes = [h for h, _ in project.image_paths()]
     tower = tower or default_tower(project)

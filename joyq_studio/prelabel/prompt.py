@@ -47,8 +47,8 @@ class MalformedAnswer(JoyqError):
 
 @dataclass(frozen=True)
 class Answer:
-    better: str      # 'A' (the first image shown), 'B' (the second) or 'tie'
-    reason: str      # one sentence
+    better: str  # 'A' (the first image shown), 'B' (the second) or 'tie'
+    reason: str  # one sentence
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def parse_answer(text: str | None) -> Answer:
         raise MalformedAnswer(f"The reply has the keys {sorted(obj)}, not exactly 'better' and 'reason'.")
     better, reason = obj["better"], obj["reason"]
     if not isinstance(better, str) or better.strip().lower() not in ("a", "b", "tie"):
-        raise MalformedAnswer(f"The reply's 'better' is {json.dumps(better)[:40]}, not \"A\", \"B\" or \"tie\".")
+        raise MalformedAnswer(f'The reply\'s \'better\' is {json.dumps(better)[:40]}, not "A", "B" or "tie".')
     if not isinstance(reason, str) or not reason.strip():
         raise MalformedAnswer("The reply's 'reason' is missing or empty.")
     reason = reason.strip()

@@ -52,9 +52,9 @@ class AgreementPlan:
     model: str
     prompt: Prompt
     pairs: list[UserPair]
-    held_out: int                    # of which from the held-out split
-    calls_needed: int                # not yet answered (the rest come from the cache)
-    estimate: CallEstimate           # per call
+    held_out: int  # of which from the held-out split
+    calls_needed: int  # not yet answered (the rest come from the cache)
+    estimate: CallEstimate  # per call
     pricing: Pricing
 
     @property
@@ -62,27 +62,52 @@ class AgreementPlan:
         return self.calls_needed * self.estimate.cost
 
 
-def plan_agreement(project: Project, model: str, prompt: Prompt, pricing: Pricing, image_side: int = 768,
-                   n_pairs: int = 100) -> AgreementPlan:
+def plan_agreement(
+    project: Project, model: str, prompt: Prompt, pricing: Pricing, image_side: int = 768, n_pairs: int = 100
+) -> AgreementPlan:
     """Up to ``n_pairs`` of the user's decisive pairs (held-out first) and what asking costs."""
     cache.ensure_tables(project)
     pairs = user_pairs(project, n_pairs)
     if not pairs:
-        raise PrelabelError(f"{project.folder}: has no pairs you labelled with a winner yet; compare some "
-                            "pairs first, so the LLM's agreement with you can be measured.")
-    return AgreementPlan(model, prompt, pairs, sum(p.split == "test" for p in pairs),
-                         _missing_calls(project, model, prompt.hash, [(p.a, p.b) for p in pairs]),
-                         _estimate(project, model, prompt, pricing, image_side), pricing)
+        raise PrelabelError(
+            f"{project.folder}: has no pairs you labelled with a winner yet; compare some "
+            "pairs first, so the LLM's agreement with you can be measured."
+        )
+    return AgreementPlan(
+        model,
+        prompt,
+        pairs,
+        sum(p.split == "test" for p in pairs),
+        _missing_calls(project, model, prompt.hash, [(p.a, p.b) for p in pairs]),
+        _estimate(project, model, prompt, pricing, image_side),
+        pricing,
+    )
 
 
-def measure_agreement(project: Project, client: LLMClient, plan: AgreementPlan, cap: float | None = None,
-                      progress: Callable[[AskProgress], None] | None = None,
-                      cancel: Callable[[], bool] | None = None) -> tuple[AgreementReport, AskReport]:
+def measure_agreement(
+    project: Project,
+    client: LLMClient,
+    plan: AgreementPlan,
+    cap: float | None = None,
+    progress: Callable[[AskProgress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> tuple[AgreementReport, AskReport]:
     """Ask the endpoint about the plan's pairs (both orders) and report the agreement."""
-    ask = ask_pairs(project, client, plan.prompt.text, plan.prompt.hash, [(p.a, p.b) for p in plan.pairs],
-                    plan.pricing, plan.estimate, cap=cap, progress=progress, cancel=cancel)
-    answers = cache.answers_for(project, client.model, plan.prompt.hash,
-                                {k for p in plan.pairs for k in ((p.a, p.b), (p.b, p.a))})
+    ask = ask_pairs(
+        project,
+        client,
+        plan.prompt.text,
+        plan.prompt.hash,
+        [(p.a, p.b) for p in plan.pairs],
+        plan.pricing,
+        plan.estimate,
+        cap=cap,
+        progress=progress,
+        cancel=cancel,
+    )
+    answers = cache.answers_for(
+        project, client.model, plan.prompt.hash, {k for p in plan.pairs for k in ((p.a, p.b), (p.b, p.a))}
+    )
     return summarize(client.model, plan.prompt.hash, plan.pairs, answers), ask
 
 
@@ -98,16 +123,16 @@ class RunPlan:
     source: str
     model: str
     prompt: Prompt
-    trust: float                     # the weight each label gets
-    trust_basis: str                 # where it comes from, for the user
+    trust: float  # the weight each label gets
+    trust_basis: str  # where it comes from, for the user
     agreement: AgreementReport | None
-    resumed: list[cache.PlannedPair]     # pairs planned by an earlier, unfinished run
-    new: list[tuple[str, str, str]]      # (a, b, kind) picked now; stored when the run starts
-    tower: str | None                # embeddings used for 'near' pairs
+    resumed: list[cache.PlannedPair]  # pairs planned by an earlier, unfinished run
+    new: list[tuple[str, str, str]]  # (a, b, kind) picked now; stored when the run starts
+    tower: str | None  # embeddings used for 'near' pairs
     calls_needed: int
     estimate: CallEstimate
     pricing: Pricing
-    dropped: int = 0                 # unfinished pairs of an earlier run to forget when this starts
+    dropped: int = 0  # unfinished pairs of an earlier run to forget when this starts
 
     @property
     def pairs(self) -> int:
@@ -123,16 +148,17 @@ class RunReport:
     source: str
     trust: float
     ask: AskReport
-    labelled: int = 0                # labels written in this run
-    ties: int = 0                    # ... of which ties (order-inconsistent included)
+    labelled: int = 0  # labels written in this run
+    ties: int = 0  # ... of which ties (order-inconsistent included)
     inconsistent: int = 0
-    failed_pairs: int = 0            # pairs with a malformed answer: no label
-    pending: int = 0                 # planned pairs still unanswered (cap, cancel, failures)
+    failed_pairs: int = 0  # pairs with a malformed answer: no label
+    pending: int = 0  # planned pairs still unanswered (cap, cancel, failures)
     kinds: dict[str, int] = field(default_factory=dict)
 
 
-def resolve_trust(project: Project, model: str, prompt_hash: str,
-                  trust: float | None) -> tuple[float, str, AgreementReport | None]:
+def resolve_trust(
+    project: Project, model: str, prompt_hash: str, trust: float | None
+) -> tuple[float, str, AgreementReport | None]:
     """(trust, basis, report): the set trust, else the measured agreement; raises
     PrelabelError when it has not been measured well enough to weight labels by."""
     if trust is not None:
@@ -145,21 +171,37 @@ def resolve_trust(project: Project, model: str, prompt_hash: str,
         lo, hi = rep.interval
         return t, f"measured agreement {_pct(rep.agreement)} (95% interval {_pct(lo)}-{_pct(hi)}, {rep.n} pairs)", rep
     if rep.n == 0:
-        raise PrelabelError(f"The agreement of {model} with your labels has not been measured with this prompt; "
-                            "run the agreement check first (or set the trust yourself).")
+        raise PrelabelError(
+            f"The agreement of {model} with your labels has not been measured with this prompt; "
+            "run the agreement check first (or set the trust yourself)."
+        )
     if rep.n < MIN_PAIRS_FOR_TRUST:
-        raise PrelabelError(f"The agreement of {model} was measured on only {rep.n} pairs; measure it on at "
-                            f"least {MIN_PAIRS_FOR_TRUST} of your pairs first (or set the trust yourself).")
+        raise PrelabelError(
+            f"The agreement of {model} was measured on only {rep.n} pairs; measure it on at "
+            f"least {MIN_PAIRS_FOR_TRUST} of your pairs first (or set the trust yourself)."
+        )
     lo, hi = rep.interval
-    raise PrelabelError(f"The agreement of {model} with you, {_pct(rep.agreement)} (95% interval {_pct(lo)}-"
-                        f"{_pct(hi)}, {rep.n} pairs), cannot be told apart from chance, so its labels would be "
-                        "noise (set the trust yourself to label anyway).")
+    raise PrelabelError(
+        f"The agreement of {model} with you, {_pct(rep.agreement)} (95% interval {_pct(lo)}-"
+        f"{_pct(hi)}, {rep.n} pairs), cannot be told apart from chance, so its labels would be "
+        "noise (set the trust yourself to label anyway)."
+    )
 
 
-def plan_run(project: Project, model: str, prompt: Prompt, pricing: Pricing, n_pairs: int,
-             image_side: int = 768, trust: float | None = None, chooser: PairChooser | None = None,
-             near_share: float = 0.5, tower: str | None = None, seed: int | None = None,
-             resume: bool = True) -> RunPlan:
+def plan_run(
+    project: Project,
+    model: str,
+    prompt: Prompt,
+    pricing: Pricing,
+    n_pairs: int,
+    image_side: int = 768,
+    trust: float | None = None,
+    chooser: PairChooser | None = None,
+    near_share: float = 0.5,
+    tower: str | None = None,
+    seed: int | None = None,
+    resume: bool = True,
+) -> RunPlan:
     """The pairs a run will label and its estimated cost (no network, nothing stored).
 
     When an earlier run for this model and prompt was stopped (killed, cancelled, capped),
@@ -193,17 +235,35 @@ def plan_run(project: Project, model: str, prompt: Prompt, pricing: Pricing, n_p
         else:
             new, used_tower = pick_fixed_k(project, n_pairs, avoid, seed=seed, near_share=near_share, tower=tower)
         if not new:
-            raise PrelabelError(f"{project.folder}: no new pair is left to label (every pair of its images "
-                                "is judged or planned).")
+            raise PrelabelError(
+                f"{project.folder}: no new pair is left to label (every pair of its images is judged or planned)."
+            )
     calls = _missing_calls(project, model, prompt.hash, [(p.a, p.b) for p in resumed]) + 2 * len(new)
-    return RunPlan(source, model, prompt, t, basis, rep, resumed, new, used_tower, calls,
-                   _estimate(project, model, prompt, pricing, image_side), pricing,
-                   dropped=0 if resume else len(pending))
+    return RunPlan(
+        source,
+        model,
+        prompt,
+        t,
+        basis,
+        rep,
+        resumed,
+        new,
+        used_tower,
+        calls,
+        _estimate(project, model, prompt, pricing, image_side),
+        pricing,
+        dropped=0 if resume else len(pending),
+    )
 
 
-def execute_run(project: Project, client: LLMClient, plan: RunPlan, cap: float | None = None,
-                progress: Callable[[AskProgress], None] | None = None,
-                cancel: Callable[[], bool] | None = None) -> RunReport:
+def execute_run(
+    project: Project,
+    client: LLMClient,
+    plan: RunPlan,
+    cap: float | None = None,
+    progress: Callable[[AskProgress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> RunReport:
     """Label the plan's pairs: both orders asked, each pair's label written (split 'train',
     kind 'llm', source 'llm:MODEL:PROMPTHASH', weight = trust) as soon as both arrive."""
     if client.model != plan.model:
@@ -212,7 +272,7 @@ def execute_run(project: Project, client: LLMClient, plan: RunPlan, cap: float |
         cache.discard_pending(project, plan.source)
         plan.dropped = 0
     planned = plan.resumed + cache.add_plan(project, plan.source, plan.new)
-    plan.new = []           # stored now: a rerun resumes them
+    plan.new = []  # stored now: a rerun resumes them
     plan.resumed = planned
     gone = [p for p in planned if project.path_of(p.a) is None or project.path_of(p.b) is None]
     for p in gone:  # an image left the folder: that pair cannot be asked
@@ -229,14 +289,24 @@ def execute_run(project: Project, client: LLMClient, plan: RunPlan, cap: float |
             report.failed_pairs += 1
             return
         v = combine(ab.better, ba.better)
-        cid = project.add_comparison(a, b, v.outcome, split="train", kind="llm", source=plan.source,
-                                     weight=plan.trust)
+        cid = project.add_comparison(a, b, v.outcome, split="train", kind="llm", source=plan.source, weight=plan.trust)
         cache.finish_planned(project, plan.source, seq, "labelled", cid)
         report.labelled += 1
         report.ties += v.outcome == 0.5
         report.inconsistent += v.inconsistent
 
-    report.ask = ask_pairs(project, client, plan.prompt.text, plan.prompt.hash, list(seq_of), plan.pricing,
-                           plan.estimate, cap=cap, on_pair=on_pair, progress=progress, cancel=cancel)
+    report.ask = ask_pairs(
+        project,
+        client,
+        plan.prompt.text,
+        plan.prompt.hash,
+        list(seq_of),
+        plan.pricing,
+        plan.estimate,
+        cap=cap,
+        on_pair=on_pair,
+        progress=progress,
+        cancel=cancel,
+    )
     report.pending = len(cache.pending_plan(project, plan.source))
     return report

@@ -93,6 +93,8 @@ METHOD_NAMES: dict[str, str] = {
     "b": "method B (sigmoid ranks)",
     "reference": "the reference method (the original recipe's sigmoid ranks)",
 }
+
+
 def sentence_start(text: str) -> str:
     """``text`` with its first letter upper-cased (the rest kept: "method B" -> "Method B")."""
     return text[:1].upper() + text[1:]
@@ -166,9 +168,7 @@ class Calibration:
             self.labels = default_labels(self.k)
         self.labels = [str(label) for label in self.labels]
         if len(self.labels) != self.k:
-            raise CalibrationError(
-                f"Expected {self.k} bucket labels but got {len(self.labels)}."
-            )
+            raise CalibrationError(f"Expected {self.k} bucket labels but got {len(self.labels)}.")
         if self.method == "a":
             if self.score_min is None or self.score_max is None:
                 raise CalibrationError("Method A needs score_min and score_max.")
@@ -178,8 +178,9 @@ class Calibration:
             if self.tau is None or self.b is None:
                 raise CalibrationError(f"{sentence_start(METHOD_NAMES[self.method])} needs tau and b.")
             if not (self.tau > 0 and math.isfinite(self.tau)) or not math.isfinite(self.b):
-                raise CalibrationError(f"{sentence_start(METHOD_NAMES[self.method])} needs a finite tau > 0 "
-                                       "and a finite b.")
+                raise CalibrationError(
+                    f"{sentence_start(METHOD_NAMES[self.method])} needs a finite tau > 0 and a finite b."
+                )
 
     def describe(self) -> str:
         """One line: the method by name and its parameters, e.g. ``method B (sigmoid ranks),
@@ -190,8 +191,10 @@ class Calibration:
         prior = f", prior tau = 1 +- {self.tau_prior_sd:g} in log" if self.tau_prior_sd else ", no prior"
         nll = f", NLL {self.fit_nll:.4f}" if self.fit_nll is not None else ""
         mean = self.mean_rank_target()
-        return (f"{name}, K = {self.k}, tau = {self.tau:.4g} (fitted on {self.pairs_used} held-out comparisons"
-                f"{prior}{nll}), b = {self.b:.4g}, mean rank {mean:.3g}")
+        return (
+            f"{name}, K = {self.k}, tau = {self.tau:.4g} (fitted on {self.pairs_used} held-out comparisons"
+            f"{prior}{nll}), b = {self.b:.4g}, mean rank {mean:.3g}"
+        )
 
     def mean_rank_target(self) -> float:
         """The folder's mean rank this calibration was fitted to give (the reference method's
@@ -266,9 +269,7 @@ class Calibration:
         """Inverse of :meth:`to_dict`; unknown keys are ignored, optional ones may be absent."""
         fmt = int(d.get("format", FORMAT_VERSION))
         if fmt > FORMAT_VERSION:
-            raise CalibrationError(
-                f"This calibration was saved by a newer version (format {fmt}); update the app."
-            )
+            raise CalibrationError(f"This calibration was saved by a newer version (format {fmt}); update the app.")
         if "method" not in d:
             raise CalibrationError("The calibration record has no 'method'.")
 
@@ -312,9 +313,7 @@ def _pair_nll(u: float, d: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(softplus - y * z))
 
 
-def fit_tau(
-    d: ArrayLike, y: ArrayLike, max_iter: int = 100, tol: float = 1e-12
-) -> tuple[float, float]:
+def fit_tau(d: ArrayLike, y: ArrayLike, max_iter: int = 100, tol: float = 1e-12) -> tuple[float, float]:
     """Temperature tau minimising the BCE of sigmoid(d / tau) against outcomes y.
 
     ``d`` = s_first - s_second, ``y`` in [0, 1] (1 first won, 0 lost, 0.5 tie).
@@ -373,8 +372,9 @@ def fit_tau(
     return 1.0 / u, loss
 
 
-def fit_tau_map(d: ArrayLike, y: ArrayLike, prior_sd: float = TAU_PRIOR_SD,
-                grid_step: float = 0.02) -> tuple[float, float]:
+def fit_tau_map(
+    d: ArrayLike, y: ArrayLike, prior_sd: float = TAU_PRIOR_SD, grid_step: float = 0.02
+) -> tuple[float, float]:
     """Maximum a posteriori tau under log tau ~ N(0, prior_sd^2) (see the module docstring):
     minimises n L(tau) + (log tau)^2 / (2 prior_sd^2) over log tau in [-7, 7] (a grid of
     ``grid_step``, then golden-section search in the best cell's neighbours). Always
@@ -414,8 +414,13 @@ def fit_tau_map(d: ArrayLike, y: ArrayLike, prior_sd: float = TAU_PRIOR_SD,
 
 
 def fit_bias(
-    scores: ArrayLike, tau: float, k: int = DEFAULT_K, target_mean: float | None = None,
-    tol: float = 1e-10, max_iter: int = 400, scale: float | None = None,
+    scores: ArrayLike,
+    tau: float,
+    k: int = DEFAULT_K,
+    target_mean: float | None = None,
+    tol: float = 1e-10,
+    max_iter: int = 400,
+    scale: float | None = None,
 ) -> float:
     """Offset b such that mean_i scale sigmoid((s_i - b) / tau) = target_mean (default K / 2).
 
@@ -489,8 +494,12 @@ def calibrate(
 
     if m == "a":
         return Calibration(
-            method="a", k=k, score_min=float(s.min()), score_max=float(s.max()),
-            labels=label_list, model_version=model_version,
+            method="a",
+            k=k,
+            score_min=float(s.min()),
+            score_max=float(s.max()),
+            labels=label_list,
+            model_version=model_version,
         )
 
     if pairs is None:
@@ -501,8 +510,7 @@ def calibrate(
     s_first, s_second, outcome = (np.asarray(a, dtype=np.float64).reshape(-1) for a in pairs)
     if not len(s_first) == len(s_second) == len(outcome):
         raise CalibrationError(
-            "The held-out comparison arrays (first scores, second scores, outcomes) "
-            "must have the same length."
+            "The held-out comparison arrays (first scores, second scores, outcomes) must have the same length."
         )
     if len(outcome) == 0:
         raise CalibrationError(
@@ -530,8 +538,14 @@ def calibrate(
         b = fit_bias(s, tau, k, target_mean)
         prior_sd = TAU_PRIOR_SD
     return Calibration(
-        method=m, k=k, tau=tau, b=b,
+        method=m,
+        k=k,
+        tau=tau,
+        b=b,
         target_mean=k / 2.0 if target_mean is None else float(target_mean),
-        labels=label_list, model_version=model_version,
-        pairs_used=int(len(outcome)), fit_nll=nll, tau_prior_sd=prior_sd,
+        labels=label_list,
+        model_version=model_version,
+        pairs_used=int(len(outcome)),
+        fit_nll=nll,
+        tau_prior_sd=prior_sd,
     )

@@ -31,12 +31,12 @@ from .calibration import (
 # -- scores and ranks ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class RankedImage:
-    path: str        # relative to the folder, '/' separated
+    path: str  # relative to the folder, '/' separated
     hash: str
     score: float
-    rank: float      # calibrated, 0..K (the model's, also when the bucket was set by hand)
-    bucket: int      # 0 (worst) .. K - 1 (best): the reference's int(rank), or the hand-set bucket
-    label: str       # the label of ``bucket``
+    rank: float  # calibrated, 0..K (the model's, also when the bucket was set by hand)
+    bucket: int  # 0 (worst) .. K - 1 (best): the reference's int(rank), or the hand-set bucket
+    label: str  # the label of ``bucket``
     overridden: bool = False  # the bucket was set by hand (Project.set_bucket_override)
 
 
@@ -129,7 +129,9 @@ MIN_LABELS_B = 10
 COLLAPSE_SHARE = 0.75
 
 
-def held_out_pairs(project: Project, scores: dict[str, float]) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], list[str]]:
+def held_out_pairs(
+    project: Project, scores: dict[str, float]
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], list[str]]:
     """(s_first, s_second, outcome) of the user's held-out comparisons (split 'test': chosen
     uniformly, never by the model, so the unbiased labels) whose images are both scored,
     and notes (plain sentences)."""
@@ -138,8 +140,10 @@ def held_out_pairs(project: Project, scores: dict[str, float]) -> tuple[tuple[np
     usable = [(scores[c.a], scores[c.b], c.outcome) for c in comps if c.a in scores and c.b in scores]
     if len(usable) < len(comps):
         n = len(comps) - len(usable)
-        notes.append(f"{n} held-out comparison{'s were' if n != 1 else ' was'} skipped because an image in "
-                     f"{'them is' if n != 1 else 'it is'} not scored.")
+        notes.append(
+            f"{n} held-out comparison{'s were' if n != 1 else ' was'} skipped because an image in "
+            f"{'them is' if n != 1 else 'it is'} not scored."
+        )
     arr = np.array(usable, dtype=np.float64).reshape(-1, 3)
     return (arr[:, 0], arr[:, 1], arr[:, 2]), notes
 
@@ -154,13 +158,19 @@ def _collapse(cal: Calibration, scores: np.ndarray) -> str | None:
     if held < COLLAPSE_SHARE * len(scores):
         return None
     b0, b1 = sorted(int(b) for b in top)
-    return (f"sigmoid ranks with tau = {cal.tau:.3g} would put {held} of the {len(scores)} images "
-            f"into buckets {b0} and {b1}")
+    return (
+        f"sigmoid ranks with tau = {cal.tau:.3g} would put {held} of the {len(scores)} images "
+        f"into buckets {b0} and {b1}"
+    )
 
 
-def calibrate_project(project: Project, method: str | None = None, k: int = DEFAULT_K,
-                      target_mean: float | None = None,
-                      labels: Sequence[str] | None = None) -> tuple[Calibration, list[str]]:
+def calibrate_project(
+    project: Project,
+    method: str | None = None,
+    k: int = DEFAULT_K,
+    target_mean: float | None = None,
+    labels: Sequence[str] | None = None,
+) -> tuple[Calibration, list[str]]:
     """Fit a calibration on the current scores (not saved; see :func:`save_calibration`).
 
     ``method`` None picks method B when there are at least :data:`MIN_LABELS_B` decisive
@@ -190,12 +200,16 @@ def calibrate_project(project: Project, method: str | None = None, k: int = DEFA
     wanted = "b" if m is None else m
     asked = "" if m is None else f"{sentence_start(METHOD_NAMES[wanted])} was asked for, but "
     if n < MIN_LABELS_B:
-        have = "there are no held-out comparisons yet" if n == 0 else (
-            f"there {'is' if n == 1 else 'are'} only {n} held-out comparison{'s' if n != 1 else ''} with a winner")
+        have = (
+            "there are no held-out comparisons yet"
+            if n == 0
+            else (
+                f"there {'is' if n == 1 else 'are'} only {n} held-out comparison{'s' if n != 1 else ''} with a winner"
+            )
+        )
         lead = asked or "Method A (equal-width score ranges) was used because "
         tail = "; method A (equal-width score ranges) was used instead." if asked else "."
-        return method_a(f"{lead}{have} and sigmoid ranks need at least {MIN_LABELS_B} to fit their "
-                        f"temperature{tail}")
+        return method_a(f"{lead}{have} and sigmoid ranks need at least {MIN_LABELS_B} to fit their temperature{tail}")
     try:
         cal = calibrate(scores, pairs, wanted, k, target_mean, labels, version)
     except CalibrationError as e:
@@ -208,8 +222,10 @@ def calibrate_project(project: Project, method: str | None = None, k: int = DEFA
     if collapse and m is None:
         return method_a(f"Method A (equal-width score ranges) was used because {collapse}.")
     why = "as asked" if m is not None else "because there are enough held-out comparisons"
-    cal.reason = (f"{sentence_start(METHOD_NAMES[cal.method])} was used {why}: tau = {cal.tau:.3g} was fitted on "
-                  f"{n} held-out comparisons" + (" with a prior centred on 1." if cal.tau_prior_sd else "."))
+    cal.reason = (
+        f"{sentence_start(METHOD_NAMES[cal.method])} was used {why}: tau = {cal.tau:.3g} was fitted on "
+        f"{n} held-out comparisons" + (" with a prior centred on 1." if cal.tau_prior_sd else ".")
+    )
     extra = [f"Note that {collapse}."] if collapse else []
     return cal, [cal.reason, *extra, *notes]
 
@@ -250,4 +266,3 @@ def ensure_calibration(project: Project) -> tuple[Calibration, list[str]]:
     save_calibration(project, cal)
     first = "This folder had no calibration for the current model yet, so one was made now and saved."
     return cal, [first, *notes]
-

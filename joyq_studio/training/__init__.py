@@ -21,6 +21,7 @@ worse on that validation slice than the one they had.
 """
 
 from ..errors import Cancelled
+from .bayes import train_bayes_head
 from .config import (
     MIN_PAIRS,
     ROBUSTNESS_MAX_IMAGES,
@@ -51,7 +52,6 @@ from .evaluation import (
     pair_loss,
     robustness_pixels,
 )
-from .bayes import train_bayes_head
 from .loop import sgd_loop, train_full, train_head_sgd
 from .versions import adopt, run_training, train_project, write_version
 

@@ -22,9 +22,18 @@ from .data import PairData
 from .evaluation import EvalSet, metrics_from_scores
 
 
-def train_bayes_head(start_head: torch.nn.Linear, emb: np.ndarray, data: PairData, train_mask, val_mask,
-                     es: EvalSet, rob_emb: dict[str, tuple[np.ndarray, np.ndarray]], cfg: TrainConfig,
-                     progress: ProgressFn | None = None, cancel=None):
+def train_bayes_head(
+    start_head: torch.nn.Linear,
+    emb: np.ndarray,
+    data: PairData,
+    train_mask,
+    val_mask,
+    es: EvalSet,
+    rob_emb: dict[str, tuple[np.ndarray, np.ndarray]],
+    cfg: TrainConfig,
+    progress: ProgressFn | None = None,
+    cancel=None,
+):
     """Same contract as :func:`train_head_sgd`: (head, history, before, after, best step),
     where step 1 is the fitted posterior mean and step 0 the starting head."""
     head = copy.deepcopy(start_head).float().cpu()
@@ -33,8 +42,10 @@ def train_bayes_head(start_head: torch.nn.Linear, emb: np.ndarray, data: PairDat
 
     def evaluate(w: np.ndarray) -> dict:
         s = E @ w
-        rob = {k: (np.asarray(c, dtype=np.float64) @ w, np.asarray(d, dtype=np.float64) @ w)
-               for k, (c, d) in rob_emb.items()}
+        rob = {
+            k: (np.asarray(c, dtype=np.float64) @ w, np.asarray(d, dtype=np.float64) @ w)
+            for k, (c, d) in rob_emb.items()
+        }
         return metrics_from_scores(s, es, rob)
 
     t0 = time.perf_counter()
@@ -48,16 +59,31 @@ def train_bayes_head(start_head: torch.nn.Linear, emb: np.ndarray, data: PairDat
     after = evaluate(fit.w)
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(fit.w).float().reshape(head.weight.shape))
-    history = [{"step": 0, "samples": 0, "loss": float("nan"), "lr": 0.0},
-               {"step": 1, "samples": len(a), "loss": fit.loss / max(len(a), 1), "lr": 0.0,
-                "alpha": fit.alpha, "base_scale": base_scale, "seconds": time.perf_counter() - t0}]
+    history = [
+        {"step": 0, "samples": 0, "loss": float("nan"), "lr": 0.0},
+        {
+            "step": 1,
+            "samples": len(a),
+            "loss": fit.loss / max(len(a), 1),
+            "lr": 0.0,
+            "alpha": fit.alpha,
+            "base_scale": base_scale,
+            "seconds": time.perf_counter() - t0,
+        },
+    ]
     if progress:
         progress(TrainProgress("training", 1, 1, len(a), fit.loss / max(len(a), 1), 0.0, after, 0.0))
     return head, history, before, after, 1
 
 
-def fit_head_scaled(X: np.ndarray, y: np.ndarray, w0: np.ndarray, weights: np.ndarray | None = None,
-                    log_span: float = math.log(30.0), steps: int = 12) -> tuple[HeadFit, float]:
+def fit_head_scaled(
+    X: np.ndarray,
+    y: np.ndarray,
+    w0: np.ndarray,
+    weights: np.ndarray | None = None,
+    log_span: float = math.log(30.0),
+    steps: int = 12,
+) -> tuple[HeadFit, float]:
     """The head whose prior is centred on ``c * w0``, with ``c`` (the base head's temperature)
     and the prior strength both chosen by the evidence.
 

@@ -17,10 +17,9 @@ full: the whole tower (GPU)."""
 HEAD_MODES = ("quick", "reference")  # modes that train only the head on cached embeddings
 ROBUSTNESS_MAX_IMAGES = 200  # test images used for the JPEG / low-res tasks
 
+
 class TrainingError(JoyqError):
     """Bad training data or settings; one sentence naming the file and the problem."""
-
-
 
 
 # ---------------------------------------------------------------------------------------
@@ -110,6 +109,7 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, schedule: str, min_rat
 # ---------------------------------------------------------------------------------------
 # Data
 
+
 @dataclass
 class TrainProgress:
     phase: str  # "embedding" | "training" | "message"
@@ -142,4 +142,3 @@ def check_cancel(cancel) -> None:
 
 
 MIN_PAIRS = 10
-

@@ -54,7 +54,11 @@ def load_pairs_json(path: str | os.PathLike) -> PairData:
         raise TrainingError(f"{path}: not valid JSON ({shorten(e)}).") from None
     except RecursionError:
         raise TrainingError(f"{path}: is nested too deeply to be a JoyQuality dataset JSON file.") from None
-    if not isinstance(data, dict) or not isinstance(data.get("train", []), list) or not isinstance(data.get("test", []), list):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("train", []), list)
+        or not isinstance(data.get("test", []), list)
+    ):
         raise TrainingError(f'{path}: expected an object {{"train": [[pathA, pathB, label], ...], "test": [...]}}.')
     if "train" not in data and "test" not in data:
         raise TrainingError(f'{path}: has neither a "train" nor a "test" list.')
@@ -81,8 +85,9 @@ def load_pairs_json(path: str | os.PathLike) -> PairData:
                 raise TrainingError(f"{where} must be [pathA, pathB, label], got {shorten(entry, as_json=True)}.")
             label = entry[2]
             if isinstance(label, bool) or not isinstance(label, (int, float)) or label not in LABEL_TO_OUTCOME:
-                raise TrainingError(f"{where} has label {shorten(label)}; "
-                                    "labels must be 1 (first won), -1 (second won) or 0 (tie).")
+                raise TrainingError(
+                    f"{where} has label {shorten(label)}; labels must be 1 (first won), -1 (second won) or 0 (tie)."
+                )
             i, j = item(entry[0]), item(entry[1])
             if i == j:
                 raise TrainingError(f"{where} compares {clip(entry[0])} with itself.")
@@ -101,10 +106,16 @@ def load_pairs_json(path: str | os.PathLike) -> PairData:
     if isinstance(data.get("ranking"), list):
         ranking = [item(p) for p in data["ranking"]]
     return PairData(
-        keys=keys, paths=[Path(k) for k in keys],
-        a=np.array([r[0] for r in rows], dtype=np.int64), b=np.array([r[1] for r in rows], dtype=np.int64),
-        y=np.array([r[2] for r in rows], dtype=np.float64), split=np.array([r[3] for r in rows]),
-        source=str(path), ranking=ranking, warnings=warnings)
+        keys=keys,
+        paths=[Path(k) for k in keys],
+        a=np.array([r[0] for r in rows], dtype=np.int64),
+        b=np.array([r[1] for r in rows], dtype=np.int64),
+        y=np.array([r[2] for r in rows], dtype=np.float64),
+        split=np.array([r[3] for r in rows]),
+        source=str(path),
+        ranking=ranking,
+        warnings=warnings,
+    )
 
 
 def pairs_from_project(project) -> PairData:
@@ -115,17 +126,25 @@ def pairs_from_project(project) -> PairData:
     """
     present = dict(project.image_paths())
     records = training_records(project, split=None)
-    rows = [(r.a, r.b, soft_target(r.outcome, r.weight), r.split) for r in records
-            if r.a in present and r.b in present]
+    rows = [(r.a, r.b, soft_target(r.outcome, r.weight), r.split) for r in records if r.a in present and r.b in present]
     skipped = len(records) - len(rows)
     keys = sorted({h for r in rows for h in r[:2]})
     index = {h: i for i, h in enumerate(keys)}
-    warnings = [f"{skipped} comparisons involve images no longer in the folder; they are kept but not used."] if skipped else []
+    warnings = (
+        [f"{skipped} comparisons involve images no longer in the folder; they are kept but not used."]
+        if skipped
+        else []
+    )
     return PairData(
-        keys=keys, paths=[project.folder / present[h] for h in keys],
-        a=np.array([index[r[0]] for r in rows], dtype=np.int64), b=np.array([index[r[1]] for r in rows], dtype=np.int64),
-        y=np.array([r[2] for r in rows], dtype=np.float64), split=np.array([r[3] for r in rows] or [], dtype=object),
-        source=str(project.folder), warnings=warnings)
+        keys=keys,
+        paths=[project.folder / present[h] for h in keys],
+        a=np.array([index[r[0]] for r in rows], dtype=np.int64),
+        b=np.array([index[r[1]] for r in rows], dtype=np.int64),
+        y=np.array([r[2] for r in rows], dtype=np.float64),
+        split=np.array([r[3] for r in rows] or [], dtype=object),
+        source=str(project.folder),
+        warnings=warnings,
+    )
 
 
 def image_disjoint_split(a: np.ndarray, b: np.ndarray, n_items: int, fraction: float, seed: int) -> np.ndarray:
@@ -178,14 +197,22 @@ def image_disjoint_split(a: np.ndarray, b: np.ndarray, n_items: int, fraction: f
 # Evaluation: the full metric suite on test pairs, plus JPEG / low-res robustness
 # ---------------------------------------------------------------------------------------
 
-def pixel_cache(paths: list[Path], keys: list[str], size: int, workers: int, progress: ProgressFn | None, cancel,
-                cache_root: Path | None = None) -> torch.Tensor:
+
+def pixel_cache(
+    paths: list[Path],
+    keys: list[str],
+    size: int,
+    workers: int,
+    progress: ProgressFn | None,
+    cancel,
+    cache_root: Path | None = None,
+) -> torch.Tensor:
     """uint8 [N, 3, S, S] of every image, decoded once; kept on disk keyed by content hash
     (``keys``) so later runs (and epochs) never re-decode. Unreadable images raise TrainingError."""
     out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
     missing = []
     names = []
-    for i, p in enumerate(paths):
+    for i, _p in enumerate(paths):
         f = cache_root / f"{keys[i]}-{size}.npy" if cache_root else None
         names.append(f)
         if f is not None and f.exists():
@@ -217,7 +244,6 @@ def pixel_cache(paths: list[Path], keys: list[str], size: int, workers: int, pro
             if progress:
                 progress(TrainProgress("embedding", done, len(missing), message="decoding images"))
     return out
-
 
 
 def prepare_splits(data: PairData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -255,8 +281,5 @@ def prepare_splits(data: PairData, cfg: TrainConfig) -> tuple[np.ndarray, np.nda
     return train_mask, val_mask, test_mask
 
 
-
 def _pixel_cache_dir() -> Path:
     return cache_dir() / "pixels"
-
-

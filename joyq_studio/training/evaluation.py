@@ -45,8 +45,9 @@ class EvalSet:
     robustness: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # uint8 clean, corrupt
 
 
-def robustness_pixels(paths: list[Path], keys: list[str], size: int, limit: int = ROBUSTNESS_MAX_IMAGES,
-                      cancel=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def robustness_pixels(
+    paths: list[Path], keys: list[str], size: int, limit: int = ROBUSTNESS_MAX_IMAGES, cancel=None
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """uint8 (clean, corrupt) batches for the JPEG and low-res tasks; deterministic per image."""
     out: dict[str, tuple[list, list]] = {"jpeg": ([], []), "lowres": ([], [])}
     for path, key in list(zip(paths, keys))[:limit]:
@@ -66,7 +67,9 @@ def robustness_pixels(paths: list[Path], keys: list[str], size: int, limit: int 
     return {k: (torch.stack(c), torch.stack(d)) for k, (c, d) in out.items() if c}
 
 
-def metrics_from_scores(item_scores: np.ndarray, es: EvalSet, rob_scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+def metrics_from_scores(
+    item_scores: np.ndarray, es: EvalSet, rob_scores: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> dict:
     """item_scores is indexed by item; rob_scores maps task -> (clean scores, corrupt scores).
     ``_pair_p`` (private) holds P(first wins) per test pair, for :func:`joyq_studio.metrics.paired_comparison`."""
     p = sigmoid(item_scores[es.a] - item_scores[es.b])
@@ -99,10 +102,10 @@ def importance_weights(emb: np.ndarray, a: np.ndarray, b: np.ndarray, seed: int)
 # The engine
 # ---------------------------------------------------------------------------------------
 
+
 def pair_loss(d: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """BCE of sigmoid(d) against soft target y (1, 0, 0.5): y*softplus(-d) + (1-y)*softplus(d)."""
     return (y * F.softplus(-d) + (1 - y) * F.softplus(d)).mean()
-
 
 
 def _embed_uint8(model: JoyQuality, x: torch.Tensor, device: torch.device) -> np.ndarray:
@@ -110,7 +113,7 @@ def _embed_uint8(model: JoyQuality, x: torch.Tensor, device: torch.device) -> np
     out = []
     with torch.inference_mode():
         for k in range(0, len(x), 32):
-            out.append(forward(normalize(x[k:k + 32].to(device), dtype)).float().cpu().numpy())
+            out.append(forward(normalize(x[k : k + 32].to(device), dtype)).float().cpu().numpy())
     model.float().cpu()
     return np.concatenate(out) if out else np.zeros((0, model.embed_dim), dtype=np.float32)
 
@@ -129,13 +132,21 @@ def item_embeddings(model: JoyQuality, data: PairData, device, project, progress
         have = set(hashes)
         todo = [i for i in todo if data.keys[i] not in have]
     if todo:
+
         def on_progress(done, total, rate):
             if progress:
                 eta = (total - done) / rate if rate else None
                 progress(TrainProgress("embedding", done, total, eta_s=eta, message="embedding images"))
 
-        for batch in embed_paths(model, [data.paths[i] for i in todo], device, batch_size=32,
-                                 workers=min(2, os.cpu_count() or 1), progress=on_progress, cancel=cancel):
+        for batch in embed_paths(
+            model,
+            [data.paths[i] for i in todo],
+            device,
+            batch_size=32,
+            workers=min(2, os.cpu_count() or 1),
+            progress=on_progress,
+            cancel=cancel,
+        ):
             rows = []
             for k, err in enumerate(batch.errors):
                 i = todo[batch.start + k]
@@ -150,8 +161,14 @@ def item_embeddings(model: JoyQuality, data: PairData, device, project, progress
     return emb
 
 
-def evaluate_pairs(data: PairData, model: JoyQuality, device: torch.device, split: str = "all",
-                   progress: ProgressFn | None = None, cancel=None) -> dict:
+def evaluate_pairs(
+    data: PairData,
+    model: JoyQuality,
+    device: torch.device,
+    split: str = "all",
+    progress: ProgressFn | None = None,
+    cancel=None,
+) -> dict:
     """The full metric suite of any model on a pair set (`joyq eval`)."""
     mask = np.ones(len(data.a), dtype=bool) if split == "all" else np.asarray(data.split, dtype=object) == split
     if not mask.any():
@@ -161,14 +178,17 @@ def evaluate_pairs(data: PairData, model: JoyQuality, device: torch.device, spli
     es = EvalSet(a, b, y, items, ranking=data.ranking)
     emb = item_embeddings(model, data, device, None, progress, cancel)
     es.weights = importance_weights(emb, a, b, seed=0)
-    es.robustness = robustness_pixels([data.paths[i] for i in items], [data.keys[i] for i in items],
-                                      model.image_size, cancel=cancel)
+    es.robustness = robustness_pixels(
+        [data.paths[i] for i in items], [data.keys[i] for i in items], model.image_size, cancel=cancel
+    )
     with torch.no_grad():
         head = model.head.float().cpu()
         item_scores = head(torch.from_numpy(emb)).squeeze(-1).double().numpy()
-        rob = {k: (head(torch.from_numpy(_embed_uint8(model, c, device))).squeeze(-1).numpy(),
-                   head(torch.from_numpy(_embed_uint8(model, d, device))).squeeze(-1).numpy())
-               for k, (c, d) in es.robustness.items()}
+        rob = {
+            k: (
+                head(torch.from_numpy(_embed_uint8(model, c, device))).squeeze(-1).numpy(),
+                head(torch.from_numpy(_embed_uint8(model, d, device))).squeeze(-1).numpy(),
+            )
+            for k, (c, d) in es.robustness.items()
+        }
     return metrics_from_scores(item_scores, es, rob)
-
-

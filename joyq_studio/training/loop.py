@@ -38,9 +38,17 @@ def _optimizer(params, cfg: TrainConfig, device: torch.device):
     return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
-def sgd_loop(cfg: TrainConfig, n_train: int, optimizer, step_on: Callable[[np.ndarray], float],
-             evaluate: Callable[[], dict], snapshot: Callable[[], dict], restore: Callable[[dict], None],
-             progress: ProgressFn | None = None, cancel=None) -> tuple[list[dict], dict, dict, int]:
+def sgd_loop(
+    cfg: TrainConfig,
+    n_train: int,
+    optimizer,
+    step_on: Callable[[np.ndarray], float],
+    evaluate: Callable[[], dict],
+    snapshot: Callable[[], dict],
+    restore: Callable[[dict], None],
+    progress: ProgressFn | None = None,
+    cancel=None,
+) -> tuple[list[dict], dict, dict, int]:
     """The one training loop of both modes, read top to bottom.
 
     ``step_on(indices)`` takes one optimizer step on those training pairs and returns its
@@ -80,7 +88,7 @@ def sgd_loop(cfg: TrainConfig, n_train: int, optimizer, step_on: Callable[[np.nd
             group["lr"] = lr
         while len(order) < cfg.batch_size:  # epochs are reshuffled permutations
             order = np.concatenate([order, rng.permutation(n_train)])
-        batch, order = order[:cfg.batch_size], order[cfg.batch_size:]
+        batch, order = order[: cfg.batch_size], order[cfg.batch_size :]
         loss = step_on(batch)
         metrics = None
         if step % eval_every == 0 or step == total_steps:
@@ -94,9 +102,18 @@ def sgd_loop(cfg: TrainConfig, n_train: int, optimizer, step_on: Callable[[np.nd
     return history, before, last, best_step
 
 
-def train_head_sgd(start_head: torch.nn.Linear, emb: np.ndarray, data: PairData, train_mask, val_mask, es: EvalSet,
-                rob_emb: dict[str, tuple[np.ndarray, np.ndarray]], cfg: TrainConfig,
-                progress: ProgressFn | None = None, cancel=None):
+def train_head_sgd(
+    start_head: torch.nn.Linear,
+    emb: np.ndarray,
+    data: PairData,
+    train_mask,
+    val_mask,
+    es: EvalSet,
+    rob_emb: dict[str, tuple[np.ndarray, np.ndarray]],
+    cfg: TrainConfig,
+    progress: ProgressFn | None = None,
+    cancel=None,
+):
     """The reference recipe: the linear head on frozen embeddings, AdamW.
     Returns (head, history, before, after, best step)."""
     torch.manual_seed(cfg.seed)
@@ -110,8 +127,10 @@ def train_head_sgd(start_head: torch.nn.Linear, emb: np.ndarray, data: PairData,
     def evaluate() -> dict:
         with torch.no_grad():
             s = head(E).squeeze(-1).double().numpy()
-            rob = {k: (head(torch.from_numpy(c)).squeeze(-1).numpy(), head(torch.from_numpy(d)).squeeze(-1).numpy())
-                   for k, (c, d) in rob_emb.items()}
+            rob = {
+                k: (head(torch.from_numpy(c)).squeeze(-1).numpy(), head(torch.from_numpy(d)).squeeze(-1).numpy())
+                for k, (c, d) in rob_emb.items()
+            }
             m = metrics_from_scores(s, es, rob)
             if len(va):
                 d = torch.from_numpy(s[va.numpy()] - s[vb.numpy()])
@@ -129,8 +148,16 @@ def train_head_sgd(start_head: torch.nn.Linear, emb: np.ndarray, data: PairData,
         return loss.item()
 
     history, before, after, best_step = sgd_loop(
-        cfg, len(a), opt, step_on, evaluate, lambda: copy.deepcopy(head.state_dict()), head.load_state_dict,
-        progress, cancel)
+        cfg,
+        len(a),
+        opt,
+        step_on,
+        evaluate,
+        lambda: copy.deepcopy(head.state_dict()),
+        head.load_state_dict,
+        progress,
+        cancel,
+    )
     return head, history, before, after, best_step
 
 
@@ -146,9 +173,18 @@ def _augment_pair(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return out
 
 
-
-def train_full(model: JoyQuality, pixels: torch.Tensor, data: PairData, train_mask, val_mask, es: EvalSet,
-               cfg: TrainConfig, device: torch.device, progress: ProgressFn | None = None, cancel=None):
+def train_full(
+    model: JoyQuality,
+    pixels: torch.Tensor,
+    data: PairData,
+    train_mask,
+    val_mask,
+    es: EvalSet,
+    cfg: TrainConfig,
+    device: torch.device,
+    progress: ProgressFn | None = None,
+    cancel=None,
+):
     """Train the whole tower (minus frozen layers) and the head on uint8 pixels."""
     torch.manual_seed(cfg.seed)
     model = model.to(device).float().train()
@@ -168,7 +204,7 @@ def train_full(model: JoyQuality, pixels: torch.Tensor, data: PairData, train_ma
         out = []
         with torch.no_grad(), torch.autocast(**amp):
             for k in range(0, len(x_uint8), 32):
-                out.append(model(normalize(x_uint8[k:k + 32].to(device))).float().cpu().numpy())
+                out.append(model(normalize(x_uint8[k : k + 32].to(device))).float().cpu().numpy())
         model.train()
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
@@ -190,14 +226,14 @@ def train_full(model: JoyQuality, pixels: torch.Tensor, data: PairData, train_ma
         opt.zero_grad(set_to_none=True)
         total = 0.0
         for k in range(0, len(idx), micro):
-            part = idx[k:k + micro]
+            part = idx[k : k + micro]
             x = torch.stack([pixels[a[part]], pixels[b[part]]])  # [2, B, 3, S, S]
             if cfg.augment:
                 x = _augment_pair(x, aug_rng)
             x = normalize(x.to(device, non_blocking=True).flatten(0, 1))
             with torch.autocast(**amp):
                 s = model(x).float()
-            d = s[: len(part)] - s[len(part):]
+            d = s[: len(part)] - s[len(part) :]
             loss = pair_loss(d, torch.from_numpy(y[part]).float().to(device)) * len(part) / len(idx)
             loss.backward()
             total += loss.item()
@@ -213,17 +249,25 @@ def train_full(model: JoyQuality, pixels: torch.Tensor, data: PairData, train_ma
                 return step_micro(idx, device_batch)
             except torch.cuda.OutOfMemoryError:
                 if device_batch == 1:
-                    raise TrainingError("The GPU ran out of memory even with one pair per device batch; "
-                                        "try gradient checkpointing or freezing more layers.") from None
+                    raise TrainingError(
+                        "The GPU ran out of memory even with one pair per device batch; "
+                        "try gradient checkpointing or freezing more layers."
+                    ) from None
                 device_batch = max(1, device_batch // 2)
                 opt.zero_grad(set_to_none=True)
                 torch.cuda.empty_cache()
                 if progress:
-                    progress(TrainProgress("message", message=f"CUDA out of memory: retrying with a device batch of "
-                                                              f"{device_batch} pairs (effective batch unchanged)."))
+                    progress(
+                        TrainProgress(
+                            "message",
+                            message=f"CUDA out of memory: retrying with a device batch of "
+                            f"{device_batch} pairs (effective batch unchanged).",
+                        )
+                    )
 
     history, before, after, best_step = sgd_loop(
-        cfg, len(a), opt, step_on, evaluate, lambda: _cpu_state(model), model.load_state_dict, progress, cancel)
+        cfg, len(a), opt, step_on, evaluate, lambda: _cpu_state(model), model.load_state_dict, progress, cancel
+    )
     model.eval()
     if cfg.grad_checkpointing:
         model.set_checkpointing(False)

@@ -27,6 +27,7 @@ from ..model import (
 from ..scoring import score_project
 from ..settings import DEFAULT_MODEL
 from ..store import StoreError
+from .bayes import train_bayes_head
 from .config import (
     HEAD_MODES,
     MIN_PAIRS,
@@ -52,12 +53,18 @@ from .evaluation import (
     item_embeddings,
     robustness_pixels,
 )
-from .bayes import train_bayes_head
 from .loop import train_full, train_head_sgd
 
 
-def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir: Path,
-                 progress: ProgressFn | None = None, cancel=None, project=None) -> TrainResult:
+def run_training(
+    data: PairData,
+    start_spec: str,
+    cfg: TrainConfig,
+    versions_dir: Path,
+    progress: ProgressFn | None = None,
+    cancel=None,
+    project=None,
+) -> TrainResult:
     """The whole pipeline behind `joyq train` and the GUI's Train button.
 
     Writes a new version folder under versions_dir (atomically: a temp folder renamed at
@@ -66,8 +73,10 @@ def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir
     if len(data.a) == 0 and project is not None:
         raise TrainingError(no_comparisons_message(project.folder))
     if len(data.a) < MIN_PAIRS or decisive < MIN_PAIRS // 2:
-        raise TrainingError(f"{data.source}: only {len(data.a)} pairs ({decisive} with a winner); "
-                            f"at least {MIN_PAIRS} are needed to train.")
+        raise TrainingError(
+            f"{data.source}: only {len(data.a)} pairs ({decisive} with a winner); "
+            f"at least {MIN_PAIRS} are needed to train."
+        )
     cfg = default_config(int(len(data.a) * 0.8), cfg.mode, **{k: v for k, v in asdict(cfg).items() if k != "mode"})
     cfg.validate()
     device = pick_device(cfg.device)  # the tower runs here; a quick head trains on the CPU
@@ -77,8 +86,13 @@ def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir
     test_items = np.unique(np.concatenate([ta, tb])) if len(ta) else np.zeros(0, dtype=np.int64)
     es = EvalSet(ta, tb, ty, test_items, ranking=data.ranking)
     if progress:
-        progress(TrainProgress("message", message=f"{int(train_mask.sum())} training, {int(val_mask.sum())} validation "
-                                                  f"and {int(test_mask.sum())} test pairs"))
+        progress(
+            TrainProgress(
+                "message",
+                message=f"{int(train_mask.sum())} training, {int(val_mask.sum())} validation "
+                f"and {int(test_mask.sum())} test pairs",
+            )
+        )
     rob_paths = [data.paths[i] for i in test_items]
     rob_keys = [data.keys[i] for i in test_items]
     es.robustness = robustness_pixels(rob_paths, rob_keys, model.image_size, cancel=cancel)
@@ -87,23 +101,36 @@ def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir
         emb = item_embeddings(model, data, device, project, progress, cancel)
         if len(ta):
             es.weights = importance_weights(emb, ta, tb, cfg.seed)
-        rob_emb = {k: (_embed_uint8(model, c, device), _embed_uint8(model, d, device)) for k, (c, d) in es.robustness.items()}
+        rob_emb = {
+            k: (_embed_uint8(model, c, device), _embed_uint8(model, d, device)) for k, (c, d) in es.robustness.items()
+        }
         train_head = train_bayes_head if cfg.mode == "quick" else train_head_sgd
-        head, history, before, after, best_step = train_head(model.head, emb, data, train_mask, val_mask, es, rob_emb,
-                                                             cfg, progress, cancel)
+        head, history, before, after, best_step = train_head(
+            model.head, emb, data, train_mask, val_mask, es, rob_emb, cfg, progress, cancel
+        )
         model.head.load_state_dict(head.state_dict())
     else:
         cache_root = _pixel_cache_dir()
         # Project keys are content hashes already; dataset-file keys are paths.
         hashes = data.keys if project is not None else [content_hash(p) for p in data.paths]
-        pixels = pixel_cache(data.paths, hashes, model.image_size, workers=min(4, os.cpu_count() or 1),
-                             progress=progress, cancel=cancel, cache_root=cache_root)
-        model, history, before, after, best_step = train_full(model, pixels, data, train_mask, val_mask, es, cfg,
-                                                              device, progress, cancel)
+        pixels = pixel_cache(
+            data.paths,
+            hashes,
+            model.image_size,
+            workers=min(4, os.cpu_count() or 1),
+            progress=progress,
+            cancel=cancel,
+            cache_root=cache_root,
+        )
+        model, history, before, after, best_step = train_full(
+            model, pixels, data, train_mask, val_mask, es, cfg, device, progress, cancel
+        )
     check_cancel(cancel)
     if best_step == 0 and val_mask.any():
-        data.warnings.append("No training step beat the starting model on the validation pairs, so the new "
-                             "version keeps the starting weights; label more pairs before retraining.")
+        data.warnings.append(
+            "No training step beat the starting model on the validation pairs, so the new "
+            "version keeps the starting weights; label more pairs before retraining."
+        )
     new = model_id(model.cpu().float())
     record = {
         "mode": cfg.mode,
@@ -112,8 +139,13 @@ def run_training(data: PairData, start_spec: str, cfg: TrainConfig, versions_dir
         "model_key": new.key,
         "tower": new.tower,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-        "counts": {"train": int(train_mask.sum()), "validation": int(val_mask.sum()), "test": int(test_mask.sum()),
-                   "ties": int((data.y == 0.5).sum()), "images": len(data.keys)},
+        "counts": {
+            "train": int(train_mask.sum()),
+            "validation": int(val_mask.sum()),
+            "test": int(test_mask.sum()),
+            "ties": int((data.y == 0.5).sum()),
+            "images": len(data.keys),
+        },
         "best_step": best_step,
         "metrics_before": _public(before, es.y),
         "metrics_after": _public(after, es.y),
@@ -166,8 +198,10 @@ def no_comparisons_message(folder) -> str:
     folder = Path(folder)
     pairs = folder / "pairs.json"
     example = f"{folder} {pairs}" if pairs.is_file() else f"{folder} FILE.json"
-    return (f"{folder} has no comparisons yet, so there is nothing to train on; add some by comparing images in "
-            f"the app, or import a pairs file with `joyq import-pairs {example}`.")
+    return (
+        f"{folder} has no comparisons yet, so there is nothing to train on; add some by comparing images in "
+        f"the app, or import a pairs file with `joyq import-pairs {example}`."
+    )
 
 
 def _tower_spec(spec: str) -> str:
@@ -177,7 +211,6 @@ def _tower_spec(spec: str) -> str:
     if p.is_dir() and rec.exists() and not (p / "model.safetensors").exists():
         return read_version_record(p)["tower_spec"]
     return str(p.resolve()) if p.exists() else spec
-
 
 
 def write_version(model: JoyQuality, versions_dir: Path, version_id: str, record: dict, head_only: bool) -> Path:
@@ -200,8 +233,9 @@ def write_version(model: JoyQuality, versions_dir: Path, version_id: str, record
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
 
-        raise TrainingError(f"{final}: could not save the new model version ({describe_error(e)}); "
-                            "earlier versions are unchanged.") from None
+        raise TrainingError(
+            f"{final}: could not save the new model version ({describe_error(e)}); earlier versions are unchanged."
+        ) from None
     return final.resolve()
 
 
@@ -219,16 +253,26 @@ def save_head_version(project, start_spec: str, w, b: float, mode: str = "live",
         model.head.weight.copy_(torch.from_numpy(weight))
         model.head.bias.fill_(float(b))
     new = model_id(model)
-    rec = {"mode": mode, "parent": start_spec, "tower_spec": _tower_spec(start_spec), "model_key": new.key,
-           "tower": new.tower, "config": {}, "warnings": [], **(record or {}), "created": time.time()}
+    rec = {
+        "mode": mode,
+        "parent": start_spec,
+        "tower_spec": _tower_spec(start_spec),
+        "model_key": new.key,
+        "tower": new.tower,
+        "config": {},
+        "warnings": [],
+        **(record or {}),
+        "created": time.time(),
+    }
     version_id = time.strftime("v%Y%m%d-%H%M%S-") + new.head[:6]
     path = write_version(model, project.versions_dir, version_id, rec, head_only=True)
     project.add_version(version_id, path, rec)
     return version_id
 
 
-def train_project(project, cfg: TrainConfig, progress: ProgressFn | None = None, cancel=None,
-                  start_spec: str | None = None) -> TrainResult:
+def train_project(
+    project, cfg: TrainConfig, progress: ProgressFn | None = None, cancel=None, start_spec: str | None = None
+) -> TrainResult:
     """Train on a project's comparisons, starting from its active model (or start_spec)."""
     data = pairs_from_project(project)
     spec = start_spec or project.active_model_spec(DEFAULT_MODEL)
@@ -242,8 +286,9 @@ def adopt(project, version_id: str, device: str | None = None, progress=None, ca
     if version is None:
         raise StoreError(f"No model version {version_id!r} in this project; see `joyq versions`.")
     model = load_model(version["path"])
-    summary = score_project(project, model, device=pick_device(device) if device else "cpu",
-                            progress=progress, cancel=cancel)
+    summary = score_project(
+        project, model, device=pick_device(device) if device else "cpu", progress=progress, cancel=cancel
+    )
     if summary.cancelled:
         raise Cancelled("Adoption was cancelled; the previous model stays active.")
     project.set_active_version(version_id)  # score_project made its scores the current ones
