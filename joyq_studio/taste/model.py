@@ -109,14 +109,12 @@ Z95 = 1.959963984540054
 
 TEST_CRITERIA = ("vopt", "eer")
 """Criteria on the test distribution (uniform pairs of the whole pool): ``vopt`` = expected
-drop of the summed test-pair logit variance; ``eer`` = the same with each test pair weighted
-by how fast its chance of being misordered falls with its variance (expected ordering-error
-reduction, GURO-style)."""
+drop of the summed test-pair logit variance; ``eer`` = the vopt shortlist, then the pair that
+minimises the expected share of misordered test pairs after its answer (one-step lookahead,
+expected ordering-error reduction)."""
 
 EER_PAIRS = 1024
-"""Test pairs sampled for the ``eer`` weights (refreshed every ``EER_EVERY`` calls)."""
-
-EER_EVERY = 4
+"""Test pairs sampled for the ``eer`` lookahead."""
 
 
 def wilson_interval(k: float, n: int, z: float = Z95) -> tuple[float, float]:
@@ -938,45 +936,52 @@ class TasteModel:
             v = np.einsum("ij,ij->i", u, x)
             ur = u @ self._V
             uperp2 = np.maximum(np.einsum("ij,ij->i", u, u) - np.einsum("ij,ij->i", ur, ur), 0.0)
+            if self.criterion == "eer":
+                return short[int(np.argmin(self._lookahead_error(x, u, v)))]
             ct, ct_perp = self._test_matrix(self._s)
             t = np.einsum("ij,ij->i", ur @ ct.astype(np.float64), ur) + ct_perp * uperp2
             exact = test_variance_reduction(x @ self.w, v, t)
         return short[int(np.argmax(exact))]
 
     def _test_matrix(self, s: np.ndarray) -> tuple[np.ndarray, float]:
-        """(C_r, c_perp): the test-pair weight matrix sum_t omega_t x_t x_t^T / T in PCA
-        coordinates, and its mean weight per direction outside the PCA subspace."""
-        cached = self._ct_cache
-        if cached is not None and (self.criterion == "vopt" or cached[2] > 0):
-            if self.criterion == "eer":
-                self._ct_cache = (cached[0], cached[1], cached[2] - 1)
-            return cached[0], cached[1]
-        n, T = self.n, EER_PAIRS
-        if self.criterion == "vopt":  # uniform pairs of the pool: C = 2 Cov(e), from <= 8192 rows
+        """(C_r, c_perp) for uniform test pairs of the whole pool: ``C = 2 Cov(e)`` in PCA
+        coordinates (from <= 8192 rows) and its mean per direction outside the PCA subspace."""
+        if self._ct_cache is None:
+            n = self.n
             rows = np.arange(n) if n <= 8192 else self.rng.choice(n, 8192, replace=False)
             z = self._Z[rows].astype(np.float64)
             z -= z.mean(axis=0)
             ct = 2.0 * (z.T @ z) / len(rows)
             ct_perp = 2.0 * float(np.mean(self._q[rows])) / max(self.d - self._r, 1)
-            self._ct_cache = (ct.astype(np.float32), ct_perp, 0)
-            return self._ct_cache[0], ct_perp
+            self._ct_cache = (ct.astype(np.float32), ct_perp)
+        return self._ct_cache
+
+    def _lookahead_error(self, x: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Expected share of misordered test pairs after answering each candidate (rows of
+        x, with u = Sigma x and v = x . u): for each outcome y the logit of test pair t moves
+        by ``c_t (y - p) / (1 + r v)`` and its variance drops by ``r c_t^2 / (1 + r v)``
+        (``c_t = x_t . u``); its misorder probability under the posterior is
+        Phi(-|a_t| / sqrt(v_t)); averaged over y with the predictive p (``eer``)."""
+        from scipy.special import ndtr
+
+        n, T = self.n, EER_PAIRS
         i, j = self.rng.integers(0, n, T), self.rng.integers(0, n, T)
-        ok = i != j
-        i, j = i[ok], j[ok]
+        i, j = i[i != j], j[i != j]
         zx = (self._Z[i] - self._Z[j]).astype(np.float64)
-        qq = self._q[i] + self._q[j]
-        if self.criterion == "vopt":
-            omega = np.ones(len(i))
-        else:
-            a = np.abs(s[i] - s[j])
-            vt = np.einsum("ij,jk,ik->i", zx, self._Sr, zx) + self._sigma_perp2() * qq
-            vt = np.maximum(vt, 1e-12)
-            z = a / np.sqrt(vt)
-            omega = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) * a / (2.0 * vt**1.5)
-        ct = (zx.T * omega) @ zx / len(i)
-        ct_perp = float(np.sum(omega * qq)) / len(i) / max(self.d - self._r, 1)
-        self._ct_cache = (ct.astype(np.float32), ct_perp, EER_EVERY - 1)
-        return self._ct_cache[0], ct_perp
+        at = self._s[i] - self._s[j]
+        vt = np.maximum(np.einsum("ij,jk,ik->i", zx, self._Sr, zx) + self._sigma_perp2() * (self._q[i] + self._q[j]),
+                        1e-12)
+        c = zx @ (u @ self._V).T  # (T, k)
+        a = x @ self.w
+        p = sigmoid(a / np.sqrt(1.0 + math.pi * v / 8.0))
+        r = p * (1.0 - p)
+        gain = 1.0 / (1.0 + r * v)
+        v_new = np.maximum(vt[:, None] - r * c * c * gain, 1e-12)
+        out = np.zeros(len(a))
+        for y, py in ((1.0, p), (0.0, 1.0 - p)):
+            a_new = at[:, None] + c * (y - p) * gain
+            out += py * np.mean(ndtr(-np.abs(a_new) / np.sqrt(v_new)), axis=0)
+        return out
 
     def _random_pair(self, mask: np.ndarray, limit: int, tries: int = 64, fresh: bool = False):
         idx = np.flatnonzero(mask)
