@@ -32,9 +32,16 @@ def draw_scene(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         kind = rng.integers(0, 3)
         if kind == 0:
-            draw.ellipse((int(x0), int(y0), int(x1), int(y1)), fill=colour, outline=(0, 0, 0), width=int(rng.integers(1, 4)))
+            draw.ellipse(
+                (int(x0), int(y0), int(x1), int(y1)), fill=colour, outline=(0, 0, 0), width=int(rng.integers(1, 4))
+            )
         elif kind == 1:
-            draw.rectangle((int(x0), int(y0), int(x1), int(y1)), fill=colour, outline=(255, 255, 255), width=int(rng.integers(1, 4)))
+            draw.rectangle(
+                (int(x0), int(y0), int(x1), int(y1)),
+                fill=colour,
+                outline=(255, 255, 255),
+                width=int(rng.integers(1, 4)),
+            )
         else:
             pts = [(int(rng.integers(0, w)), int(rng.integers(0, h))) for _ in range(int(rng.integers(3, 7)))]
             draw.polygon(pts, fill=colour)
@@ -102,7 +109,9 @@ def make_demo_folder(folder: Path, count: int = 200, seed: int = 0, size: int = 
         scene += 1
     # Hold out whole scenes for testing, so no test image appears in a training pair.
     test_scenes = {f"scene{s:04d}" for s in range(0, scene, 10)}
-    split = {"train": [p for p in pairs if p[0][:9] not in test_scenes],
-             "test": [p for p in pairs if p[0][:9] in test_scenes]}
+    split = {
+        "train": [p for p in pairs if p[0][:9] not in test_scenes],
+        "test": [p for p in pairs if p[0][:9] in test_scenes],
+    }
     (folder / "pairs.json").write_text(json.dumps(split, indent=1), encoding="utf-8")
     return written

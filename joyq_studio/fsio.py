@@ -47,7 +47,7 @@ def remove_leftovers(folder: Path, names: list[str] | None = None) -> list[Path]
 
     Only files whose name carries :data:`TEMP_MARK` and whose process is gone are touched.
     """
-    removed = []
+    removed: list[Path] = []
     try:
         entries = names if names is not None else os.listdir(folder)
     except OSError:

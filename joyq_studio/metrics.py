@@ -824,11 +824,11 @@ def held_out_sentences(
 
     def acc(m: Mapping[str, object]) -> str:
         return format_accuracy(
-            m.get("accuracy"),
-            m.get("n_decisive"),
-            m.get("accuracy_low"),  # type: ignore[arg-type]
-            m.get("accuracy_high"),
-        )  # type: ignore[arg-type]
+            _number(m.get("accuracy")),
+            None if m.get("n_decisive") is None else int(_number(m.get("n_decisive")) or 0),
+            _number(m.get("accuracy_low")),
+            _number(m.get("accuracy_high")),
+        )
 
     lines = [f"held-out accuracy (95% interval): before {acc(before)}, after {acc(after)}"]
     for key, name in (("nll", "log loss"), ("ece", "ECE")):
@@ -908,3 +908,8 @@ def format_metrics_table(rows: Mapping[str, Mapping[str, object]], keys: Sequenc
 
     sep = "-+-".join("-" * w for w in widths)
     return "\n".join([line(header), sep, *(line(r) for r in body)])
+
+
+def _number(value: object) -> float | None:
+    """A metric read back from a version record: a number, or None when absent or not one."""
+    return float(value) if isinstance(value, (int, float)) else None

@@ -43,7 +43,7 @@ class Batch:
 class DecodeDataset(Dataset):
     """Paths -> (uint8 [3, S, S], error sentence or ""); a failed file never stops the run."""
 
-    def __init__(self, paths: Sequence[str], size: int):
+    def __init__(self, paths: Sequence[str | Path], size: int):
         self.paths, self.size = list(paths), size
 
     def __len__(self) -> int:
@@ -70,7 +70,7 @@ def worker_context():
 
 
 def decode_loader(
-    paths: Sequence[str], size: int, batch_size: int, workers: int, pin_memory: bool = False
+    paths: Sequence[str | Path], size: int, batch_size: int, workers: int, pin_memory: bool = False
 ) -> DataLoader:
     """Batches of (uint8 pixels [B, 3, S, S], per-file errors) decoded by ``workers`` processes,
     in input order: the one decode pipeline of scoring, training's pixel cache and the benches."""

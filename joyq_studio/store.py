@@ -399,7 +399,7 @@ class Project:
 
     def _migrate(self) -> None:
         self.db.executescript(SCHEMA)
-        version = int(self.get_meta("schema_version", "0"))
+        version = int(self.get_meta("schema_version") or "0")
         if version == 0:
             with self.transaction():
                 self.set_meta("schema_version", str(SCHEMA_VERSION))

@@ -99,8 +99,10 @@ def install_command(sonames: list[str]) -> str:
 
 
 def _xcb_plugin(python: Path) -> Path | None:
-    code = ("import os, PySide6; print(os.path.join(os.path.dirname(PySide6.__file__), "
-            "'Qt', 'plugins', 'platforms', 'libqxcb.so'))")
+    code = (
+        "import os, PySide6; print(os.path.join(os.path.dirname(PySide6.__file__), "
+        "'Qt', 'plugins', 'platforms', 'libqxcb.so'))"
+    )
     r = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
     path = Path(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip() else None
     return path if path is not None and path.exists() else None
@@ -131,9 +133,14 @@ def missing_qt_libraries(python: Path = PYTHON) -> list[str]:
 
 
 def qt_libraries_message(missing: list[str]) -> str:
-    return ("JoyQuality Studio cannot open a window: Qt needs system libraries that are not installed ("
-            + ", ".join(missing) + "). Install them with:\n\n    " + install_command(missing) + "\n\n"
-            "then run this command again. (Other distributions: install the packages that provide those files.)")
+    return (
+        "JoyQuality Studio cannot open a window: Qt needs system libraries that are not installed ("
+        + ", ".join(missing)
+        + "). Install them with:\n\n    "
+        + install_command(missing)
+        + "\n\n"
+        "then run this command again. (Other distributions: install the packages that provide those files.)"
+    )
 
 
 def run(*cmd: str | Path) -> None:

@@ -135,8 +135,16 @@ def test_rank_wheel_scrolls_the_page_not_the_strip(qtbot, folder40):
     v0, h0 = page.value(), strip.value()
     vp = row.list.viewport()
     pos = QPointF(10, 10)
-    ev = QWheelEvent(pos, vp.mapToGlobal(pos), QPoint(0, 0), QPoint(0, -120), Qt.MouseButton.NoButton,
-                     Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    ev = QWheelEvent(
+        pos,
+        vp.mapToGlobal(pos),
+        QPoint(0, 0),
+        QPoint(0, -120),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(vp, ev)
     assert page.value() > v0 and strip.value() == h0
 
@@ -148,8 +156,10 @@ def test_bucket_numbers_labels_csv_preview_and_overwrite(qtbot, folder40, tmp_pa
     # numbers 0..9, the label beside the number
     assert rank.bucket_rows[0].title.text() == "<b>Bucket 9 (best)</b>"
     assert rank.bucket_rows[-1].title.text() == "<b>Bucket 0 (worst)</b>"
-    assert [rank.bucket_filter.itemText(i) for i in (1, 10)] == [f"Bucket 9: {c.ranking.cal.labels[9]}",
-                                                                  f"Bucket 0: {c.ranking.cal.labels[0]}"]
+    assert [rank.bucket_filter.itemText(i) for i in (1, 10)] == [
+        f"Bucket 9: {c.ranking.cal.labels[9]}",
+        f"Bucket 0: {c.ranking.cal.labels[0]}",
+    ]
     # a label typed and not yet committed is what the preview and the file show
     best = rank.bucket_rows[0]
     best.label.setText("keepers")
@@ -161,8 +171,11 @@ def test_bucket_numbers_labels_csv_preview_and_overwrite(qtbot, folder40, tmp_pa
     qtbot.addWidget(dlg)
     cols = dlg.columns
     assert "bucket_0_to_9" in cols
-    top = [dlg.table.item(i, cols.index("label")).text() for i in range(dlg.table.rowCount())
-           if dlg.table.item(i, cols.index("bucket_0_to_9")).text() == "9"]
+    top = [
+        dlg.table.item(i, cols.index("label")).text()
+        for i in range(dlg.table.rowCount())
+        if dlg.table.item(i, cols.index("bucket_0_to_9")).text() == "9"
+    ]
     assert top and set(top) == {"keepers"}
     out = tmp_path / "ranking.csv"
     out.write_text("precious", encoding="utf-8")
@@ -175,9 +188,13 @@ def test_bucket_numbers_labels_csv_preview_and_overwrite(qtbot, folder40, tmp_pa
     dlg.export()
     qtbot.waitUntil(lambda: dlg.written is not None, timeout=T)
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
-    preview = {dlg.table.item(i, 0).text(): (dlg.table.item(i, cols.index("bucket_0_to_9")).text(),
-                                             dlg.table.item(i, cols.index("label")).text())
-               for i in range(dlg.table.rowCount())}
+    preview = {
+        dlg.table.item(i, 0).text(): (
+            dlg.table.item(i, cols.index("bucket_0_to_9")).text(),
+            dlg.table.item(i, cols.index("label")).text(),
+        )
+        for i in range(dlg.table.rowCount())
+    }
     assert {r["path"]: (r["bucket_0_to_9"], r["label"]) for r in rows} == preview
 
 
@@ -207,8 +224,10 @@ def test_offline_download_is_one_sentence(qtbot, monkeypatch):
     from joyq_studio.ui.workers import TaskRunner
 
     def offline(*a, **k):
-        raise LocalEntryNotFoundError("Cannot find an appropriate cached snapshot folder for the specified "
-                                      "revision on the local disk and outgoing traffic has been disabled.")
+        raise LocalEntryNotFoundError(
+            "Cannot find an appropriate cached snapshot folder for the specified "
+            "revision on the local disk and outgoing traffic has been disabled."
+        )
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(JoyqError) as e:  # downloads switched off by the environment (as in these tests)
@@ -277,18 +296,37 @@ def fake_result(verdict: str, n: int, acc0: float, acc1: float, more: int = 0, b
         from joyq_studio.metrics import wilson_interval
 
         lo, hi = wilson_interval(acc * n, n)
-        return {"accuracy": acc, "n": n, "n_decisive": n, "accuracy_low": lo, "accuracy_high": hi,
-                "nll": 0.6, "nll_low": 0.5, "nll_high": 0.7, "ece": 0.1, "ece_low": 0.05, "ece_high": 0.2,
-                "more_pairs_needed": more, "enough": n >= 30}
+        return {
+            "accuracy": acc,
+            "n": n,
+            "n_decisive": n,
+            "accuracy_low": lo,
+            "accuracy_high": hi,
+            "nll": 0.6,
+            "nll_low": 0.5,
+            "nll_high": 0.7,
+            "ece": 0.1,
+            "ece_low": 0.05,
+            "ece_high": 0.2,
+            "more_pairs_needed": more,
+            "enough": n >= 30,
+        }
 
-    sentence = {"too few to tell": f"too few to tell: {n} held-out pairs",
-                "worse": f"worse beyond noise: accuracy is {100 * (acc0 - acc1):.1f} points lower "
-                         f"(95% interval -30.0 to -5.0) on the same {n} held-out pairs"}.get(verdict, verdict)
-    change = {"verdict": verdict, "by": by if verdict in ("better", "worse") else None, "n_decisive": n,
-              "sentence": sentence}
+    sentence = {
+        "too few to tell": f"too few to tell: {n} held-out pairs",
+        "worse": f"worse beyond noise: accuracy is {100 * (acc0 - acc1):.1f} points lower "
+        f"(95% interval -30.0 to -5.0) on the same {n} held-out pairs",
+    }.get(verdict, verdict)
+    change = {
+        "verdict": verdict,
+        "by": by if verdict in ("better", "worse") else None,
+        "n_decisive": n,
+        "sentence": sentence,
+    }
     record = {"change": change, "metrics_before": m(acc0), "metrics_after": m(acc1), "model_key": "x"}
-    return SimpleNamespace(version_id="v1", path=Path("/nowhere"), before=m(acc0), after=m(acc1), record=record,
-                           history=[])
+    return SimpleNamespace(
+        version_id="v1", path=Path("/nowhere"), before=m(acc0), after=m(acc1), record=record, history=[]
+    )
 
 
 def test_train_table_shows_counts_intervals_and_too_few(qtbot, folder40, monkeypatch):

@@ -115,6 +115,6 @@ def test_dialog_cancel_keeps_what_was_paid(qtbot, images, monkeypatch):
         assert hits < 60
         with Project(folder, db_path=db) as project:
             stored = project.db.execute("SELECT COUNT(*) FROM llm_answers").fetchone()[0]
-        assert stored == hits                      # every reply received was kept
+        assert stored == hits  # every reply received was kept
     finally:
         slow.stop()

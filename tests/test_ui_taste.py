@@ -116,15 +116,17 @@ def test_scripted_person_teaches_the_live_model_a_planted_taste(qtbot, demo_fold
 
     # 500 pairs the person labels, never shown
     hashes = sorted(s.hashes)
-    rest = [(a, b) for i, a in enumerate(hashes) for b in hashes[i + 1:] if frozenset((a, b)) not in shown]
+    rest = [(a, b) for i, a in enumerate(hashes) for b in hashes[i + 1 :] if frozenset((a, b)) not in shown]
     rng = np.random.default_rng(1)
     pairs = [rest[k] for k in rng.choice(len(rest), size=TEST_PAIRS, replace=False)]
     y = np.array([person.answer(a, b) for a, b in pairs])
     live = s.live_scores()
     acc_base, acc_live = agreement(base, pairs, y), agreement(live, pairs, y)
     change = paired_comparison(acc_base[3], acc_live[3], y)
-    print(f"\n{CLICKS} clicks in {t_click:.1f} s; {held.count} held-out among them; on {TEST_PAIRS} unseen pairs: "
-          f"{fmt('live', acc_live)}, {fmt('base', acc_base)}; paired: {change['sentence']}")
+    print(
+        f"\n{CLICKS} clicks in {t_click:.1f} s; {held.count} held-out among them; on {TEST_PAIRS} unseen pairs: "
+        f"{fmt('live', acc_live)}, {fmt('base', acc_base)}; paired: {change['sentence']}"
+    )
     assert acc_live[0] > acc_base[0]
 
     # Train -> Use this model: the adopted head is no worse than the live one beyond noise

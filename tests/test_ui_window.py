@@ -61,8 +61,13 @@ def test_keys_clicks_skip_tie_undo_are_durable(qtbot, folder40):
     s = w.controller.session
     assert len(s.hashes) == 40 and s.n_scored() == 40
     expected = []
-    for key, outcome in ((Qt.Key.Key_Left, 1.0), (Qt.Key.Key_Right, 0.0), (Qt.Key.Key_1, 1.0),
-                         (Qt.Key.Key_2, 0.0), (Qt.Key.Key_T, 0.5)):
+    for key, outcome in (
+        (Qt.Key.Key_Left, 1.0),
+        (Qt.Key.Key_Right, 0.0),
+        (Qt.Key.Key_1, 1.0),
+        (Qt.Key.Key_2, 0.0),
+        (Qt.Key.Key_T, 0.5),
+    ):
         pair = w.compare.current
         press(qtbot, w, key)
         expected.append((pair.left, pair.right, outcome))
@@ -142,8 +147,16 @@ def test_flicker_zoom_and_scores(qtbot, folder40):
     assert c.view.zoom is None
     # wheel zooms in around the cursor
     pos = QPointF(canvas.width() / 2, canvas.height() / 2)
-    ev = QWheelEvent(pos, canvas.mapToGlobal(pos), QPoint(0, 0), QPoint(0, 240), Qt.MouseButton.NoButton,
-                     Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    ev = QWheelEvent(
+        pos,
+        canvas.mapToGlobal(pos),
+        QPoint(0, 0),
+        QPoint(0, 240),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(canvas, ev)
     assert c.view.zoom is not None and c.view.zoom > canvas.fit_scale()
     qtbot.keyClick(c, Qt.Key.Key_Escape)
@@ -186,8 +199,7 @@ def test_train_quick_adopt_and_rollback(qtbot, folder40):
     assert panel.table.item(0, 0).text() and panel.table.item(0, 1).text()
     old_key = c.session.model_key
     panel.use_button.click()
-    qtbot.waitUntil(lambda: c.session.project.active_version == result.version_id and not c.busy_scoring(),
-                    timeout=T)
+    qtbot.waitUntil(lambda: c.session.project.active_version == result.version_id and not c.busy_scoring(), timeout=T)
     assert c.session.model_key == result.record["model_key"] != old_key
     assert c.session.n_scored() == 40
     assert c.session.project.current_model_key() == result.record["model_key"]
@@ -199,8 +211,7 @@ def test_train_quick_adopt_and_rollback(qtbot, folder40):
     assert c.session.model_key == old_key
     panel.versions.selectRow(0)
     panel.rollback_button.click()
-    qtbot.waitUntil(lambda: c.session.project.active_version == result.version_id and not c.busy_scoring(),
-                    timeout=T)
+    qtbot.waitUntil(lambda: c.session.project.active_version == result.version_id and not c.busy_scoring(), timeout=T)
     assert not w.message.isVisible(), w.message.label.text()
 
 
@@ -412,8 +423,7 @@ def test_python_m_entry_point_parses(monkeypatch):
         runpy.run_module("joyq_studio", run_name="__main__")
     assert calls == [None] and exit_.value.code == 7
     # and for real, in a fresh process: --version answers without starting the GUI
-    r = subprocess.run([sys.executable, "-m", "joyq_studio", "--version"], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run([sys.executable, "-m", "joyq_studio", "--version"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == f"joyq-studio {joyq_studio.__version__}", r.stderr
 
 

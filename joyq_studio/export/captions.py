@@ -34,6 +34,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ from ..ranking.calibration import (
 from ..ranking.rows import RankedImage, ranked_images
 from ..store import Project
 
-if os.name == "nt":
+if sys.platform == "win32":
     import msvcrt
 
     def try_lock(f) -> None:

@@ -95,7 +95,7 @@ def resolve_api_key(env_name: str = DEFAULT_KEY_ENV) -> str | None:
     if value:
         return value
     try:
-        import keyring  # type: ignore[import-not-found]  # optional
+        import keyring  # optional
     except ImportError:
         return None
     try:

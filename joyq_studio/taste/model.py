@@ -19,7 +19,7 @@ After each fitted click (the online Laplace / assumed-density update of the note
    rank-one terms since (``Sigma_t = Sigma_0 - U U^T``), so this is O(d r + d k).
 2. A Newton step on the mean with the full gradient over all fitted pairs and ``Sigma_t``
    as the inverse Hessian (halved until the objective drops): O(m d); up to 4 of them while
-   the decrement stays above 1e-6 of the objective (a surprising answer).
+   the decrement stays above 1e-5 of the objective (a surprising answer).
 3. A full refit (``fit_head``: exact MAP, fresh Hessian, alpha by the evidence, warm-started)
    after every fitted click while there are at most ``refit_small`` of them, then whenever
    their number has grown by ``refit_growth`` (x1.25) since the last one; ``refit()`` runs it
@@ -98,7 +98,7 @@ rows at d = 1152, well under a millisecond), and the score order is re-sorted on
 cycle. The choice re-scores its shortlist exactly, so only the windows see stale scores."""
 
 NEWTON_STEPS = 4
-NEWTON_TOL = 1e-6
+NEWTON_TOL = 1e-5
 """Per click: Newton steps until the decrement (relative to the objective) is below this."""
 
 DENSE_MAX = 512
@@ -223,7 +223,7 @@ class TasteModel:
         reduced_dims: int = 128,
         n_anchors: int = 16,
         window: int = 16,
-        anchor_sample: int = 2048,
+        anchor_sample: int = 1024,
         shortlist: int = 16,
         refit_small: int = 32,
         refit_growth: float = 1.25,
@@ -836,39 +836,54 @@ class TasteModel:
     def _grid(self, idx, s, pos, elig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every anchor x every partner (module docstring), scored through bilinear forms in
         the PCA space: with ``P = Z Sigma_r``, ``v_ij = v_i + v_j - 2 P_i . z_j`` and
-        ``t_ij = t_i + t_j - 2 P_i C P_j^T``, so A anchors x K partners cost (A + K) r^2 + A K r
-        instead of A K r^2. Returns (anchor, partner, approximate criterion), flattened."""
+        ``t_ij = t_i + t_j - 2 P_i C P_j^T``, so A anchors x K partners cost K r^2 + A K r
+        instead of A K r^2 (the per-image terms of the sample also rank the anchors).
+        Returns (anchor, partner, approximate criterion), flattened."""
         rng = self.rng
         if len(idx) <= self.anchor_sample:
             sample = idx
         else:
             sample = np.unique(idx[rng.integers(0, len(idx), self.anchor_sample)])
-        score = self._anchor_score(sample, s) * (1.0 + self._jitter[sample])
+        terms = self._image_terms(sample, s)
+        score = (terms[3] if self._crit is None else terms[2]) * (1.0 + self._jitter[sample])
         k = min(self.n_anchors, len(sample))
-        top = sample[np.argpartition(-score, k - 1)[:k]]
-        anchors = np.unique(np.concatenate([top, sample[rng.integers(0, len(sample), 4)]]))
+        top = np.argpartition(-score, k - 1)[:k]
+        rows = np.unique(np.concatenate([top, rng.integers(0, len(sample), 4)]))
+        anchors = sample[rows]
         offs = np.concatenate([np.arange(-self.window, 0), np.arange(1, self.window + 1)])
         win = self._order[np.clip(pos[anchors][:, None] + offs[None, :], 0, self.n - 1)].ravel()
-        partners = np.unique(np.concatenate([sample, win[elig[win]]]))
-        sr = self._Sr.astype(np.float32)
-        za, zp = self._Z[anchors], self._Z[partners]
-        pa, pp = za @ sr, zp @ sr
-        sp2 = self._sigma_perp2()
-        qa, qp = self._q[anchors], self._q[partners]
-        va = np.einsum("ij,ij->i", pa, za, dtype=np.float64) + sp2 * qa
-        vp = np.einsum("ij,ij->i", pp, zp, dtype=np.float64) + sp2 * qp
-        v = va[:, None] + vp[None, :] - 2.0 * (pa @ zp.T)
+        win = np.setdiff1d(win[elig[win]], sample)
+        if win.size:
+            extra = self._image_terms(win, s)
+            partners = np.concatenate([sample, win])
+            terms = tuple(np.concatenate([t0, t1]) for t0, t1 in zip(terms, extra))
+        else:
+            partners = sample
+        z, p, v1, t1, pc = terms
+        pa = p[rows]
+        v = v1[rows][:, None] + v1[None, :] - 2.0 * (pa @ z.T)
         a = s[anchors][:, None] - s[partners][None, :]
         if self._crit is not None:
             crit = self._crit(a, v)
         else:
-            ct, ct_perp = self._test_matrix(s)
-            pac = pa @ ct
-            ta = np.einsum("ij,ij->i", pac, pa, dtype=np.float64) + ct_perp * sp2 * sp2 * qa
-            tp = np.einsum("ij,ij->i", pp @ ct, pp, dtype=np.float64) + ct_perp * sp2 * sp2 * qp
-            crit = test_variance_reduction(a, v, ta[:, None] + tp[None, :] - 2.0 * (pac @ pp.T))
+            crit = test_variance_reduction(a, v, t1[rows][:, None] + t1[None, :] - 2.0 * (pc[rows] @ p.T))
         crit[anchors[:, None] == partners[None, :]] = -np.inf
         return np.repeat(anchors, len(partners)), np.tile(partners, len(anchors)), crit.ravel()
+
+    def _image_terms(self, idx: np.ndarray, s: np.ndarray):
+        """Per image: z, P = Sigma_r z, the score variance v_i (+ sigma_perp^2 q_i) and, for
+        the test criteria, t_i = P_i C P_i (+ perp) and P_i C (else None)."""
+        z = self._Z[idx]
+        p = z @ self._Sr.astype(np.float32)
+        sp2 = self._sigma_perp2()
+        q = self._q[idx]
+        v = np.einsum("ij,ij->i", p, z, dtype=np.float64) + sp2 * q
+        if self._crit is not None:
+            return z, p, v, v, p
+        ct, ct_perp = self._test_matrix(s)
+        pc = p @ ct
+        t = np.einsum("ij,ij->i", pc, p, dtype=np.float64) + ct_perp * sp2 * sp2 * q
+        return z, p, v, t, pc
 
     def _approx_crit(self, a: np.ndarray, b: np.ndarray, s: np.ndarray) -> np.ndarray:
         """The criterion of pairs (a, b) in the PCA-reduced approximation."""
@@ -883,18 +898,6 @@ class TasteModel:
         ct, ct_perp = self._test_matrix(s)
         t = np.einsum("ij,ij->i", sz @ ct, sz, dtype=np.float64) + ct_perp * sp2 * sp2 * qq
         return test_variance_reduction(s[a] - s[b], v, t)
-
-    def _anchor_score(self, idx: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """How much comparing image i could teach: its score variance (bald, guro), or for
-        the test criteria the test variance its own direction carries,
-        ``u_i^T C u_i`` with ``u_i = Sigma (e_i - mean)`` (PCA-reduced)."""
-        if self._crit is not None:
-            return self._var_reduced(idx)
-        ct, ct_perp = self._test_matrix(s)
-        sr = self._Sr.astype(np.float32)
-        z = self._Z[idx] @ sr
-        sp2 = self._sigma_perp2()
-        return np.einsum("ij,ij->i", z @ ct, z, dtype=np.float64) + ct_perp * sp2 * sp2 * self._q[idx]
 
     def _best(self, a: np.ndarray, b: np.ndarray, crit: np.ndarray, limit: int) -> tuple[int, int] | None:
         """The ``shortlist`` best allowed candidates by the cheap criterion, re-scored exactly;

@@ -94,7 +94,7 @@ def load_pairs_json(path: str | os.PathLike) -> PairData:
             if (i, j, split) in seen or (j, i, split) in seen:
                 duplicates += 1
             seen.add((i, j, split))
-            rows.append((i, j, LABEL_TO_OUTCOME[label], split))
+            rows.append((i, j, LABEL_TO_OUTCOME[int(label)], split))
     missing = [k for k in keys if not os.path.isfile(k)]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -232,12 +232,13 @@ def pixel_cache(
                     raise TrainingError(err)
                 i = missing[done + k]
                 out[i] = pixels[k]
-                if names[i] is not None:
+                name = names[i]
+                if name is not None:
                     try:
-                        names[i].parent.mkdir(parents=True, exist_ok=True)
-                        tmp = names[i].with_suffix(f".tmp{os.getpid()}.npy")
+                        name.parent.mkdir(parents=True, exist_ok=True)
+                        tmp = name.with_suffix(f".tmp{os.getpid()}.npy")
                         np.save(tmp, pixels[k].numpy())
-                        os.replace(tmp, names[i])
+                        os.replace(tmp, name)
                     except OSError:
                         pass  # a cache is an optimisation; a full cache disk is not an error
             done += len(errors)

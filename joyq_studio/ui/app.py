@@ -74,9 +74,11 @@ def qt_binding_problem() -> str | None:
         probe.setObjectName("probe")
     if sys.getrefcount(None) >= before:
         return None
-    return (f"PySide6 {qt_version} has a reference-counting bug on Python "
-            f"{sys.version_info.major}.{sys.version_info.minor} that crashes the app within minutes; "
-            "install another version (pip install 'pyside6-essentials<6.12') or use Python 3.12 or newer.")
+    return (
+        f"PySide6 {qt_version} has a reference-counting bug on Python "
+        f"{sys.version_info.major}.{sys.version_info.minor} that crashes the app within minutes; "
+        "install another version (pip install 'pyside6-essentials<6.12') or use Python 3.12 or newer."
+    )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -54,8 +54,14 @@ def _percentile(xs: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
-def measure(clicks: int = 60, images: int = 80, size: int = 1024, think_ms: float = 300.0,
-            window=None, folder: Path | None = None) -> dict:
+def measure(
+    clicks: int = 60,
+    images: int = 80,
+    size: int = 1024,
+    think_ms: float = 300.0,
+    window=None,
+    folder: Path | None = None,
+) -> dict:
     """Latencies (seconds) of ``clicks`` decisions; creates what it needs when not given."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QEventLoop, Qt
@@ -123,12 +129,18 @@ def startup_times(runs: int = 5, timeout: float = 120.0) -> list[tuple[float, st
     out = []
     for _ in range(runs):
         tmp = Path(tempfile.mkdtemp(prefix="joyq-startup-"))
-        env = dict(os.environ, QT_QPA_PLATFORM="offscreen", JOYQ_DATA_DIR=str(tmp / "data"),
-                   JOYQ_CACHE_DIR=str(tmp / "cache"))
+        env = dict(
+            os.environ, QT_QPA_PLATFORM="offscreen", JOYQ_DATA_DIR=str(tmp / "data"), JOYQ_CACHE_DIR=str(tmp / "cache")
+        )
         try:
             t0 = time.time()
-            r = subprocess.run([sys.executable, "-c", _STARTUP_CHILD, repr(t0)], env=env, capture_output=True,
-                               text=True, timeout=timeout)
+            r = subprocess.run(
+                [sys.executable, "-c", _STARTUP_CHILD, repr(t0)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         line = next((x for x in r.stdout.splitlines() if x.startswith("painted ")), None)
@@ -165,9 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         times = startup_times(args.runs)
         secs = [t for t, _ in times]
         print(f"machine: {machine()}; QPA offscreen")
-        print(f"launch to first paint: median {statistics.median(secs):.2f} s over {len(secs)} launches "
-              f"({', '.join(f'{t:.2f}' for t in secs)}); heavy modules loaded at first paint: "
-              f"{', '.join(sorted({h for _, h in times}))}")
+        print(
+            f"launch to first paint: median {statistics.median(secs):.2f} s over {len(secs)} launches "
+            f"({', '.join(f'{t:.2f}' for t in secs)}); heavy modules loaded at first paint: "
+            f"{', '.join(sorted({h for _, h in times}))}"
+        )
         return 0
     if "JOYQ_DATA_DIR" not in os.environ:  # never touch the user's real projects
         import atexit
@@ -192,11 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}; PySide6 {qt_version}; QPA {os.environ.get('QT_QPA_PLATFORM')}")
     print(f"folder: {folder} ({f'generated, {args.size} px' if not args.folder else 'given'})")
     r = measure(args.clicks, folder=folder, think_ms=args.think_ms)
-    print(f"click-to-shown latency, {args.think_ms:.0f} ms think time: p50 {r['p50_ms']:.1f} ms, "
-          f"p95 {r['p95_ms']:.1f} ms, max {r['max_ms']:.1f} ms over {r['clicks']} clicks")
+    print(
+        f"click-to-shown latency, {args.think_ms:.0f} ms think time: p50 {r['p50_ms']:.1f} ms, "
+        f"p95 {r['p95_ms']:.1f} ms, max {r['max_ms']:.1f} ms over {r['clicks']} clicks"
+    )
     r0 = measure(max(10, args.clicks // 2), folder=folder, think_ms=0)
-    print(f"click-to-shown latency, no think time (worst case): p50 {r0['p50_ms']:.1f} ms, "
-          f"p95 {r0['p95_ms']:.1f} ms, max {r0['max_ms']:.1f} ms over {r0['clicks']} clicks")
+    print(
+        f"click-to-shown latency, no think time (worst case): p50 {r0['p50_ms']:.1f} ms, "
+        f"p95 {r0['p95_ms']:.1f} ms, max {r0['max_ms']:.1f} ms over {r0['clicks']} clicks"
+    )
     if made is not None:
         shutil.rmtree(made, ignore_errors=True)
     return 0

@@ -306,8 +306,15 @@ class Controller(QObject):
                 small = model.embed_dim < 512
                 cpus = os.cpu_count() or 1
                 workers = 0 if small or device.type == "cpu" and cpus <= 2 else min(4, cpus)
-                summary = score_project(p, model, device=device, batch_size=32, workers=workers,
-                                        progress=lambda d, t, r: report(("score", d, t, r)), cancel=cancelled)
+                summary = score_project(
+                    p,
+                    model,
+                    device=device,
+                    batch_size=32,
+                    workers=workers,
+                    progress=lambda d, t, r: report(("score", d, t, r)),
+                    cancel=cancelled,
+                )
                 return rep, summary
 
         task = Task("score", job, self)
@@ -338,8 +345,7 @@ class Controller(QObject):
             s.reload_images()
             self.unreadable_changed.emit(len(s.unreadable()))
             if rep.total == 0:
-                self.report_error(f"{s.folder}: no images found (looked for .jpg, .png, .webp, ... "
-                                  "in all subfolders).")
+                self.report_error(f"{s.folder}: no images found (looked for .jpg, .png, .webp, ... in all subfolders).")
             self.pairs_reseeded.emit()
         elif kind == "loading":
             self._set_status(TaskStatus(f"Loading {model_label(msg[1])}..."))
@@ -351,8 +357,9 @@ class Controller(QObject):
         elif kind == "score":
             _, d, t, rate = msg
             eta = (t - d) / rate if rate else None
-            self._set_status(TaskStatus(f"Scoring {d}/{t} images, {rate:.1f}/s, ETA {format_seconds(eta)}",
-                                        d, max(1, t)))
+            self._set_status(
+                TaskStatus(f"Scoring {d}/{t} images, {rate:.1f}/s, ETA {format_seconds(eta)}", d, max(1, t))
+            )
             now = time.monotonic()
             if now - self._last_refresh >= SCORE_REFRESH_S:
                 t0 = time.monotonic()
@@ -372,8 +379,9 @@ class Controller(QObject):
         self.unreadable_changed.emit(len(s.unreadable()))
         if summary is not None:
             failed = f", {len(summary.failed)} could not be read" if summary.failed else ""
-            self.report_info(f"{self.image_count()} images; scored {summary.scored} new in "
-                             f"{summary.seconds:.1f} s{failed}.")
+            self.report_info(
+                f"{self.image_count()} images; scored {summary.scored} new in {summary.seconds:.1f} s{failed}."
+            )
         self.scoring_finished.emit()
 
     def _on_score_done(self, task: Task) -> None:
@@ -463,9 +471,12 @@ class Controller(QObject):
         def metrics(a) -> dict:
             return {"accuracy": a.value, "n": a.count, "accuracy_low": a.low, "accuracy_high": a.high}
 
-        record = {"metrics_before": metrics(held.base), "metrics_after": metrics(held.live),
-                  "counts": {"train": s.live.n_fitted, "test": held.count, "images": s.live.n},
-                  "alpha": float(s.live.alpha)}
+        record = {
+            "metrics_before": metrics(held.base),
+            "metrics_after": metrics(held.live),
+            "counts": {"train": s.live.n_fitted, "test": held.count, "images": s.live.n},
+            "alpha": float(s.live.alpha),
+        }
 
         def write(p: Project) -> str:
             from ..training.versions import save_head_version  # heavy (torch): on the worker thread
@@ -484,8 +495,9 @@ class Controller(QObject):
             device = str(pick_device())
             with Project(folder) as p:
                 version_id = version_of(p)
-                adopt(p, version_id, device=device, progress=lambda d, t, r: report(("score", d, t, r)),
-                      cancel=cancelled)
+                adopt(
+                    p, version_id, device=device, progress=lambda d, t, r: report(("score", d, t, r)), cancel=cancelled
+                )
                 v = p.version(version_id)
                 p.set_current_model_key(v["model_key"])
                 return {**v, "_head": _version_head(v["path"])}
@@ -524,16 +536,20 @@ class Controller(QObject):
         vid = s.project.active_version
         v = s.project.version(vid) if vid else None
         if v is None:
-            self.report_error("Adopt a personal model first (Train, or \u201cUse the live model\u201d in Compare): "
-                              "the base model is not a personal taste.")
+            self.report_error(
+                "Adopt a personal model first (Train, or \u201cUse the live model\u201d in Compare): "
+                "the base model is not a personal taste."
+            )
             return None
         try:
             path = save_taste(Path(v["path"]), name, source=str(s.folder))
         except (OSError, ValueError) as e:
             self.report_error(error_sentence(e))
             return None
-        self.notice.emit(f"Saved this folder's taste as \u201c{name.strip()}\u201d; another folder can start from it "
-                         "(Model \u2192 Start From a Saved Taste).")
+        self.notice.emit(
+            f"Saved this folder's taste as \u201c{name.strip()}\u201d; another folder can start from it "
+            "(Model \u2192 Start From a Saved Taste)."
+        )
         return path
 
     def start_from_taste(self, path: str | Path) -> None:
@@ -571,8 +587,12 @@ class Controller(QObject):
 
             with Project(folder) as p:
                 return train_project(
-                    p, cfg, cancel=cancelled, start_spec=spec,
-                    progress=lambda tp: report(tp, force=tp.eval is not None or tp.phase != "training"))
+                    p,
+                    cfg,
+                    cancel=cancelled,
+                    start_spec=spec,
+                    progress=lambda tp: report(tp, force=tp.eval is not None or tp.phase != "training"),
+                )
 
         task = Task("train", job, self)
         task.failed.connect(self.report_error)
@@ -687,8 +707,9 @@ class Controller(QObject):
             self.report_error(error_sentence(e))
             return False
         self.ranking.cal = new
-        self.ranking.rows = [dataclasses.replace(r, label=labels[r.bucket]) if r.bucket == bucket else r
-                             for r in self.ranking.rows]
+        self.ranking.rows = [
+            dataclasses.replace(r, label=labels[r.bucket]) if r.bucket == bucket else r for r in self.ranking.rows
+        ]
         return True
 
     def set_bucket_override(self, path: str, bucket: int | None) -> bool:
@@ -703,8 +724,11 @@ class Controller(QObject):
             self.report_error(error_sentence(e))
             return False
         name = path.rsplit("/", 1)[-1]
-        self.report_info(f"{name} is now in bucket {bucket} (set by hand)." if bucket is not None
-                         else f"{name} is back in the model's bucket.")
+        self.report_info(
+            f"{name} is now in bucket {bucket} (set by hand)."
+            if bucket is not None
+            else f"{name} is back in the model's bucket."
+        )
         self.mark_ranking_dirty()
         return True
 
@@ -798,8 +822,15 @@ def list_tastes() -> list[dict]:
         except (OSError, ValueError):
             continue
         if isinstance(rec, dict) and (d / "head.safetensors").is_file():
-            out.append({"name": str(rec.get("taste_name") or d.name), "path": d, "tower": rec.get("tower"),
-                        "saved_from": rec.get("saved_from"), "created": rec.get("created")})
+            out.append(
+                {
+                    "name": str(rec.get("taste_name") or d.name),
+                    "path": d,
+                    "tower": rec.get("tower"),
+                    "saved_from": rec.get("saved_from"),
+                    "created": rec.get("created"),
+                }
+            )
     return out
 
 
@@ -814,8 +845,10 @@ def save_taste(version: Path, name: str, source: str = "") -> Path:
     if not slug:
         raise ValueError(f"{name!r} cannot name a taste; use letters or digits.")
     if not (version / "head.safetensors").is_file():
-        raise ValueError(f"{version}: only a head-only version (quick training or the live model) can be saved as a "
-                         "taste; a full finetune carries its own tower.")
+        raise ValueError(
+            f"{version}: only a head-only version (quick training or the live model) can be saved as a "
+            "taste; a full finetune carries its own tower."
+        )
     record = json.loads((version / "version.json").read_text(encoding="utf-8"))
     record.update(taste_name=name, saved_from=source, version=version.name, created=time.time())
     root = tastes_dir()

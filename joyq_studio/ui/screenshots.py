@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {', '.join(p.name for p in sorted(out.glob('*.png')))} to {out}")
     import shutil
 
-    if not os.environ.get('JOYQ_KEEP_SHOTS_DATA'):
+    if not os.environ.get("JOYQ_KEEP_SHOTS_DATA"):
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         print(tmp)

@@ -263,23 +263,31 @@ class Session(QObject):
         False (and ``live_note`` says why) when it cannot be built."""
         self.live_hashes, self.live_index = [], {}
         if not self._live_possible():
-            self.live_note = ("The live model starts once the model's head and image embeddings are known; "
-                              "until then pairs come from the model's scores.")
+            self.live_note = (
+                "The live model starts once the model's head and image embeddings are known; "
+                "until then pairs come from the model's scores."
+            )
             return False
         hs, matrix = self._embeddings()
-        w, _ = self.base_head
+        base_head = self.base_head
+        assert base_head is not None  # _live_possible checked it
+        w, _ = base_head
         if len(hs) < 2:
-            self.live_note = ("No image embeddings of this model are cached yet; pairs come from the model's "
-                              "scores until scoring has embedded the images.")
+            self.live_note = (
+                "No image embeddings of this model are cached yet; pairs come from the model's "
+                "scores until scoring has embedded the images."
+            )
             return False
         if matrix.shape[1] != len(w):
-            self.live_note = (f"The cached embeddings ({matrix.shape[1]}-d) do not match the model's head "
-                              f"({len(w)}-d); pairs come from the model's scores.")
+            self.live_note = (
+                f"The cached embeddings ({matrix.shape[1]}-d) do not match the model's head "
+                f"({len(w)}-d); pairs come from the model's scores."
+            )
             return False
         self.live_hashes = list(hs)
         self.live_index = {h: i for i, h in enumerate(hs)}
         history = self._live_history()
-        live = TasteModel(matrix, self.base_head, seed=len(history))
+        live = TasteModel(matrix, base_head, seed=len(history))
         live.replay(history)
         self.live, self.live_note, self._live_built_n = live, "", len(hs)
         return True
@@ -316,6 +324,7 @@ class Session(QObject):
         if n < LIVE_REBUILD_MAX and n > LIVE_REBUILD_GROWTH * self._live_built_n:
             self._build_pairs()
             return
+        assert self.live is not None  # callers add images to a built live model only
         self.live.add_images(matrix)
         for h in hs:
             self.live_index[h] = len(self.live_hashes)
@@ -408,6 +417,8 @@ class Session(QObject):
             if self.live is not None:
                 i, j, kind = self.live.next_pair_with_kind()
                 return Pair(self.live_hashes[i], self.live_hashes[j], kind)
+            if self.selector is None:
+                return None
             i, j, kind = self.selector.next_pair_with_kind()
         except NoPairAvailable:
             return None
@@ -473,7 +484,7 @@ class Session(QObject):
         """The live model's exact undo when the click is its last record, else a replay
         without it (a rebuild came in between)."""
         ij = self.live_pair(entry.pair)
-        if ij is None:
+        if ij is None or self.live is None:
             return
         hist = self.live.history
         if hist and hist[-1][:3] == (ij[0], ij[1], entry.outcome):
@@ -538,10 +549,17 @@ class Session(QObject):
 
 def retrain_hint(total: int, since: int, trained: bool, held: HeldoutStats | None = None) -> str:
     """A short hint when adopting the live model or training (again) is likely to help, else ''."""
-    if held is not None and held.live is not None and held.enough \
-            and held.live.low > held.base.value and held.live.value > held.base.value:
-        return (f"The live model predicts your held-out clicks better than the {held.base_name}: "
-                "\u201cUse the live model\u201d makes it the one that ranks and exports.")
+    if (
+        held is not None
+        and held.live is not None
+        and held.enough
+        and held.live.low > held.base.value
+        and held.live.value > held.base.value
+    ):
+        return (
+            f"The live model predicts your held-out clicks better than the {held.base_name}: "
+            "\u201cUse the live model\u201d makes it the one that ranks and exports."
+        )
     if not trained:
         if total >= 30:
             return f"{total} comparisons: enough to train a first personal model (Ctrl+T)."

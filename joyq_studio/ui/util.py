@@ -102,14 +102,16 @@ def undo_summary(report) -> str:
     """One sentence on an undone export: captions (an :class:`~joyq_studio.export.UndoReport`)
     or images put into a folder (a :class:`~joyq_studio.export.LinkUndoReport`)."""
     if hasattr(report, "removed"):
-        text = (f"Undid the export to {report.dest}: {report.removed} files removed"
-                + (f", {report.already_gone} were already gone" if report.already_gone else ""))
+        text = f"Undid the export to {report.dest}: {report.removed} files removed" + (
+            f", {report.already_gone} were already gone" if report.already_gone else ""
+        )
     else:
-        text = (f"Undid the caption export: {report.restored} captions restored, "
-                f"{report.deleted} created ones deleted")
+        text = f"Undid the caption export: {report.restored} captions restored, {report.deleted} created ones deleted"
     if report.changed_since:
-        text += (f"; {len(report.changed_since)} edited since the export were left alone "
-                 f"({', '.join(report.changed_since[:3])}{'...' if len(report.changed_since) > 3 else ''})")
+        text += (
+            f"; {len(report.changed_since)} edited since the export were left alone "
+            f"({', '.join(report.changed_since[:3])}{'...' if len(report.changed_since) > 3 else ''})"
+        )
     return text + "."
 
 
@@ -137,8 +139,19 @@ def format_bytes(n: int | None) -> str:
     return f"{x:.0f} TiB"
 
 
-FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jfif": "JPEG", ".png": "PNG", ".webp": "WebP", ".bmp": "BMP",
-           ".gif": "GIF", ".tif": "TIFF", ".tiff": "TIFF", ".avif": "AVIF", ".heic": "HEIC"}
+FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".jfif": "JPEG",
+    ".png": "PNG",
+    ".webp": "WebP",
+    ".bmp": "BMP",
+    ".gif": "GIF",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".avif": "AVIF",
+    ".heic": "HEIC",
+}
 
 
 def format_name(path: str | Path) -> str:

@@ -66,8 +66,13 @@ SHORTCUTS = """
 class MainWindow(QMainWindow):
     first_painted = Signal()  # the window is on screen: start what can wait
 
-    def __init__(self, icon: QIcon | None = None, demo_count: int = DEMO_COUNT, demo_size: int = DEMO_SIZE,
-                 controller: Controller | None = None):
+    def __init__(
+        self,
+        icon: QIcon | None = None,
+        demo_count: int = DEMO_COUNT,
+        demo_size: int = DEMO_SIZE,
+        controller: Controller | None = None,
+    ):
         super().__init__()
         self.setWindowTitle(TITLE)
         if icon is not None:
@@ -173,39 +178,68 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         m.addSeparator()
         self.act_csv = self._action(m, "Export &CSV...", self.export_csv, "Ctrl+E", "Export the ranking as CSV")
-        self.act_captions = self._action(m, "Export Ca&ptions...", self.export_captions, "Ctrl+Shift+E",
-                                         "Write quality labels into caption files")
-        self.act_folder = self._action(m, "Put Images into a &Folder...", self.export_folder, None,
-                                       "Copy or link chosen buckets into a folder of your choice")
-        self.act_undo_export = self._action(m, "&Undo Last Export", c.undo_caption_export, None,
-                                            "Undo the newest caption export or export to a folder")
+        self.act_captions = self._action(
+            m, "Export Ca&ptions...", self.export_captions, "Ctrl+Shift+E", "Write quality labels into caption files"
+        )
+        self.act_folder = self._action(
+            m,
+            "Put Images into a &Folder...",
+            self.export_folder,
+            None,
+            "Copy or link chosen buckets into a folder of your choice",
+        )
+        self.act_undo_export = self._action(
+            m, "&Undo Last Export", c.undo_caption_export, None, "Undo the newest caption export or export to a folder"
+        )
         m.addSeparator()
         self.act_close = self._action(m, "&Close Folder", c.close_project, QKeySequence.StandardKey.Close)
         self._action(m, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
         m = mb.addMenu("&Edit")
-        self.act_undo = self._action(m, "&Undo Comparison", self.compare.undo, QKeySequence.StandardKey.Undo,
-                                     "Undo the last comparison (also Backspace)")
+        self.act_undo = self._action(
+            m,
+            "&Undo Comparison",
+            self.compare.undo,
+            QKeySequence.StandardKey.Undo,
+            "Undo the last comparison (also Backspace)",
+        )
 
         m = mb.addMenu("&View")
-        self.act_tabs = [self._action(m, name, lambda _=False, i=i: self.show_tab(i), f"Ctrl+{i + 1}")
-                         for i, name in enumerate(("&Compare", "&Train", "&Rank"))]
+        self.act_tabs = [
+            self._action(m, name, lambda _=False, i=i: self.show_tab(i), f"Ctrl+{i + 1}")
+            for i, name in enumerate(("&Compare", "&Train", "&Rank"))
+        ]
         m.addSeparator()
-        self.act_scores = self._action(m, "Show Model &Scores", self.compare.toggle_scores, None,
-                                       "Show or hide the model's scores under the images (S)")
+        self.act_scores = self._action(
+            m,
+            "Show Model &Scores",
+            self.compare.toggle_scores,
+            None,
+            "Show or hide the model's scores under the images (S)",
+        )
         self.act_unreadable = self._action(m, "Files That Could &Not Be Read...", self.show_unreadable)
 
         m = mb.addMenu("&Model")
         self.act_train = self._action(m, "&Train", self.train_now, "Ctrl+T", "Train a personal model now")
         self.act_choose_model = self._action(m, "&Choose Base Model...", self.choose_model)
         self.act_rescore = self._action(m, "&Score Remaining Images", c.rescore)
-        self.act_save_taste = self._action(m, "Save This &Taste...", self.save_taste, None,
-                                           "Save the adopted personal head under a name, for other folders")
+        self.act_save_taste = self._action(
+            m,
+            "Save This &Taste...",
+            self.save_taste,
+            None,
+            "Save the adopted personal head under a name, for other folders",
+        )
         self.tastes_menu = m.addMenu("Start From a Saved T&aste")
         self.tastes_menu.aboutToShow.connect(self._fill_tastes)
         m.addSeparator()
-        self.act_prelabel = self._action(m, "&Pre-label with an LLM...", self.prelabel, None,
-                                         "Ask a vision LLM to label pairs (agreement check and cost estimate first)")
+        self.act_prelabel = self._action(
+            m,
+            "&Pre-label with an LLM...",
+            self.prelabel,
+            None,
+            "Ask a vision LLM to label pairs (agreement check and cost estimate first)",
+        )
 
         m = mb.addMenu("&Help")
         self._action(m, "&Keyboard Shortcuts", self.show_shortcuts, QKeySequence.StandardKey.HelpContents)
@@ -255,9 +289,21 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction("(none)").setEnabled(False)
 
     def _update_actions(self, has_project: bool) -> None:
-        for a in (self.act_csv, self.act_captions, self.act_folder, self.act_undo_export, self.act_close,
-                  self.act_undo, self.act_scores, self.act_unreadable, self.act_train, self.act_choose_model,
-                  self.act_rescore, self.act_prelabel, *self.act_tabs):
+        for a in (
+            self.act_csv,
+            self.act_captions,
+            self.act_folder,
+            self.act_undo_export,
+            self.act_close,
+            self.act_undo,
+            self.act_scores,
+            self.act_unreadable,
+            self.act_train,
+            self.act_choose_model,
+            self.act_rescore,
+            self.act_prelabel,
+            *self.act_tabs,
+        ):
             a.setEnabled(has_project)
 
     # -- settings ----------------------------------------------------------------------------
@@ -431,10 +477,13 @@ class MainWindow(QMainWindow):
         QMessageBox.information(self, f"Keyboard shortcuts - {TITLE}", SHORTCUTS)
 
     def show_about(self) -> None:
-        QMessageBox.about(self, f"About {TITLE}",
-                          f"<h3>{TITLE} {__version__}</h3><p>Personal image-quality models from your own "
-                          f"comparisons, built on JoyQuality (SigLIP 2).</p>"
-                          f"<p>Compute device: {self.controller.device_text}</p>")
+        QMessageBox.about(
+            self,
+            f"About {TITLE}",
+            f"<h3>{TITLE} {__version__}</h3><p>Personal image-quality models from your own "
+            f"comparisons, built on JoyQuality (SigLIP 2).</p>"
+            f"<p>Compute device: {self.controller.device_text}</p>",
+        )
 
     # -- painting and shutdown -----------------------------------------------------------------
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt naming

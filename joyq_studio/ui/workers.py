@@ -46,8 +46,13 @@ class Task(QThread):
     _cancelled = Signal()
     _done = Signal()
 
-    def __init__(self, name: str, fn: Callable[[Callable[[Any], None], Callable[[], bool]], Any],
-                 parent=None, min_interval: float = 0.05):
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[Callable[[Any], None], Callable[[], bool]], Any],
+        parent=None,
+        min_interval: float = 0.05,
+    ):
         super().__init__(parent)
         self.name = name
         self.fn = fn

@@ -143,8 +143,13 @@ class _TaskDialog(QDialog):
 
 
 class CsvExportDialog(_TaskDialog):
-    def __init__(self, controller: Controller, cal: Calibration, rows: list[RankedImage] | None = None,
-                 parent: QWidget | None = None):
+    def __init__(
+        self,
+        controller: Controller,
+        cal: Calibration,
+        rows: list[RankedImage] | None = None,
+        parent: QWidget | None = None,
+    ):
         super().__init__(controller, "Export CSV - JoyQuality Studio", parent)
         self.cal = cal
         self.rows = rows
@@ -193,9 +198,20 @@ class CsvExportDialog(_TaskDialog):
         mb = self.min_bucket.currentData()
         rows = [r for r in self.rows if mb is None or r.bucket >= mb]
         # the labels of this calibration (one edited a moment ago too), the file's bucket numbers
-        _fill(self.table, [[r.path, f"{r.score:+.4f}", f"{r.rank:.2f}", str(r.bucket), self.cal.labels[r.bucket],
-                            "1" if getattr(r, "overridden", False) else "0"][: len(self.columns)]
-                           for r in rows[:PREVIEW_ROWS]])
+        _fill(
+            self.table,
+            [
+                [
+                    r.path,
+                    f"{r.score:+.4f}",
+                    f"{r.rank:.2f}",
+                    str(r.bucket),
+                    self.cal.labels[r.bucket],
+                    "1" if getattr(r, "overridden", False) else "0",
+                ][: len(self.columns)]
+                for r in rows[:PREVIEW_ROWS]
+            ],
+        )
         more = f" (first {PREVIEW_ROWS} shown)" if len(rows) > PREVIEW_ROWS else ""
         self.status.setText(f"{len(rows)} rows would be written{more}.")
 
@@ -204,9 +220,12 @@ class CsvExportDialog(_TaskDialog):
         if not out.exists():
             return True
         answer = QMessageBox.question(
-            self, "Replace the file? - JoyQuality Studio",
+            self,
+            "Replace the file? - JoyQuality Studio",
             f"{out} already exists. Replace it with the new ranking?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
         return answer == QMessageBox.StandardButton.Yes
 
     def export(self) -> None:
@@ -311,7 +330,8 @@ class CaptionExportDialog(_TaskDialog):
         _fill(self.table, rows)
         self.status.setText(
             f"Dry run: {plan.created} caption files would be created and {plan.modified} modified; "
-            f"{plan.unchanged} need no change; {len(plan.skipped)} left alone. Nothing was written.")
+            f"{plan.unchanged} need no change; {len(plan.skipped)} left alone. Nothing was written."
+        )
         self.apply_button.setEnabled(len(plan.changes) > 0)
 
     def apply(self) -> None:
@@ -329,8 +349,9 @@ class CaptionExportDialog(_TaskDialog):
         n = len(self.plan.changes) if self.plan else 0
         self.plan = None
         self.apply_button.setEnabled(False)
-        self.status.setText(f"Wrote {n} caption files (backups and manifest: {manifest}). "
-                            "Undo last export restores them.")
+        self.status.setText(
+            f"Wrote {n} caption files (backups and manifest: {manifest}). Undo last export restores them."
+        )
 
     def undo(self) -> None:
         folder = self.folder
@@ -354,7 +375,6 @@ class CaptionExportDialog(_TaskDialog):
             self.apply_button.setEnabled(self.plan is not None and len(self.plan.changes) > 0)
 
 
-
 LINK_MODE_TEXT = (
     ("copy", "Copies (independent files)"),
     ("hardlink", "Hard links (no extra space; same file system only)"),
@@ -367,8 +387,13 @@ class FolderExportDialog(_TaskDialog):
     image folder: a dry run lists what would be created; Apply creates exactly that (the
     originals are never moved or changed); Undo removes what the newest such export made."""
 
-    def __init__(self, controller: Controller, cal: Calibration, rows: list[RankedImage] | None = None,
-                 parent: QWidget | None = None):
+    def __init__(
+        self,
+        controller: Controller,
+        cal: Calibration,
+        rows: list[RankedImage] | None = None,
+        parent: QWidget | None = None,
+    ):
         super().__init__(controller, "Put images into a folder - JoyQuality Studio", parent)
         self.cal = cal
         self.plan = None
@@ -441,8 +466,10 @@ class FolderExportDialog(_TaskDialog):
         lay.addWidget(self.status)
         lay.addLayout(buttons)
         self.resize(820, 640)
-        self.status.setText("Choose what to put where, then Preview: nothing is written until Apply. The destination "
-                            "must be outside the image folder; the originals are never moved or changed.")
+        self.status.setText(
+            "Choose what to put where, then Preview: nothing is written until Apply. The destination "
+            "must be outside the image folder; the originals are never moved or changed."
+        )
 
     def _browse(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Destination folder", self.dest.text())
@@ -454,8 +481,11 @@ class FolderExportDialog(_TaskDialog):
         self.apply_button.setEnabled(False)
 
     def chosen_buckets(self) -> list[int]:
-        return [self.buckets.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.buckets.count())
-                if self.buckets.item(i).checkState() == Qt.CheckState.Checked]
+        return [
+            self.buckets.item(i).data(Qt.ItemDataRole.UserRole)
+            for i in range(self.buckets.count())
+            if self.buckets.item(i).checkState() == Qt.CheckState.Checked
+        ]
 
     def selection(self) -> dict:
         if self.by_score.isChecked():
@@ -495,7 +525,8 @@ class FolderExportDialog(_TaskDialog):
         self.status.setText(
             f"Dry run: {plan.selected} images chosen ({plan.selection}); {len(plan.items)} would be created in "
             f"{plan.dest} as {what}, {len(plan.unchanged)} are there already, {len(plan.skipped)} left alone. "
-            "Nothing was written.")
+            "Nothing was written."
+        )
         self.apply_button.setEnabled(len(plan.items) > 0)
 
     def apply(self) -> None:
@@ -515,8 +546,9 @@ class FolderExportDialog(_TaskDialog):
         self.applied = manifest
         self.plan = None
         self.apply_button.setEnabled(False)
-        self.status.setText(f"Put {n} images into {dest}. The originals were not touched; "
-                            "Undo removes the files this export made.")
+        self.status.setText(
+            f"Put {n} images into {dest}. The originals were not touched; Undo removes the files this export made."
+        )
 
     def undo(self) -> None:
         folder = self.folder

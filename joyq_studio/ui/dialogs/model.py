@@ -59,29 +59,46 @@ def download_repo(repo_id: str, report, cancelled) -> str:
     except Exception as e:  # noqa: BLE001 - no connection is one sentence with what to do instead
         if is_offline_error(e):
             switched_off = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-            raise JoyqError((SWITCHED_OFF_SENTENCE if switched_off else OFFLINE_SENTENCE).format(repo=repo_id)) \
-                from None
+            raise JoyqError(
+                (SWITCHED_OFF_SENTENCE if switched_off else OFFLINE_SENTENCE).format(repo=repo_id)
+            ) from None
         raise
     return repo_id
 
 
-OFFLINE_SENTENCE = ("There is no connection to Hugging Face, so {repo} could not be downloaded; connect to the "
-                    "internet and press Download again, or choose a checkpoint you already have, or use the small "
-                    "demo model.")
+OFFLINE_SENTENCE = (
+    "There is no connection to Hugging Face, so {repo} could not be downloaded; connect to the "
+    "internet and press Download again, or choose a checkpoint you already have, or use the small "
+    "demo model."
+)
 
 
-SWITCHED_OFF_SENTENCE = ("Downloads are switched off on this computer (HF_HUB_OFFLINE is set), so {repo} could not "
-                         "be downloaded; start the app without HF_HUB_OFFLINE and press Download again, or choose a "
-                         "checkpoint you already have, or use the small demo model.")
+SWITCHED_OFF_SENTENCE = (
+    "Downloads are switched off on this computer (HF_HUB_OFFLINE is set), so {repo} could not "
+    "be downloaded; start the app without HF_HUB_OFFLINE and press Download again, or choose a "
+    "checkpoint you already have, or use the small demo model."
+)
 
 
 def is_offline_error(e: BaseException) -> bool:
     """Whether a download failed for want of a connection (offline mode, no network, DNS,
     a timeout) rather than for another reason."""
     names = {t.__name__ for t in type(e).__mro__}
-    offline = {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectionError", "ConnectError",
-               "ConnectTimeout", "ReadTimeout", "Timeout", "TimeoutException", "NewConnectionError",
-               "MaxRetryError", "NameResolutionError", "socket.gaierror", "gaierror"}
+    offline = {
+        "LocalEntryNotFoundError",
+        "OfflineModeIsEnabled",
+        "ConnectionError",
+        "ConnectError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "Timeout",
+        "TimeoutException",
+        "NewConnectionError",
+        "MaxRetryError",
+        "NameResolutionError",
+        "socket.gaierror",
+        "gaierror",
+    }
     if names & offline:
         return True
     cause = e.__cause__ or e.__context__
@@ -109,8 +126,7 @@ class ModelDialog(QDialog):
     downloaded already), a local checkpoint file or folder, or the demo model. The choice
     is in ``spec`` once the dialog is accepted."""
 
-    def __init__(self, runner: TaskRunner, device: str, repo_id: str | None = None,
-                 parent: QWidget | None = None):
+    def __init__(self, runner: TaskRunner, device: str, repo_id: str | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         repo_id = repo_id or DEFAULT_MODEL
         self.setWindowTitle("Choose a model - JoyQuality Studio")
@@ -122,8 +138,14 @@ class ModelDialog(QDialog):
         text = QLabel(
             f"<p>JoyQuality (<code>{repo_id}</code>, about 1.7 GB) is not downloaded yet.</p>"
             f"<p>Compute device: <b>{device}</b>."
-            + (" On a CPU the full model scores only a few images per second; the small demo model is instant."
-               if cpu else "") + "</p>", self)
+            + (
+                " On a CPU the full model scores only a few images per second; the small demo model is instant."
+                if cpu
+                else ""
+            )
+            + "</p>",
+            self,
+        )
         text.setWordWrap(True)
         text.setTextFormat(Qt.TextFormat.RichText)
         self.text = text
@@ -214,8 +236,9 @@ class ModelDialog(QDialog):
         if total:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * done / total))
-            self.status.setText(f"{format_bytes(done)} of {format_bytes(total)}, "
-                                f"ETA {format_seconds(self.eta(done, total))}")
+            self.status.setText(
+                f"{format_bytes(done)} of {format_bytes(total)}, ETA {format_seconds(self.eta(done, total))}"
+            )
 
     def _on_failed(self, sentence: str) -> None:
         self.status.setText(sentence)

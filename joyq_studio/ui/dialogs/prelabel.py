@@ -49,9 +49,11 @@ from ...store import Project
 from ..util import settings
 from ..workers import Task, TaskRunner
 
-PRIVACY = ("Pre-labelling sends the images of the pairs it asks about to the endpoint below (downscaled "
-           "to the image size set here). Nothing is sent until you start a check or a run and confirm "
-           "its estimate.")
+PRIVACY = (
+    "Pre-labelling sends the images of the pairs it asks about to the endpoint below (downscaled "
+    "to the image size set here). Nothing is sent until you start a check or a run and confirm "
+    "its estimate."
+)
 SETTINGS_GROUP = "prelabel"
 CAP_MARGIN = 0.25
 
@@ -63,26 +65,37 @@ def _pct(x: float) -> str:
 def agreement_html(rep: AgreementReport, names=lambda h: h[:12]) -> str:
     """The agreement result for the dialog: value, interval, count, bias, ties, disagreements."""
     if rep.n == 0:
-        return (f"<b>Not measured</b>: no pair got a side chosen by both {html.escape(rep.model)} and you "
-                f"({rep.failed} of {rep.pairs} pairs had no valid answer).")
+        return (
+            f"<b>Not measured</b>: no pair got a side chosen by both {html.escape(rep.model)} and you "
+            f"({rep.failed} of {rep.pairs} pairs had no valid answer)."
+        )
     lo, hi = rep.interval
-    parts = [(f"<b>Agreement {_pct(rep.agreement)}</b> (95% interval {_pct(lo)}&ndash;{_pct(hi)}; "
-              f"{rep.agree} of {rep.n} pairs where both of you chose a side, {rep.held_out} held out)"),
-             (f"Position bias: {_pct(rep.inconsistent_rate)} of {rep.answered} answered pairs flipped with the "
-              f"order (counted as ties); ties in all {_pct(rep.tie_rate)}.")]
+    parts = [
+        (
+            f"<b>Agreement {_pct(rep.agreement)}</b> (95% interval {_pct(lo)}&ndash;{_pct(hi)}; "
+            f"{rep.agree} of {rep.n} pairs where both of you chose a side, {rep.held_out} held out)"
+        ),
+        (
+            f"Position bias: {_pct(rep.inconsistent_rate)} of {rep.answered} answered pairs flipped with the "
+            f"order (counted as ties); ties in all {_pct(rep.tie_rate)}."
+        ),
+    ]
     if rep.failed:
         parts.append(f"{rep.failed} pairs got no valid answer.")
     trust = rep.trust()
     if trust is None:
-        parts.append("<b>Too few pairs or too close to chance</b> to weight its labels by; ask about more "
-                     "pairs, try another model or prompt, or set the trust yourself.")
+        parts.append(
+            "<b>Too few pairs or too close to chance</b> to weight its labels by; ask about more "
+            "pairs, try another model or prompt, or set the trust yourself."
+        )
     else:
         parts.append(f"Its labels will count as {_pct(trust)} sure toward its choice.")
     if rep.disagreements:
         items = "".join(
             f"<li>you chose {html.escape(names(d.a if d.user_outcome == 1.0 else d.b))}; it said: "
             f"{html.escape(d.reasons[0] if d.llm_outcome == 1.0 else d.reasons[1])}</li>"
-            for d in rep.disagreements[:3])
+            for d in rep.disagreements[:3]
+        )
         parts.append(f"Where it disagreed with you:<ul>{items}</ul>")
     return "<br>".join(parts)
 
@@ -113,9 +126,11 @@ class PrelabelDialog(QDialog):
         self.model = QLineEdit(self)
         self.model.setPlaceholderText("a vision model, e.g. gpt-4o-mini")
         self.key_env = QLineEdit(DEFAULT_KEY_ENV, self)
-        self.key_env.setToolTip("The name of the environment variable holding the API key (the OS keyring is "
-                                "asked when it is unset and the keyring package is installed). The key itself "
-                                "is never shown or saved.")
+        self.key_env.setToolTip(
+            "The name of the environment variable holding the API key (the OS keyring is "
+            "asked when it is unset and the keyring package is installed). The key itself "
+            "is never shown or saved."
+        )
         self.key_state = QLabel(self)
         self.key_env.textChanged.connect(self._update_key_state)
         self.prompt_file = QLineEdit(self)
@@ -165,8 +180,9 @@ class PrelabelDialog(QDialog):
         self.agree_pairs.setSuffix(" of your pairs")
         self.check_button = QPushButton("Check agreement...", self)
         self.check_button.clicked.connect(self.start_agreement)
-        self.agreement_label = QLabel("Not measured yet: asks the LLM about pairs you labelled (held-out "
-                                      "ones first), in both orders.", self)
+        self.agreement_label = QLabel(
+            "Not measured yet: asks the LLM about pairs you labelled (held-out ones first), in both orders.", self
+        )
         self.agreement_label.setWordWrap(True)
         self.agreement_label.setTextFormat(Qt.TextFormat.RichText)
         self.agreement_label.setObjectName("agreement")
@@ -183,8 +199,9 @@ class PrelabelDialog(QDialog):
         self.run_pairs.setRange(1, 1_000_000)
         self.run_pairs.setValue(500)
         self.run_pairs.setSuffix(" pairs")
-        self.run_pairs.setToolTip("Half between similar images (needs scores), half random; an interrupted "
-                                  "run is resumed first")
+        self.run_pairs.setToolTip(
+            "Half between similar images (needs scores), half random; an interrupted run is resumed first"
+        )
         self.own_trust = QCheckBox("Set the trust myself:", self)
         self.trust = QDoubleSpinBox(self)
         self.trust.setRange(0.5, 1.0)
@@ -262,7 +279,7 @@ class PrelabelDialog(QDialog):
         s.beginGroup(SETTINGS_GROUP)
         s.setValue("url", self.url.text().strip())
         s.setValue("model", self.model.text().strip())
-        s.setValue("key_env", self.key_env.text().strip())       # the variable's name, never the key
+        s.setValue("key_env", self.key_env.text().strip())  # the variable's name, never the key
         s.setValue("prompt_file", self.prompt_file.text().strip())
         s.setValue("price_in", self.price_in.value())
         s.setValue("price_out", self.price_out.value())
@@ -278,9 +295,14 @@ class PrelabelDialog(QDialog):
         self.key_state.setText("key found" if found else "not set (fine for a local server)")
 
     def config(self) -> EndpointConfig:
-        return EndpointConfig(base_url=self.url.text().strip(), model=self.model.text().strip(),
-                              key_env=self.key_env.text().strip(), timeout=self.timeout.value(),
-                              concurrency=self.concurrency.value(), image_side=self.image_side.value()).check()
+        return EndpointConfig(
+            base_url=self.url.text().strip(),
+            model=self.model.text().strip(),
+            key_env=self.key_env.text().strip(),
+            timeout=self.timeout.value(),
+            concurrency=self.concurrency.value(),
+            image_side=self.image_side.value(),
+        ).check()
 
     def pricing(self) -> Pricing:
         return Pricing(self.price_in.value(), self.price_out.value())
@@ -304,11 +326,14 @@ class PrelabelDialog(QDialog):
                 return plan_agreement(p, config.model, prompt, pricing, config.image_side, n)
 
         def planned(plan) -> None:
-            text = (f"Ask about {len(plan.pairs)} of your pairs ({plan.held_out} held out), both orders: "
-                    f"{plan.calls_needed} calls to send{self._cost_text(plan.calls_needed, plan.cost, pricing)}")
+            text = (
+                f"Ask about {len(plan.pairs)} of your pairs ({plan.held_out} held out), both orders: "
+                f"{plan.calls_needed} calls to send{self._cost_text(plan.calls_needed, plan.cost, pricing)}"
+            )
             cap = self._cap(plan.cost, pricing)
-            if plan.calls_needed and not self.confirm(f"{text}.\n\nThe images of these pairs are sent to "
-                                                      f"{config.base_url}. Start?"):
+            if plan.calls_needed and not self.confirm(
+                f"{text}.\n\nThe images of these pairs are sent to {config.base_url}. Start?"
+            ):
                 self.status.setText("Nothing was sent.")
                 return
 
@@ -327,9 +352,11 @@ class PrelabelDialog(QDialog):
     def _agreement_done(self, result) -> None:
         report, ask = result
         with Project(self.folder) as p:
+
             def name(h: str) -> str:
                 path = p.path_of(h)
                 return path.name if path else h[:12]
+
             self.agreement_label.setText(agreement_html(report, name))
         self.status.setText(self._ask_text(ask))
 
@@ -351,12 +378,17 @@ class PrelabelDialog(QDialog):
                 return plan_run(p, config.model, prompt, pricing, n, config.image_side, trust=trust)
 
         def planned(plan) -> None:
-            what = (f"Resume {len(plan.resumed)} pairs of an interrupted run" if plan.resumed else
-                    f"Label {len(plan.new)} new pairs")
+            what = (
+                f"Resume {len(plan.resumed)} pairs of an interrupted run"
+                if plan.resumed
+                else f"Label {len(plan.new)} new pairs"
+            )
             cap = self._cap(plan.cost, pricing)
-            text = (f"{what}, each counting as {_pct(plan.trust)} sure ({plan.trust_basis}): {plan.calls_needed} "
-                    f"calls to send{self._cost_text(plan.calls_needed, plan.cost, pricing)}"
-                    + (f", stopping before {format_usd(cap)}" if cap is not None else ""))
+            text = (
+                f"{what}, each counting as {_pct(plan.trust)} sure ({plan.trust_basis}): {plan.calls_needed} "
+                f"calls to send{self._cost_text(plan.calls_needed, plan.cost, pricing)}"
+                + (f", stopping before {format_usd(cap)}" if cap is not None else "")
+            )
             self.run_label.setText(text + ".")
             if not self.confirm(f"{text}.\n\nThe images of these pairs are sent to {config.base_url}. Start?"):
                 self.status.setText("Nothing was sent.")
@@ -375,9 +407,12 @@ class PrelabelDialog(QDialog):
         self._run("prelabel-plan", plan_job, planned, "Choosing pairs...")
 
     def _run_done(self, report) -> None:
-        self.run_label.setText(f"Labelled {report.labelled} pairs ({report.ties} ties, {report.inconsistent} "
-                               f"order-inconsistent)" + (f"; {report.pending} still to do - label again to "
-                                                         "finish them" if report.pending else "") + ".")
+        self.run_label.setText(
+            f"Labelled {report.labelled} pairs ({report.ties} ties, {report.inconsistent} "
+            f"order-inconsistent)"
+            + (f"; {report.pending} still to do - label again to finish them" if report.pending else "")
+            + "."
+        )
         self.status.setText(self._ask_text(report.ask))
         if report.labelled:
             self.labels_added.emit(report.labelled)
@@ -415,9 +450,13 @@ class PrelabelDialog(QDialog):
         return text
 
     def _ask_user(self, text: str) -> bool:
-        answer = QMessageBox.question(self, "Send to the endpoint?", text,
-                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                      QMessageBox.StandardButton.No)
+        answer = QMessageBox.question(
+            self,
+            "Send to the endpoint?",
+            text,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
         return answer == QMessageBox.StandardButton.Yes
 
     def _run(self, name: str, job, on_success, text: str) -> None:
@@ -425,8 +464,11 @@ class PrelabelDialog(QDialog):
         task.progress.connect(self._on_progress)
         task.succeeded.connect(on_success)
         task.failed.connect(self.status.setText)
-        task.cancelled_.connect(lambda: self.status.setText(
-            "Cancelled; every answer received is kept, and starting again continues where it stopped."))
+        task.cancelled_.connect(
+            lambda: self.status.setText(
+                "Cancelled; every answer received is kept, and starting again continues where it stopped."
+            )
+        )
         task.done.connect(lambda t=task: self._on_done(t))
         self.task = task
         self.status.setText(text)
@@ -441,9 +483,10 @@ class PrelabelDialog(QDialog):
         if isinstance(p, AskProgress) and p.calls_total:
             self.progress.setRange(0, p.calls_total)
             self.progress.setValue(p.calls_done)
-            self.status.setText(f"{p.calls_done} of {p.calls_total} calls, {p.pairs_done} of {p.pairs_total} "
-                                f"pairs, spent {format_usd(p.spent)}"
-                                + (f", {p.failed} failed" if p.failed else ""))
+            self.status.setText(
+                f"{p.calls_done} of {p.calls_total} calls, {p.pairs_done} of {p.pairs_total} "
+                f"pairs, spent {format_usd(p.spent)}" + (f", {p.failed} failed" if p.failed else "")
+            )
 
     def _on_done(self, task: Task) -> None:
         if self.task is task:

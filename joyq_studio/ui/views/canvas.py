@@ -120,8 +120,9 @@ class ImageCanvas(QWidget):
         if full is None:
             p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
             text = self.message or ("Loading..." if self.digest else "")
-            p.drawText(self.rect().adjusted(12, 12, -12, -12),
-                       Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
+            p.drawText(
+                self.rect().adjusted(12, 12, -12, -12), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text
+            )
             return
         dpr = self.devicePixelRatioF()
         w, h = self.width(), self.height()
@@ -173,8 +174,9 @@ class ImageCanvas(QWidget):
         if self.view.zoom is not None and self._dragged:
             d = pos - self._last
             s, dpr = self.view.zoom, self.devicePixelRatioF()
-            self.view.set(s, self.view.cx - d.x() * dpr / (s * full.width()),
-                          self.view.cy - d.y() * dpr / (s * full.height()))
+            self.view.set(
+                s, self.view.cx - d.x() * dpr / (s * full.width()), self.view.cy - d.y() * dpr / (s * full.height())
+            )
         self._last = pos
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802
@@ -192,7 +194,7 @@ class ImageCanvas(QWidget):
         steps = event.angleDelta().y() / 120.0
         if steps == 0:
             return
-        self.zoom_at(event.position(), WHEEL_STEP ** steps)
+        self.zoom_at(event.position(), WHEEL_STEP**steps)
         event.accept()
 
     def zoom_at(self, pos: QPointF, factor: float) -> None:

@@ -120,13 +120,17 @@ class CompareView(QWidget):
         self.b_skip = button("Skip", "Skip this pair (Down or Space)", self.skip)
         self.b_right = button("Right is better  \u2192", "Right image is better (Right or 2)", lambda: self.choose(0.0))
         self.b_undo = button("Undo", "Undo the last decision (Backspace or Ctrl+Z); several steps", self.undo)
-        self.b_live = button("Use the live model",
-                             "Adopt the live model (what your clicks taught it so far) as a new version: the rank "
-                             "view, calibration and exports then use it. Reversible in Train \u2192 Model versions.",
-                             self.use_live_model)
-        self.b_scores = button("Show scores",
-                               "Show / hide the model's scores (S); hidden by default to avoid anchoring",
-                               self.toggle_scores)
+        self.b_live = button(
+            "Use the live model",
+            "Adopt the live model (what your clicks taught it so far) as a new version: the rank "
+            "view, calibration and exports then use it. Reversible in Train \u2192 Model versions.",
+            self.use_live_model,
+        )
+        self.b_scores = button(
+            "Show scores",
+            "Show / hide the model's scores (S); hidden by default to avoid anchoring",
+            self.toggle_scores,
+        )
         self.b_scores.setCheckable(True)
         self.status = QLabel(self)
         self.status.setWordWrap(True)
@@ -191,7 +195,7 @@ class CompareView(QWidget):
 
     def ready(self) -> bool:
         """True when the pair on screen is fully decoded (a decision may be taken)."""
-        return (self.current is not None and self.left.canvas.has_image() and self.right.canvas.has_image())
+        return self.current is not None and self.left.canvas.has_image() and self.right.canvas.has_image()
 
     def _fill_queue(self) -> None:
         if self.session is None:
@@ -385,7 +389,8 @@ class CompareView(QWidget):
         self.status.setToolTip(
             "Accuracy on held-out pairs: uniformly random pairs the live model never learns from, so they test it "
             "without bias. The live model learns from every other click; the rank view and the exports keep "
-            "using the adopted model until you press \u201cUse the live model\u201d.")
+            "using the adopted model until you press \u201cUse the live model\u201d."
+        )
         self.hint.setText(st["retrain_hint"])
         self.hint.setToolTip(st["retrain_hint"])
         self.status_changed.emit()

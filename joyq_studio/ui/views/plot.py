@@ -42,10 +42,12 @@ class TrainPlot(QWidget):
 
     def set_history(self, history: list[dict], total_steps: int | None = None) -> None:
         """Replace the series with a finished run's complete history."""
-        self.loss = [(h["step"], h["loss"]) for h in history
-                     if h.get("loss") is not None and math.isfinite(h["loss"])]
-        self.acc = [(h["step"], h["test_accuracy"]) for h in history
-                    if h.get("test_accuracy") is not None and math.isfinite(h["test_accuracy"])]
+        self.loss = [(h["step"], h["loss"]) for h in history if h.get("loss") is not None and math.isfinite(h["loss"])]
+        self.acc = [
+            (h["step"], h["test_accuracy"])
+            for h in history
+            if h.get("test_accuracy") is not None and math.isfinite(h["test_accuracy"])
+        ]
         if total_steps:
             self.total_steps = max(1, total_steps)
         elif history:
@@ -95,21 +97,34 @@ class TrainPlot(QWidget):
             frac = k / 4
             y = area.bottom() - area.height() * frac
             p.setPen(LOSS_COLOR)
-            p.drawText(QRectF(0, y - fm.height() / 2, left - 6, fm.height()),
-                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, f"{lo + frac * (hi - lo):.3f}")
+            p.drawText(
+                QRectF(0, y - fm.height() / 2, left - 6, fm.height()),
+                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                f"{lo + frac * (hi - lo):.3f}",
+            )
             p.setPen(ACC_COLOR)
-            p.drawText(QRectF(area.right() + 6, y - fm.height() / 2, right - 6, fm.height()),
-                       Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{100 * frac:.0f}%")
+            p.drawText(
+                QRectF(area.right() + 6, y - fm.height() / 2, right - 6, fm.height()),
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                f"{100 * frac:.0f}%",
+            )
         p.setPen(text)
-        p.drawText(QRectF(area.left(), area.bottom() + 4, area.width(), fm.height()),
-                   Qt.AlignmentFlag.AlignCenter, f"step (of {self.total_steps})")
+        p.drawText(
+            QRectF(area.left(), area.bottom() + 4, area.width(), fm.height()),
+            Qt.AlignmentFlag.AlignCenter,
+            f"step (of {self.total_steps})",
+        )
         # legend
         p.setPen(LOSS_COLOR)
-        p.drawText(QRectF(area.left(), 2, area.width() / 2, fm.height()), Qt.AlignmentFlag.AlignLeft,
-                   "\u2014 training loss")
+        p.drawText(
+            QRectF(area.left(), 2, area.width() / 2, fm.height()), Qt.AlignmentFlag.AlignLeft, "\u2014 training loss"
+        )
         p.setPen(ACC_COLOR)
-        p.drawText(QRectF(area.left() + area.width() / 2, 2, area.width() / 2, fm.height()),
-                   Qt.AlignmentFlag.AlignRight, "held-out accuracy \u2014")
+        p.drawText(
+            QRectF(area.left() + area.width() / 2, 2, area.width() / 2, fm.height()),
+            Qt.AlignmentFlag.AlignRight,
+            "held-out accuracy \u2014",
+        )
 
         p.setClipRect(area.adjusted(-2, -2, 2, 2))
         for series, y_of, color in ((self.loss, y_loss, LOSS_COLOR), (self.acc, y_acc, ACC_COLOR)):

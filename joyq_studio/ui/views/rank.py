@@ -83,10 +83,13 @@ class BucketModel(QAbstractListModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             err = self.thumbs.errors.get(r.hash)
             hand = " (set by hand)" if r.overridden else ""
-            return (f"{r.path}\nbucket {r.bucket}: {r.label}{hand} \u00b7 score {r.score:+.3f} \u00b7 "
-                    f"rank {r.rank:.2f} of 10" + (f"\n{err}" if err else "")
-                    + f"\nA caption export (prepend) would write: {caption_preview(self.folder, r, self.labels)}"
-                    + "\nDouble-click (or Enter) to open at full size; right-click for more")
+            return (
+                f"{r.path}\nbucket {r.bucket}: {r.label}{hand} \u00b7 score {r.score:+.3f} \u00b7 "
+                f"rank {r.rank:.2f} of 10"
+                + (f"\n{err}" if err else "")
+                + f"\nA caption export (prepend) would write: {caption_preview(self.folder, r, self.labels)}"
+                + "\nDouble-click (or Enter) to open at full size; right-click for more"
+            )
         if role == Qt.ItemDataRole.UserRole:
             return r
         return None
@@ -97,8 +100,9 @@ class BucketModel(QAbstractListModel):
             self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
 
 
-def caption_preview(folder: Path, r: RankedImage, labels: list[str] | tuple[str, ...] = (), separator: str = ", ",
-                    limit: int = 160) -> str:
+def caption_preview(
+    folder: Path, r: RankedImage, labels: list[str] | tuple[str, ...] = (), separator: str = ", ", limit: int = 160
+) -> str:
     """The caption a default caption export (prepend, ", ") would write for ``r``, by the
     export's own rule (:func:`joyq_studio.export.edit_caption`: a quality label already in the
     caption is replaced, not repeated); one line, shortened."""
@@ -136,8 +140,13 @@ class ThumbDelegate(QStyledItemDelegate):
             c = pal.color(QPalette.ColorRole.Mid)
             c.setAlpha(60)
             painter.fillRect(box, c)
-        painter.setPen(pal.color(QPalette.ColorRole.HighlightedText if option.state & QStyle.StateFlag.State_Selected
-                                 else QPalette.ColorRole.Text))
+        painter.setPen(
+            pal.color(
+                QPalette.ColorRole.HighlightedText
+                if option.state & QStyle.StateFlag.State_Selected
+                else QPalette.ColorRole.Text
+            )
+        )
         name = painter.fontMetrics().elidedText(str(index.data()), Qt.TextElideMode.ElideMiddle, int(rect.width()))
         painter.drawText(QRectF(rect.left(), rect.bottom() - 16, rect.width(), 16), Qt.AlignmentFlag.AlignCenter, name)
         painter.restore()
@@ -319,8 +328,10 @@ class RankView(QWidget):
         self.method = QComboBox(self)
         for key, text in METHODS:
             self.method.addItem(text, key)
-        self.method.setToolTip("A: the score range split into 10 equal parts. "
-                               "B: ranks from a sigmoid whose temperature is fitted on your held-out comparisons.")
+        self.method.setToolTip(
+            "A: the score range split into 10 equal parts. "
+            "B: ranks from a sigmoid whose temperature is fitted on your held-out comparisons."
+        )
         self.method.activated.connect(self._method_chosen)
         self.recal = QPushButton("Recalibrate", self)
         self.recal.setToolTip("Refit the calibration on the held-out comparisons so far")
@@ -329,16 +340,21 @@ class RankView(QWidget):
         self.csv_button.setToolTip("Write the ranking to a CSV file (Ctrl+E)")
         self.csv_button.clicked.connect(self.export_csv_requested)
         self.cap_button = QPushButton("Export captions...", self)
-        self.cap_button.setToolTip("Write the quality label into caption .txt files, with a dry-run preview "
-                                   "(Ctrl+Shift+E)")
+        self.cap_button.setToolTip(
+            "Write the quality label into caption .txt files, with a dry-run preview (Ctrl+Shift+E)"
+        )
         self.cap_button.clicked.connect(self.export_captions_requested)
         self.folder_button = QPushButton("Put into folder...", self)
-        self.folder_button.setToolTip("Copy or link chosen buckets (or images above a score) into a folder of your "
-                                      "choice, with a dry run; the originals are never moved")
+        self.folder_button.setToolTip(
+            "Copy or link chosen buckets (or images above a score) into a folder of your "
+            "choice, with a dry run; the originals are never moved"
+        )
         self.folder_button.clicked.connect(self.export_folder_requested)
         self.undo_button = QPushButton("Undo last export", self)
-        self.undo_button.setToolTip("Undo the newest caption export or export to a folder: restore the caption "
-                                    "files it changed, or remove the files it put into the folder")
+        self.undo_button.setToolTip(
+            "Undo the newest caption export or export to a folder: restore the caption "
+            "files it changed, or remove the files it put into the folder"
+        )
         self.undo_button.clicked.connect(lambda: self.c.undo_caption_export())
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Method:", self))
@@ -378,8 +394,10 @@ class RankView(QWidget):
         self.order = QComboBox(self)
         self.order.addItem("Best first", "score")
         self.order.addItem("Least certain first", "uncertain")
-        self.order.setToolTip("Order within each bucket. \u201cLeast certain first\u201d: by the live model's "
-                              "score uncertainty (posterior SD), the images to compare next")
+        self.order.setToolTip(
+            "Order within each bucket. \u201cLeast certain first\u201d: by the live model's "
+            "score uncertainty (posterior SD), the images to compare next"
+        )
         self.order.currentIndexChanged.connect(self._render)
         bar.addWidget(self.order)
         bar.addStretch(1)
@@ -401,16 +419,22 @@ class RankView(QWidget):
         self.bucket_filter.blockSignals(False)
 
     def filtering(self) -> bool:
-        return bool(self.search.text().strip()) or self.bucket_filter.currentData() is not None \
+        return (
+            bool(self.search.text().strip())
+            or self.bucket_filter.currentData() is not None
             or self.min_score.value() > ANY_SCORE
+        )
 
     def matches(self, r: RankedImage) -> bool:
         """Whether ``r`` passes the name / bucket / score filter."""
         text = self.search.text().strip().lower()
         bucket = self.bucket_filter.currentData()
         low = self.min_score.value()
-        return ((not text or text in r.path.lower()) and (bucket is None or r.bucket == bucket)
-                and (low <= ANY_SCORE or r.score >= low))
+        return (
+            (not text or text in r.path.lower())
+            and (bucket is None or r.bucket == bucket)
+            and (low <= ANY_SCORE or r.score >= low)
+        )
 
     def _build_rows(self) -> None:
         self.notes = QLabel(self)
@@ -582,8 +606,13 @@ class RankView(QWidget):
         s = self.c.session
         if r is None or s is None:
             return
-        dlg = ImageViewer(self.c.loader, r.hash, s.folder / r.path,
-                          f"{r.path}  \u00b7  bucket {r.bucket}: {r.label}  \u00b7  score {r.score:+.3f}", self)
+        dlg = ImageViewer(
+            self.c.loader,
+            r.hash,
+            s.folder / r.path,
+            f"{r.path}  \u00b7  bucket {r.bucket}: {r.label}  \u00b7  score {r.score:+.3f}",
+            self,
+        )
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.show()
         self.viewer = dlg

@@ -105,14 +105,18 @@ def verdict_text(change: dict | None, after: dict) -> str:
     points = f"\u00b1{100 * TARGET_HALF_WIDTH:.0f} points"
     need = ""
     if more is not None and more > 0:
-        need = (f" About {clicks_for_pairs(int(more))} more clicks (about {int(more)} more held-out pairs) "
-                f"would narrow the accuracy interval to {points}.")
+        need = (
+            f" About {clicks_for_pairs(int(more))} more clicks (about {int(more)} more held-out pairs) "
+            f"would narrow the accuracy interval to {points}."
+        )
     if change is None:
         return "No paired comparison was recorded for this version." + need
     if change.get("verdict") == TOO_FEW:
         nn = 0 if n is None else int(n)
-        return (f"Too few to tell: {nn} held-out pair{'s' if nn != 1 else ''} with a winner; at least "
-                f"{MIN_PAIRS_TO_TELL} are needed to tell a change from noise.{need}")
+        return (
+            f"Too few to tell: {nn} held-out pair{'s' if nn != 1 else ''} with a winner; at least "
+            f"{MIN_PAIRS_TO_TELL} are needed to tell a change from noise.{need}"
+        )
     sentence = str(change.get("sentence") or change.get("verdict") or "")
     return (sentence[:1].upper() + sentence[1:]).rstrip(".") + "." + need
 
@@ -142,13 +146,17 @@ class TrainPanel(QWidget):
     # -- building ------------------------------------------------------------------------
     def _build_modes(self) -> None:
         self.quick = QRadioButton("Quick: Bayesian personal head (seconds, any computer)", self)
-        self.quick.setToolTip("Fit the quality head on the cached image embeddings (frozen tower) as a Bayesian "
-                              "logistic regression: its prior is centred on the current head, with a strength "
-                              "chosen by your data, so a few clicks move it a little and many consistent clicks "
-                              "move it far. The same model as the live model in Compare.")
+        self.quick.setToolTip(
+            "Fit the quality head on the cached image embeddings (frozen tower) as a Bayesian "
+            "logistic regression: its prior is centred on the current head, with a strength "
+            "chosen by your data, so a few clicks move it a little and many consistent clicks "
+            "move it far. The same model as the live model in Compare."
+        )
         self.reference = QRadioButton("Reference recipe (SGD head, as the original JoyQuality script)", self)
-        self.reference.setToolTip("Retrain the head with the original personal recipe (AdamW, one-cycle, early "
-                                  "stopping on validation pairs), for parity with the reference")
+        self.reference.setToolTip(
+            "Retrain the head with the original personal recipe (AdamW, one-cycle, early "
+            "stopping on validation pairs), for parity with the reference"
+        )
         self.full = QRadioButton("Full (whole vision tower, CUDA GPU)", self)
         self.quick.setChecked(True)
         group = QButtonGroup(self)
@@ -247,8 +255,7 @@ class TrainPanel(QWidget):
     def _build_versions(self) -> None:
         self.versions_box = QGroupBox("Model versions", self)
         self.versions = QTableWidget(0, 6, self)
-        self.versions.setHorizontalHeaderLabels(["Version", "Created", "Mode", "Accuracy (95%)", "Change",
-                                                 "Status"])
+        self.versions.setHorizontalHeaderLabels(["Version", "Created", "Mode", "Accuracy (95%)", "Change", "Status"])
         self.versions.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.versions.horizontalHeader().setStretchLastSection(True)
         self.versions.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -314,8 +321,9 @@ class TrainPanel(QWidget):
     def _on_device(self, text: str, has_cuda: bool) -> None:
         self.full.setEnabled(has_cuda)
         if has_cuda:
-            self.full.setToolTip("Finetune the whole SigLIP tower as well: better with many comparisons; "
-                                 "needs a CUDA GPU")
+            self.full.setToolTip(
+                "Finetune the whole SigLIP tower as well: better with many comparisons; needs a CUDA GPU"
+            )
         elif text == DETECTING:
             self.full.setToolTip("Looking for a CUDA GPU...")
         else:
@@ -343,8 +351,10 @@ class TrainPanel(QWidget):
         self._fill_schedules()
         n = s.project.comparison_count()
         n_test = len(s.project.comparisons(split="test"))
-        text = (f"<b>{n}</b> comparisons ({n_test} held-out pair{'s' if n_test != 1 else ''} for testing). "
-                f"Model: {self.c.model_label()}.")
+        text = (
+            f"<b>{n}</b> comparisons ({n_test} held-out pair{'s' if n_test != 1 else ''} for testing). "
+            f"Model: {self.c.model_label()}."
+        )
         if n < MIN_PAIRS:
             text += f" Compare at least {MIN_PAIRS} pairs before training."
         self.summary.setText(text)
@@ -441,8 +451,9 @@ class TrainPanel(QWidget):
     def _on_done(self, result) -> None:
         self.result = result
         self.plot.set_history(result.history)
-        self.message.setText(f"Trained version {result.version_id}. "
-                             "Compare before and after, then use it or discard it.")
+        self.message.setText(
+            f"Trained version {result.version_id}. Compare before and after, then use it or discard it."
+        )
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         self.progress.setFormat("done")
@@ -502,9 +513,12 @@ class TrainPanel(QWidget):
         if warning is None:
             return True
         answer = QMessageBox.question(
-            self, "Use a worse model? - JoyQuality Studio",
+            self,
+            "Use a worse model? - JoyQuality Studio",
             f"{warning[:1].upper() + warning[1:]}\n\nUse it anyway?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
         return answer == QMessageBox.StandardButton.Yes
 
     def use_result(self) -> None:

@@ -34,7 +34,9 @@ class WelcomePage(QWidget):
         blurb = QLabel(
             "Turn your own \u201cthis image is better than that one\u201d clicks into a personal image-quality "
             "model, and rank a folder with it.<br>Open a folder of images, compare pairs, train, then preview "
-            "and export a calibrated 10-bucket ranking.", self)
+            "and export a calibrated 10-bucket ranking.",
+            self,
+        )
         blurb.setWordWrap(True)
         self.device = QLabel(f"Compute device: <b>{device}</b>", self)
 
@@ -42,8 +44,10 @@ class WelcomePage(QWidget):
         self.open_button.setToolTip("Open a folder of images (Ctrl+O)")
         self.open_button.clicked.connect(self.open_requested)
         self.demo_button = QPushButton("Try the demo", self)
-        self.demo_button.setToolTip("Generate a demo folder of images of known quality and open it with a small "
-                                    "model: no GPU and no download needed")
+        self.demo_button.setToolTip(
+            "Generate a demo folder of images of known quality and open it with a small "
+            "model: no GPU and no download needed"
+        )
         self.demo_button.clicked.connect(self.demo_requested)
         for b in (self.open_button, self.demo_button):
             b.setMinimumHeight(40)
