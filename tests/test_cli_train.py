@@ -55,3 +55,33 @@ def test_eval_prints_json_metrics(demo, capsys):
 def test_train_needs_a_folder_or_pairs(capsys):
     assert main(["train"]) == 2
     assert "either a FOLDER" in capsys.readouterr().err
+
+
+def test_clicks_pooled_across_folders_count_once_per_image(tmp_path, capsys):
+    """`--pool`: another folder's comparisons train the head too; an image in both folders
+    (same bytes) is one item."""
+    import shutil
+
+    from joyq_studio.training import pairs_from_project
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["demo", str(first), "--count", "24"]) == 0
+    assert main(["demo", str(second), "--count", "24", "--seed", "1"]) == 0
+    for folder in (first, second):
+        assert main(["score", str(folder), "--model", "demo", "--workers", "0"]) == 0
+        assert main(["import-pairs", str(folder), str(folder / "pairs.json")]) == 0
+    with Project(first) as a:
+        shared_hash, shared_rel = next((h, rel) for h, rel in a.image_paths() if h in pairs_from_project(a).keys)
+    shutil.copy(first / shared_rel, second / "shared.png")  # one image in both folders
+    with Project(first) as a, Project(second) as b:
+        b.scan()
+        other = next(h for h, _ in b.image_paths() if h != shared_hash)
+        b.add_comparison(shared_hash, other, 1.0)
+        alone, theirs, pooled = pairs_from_project(a), pairs_from_project(b), pairs_from_project(a, [b])
+        assert len(pooled.a) == len(alone.a) + len(theirs.a)
+        union = set(alone.keys) | set(theirs.keys)
+        assert set(pooled.keys) == union and len(union) < len(alone.keys) + len(theirs.keys)
+    capsys.readouterr()
+    assert main(["train", str(first), "--pool", str(second)]) == 0
+    with Project(first) as a:
+        assert "pooled folder" in a.versions()[0]["source"]

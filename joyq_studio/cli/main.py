@@ -151,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--out", help="--pairs runs: folder for the new version (default: the user data dir)")
     sp.add_argument("--adopt", action="store_true", help="make the new version the project's active model")
+    sp.add_argument(
+        "--pool",
+        nargs="+",
+        metavar="OTHER_FOLDER",
+        default=[],
+        help="also learn from the comparisons of these folders (your taste across folders)",
+    )
     sp.set_defaults(handler="joyq_studio.cli.train:cmd_train")
 
     sp = sub.add_parser("eval", help="full metric suite (incl. JPEG and low-res robustness) of a model on a pair set")

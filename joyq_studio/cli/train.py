@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -92,9 +93,12 @@ def cmd_train(args) -> int:
         out = Path(args.out) if args.out else data_dir() / "versions"
         result = run_training(data, args.model or DEFAULT_MODEL, cfg, out, progress)
     else:
-        with open_project(args.folder) as project:
+        with open_project(args.folder) as project, contextlib.ExitStack() as stack:
             project.scan()
-            result = train_project(project, cfg, progress, start_spec=args.model)
+            pool = [stack.enter_context(open_project(other)) for other in args.pool]
+            for other in pool:
+                other.scan()
+            result = train_project(project, cfg, progress, start_spec=args.model, pool=pool)
             for w in result.record["warnings"]:
                 print(f"warning: {w}", file=sys.stderr)
             if args.adopt:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,31 +119,42 @@ def load_pairs_json(path: str | os.PathLike) -> PairData:
     )
 
 
-def pairs_from_project(project) -> PairData:
-    """The project's comparisons over images that are still on disk and readable.
+def pairs_from_project(project, pool: Sequence = ()) -> PairData:
+    """The project's comparisons over images that are still on disk and readable, plus those
+    of the ``pool`` projects (other folders of the same user: a taste travels).
 
-    Labels from other sources (an LLM's) count as soft targets of their trust, and only
-    while the user includes them (:func:`joyq_studio.prelabel.training_records`).
+    Images are identified by content hash, so an image in two folders is one item. Labels
+    from other sources (an LLM's) count as soft targets of their trust, and only while the
+    user includes them (:func:`joyq_studio.prelabel.training_records`).
     """
-    present = dict(project.image_paths())
-    records = training_records(project, split=None)
-    rows = [(r.a, r.b, soft_target(r.outcome, r.weight), r.split) for r in records if r.a in present and r.b in present]
-    skipped = len(records) - len(rows)
-    keys = sorted({h for r in rows for h in r[:2]})
+    paths: dict[str, Path] = {}
+    rows, skipped = [], 0
+    for p in (project, *pool):
+        present = dict(p.image_paths())
+        records = training_records(p, split=None)
+        mine = [
+            (r.a, r.b, soft_target(r.outcome, r.weight), r.split) for r in records if r.a in present and r.b in present
+        ]
+        skipped += len(records) - len(mine)
+        rows += mine
+        for h in {h for r in mine for h in r[:2]}:
+            paths.setdefault(h, p.folder / present[h])
+    keys = sorted(paths)
     index = {h: i for i, h in enumerate(keys)}
     warnings = (
         [f"{skipped} comparisons involve images no longer in the folder; they are kept but not used."]
         if skipped
         else []
     )
+    source = str(project.folder) + (f" + {len(pool)} pooled folder{'s' * (len(pool) > 1)}" if pool else "")
     return PairData(
         keys=keys,
-        paths=[project.folder / present[h] for h in keys],
+        paths=[paths[h] for h in keys],
         a=np.array([index[r[0]] for r in rows], dtype=np.int64),
         b=np.array([index[r[1]] for r in rows], dtype=np.int64),
         y=np.array([r[2] for r in rows], dtype=np.float64),
         split=np.array([r[3] for r in rows] or [], dtype=object),
-        source=str(project.folder),
+        source=source,
         warnings=warnings,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,15 +119,17 @@ def _embed_uint8(model: JoyQuality, x: torch.Tensor, device: torch.device) -> np
     return np.concatenate(out) if out else np.zeros((0, model.embed_dim), dtype=np.float32)
 
 
-def item_embeddings(model: JoyQuality, data: PairData, device, project, progress, cancel) -> np.ndarray:
-    """Embeddings of every item: from the project's cache where present, the rest computed
-    (and cached, for a project) with progress."""
+def item_embeddings(
+    model: JoyQuality, data: PairData, device, project, progress, cancel, pool: Sequence = ()
+) -> np.ndarray:
+    """Embeddings of every item: from the caches of the project and the ``pool`` projects
+    where present, the rest computed (and cached, for a project) with progress."""
     mid = model_id(model)
     emb = np.zeros((len(data.keys), model.embed_dim), dtype=np.float32)
     todo = list(range(len(data.keys)))
-    if project is not None:
-        hashes, cached = project.embeddings(mid.tower, data.keys)
-        pos = {h: i for i, h in enumerate(data.keys)}
+    pos = {h: i for i, h in enumerate(data.keys)}
+    for cache in [p for p in (project, *pool) if p is not None]:
+        hashes, cached = cache.embeddings(mid.tower, [data.keys[i] for i in todo])
         for h, v in zip(hashes, cached):
             emb[pos[h]] = v
         have = set(hashes)

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def run_training(
     progress: ProgressFn | None = None,
     cancel=None,
     project=None,
+    pool: Sequence = (),
 ) -> TrainResult:
     """The whole pipeline behind `joyq train` and the GUI's Train button.
 
@@ -98,7 +100,7 @@ def run_training(
     es.robustness = robustness_pixels(rob_paths, rob_keys, model.image_size, cancel=cancel)
 
     if cfg.mode in HEAD_MODES:
-        emb = item_embeddings(model, data, device, project, progress, cancel)
+        emb = item_embeddings(model, data, device, project, progress, cancel, pool)
         if len(ta):
             es.weights = importance_weights(emb, ta, tb, cfg.seed)
         rob_emb = {
@@ -271,12 +273,18 @@ def save_head_version(project, start_spec: str, w, b: float, mode: str = "live",
 
 
 def train_project(
-    project, cfg: TrainConfig, progress: ProgressFn | None = None, cancel=None, start_spec: str | None = None
+    project,
+    cfg: TrainConfig,
+    progress: ProgressFn | None = None,
+    cancel=None,
+    start_spec: str | None = None,
+    pool: Sequence = (),
 ) -> TrainResult:
-    """Train on a project's comparisons, starting from its active model (or start_spec)."""
-    data = pairs_from_project(project)
+    """Train on a project's comparisons (and those of the ``pool`` projects: other folders
+    whose clicks should count too), starting from its active model (or start_spec)."""
+    data = pairs_from_project(project, pool)
     spec = start_spec or project.active_model_spec(DEFAULT_MODEL)
-    return run_training(data, spec, cfg, project.versions_dir, progress, cancel, project=project)
+    return run_training(data, spec, cfg, project.versions_dir, progress, cancel, project=project, pool=pool)
 
 
 def adopt(project, version_id: str, device: str | None = None, progress=None, cancel=None) -> dict:
