@@ -327,3 +327,16 @@ def test_bad_input():
     for args in ((0, 0, 1.0), (0, 99, 1.0), (0, 1, 1.5), (0, 1, 1.0, None, -1.0)):
         with pytest.raises(ValueError):
             tm.record(*args)
+
+
+@pytest.mark.parametrize("criterion", ["vopt", "eer", "bald", "guro"])
+def test_every_criterion_chooses_informative_pairs(criterion):
+    E, w_star, w0, rng = world(seed=14, n=600, d=48)
+    tm = TasteModel(E, (w0, 0.0), seed=7, criterion=criterion, reduced_dims=16, mix=TasteMix(0.0, 0.0))
+    session(tm, E, w_star, rng, 40)
+    # the chosen pairs are closer to a coin flip under the model than uniform pairs are
+    x = np.array([E[i].astype(float) - E[j] for i, j, *_ in tm.history[-20:]])
+    i, j = random_pairs(rng, np.arange(600), 500)
+    xr = E[i].astype(float) - E[j]
+    w = tm.head()[0]
+    assert np.median(np.abs(x @ w)) < np.median(np.abs(xr @ w))
