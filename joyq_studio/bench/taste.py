@@ -1,0 +1,641 @@
+"""``joyq bench taste``: the Bayesian personal head and pair strategies in a closed loop.
+
+No humans: each seed draws a world, a simulated rater and a starting head; every strategy
+shows pairs to that rater (paired seeds: same world and rater for every strategy), the
+models learn from the answers as they come, and at each budget their accuracy on images
+that were never shown is measured.
+
+World (``make_world``)
+    n images (default 5,000) with d = 1152 embeddings: a random rotation of coordinates with
+    a decaying spectrum (variance of the k-th direction ~ 1/k), 40 content clusters (half
+    of each image's variance is its cluster's), a common offset (raw tower outputs are not
+    centred); 20% of the images are never shown (out-of-sample, "OOS").
+Rater
+    true taste ``t = w* . e``; P(i beats j) = 0.05/2 + 0.95 sigmoid(t_i - t_j) (5% lapses),
+    with the scale of w* set so that the rater agrees with the order of t on 80% of
+    uniform pairs (lapses included).
+Starting head
+    w* rotated (in the plane of w* and an independent direction drawn like it, same norm)
+    until its order agrees with the rater on 75% of uniform pairs; bias 0.
+Strategies (every pair shown is a click, held-out and repeats too)
+    random     uniform pairs of the shown images;
+    fixed-k4   rounds in which every shown image starts 2 pairs (so takes part in k = 4), the
+               partner its next nearest embedding neighbour (cosine) with probability 0.7,
+               else a random image;
+    selector   today's ``pairing.PairSelector`` (info / near / held-out / repeat mix), given
+               the live Bayesian head's scores every 25 clicks (``set_model_scores``);
+    model      ``TasteModel.next_pair`` (the default vopt criterion over bounded candidates,
+               10% held-out, 4% repeats);
+    model-bald, model-guro, model-eer
+               the same with the other criteria (ablations, not in the default run).
+Learners on each strategy's clicks
+    bayes      ``TasteModel`` updated after every click (held-out kinds are not fitted);
+    sgd        the reference quick recipe (AdamW, lr 0.008, onecycle, batch 256, weight decay
+               0.01, clip 1, min(20k, max(512, 25 m)) samples; best step on validation
+               pairs, step 0 included: half the held-out pairs when there are >= 10, else 15%
+               of the pairs when there are >= 40, else none), a numpy transcription of
+               ``training.loop``. It restarts from the starting head each time, so training
+               it every 25 clicks and reading it at the budgets equals training it at the
+               budgets, which is what runs.
+Metrics (at each budget)
+    oos_acc    on 4,000 uniform pairs of OOS images: share ordered as the rater's noiseless
+               taste t orders them (the order the user means; the lapse-free truth);
+    oos_agree  the same pairs: expected agreement with the noisy rater;
+    spearman   the whole folder's ranking (all n images) against t.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+DIM = 1152
+N_IMAGES = 5000
+OOS_SHARE = 0.2
+LAPSE = 0.05
+RATER_AGREE = 0.80
+BASE_AGREE = 0.75
+CLUSTERS = 40
+BUDGETS = (25, 50, 100, 150, 250, 350, 500, 700, 1000, 1400, 2000)
+STRATEGIES = ("random", "fixed-k4", "selector", "model")
+ALL_STRATEGIES = STRATEGIES + ("model-bald", "model-guro", "model-eer")
+N_EVAL = 4000
+SELECTOR_EVERY = 25
+EMB_NORM = 10.0
+"""RMS norm of a centred embedding (sets the scale the SGD recipe's learning rate meets)."""
+
+
+# ----------------------------------------------------------------------------- world
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+
+@dataclass
+class World:
+    E: np.ndarray  # (n, d) float32
+    w_star: np.ndarray  # true taste on the rater's logit scale
+    w0: np.ndarray  # starting head
+    shown: np.ndarray  # indices that may be shown
+    oos: np.ndarray  # never shown
+    eval_i: np.ndarray
+    eval_j: np.ndarray
+    t: np.ndarray  # true taste of every image
+
+    def p_rater(self, i, j) -> np.ndarray:
+        return LAPSE / 2 + (1 - LAPSE) * _sigmoid(self.t[i] - self.t[j])
+
+
+def _bisect(fn, lo, hi, target, increasing=True, iters=80, geometric=False):
+    for _ in range(iters):
+        mid = math.sqrt(lo * hi) if geometric else 0.5 * (lo + hi)
+        if (fn(mid) < target) == increasing:
+            lo = mid
+        else:
+            hi = mid
+    return math.sqrt(lo * hi) if geometric else 0.5 * (lo + hi)
+
+
+def make_world(seed: int, n: int = N_IMAGES, d: int = DIM) -> World:
+    rng = np.random.default_rng([seed, 4242])
+    lam = 1.0 / np.arange(1, d + 1)
+    lam *= EMB_NORM**2 / lam.sum()
+    rot, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    group = rng.integers(0, CLUSTERS, n)
+    centres = rng.normal(size=(CLUSTERS, d)) * np.sqrt(0.5 * lam)
+    coef = centres[group] + rng.normal(size=(n, d)) * np.sqrt(0.5 * lam)
+    offset = rng.normal(size=d) * np.sqrt(lam) * 3.0
+    E = ((coef + offset) @ rot.T).astype(np.float32)
+    w = rot @ rng.normal(size=d)
+    u = rot @ rng.normal(size=d)
+    u -= w * (u @ w) / (w @ w)
+    u *= np.linalg.norm(w) / np.linalg.norm(u)
+    i, j = rng.integers(0, n, 40000), rng.integers(0, n, 40000)
+    i, j = i[i != j], j[i != j]
+    x = (E[i] - E[j]).astype(np.float64)
+    dw, du = x @ w, x @ u
+
+    def truth_agree(k):
+        return float(np.mean(LAPSE / 2 + (1 - LAPSE) * _sigmoid(k * np.abs(dw))))
+
+    k = _bisect(truth_agree, 1e-6, 1e6, RATER_AGREE, geometric=True)
+    p = LAPSE / 2 + (1 - LAPSE) * _sigmoid(k * dw)
+
+    def base_agree(theta):
+        s = math.cos(theta) * dw + math.sin(theta) * du
+        return float(np.mean(np.where(s > 0, p, 1 - p)))
+
+    theta = _bisect(base_agree, 0.0, math.pi / 2, BASE_AGREE, increasing=False)
+    w_star = k * w
+    w0 = k * (math.cos(theta) * w + math.sin(theta) * u)
+    perm = rng.permutation(n)
+    n_oos = int(round(OOS_SHARE * n))
+    oos, shown = np.sort(perm[:n_oos]), np.sort(perm[n_oos:])
+    ei, ej = oos[rng.integers(0, n_oos, N_EVAL)], oos[rng.integers(0, n_oos, N_EVAL)]
+    ok = ei != ej
+    t = E.astype(np.float64) @ w_star
+    return World(E, w_star, w0, shown, oos, ei[ok], ej[ok], t)
+
+
+def evaluate(world: World, w: np.ndarray) -> dict[str, float]:
+    from ..metrics import spearman
+
+    s = world.E.astype(np.float64) @ w
+    i, j = world.eval_i, world.eval_j
+    ds, dt = s[i] - s[j], world.t[i] - world.t[j]
+    p = world.p_rater(i, j)
+    return {
+        "oos_acc": float(np.mean(np.sign(ds) == np.sign(dt))),
+        "oos_agree": float(np.mean(np.where(ds > 0, p, np.where(ds < 0, 1 - p, 0.5)))),
+        "spearman": float(spearman(s, world.t)),
+    }
+
+
+# ----------------------------------------------------------------------------- SGD recipe
+
+
+def sgd_head(E, a, b, y, w0, held_a, held_b, held_y, seed: int) -> np.ndarray:
+    """The reference quick recipe on a linear head (numpy transcription of training.loop)."""
+    m = len(a)
+    if m == 0:
+        return w0.copy()
+    batch, lr_peak, wd, clip, betas, eps = 256, 0.008, 0.01, 1.0, (0.9, 0.999), 1e-8
+    total = int(min(20_000, max(2 * batch, 25 * m)))
+    steps = max(1, math.ceil(total / batch))
+    warm = min(steps - 1, min(1500, total // 10) // batch)
+    eval_every = max(1, max(batch, total // 20) // batch)
+    rng = np.random.default_rng(seed + 7)
+    va = vb = vy = np.zeros(0, dtype=np.int64)
+    train = np.arange(m)
+    if len(held_a) >= 10:  # half the held-out pairs choose the step
+        pick = rng.choice(len(held_a), len(held_a) // 2, replace=False)
+        va, vb, vy = held_a[pick], held_b[pick], held_y[pick]
+    elif m >= 40:
+        pick = rng.choice(m, max(1, int(round(0.15 * m))), replace=False)
+        va, vb, vy = a[pick], b[pick], y[pick]
+        train = np.setdiff1d(train, pick)
+    Xv = (E[va] - E[vb]).astype(np.float64) if len(va) else None
+
+    def val_nll(w):
+        f = Xv @ w
+        return float(np.mean(vy * np.logaddexp(0, -f) + (1 - vy) * np.logaddexp(0, f)))
+
+    w = w0.astype(np.float64).copy()
+    mom, vel = np.zeros_like(w), np.zeros_like(w)
+    best = (val_nll(w), w.copy()) if Xv is not None else None
+    order = np.empty(0, dtype=np.int64)
+    srng = np.random.default_rng(seed)
+    for step in range(1, steps + 1):
+        t = step - 1
+        if t < warm:
+            mult = 1 / 25 + (1 - 1 / 25) * (1 - math.cos(math.pi * t / max(warm, 1))) / 2
+        else:
+            mult = (1 + math.cos(math.pi * (t - warm) / max(steps - warm, 1))) / 2
+        lr = lr_peak * mult
+        while len(order) < batch:
+            order = np.concatenate([order, train[srng.permutation(len(train))]])
+        idx, order = order[:batch], order[batch:]
+        X = (E[a[idx]] - E[b[idx]]).astype(np.float64)
+        g = X.T @ (_sigmoid(X @ w) - y[idx]) / len(idx)
+        gn = float(np.linalg.norm(g))
+        if gn > clip:
+            g *= clip / (gn + 1e-6)
+        w *= 1 - lr * wd
+        mom = betas[0] * mom + (1 - betas[0]) * g
+        vel = betas[1] * vel + (1 - betas[1]) * g * g
+        mhat, vhat = mom / (1 - betas[0] ** step), vel / (1 - betas[1] ** step)
+        w -= lr * mhat / (np.sqrt(vhat) + eps)
+        if best is not None and (step % eval_every == 0 or step == steps):
+            nll = val_nll(w)
+            if nll < best[0]:
+                best = (nll, w.copy())
+    return best[1] if best is not None else w
+
+
+# ----------------------------------------------------------------------------- strategies
+
+
+def _cosine_neighbours(E: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
+    x = E[idx] - E[idx].mean(axis=0)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    out = np.empty((len(idx), k), dtype=np.int64)
+    for s in range(0, len(idx), 1024):
+        sim = x[s : s + 1024] @ x.T
+        sim[np.arange(sim.shape[0]), np.arange(s, s + sim.shape[0])] = -np.inf
+        part = np.argpartition(-sim, k, axis=1)[:, :k]
+        srt = np.take_along_axis(sim, part, 1).argsort(axis=1)[:, ::-1]
+        out[s : s + 1024] = idx[np.take_along_axis(part, srt, 1)]
+    return out
+
+
+def _fixed_k_pairs(world: World, m: int, rng: np.random.Generator, near_share: float = 0.7):
+    shown = world.shown
+    nb = _cosine_neighbours(world.E, shown, 16)
+    used = np.zeros(len(shown), dtype=np.int64)
+    out: list[tuple[int, int]] = []
+    while len(out) < m:
+        for r in rng.permutation(len(shown)):
+            for _ in range(2):
+                i = int(shown[r])
+                if rng.random() < near_share:
+                    j = int(nb[r, used[r] % nb.shape[1]])
+                    used[r] += 1
+                else:
+                    j = int(shown[rng.integers(0, len(shown))])
+                    if j == i:
+                        continue
+                out.append((i, j))
+                if len(out) >= m:
+                    return out
+    return out
+
+
+def run_strategy(world: World, strategy: str, budgets, seed: int) -> list[dict]:
+    from ..taste import TasteModel
+
+    budgets = sorted(budgets)
+    rng = np.random.default_rng([seed, 7, ALL_STRATEGIES.index(strategy)])
+    rater = np.random.default_rng([seed, 99, ALL_STRATEGIES.index(strategy)])
+    base = (world.w0, 0.0)
+    kw = {"criterion": strategy.split("-", 1)[1]} if strategy.startswith("model-") else {}
+    tm = TasteModel(world.E, base, seed=seed, **kw)
+    tm.exclude(world.oos)
+    sel = None
+    pre = None
+    if strategy == "selector":
+        from ..pairing import PairSelector
+
+        sel = PairSelector.from_model_scores(world.E @ world.w0, (), embeddings=world.E, seed=seed)
+        sel.exclude(world.oos)
+    elif strategy == "random":
+        sh = world.shown
+        pre = []
+        while len(pre) < budgets[-1]:
+            i, j = sh[rng.integers(0, len(sh))], sh[rng.integers(0, len(sh))]
+            if i != j:
+                pre.append((int(i), int(j)))
+    elif strategy == "fixed-k4":
+        pre = _fixed_k_pairs(world, budgets[-1], rng)
+    rows = []
+    t0 = time.perf_counter()
+    click_time = 0.0
+    for c in range(1, budgets[-1] + 1):
+        tc = time.perf_counter()
+        if pre is not None:
+            (i, j), kind = pre[c - 1], "other"
+        elif sel is not None:
+            i, j, kind = sel.next_pair_with_kind()
+        else:
+            i, j = tm.next_pair()
+            kind = tm.last_kind
+        o = float(rater.random() < world.p_rater(i, j))
+        if sel is not None:
+            sel.record(i, j, o, kind)
+        tm.record(i, j, o, kind)
+        click_time += time.perf_counter() - tc
+        if sel is not None and c % SELECTOR_EVERY == 0:
+            sel.set_model_scores(tm.scores())
+        if c in budgets:
+            hist = tm.history
+            fit = [h for h in hist if h[3] != "heldout"]
+            held = [h for h in hist if h[3] == "heldout"]
+
+            def arr(rows_, k, dtype):
+                return np.array([r[k] for r in rows_], dtype=dtype)
+
+            w_sgd = sgd_head(world.E, arr(fit, 0, np.int64), arr(fit, 1, np.int64), arr(fit, 2, float), world.w0,
+                             arr(held, 0, np.int64), arr(held, 1, np.int64), arr(held, 2, float), seed)
+            ev_b, ev_s = evaluate(world, tm.w), evaluate(world, w_sgd)
+            row = {"seed": seed, "strategy": strategy, "budget": c, "alpha": tm.alpha,
+                   "heldout": len(held), "seconds": time.perf_counter() - t0, "click_ms": 1e3 * click_time / c}
+            row.update({f"bayes_{k}": v for k, v in ev_b.items()})
+            row.update({f"sgd_{k}": v for k, v in ev_s.items()})
+            rows.append(row)
+    return rows
+
+
+def _seed_task(args) -> list[dict]:
+    seed, strategies, budgets, n = args
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)  # two processes on two cores: one BLAS thread each
+    except ImportError:  # pragma: no cover
+        pass
+    world = make_world(seed, n=n)
+    base = evaluate(world, world.w0)
+    rows = [{"seed": seed, "strategy": "base", "budget": 0, **{f"bayes_{k}": v for k, v in base.items()},
+             **{f"sgd_{k}": v for k, v in base.items()}}]
+    for s in strategies:
+        rows += run_strategy(world, s, budgets, seed)
+    return rows
+
+
+def run(seeds: int, strategies, budgets, n: int, jobs: int, log=print) -> list[dict]:
+    tasks = [(s, tuple(strategies), tuple(budgets), n) for s in range(seeds)]
+    rows: list[dict] = []
+    t0 = time.perf_counter()
+    if jobs <= 1:
+        results = map(_seed_task, tasks)
+    else:
+        ex = ProcessPoolExecutor(max_workers=jobs)
+        results = ex.map(_seed_task, tasks)
+    for k, r in enumerate(results, 1):
+        rows += r
+        log(f"  seed {k}/{seeds} done ({time.perf_counter() - t0:.0f} s)")
+    return rows
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _vals(rows, strategy, budget, key):
+    return {r["seed"]: r[key] for r in rows if r["strategy"] == strategy and r["budget"] == budget}
+
+
+def _paired(rows, a, ka, b, kb, budget, budget_b=None):
+    va = _vals(rows, a, budget, ka)
+    vb = _vals(rows, b, budget if budget_b is None else budget_b, kb)
+    seeds = sorted(set(va) & set(vb))
+    d = np.array([va[s] - vb[s] for s in seeds])
+    if len(d) < 2:
+        return math.nan, math.nan
+    return float(d.mean()), float(2 * d.std(ddof=1) / math.sqrt(len(d)))
+
+
+def _mean(rows, strategy, budget, key):
+    v = list(_vals(rows, strategy, budget, key).values())
+    return float(np.mean(v)) if v else math.nan
+
+
+def _reach(budgets, curve, target):
+    """Smallest budget (log-linear interpolation) at which the mean curve reaches target."""
+    for k, (b, c) in enumerate(zip(budgets, curve)):
+        if c >= target:
+            if k == 0:
+                return float(b)
+            b0, c0 = budgets[k - 1], curve[k - 1]
+            f = (target - c0) / (c - c0) if c > c0 else 1.0
+            return float(math.exp(math.log(b0) + f * (math.log(b) - math.log(b0))))
+    return math.inf
+
+
+def report(rows: list[dict], strategies, budgets) -> tuple[str, list[str]]:
+    seeds = len({r["seed"] for r in rows})
+    out = []
+    for metric, title in (("oos_acc", "Out-of-sample pair accuracy (vs the rater's noiseless taste)"),
+                          ("spearman", "Spearman of the whole folder's ranking vs the true taste"),
+                          ("oos_agree", "Out-of-sample expected agreement with the (noisy) rater")):
+        out += [f"### {title}, mean of {seeds} paired seeds", ""]
+        b0 = _mean(rows, "base", 0, f"bayes_{metric}")
+        head = "| clicks | " + " | ".join(f"{s} bayes | {s} sgd" for s in strategies) + " |"
+        out += [head, "|" + " --- |" * (1 + 2 * len(strategies))]
+        out.append(f"| 0 (base head) | " + " | ".join(f"{b0:.4f} | {b0:.4f}" for _ in strategies) + " |")
+        for b in budgets:
+            cells = [f"{_mean(rows, s, b, f'bayes_{metric}'):.4f} | {_mean(rows, s, b, f'sgd_{metric}'):.4f}"
+                     for s in strategies]
+            out.append(f"| {b:,} | " + " | ".join(cells) + " |")
+        out.append("")
+    verdicts = []
+    # Bayesian head vs base and vs SGD
+    out += ["### Paired differences (mean +- 2 SE over seeds), out-of-sample accuracy", ""]
+    out += ["| clicks | " + " | ".join(f"{s}: bayes - base | {s}: bayes - sgd" for s in strategies) + " |",
+            "|" + " --- |" * (1 + 2 * len(strategies))]
+    worst_base, worst_sgd = [], []
+    for b in budgets:
+        cells = []
+        for s in strategies:
+            db = _paired(rows, s, "bayes_oos_acc", "base", "bayes_oos_acc", b, 0)
+            ds = _paired(rows, s, "bayes_oos_acc", s, "sgd_oos_acc", b)
+            worst_base.append((db[0] + db[1], s, b, db))
+            worst_sgd.append((ds[0] + ds[1], s, b, ds))
+            cells.append(f"{db[0]:+.4f} +- {db[1]:.4f} | {ds[0]:+.4f} +- {ds[1]:.4f}")
+        out.append(f"| {b:,} | " + " | ".join(cells) + " |")
+    out.append("")
+    wb, ws = min(worst_base), min(worst_sgd)
+    verdicts.append(f"Bayesian head vs base, out-of-sample: worst mean + 2 SE = {wb[0]:+.4f} ({wb[1]} at {wb[2]:,} "
+                    f"clicks) -> {'met' if wb[0] >= 0 else 'NOT met'} (never significantly below base)")
+    verdicts.append(f"Bayesian head vs SGD on the same pairs: worst mean + 2 SE = {ws[0]:+.4f} ({ws[1]} at {ws[2]:,} "
+                    f"clicks) -> {'met' if ws[0] >= 0 else 'NOT met'} (not below SGD)")
+    # strategies vs random
+    if "random" in strategies:
+        others = [s for s in strategies if s != "random"]
+        out += ["### Strategies vs random (Bayesian head; mean +- 2 SE of the paired difference)", ""]
+        out += ["| clicks | " + " | ".join(others) + " |", "|" + " --- |" * (1 + len(others))]
+        worst = {s: (math.inf, 0) for s in others}
+        for b in budgets:
+            cells = []
+            for s in others:
+                d = _paired(rows, s, "bayes_oos_acc", "random", "bayes_oos_acc", b)
+                if d[0] + d[1] < worst[s][0]:
+                    worst[s] = (d[0] + d[1], b)
+                cells.append(f"{d[0]:+.4f} +- {d[1]:.4f}")
+            out.append(f"| {b:,} | " + " | ".join(cells) + " |")
+        out.append("")
+        out += ["### Clicks needed to match random's accuracy (Bayesian head, mean curves, log-interpolated)", ""]
+        refs = [r for r in (250, 500, 1000) if r in budgets]
+        out += ["| strategy | " + " | ".join(f"random @ {r:,} ({_mean(rows, 'random', r, 'bayes_oos_acc'):.4f})"
+                                            for r in refs) + " |", "|" + " --- |" * (1 + len(refs))]
+        for s in strategies:
+            curve = [_mean(rows, s, b, "bayes_oos_acc") for b in budgets]
+            cells = []
+            for r in refs:
+                need = _reach(budgets, curve, _mean(rows, "random", r, "bayes_oos_acc"))
+                cells.append(f"{need:,.0f}" if math.isfinite(need) else f"> {budgets[-1]:,}")
+            out.append(f"| {s} | " + " | ".join(cells) + " |")
+        out.append("")
+        for s in others:
+            curve = [_mean(rows, s, b, "bayes_oos_acc") for b in budgets]
+            if 1000 in budgets:
+                need = _reach(budgets, curve, _mean(rows, "random", 1000, "bayes_oos_acc"))
+                if s.startswith("model"):
+                    verdicts.append(f"{s}: reaches random's 1,000-click accuracy with {need:,.0f} clicks -> "
+                                    f"{'met' if need <= 500 else 'NOT met'} (<= 500; stretch <= 350: "
+                                    f"{'met' if need <= 350 else 'not met'})")
+            verdicts.append(f"{s} vs random: worst mean + 2 SE = {worst[s][0]:+.4f} at {worst[s][1]:,} clicks -> "
+                            f"{'never significantly worse' if worst[s][0] >= 0 else 'significantly worse there'}")
+    out += ["### Mean click cost in the loop (next pair + record, ms)", ""]
+    for s in strategies:
+        v = _mean(rows, s, budgets[-1], "click_ms")
+        out.append(f"- {s}: {v:.2f} ms per click (alpha at {budgets[-1]:,}: "
+                   f"{_mean(rows, s, budgets[-1], 'alpha'):.3g})")
+    out.append("")
+    return "\n".join(out), verdicts
+
+
+def plot(rows, strategies, budgets, path: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    base = _mean(rows, "base", 0, "bayes_oos_acc")
+    for s in strategies:
+        ax[0].plot(budgets, [_mean(rows, s, b, "bayes_oos_acc") for b in budgets], marker="o", label=f"{s} (bayes)")
+        ax[1].plot(budgets, [_mean(rows, s, b, "sgd_oos_acc") for b in budgets], marker="o", label=f"{s} (sgd)")
+    for a, t in zip(ax, ("Bayesian head", "SGD recipe")):
+        a.axhline(base, color="grey", ls="--", label="base head")
+        a.set_xscale("log")
+        a.set_xlabel("clicks")
+        a.set_ylabel("out-of-sample pair accuracy")
+        a.set_title(t)
+        a.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# ----------------------------------------------------------------------------- speed
+
+
+def speed(n: int = 100_000, d: int = DIM, m: int = 5000, clicks: int = 600, seed: int = 0, log=print) -> str:
+    """Click -> posterior update -> next pair at n images, and a full refit on m pairs."""
+    from ..taste import TasteModel, fit_head
+
+    rng = np.random.default_rng(seed)
+    lam = 1.0 / np.arange(1, d + 1)
+    lam *= EMB_NORM**2 / lam.sum()
+    rot, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    E = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, 10_000):
+        E[s : s + 10_000] = (rng.normal(size=(min(10_000, n - s), d)) * np.sqrt(lam)) @ rot.T
+    w_star = rot @ rng.normal(size=d) * 0.3
+    w0 = w_star + rot @ rng.normal(size=d) * 0.2
+    t = E @ w_star.astype(np.float32)
+    lines = []
+    t0 = time.perf_counter()
+    tm = TasteModel(E, (w0, 0.0), seed=seed)
+    lines.append(f"- construct TasteModel at n = {n:,}, d = {d}: {time.perf_counter() - t0:.2f} s")
+    # a session already holding m pairs (replayed), then `clicks` live clicks
+    i, j = rng.integers(0, n, m), rng.integers(0, n, m)
+    ok = i != j
+    comps = [(int(a), int(b), float(rng.random() < _sigmoid(t[a] - t[b]))) for a, b in zip(i[ok], j[ok])]
+    t0 = time.perf_counter()
+    tm.replay(comps)
+    lines.append(f"- replay {len(comps):,} stored comparisons (one full refit, alpha by the evidence): "
+                 f"{time.perf_counter() - t0:.2f} s")
+    times, nexts, recs = [], [], []
+    for _ in range(clicks):
+        t0 = time.perf_counter()
+        a, b = tm.next_pair()
+        t1 = time.perf_counter()
+        tm.record(a, b, float(rng.random() < _sigmoid(t[a] - t[b])))
+        t2 = time.perf_counter()
+        times.append(t2 - t0)
+        nexts.append(t1 - t0)
+        recs.append(t2 - t1)
+    ms = np.array(times) * 1e3
+    lines.append(f"- click -> update -> next pair at n = {n:,} with {m:,} earlier pairs, {clicks} clicks: "
+                 f"median {np.median(ms):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms "
+                 f"(next_pair p99 {np.percentile(nexts, 99) * 1e3:.1f} ms, record p99 "
+                 f"{np.percentile(recs, 99) * 1e3:.1f} ms)")
+    # a fresh session: the first clicks (refits after every click while m <= 32)
+    tm2 = TasteModel(E, (w0, 0.0), seed=seed + 1)
+    ms2 = []
+    for _ in range(clicks):
+        t0 = time.perf_counter()
+        a, b = tm2.next_pair()
+        tm2.record(a, b, float(rng.random() < _sigmoid(t[a] - t[b])))
+        ms2.append((time.perf_counter() - t0) * 1e3)
+    ms2 = np.array(ms2)
+    lines.append(f"- the same from an empty session, first {clicks} clicks: median {np.median(ms2):.1f} ms, "
+                 f"p99 {np.percentile(ms2, 99):.1f} ms, max {ms2.max():.1f} ms")
+    # full refit on m pairs, cold and warm
+    X = (E[i[ok]] - E[j[ok]])[:m]
+    y = np.array([c[2] for c in comps])[:m]
+    t0 = time.perf_counter()
+    f = fit_head(X, y, None, w0)
+    cold = time.perf_counter() - t0
+    X2, y2 = np.concatenate([X, X[:50]]), np.concatenate([y, y[:50]])
+    t0 = time.perf_counter()
+    f2 = fit_head(X2, y2, None, w0, w_init=f.w, alpha_init=f.alpha)
+    warm = time.perf_counter() - t0
+    lines.append(f"- full refit with the choice of alpha, {len(y):,} pairs x {d}: cold {cold:.2f} s "
+                 f"({f.iterations} Newton/eigen iterations), warm after 50 more pairs {warm:.2f} s "
+                 f"({f2.iterations})")
+    for line in lines:
+        log(line)
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seeds", type=int, default=20, help="paired seeds (default 20)")
+    p.add_argument("--budgets", default=",".join(str(b) for b in BUDGETS),
+                   help="clicks at which to measure, comma-separated (default 25..2,000)")
+    p.add_argument("--n", type=int, default=N_IMAGES, help="images per world (default 5,000; 20%% never shown)")
+    p.add_argument("--strategies", default=",".join(STRATEGIES),
+                   help=f"comma-separated, of {', '.join(ALL_STRATEGIES)} (default: {', '.join(STRATEGIES)})")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--speed", action="store_true", help="also time clicks at 100k images and a 5k-pair refit")
+    p.add_argument("--speed-only", action="store_true", help="only the timing")
+    p.add_argument("--out", default="bench-taste", help="folder for taste_bench.md / .png (default bench-taste)")
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the ``taste`` subcommand to a bench subparsers object."""
+    p = subparsers.add_parser("taste", help="closed loop: the Bayesian personal head and pair strategies vs "
+                              "simulated raters")
+    _add_arguments(p)
+    p.set_defaults(handler="joyq_studio.bench.taste:bench_taste")
+    return p
+
+
+def bench_taste(args) -> int:
+    from .common import machine_name
+
+    os.makedirs(args.out, exist_ok=True)
+    parts = [f"Machine: {machine_name()}", ""]
+    if not args.speed_only:
+        strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+        bad = [s for s in strategies if s not in ALL_STRATEGIES]
+        if bad:
+            raise SystemExit(f"unknown strategy {bad[0]!r}; choose from {', '.join(ALL_STRATEGIES)}")
+        budgets = sorted({int(b) for b in args.budgets.split(",") if b.strip()})
+        t0 = time.perf_counter()
+        print(f"closed loop: {args.seeds} seeds x {len(strategies)} strategies, n = {args.n:,}, up to "
+              f"{budgets[-1]:,} clicks, {args.jobs} processes", flush=True)
+        rows = run(args.seeds, strategies, budgets, args.n, args.jobs, log=lambda s: print(s, flush=True))
+        md, verdicts = report(rows, strategies, budgets)
+        parts += [md, "### Targets", "", *("- " + v for v in verdicts), "",
+                  f"Wall time: {time.perf_counter() - t0:.0f} s with {args.jobs} processes.", ""]
+        png = os.path.join(args.out, "taste_bench.png")
+        if plot(rows, strategies, budgets, png):
+            parts.append(f"Plot: {png}")
+        else:
+            parts.append("No plot: matplotlib is not installed.")
+        import json
+
+        with open(os.path.join(args.out, "taste_bench.json"), "w", encoding="utf-8") as f:
+            json.dump(rows, f)
+    if args.speed or args.speed_only:
+        parts += ["", "### Speed", "", speed(log=lambda s: print(s, flush=True))]
+    text = "\n".join(parts) + "\n"
+    with open(os.path.join(args.out, "taste_bench.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+    print(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``joyq bench taste``: print the tables and write taste_bench.md (+ .png, .json) into --out."""
+    ap = argparse.ArgumentParser(prog="joyq bench taste", description=__doc__.split("\n")[0])
+    _add_arguments(ap)
+    return bench_taste(ap.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
