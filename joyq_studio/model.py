@@ -74,6 +74,22 @@ def tiny_config() -> SiglipVisionConfig:
     )
 
 
+def demo_config() -> SiglipVisionConfig:
+    """The shipped demo tower (resources/demo-model, built by `joyq bench learn
+    --save-demo-model`): a miniature of so400m, 96 wide and 4 deep at 224 px. Patch 32 (49
+    tokens) keeps training and scoring cheap on a CPU while each patch still sees 73 px of
+    a 512 px image, enough for JPEG blocks, grain and noise."""
+    return SiglipVisionConfig(
+        hidden_size=96,
+        intermediate_size=384,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        image_size=224,
+        patch_size=32,
+        vision_use_head=True,
+    )
+
+
 class JoyQuality(nn.Module):
     """tower: SiglipVisionModel (we use its MAP-pooled ``pooler_output``); head: Linear(D, 1).
 

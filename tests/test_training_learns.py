@@ -83,12 +83,12 @@ def gui_demo(tmp_path_factory) -> Path:
 
 
 def test_demo_tower_is_small_and_sees_quality(gui_demo):
-    assert sum(f.stat().st_size for f in DEMO_MODEL_DIR.iterdir()) < 2_000_000
+    # demo_config (96 wide, 4 layers, patch 32) in fp32: 3.45 MB, "a few MB" to ship
+    assert sum(f.stat().st_size for f in DEMO_MODEL_DIR.iterdir()) < 4_000_000
     acc = demo_folder_accuracy(load_model("demo"), gui_demo)
-    for kind in ("blur", "lowres", "noise"):
+    for kind in ("jpeg", "blur", "lowres", "noise"):
         assert acc[kind] >= 0.9, (kind, acc)
-    assert acc["jpeg"] >= 0.7, acc
-    assert acc["cross-scene"] >= 0.6, acc  # a clean image beats other scenes' degraded ones
+    assert acc["cross-scene"] >= 0.85, acc  # a clean image beats other scenes' degraded ones
 
 
 def test_quick_head_on_demo_tower_beats_untrained_head(gui_demo, tmp_path):

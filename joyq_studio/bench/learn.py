@@ -22,8 +22,10 @@ order, augmentation), so the learning curve is compared by *steps*, not seconds:
 CPU the wall clock depends on what else the machine is doing.
 
 ``--save-demo-model FOLDER`` instead runs the fixed recipe of the shipped demo tower
-(:func:`make_demo_model`: two stages of the same engine, then a ranking-preserving
-normalisation for shipping). docs/learning.md has the results and the reasons.
+(:func:`make_demo_model`: ``demo_config`` trained from scratch on the demo folder's own
+degradations with cross-scene pairs and auxiliary kind / strength heads, then a
+ranking-preserving normalisation for shipping). docs/learning.md has the results and the
+reasons; :func:`demo_tower_figures` measures a tower on a demo folder.
 """
 
 from __future__ import annotations
@@ -391,9 +393,9 @@ TOWER_KINDS = ("clean", "jpeg", "blur", "lowres", "noise")
 #:     cross-entropy) and its strength within the kind (regression), which keep kinds and
 #:     strengths apart in the embedding, so a personal head can weigh them differently.
 DEMO_RECIPE: dict[str, Any] = {
-    "n_bases": 600, "val_bases": 60, "copies": 2, "seed": 0,
-    "steps": 1200, "batch_bases": 16, "per_base": 3, "lr": 2e-3, "weight_decay": 0.05, "warmup": 0.05,
-    "kind_weight": 1.0, "strength_weight": 2.0, "order_weight": 0.5, "evals": 6, "threads": 2}
+    "n_bases": 400, "val_bases": 40, "copies": 2, "seed": 0,
+    "steps": 3000, "batch_bases": 16, "per_base": 3, "lr": 1e-3, "weight_decay": 0.05, "warmup": 0.05,
+    "kind_weight": 1.0, "strength_weight": 2.0, "order_weight": 0.5, "cross_from": 0.4, "evals": 5, "threads": 1}
 #: Per-dimension std of the shipped embedding: quick mode's AdamW (lr 0.008) then moves a
 #: score by up to ~0.008 * 96 * 2 = 1.5 logits per step, so a head follows a user's clicks
 #: within the few steps a small click set gets.
@@ -495,13 +497,43 @@ def _held_out_figures(model, aux, pixels, kinds, bases) -> dict[str, float]:
     emb = _embed_all(model, px)
     with torch.inference_mode():
         score = model.score_embeddings(emb)
-        kind_acc = float((aux["kind"](emb).argmax(1) == kinds[bases].flatten()).float().mean())
-    k = kinds[bases].flatten()
+        k = kinds[bases].flatten()
+        d = (emb - emb[torch.arange(len(bases)).repeat_interleave(pixels.shape[1]) * pixels.shape[1]])[k > 0]
+        kind_acc = float((aux["kind"](d).argmax(1) == k[k > 0] - 1).float().mean())
     base = bases.repeat_interleave(pixels.shape[1])
     better = (k == 0)[:, None] & (k > 0)[None, :]
     same = base[:, None] == base[None, :]
     won = (score[:, None] > score[None, :]).float()
     return {"same": float(won[better & same].mean()), "cross": float(won[better & ~same].mean()), "kind": kind_acc}
+
+
+def spectral_patch_init(model, gain: float = 4.0, low: int = 8, low_gain: float = 0.005) -> None:
+    """Start the patch embedding as a bank of 2-D DCT filters on luminance, spread over the
+    mid and high frequencies, plus ``low`` weak low-frequency luminance / colour filters.
+
+    A random patch embedding is dominated by a patch's mean and low frequencies, and the
+    token layernorm then squashes the fine structure every degradation changes (grain,
+    8 px JPEG blocks, pixelation, blur); from a random start the tower sat at chance for
+    hundreds of steps. With this start each token carries the patch's spectrum, so the
+    kinds are told apart within tens of steps."""
+    conv = next(m for m in model.tower.modules() if isinstance(m, torch.nn.Conv2d))
+    dim, _, p, _ = conv.weight.shape
+    n = torch.arange(p, dtype=torch.float64)
+
+    def dct(u: int, v: int) -> torch.Tensor:
+        b = torch.outer(torch.cos(math.pi * (n + 0.5) * u / p), torch.cos(math.pi * (n + 0.5) * v / p))
+        return b / b.norm()
+
+    freqs = sorted(((u, v) for u in range(p) for v in range(p) if u + v >= 3), key=lambda f: (f[0] ** 2 + f[1] ** 2, f))
+    picks = np.linspace(0, len(freqs) - 1, dim - low).round().astype(int)
+    grey = torch.ones(3, dtype=torch.float64) / math.sqrt(3)
+    rows = [gain * dct(*freqs[k])[None] * grey[:, None, None] for k in picks]
+    colours = [grey, torch.tensor([1.0, -1.0, 0.0]) / math.sqrt(2), torch.tensor([1.0, 1.0, -2.0]) / math.sqrt(6)]
+    lows = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    for k in range(low):
+        rows.append(low_gain * dct(*lows[k % len(lows)])[None] * colours[k % len(colours)][:, None, None])
+    with torch.no_grad():
+        conv.weight.copy_(torch.stack(rows).to(conv.weight.dtype))
 
 
 def train_demo_tower(pixels, kinds, strengths, recipe: dict, echo=True):
@@ -513,8 +545,10 @@ def train_demo_tower(pixels, kinds, strengths, recipe: dict, echo=True):
     val, train = perm[:r["val_bases"]].sort().values, perm[r["val_bases"]:].sort().values
     torch.manual_seed(r["seed"])
     model = JoyQuality(demo_config(), source="demo")
+    spectral_patch_init(model)
     dim = model.embed_dim
-    aux = torch.nn.ModuleDict({"kind": torch.nn.Linear(dim, len(TOWER_KINDS)),
+    aux = torch.nn.ModuleDict({"kind": torch.nn.Linear(dim, len(TOWER_KINDS) - 1),
+                               "kind_abs": torch.nn.Linear(dim, len(TOWER_KINDS)),
                                "strength": torch.nn.Linear(dim, len(TOWER_KINDS) - 1)})
     params = [*model.parameters(), *aux.parameters()]
     opt = torch.optim.AdamW(params, lr=r["lr"], weight_decay=r["weight_decay"])
@@ -533,25 +567,30 @@ def train_demo_tower(pixels, kinds, strengths, recipe: dict, echo=True):
         emb = model.embed(normalize(x))
         score = model.score_embeddings(emb)
         bad = kind > 0
-        loss_kind = F.cross_entropy(aux["kind"](emb), kind)
-        pred = aux["strength"](emb[bad]).gather(1, (kind[bad] - 1)[:, None]).squeeze(1)
+        # The auxiliary heads read the difference to the same base's clean image, which
+        # cancels the content (absolute targets from the start kept the loss at chance).
+        diff = (emb - emb[torch.arange(len(b)).repeat_interleave(v.shape[1]) * v.shape[1]])[bad]
+        loss_kind = F.cross_entropy(aux["kind"](diff), kind[bad] - 1)
+        pred = aux["strength"](diff).gather(1, (kind[bad] - 1)[:, None]).squeeze(1)
         loss_strength = F.mse_loss(pred, strength[bad])
         pair_loss = F.softplus(score[None, :] - score[:, None])  # row i beats column j
         better = (kind == 0)[:, None] & bad[None, :]
         same = base[:, None] == base[None, :]
         milder = (kind[:, None] == kind[None, :]) & bad[:, None] & (strength[None, :] - strength[:, None] > 0.25)
         loss_order = pair_loss[milder].mean() if milder.any() else score.sum() * 0
-        loss = (pair_loss[better & same].mean() + pair_loss[better & ~same].mean()
-                + r["order_weight"] * loss_order + r["kind_weight"] * loss_kind + r["strength_weight"] * loss_strength)
+        cross = 1.0 if step > r["cross_from"] * r["steps"] else 0.0  # cross-scene pairs once degradations are seen
+        loss = (pair_loss[better & same].mean() + cross * pair_loss[better & ~same].mean()
+                + r["order_weight"] * loss_order + r["kind_weight"] * loss_kind + r["strength_weight"] * loss_strength
+                + cross * r["kind_weight"] * F.cross_entropy(aux["kind_abs"](emb), kind))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        smoothed = float(loss) if math.isnan(smoothed) else 0.95 * smoothed + 0.05 * float(loss)
+        smoothed = float(loss.detach()) if math.isnan(smoothed) else 0.95 * smoothed + 0.05 * float(loss.detach())
         if step % eval_every == 0 or step == r["steps"]:
             row = {"step": step, "seconds": time.perf_counter() - t0, "loss": smoothed,
-                   "kind_loss": float(loss_kind), "strength_loss": float(loss_strength),
+                   "kind_loss": float(loss_kind.detach()), "strength_loss": float(loss_strength.detach()),
                    **_held_out_figures(model, aux, pixels, kinds, val)}
             curve.append(row)
             if echo:
@@ -595,7 +634,8 @@ def calibrate_for_shipping(model, pixels: torch.Tensor, kinds: torch.Tensor) -> 
       probability rather than the training run's overconfidence."""
     px = pixels.flatten(0, 1)
     emb = _embed_all(model, px)
-    before = model.score_embeddings(emb).detach()
+    with torch.inference_mode():
+        before = model.score_embeddings(emb)
     factor = DEMO_EMBED_STD / float(emb.std(0).mean())
     rescale_embedding(model, factor, shift=emb.mean(0) * factor)
     centred = _embed_all(model, px)
@@ -617,8 +657,9 @@ def make_demo_model(dest: Path, work: Path, echo=True, recipe: dict | None = Non
     """The shipped demo tower: DEMO_RECIPE's data and training, the auxiliary heads dropped,
     calibrate_for_shipping on the held-out bases, saved with model.save_model.
     Bit-identical for the same recipe, code and library versions on the same kind of CPU
-    (the build pins torch to ``threads`` threads, since a reduction split differently
-    rounds differently)."""
+    (the build pins torch to ``threads`` threads: a reduction split differently rounds
+    differently; one thread is also the fastest on a 2-core machine shared with other
+    jobs, where two threads mostly wait for each other)."""
     r = {**DEMO_RECIPE, **(recipe or {})}
     threads = torch.get_num_threads()
     torch.set_num_threads(r["threads"])
