@@ -107,7 +107,8 @@ class JoyQuality(nn.Module):
 
     @property
     def image_size(self) -> int:
-        return int(self.config.image_size)
+        size = self.config.image_size  # transformers types it loosely; SigLIP's is one int
+        return size if isinstance(size, int) else int(size[0])
 
     @property
     def embed_dim(self) -> int:
@@ -119,7 +120,11 @@ class JoyQuality(nn.Module):
 
     def set_checkpointing(self, enabled: bool) -> None:
         """Activation (gradient) checkpointing of the tower: less memory, ~30% more compute."""
-        name = "activation_checkpointing" if hasattr(self.tower, "activation_checkpointing_enable") else "gradient_checkpointing"
+        name = (
+            "activation_checkpointing"
+            if hasattr(self.tower, "activation_checkpointing_enable")
+            else "gradient_checkpointing"
+        )
         getattr(self.tower, f"{name}_{'enable' if enabled else 'disable'}")()
 
     def score_embeddings(self, emb: torch.Tensor) -> torch.Tensor:
@@ -136,11 +141,11 @@ class JoyQuality(nn.Module):
     def tower_state_dict(self) -> dict[str, torch.Tensor]:
         """Tower weights with keys like ``embeddings.*``, ``encoder.*``, ``head.*`` (MAP)."""
         prefix = self._tower_prefix()
-        return {k[len(prefix):]: v for k, v in self.tower.state_dict().items()}
+        return {k[len(prefix) :]: v for k, v in self.tower.state_dict().items()}
 
     def load_tower_state_dict(self, state: dict[str, torch.Tensor], assign: bool = False) -> None:
         prefix = self._tower_prefix()
-        expected = {k[len(prefix):]: v for k, v in self.tower.state_dict().items()}
+        expected = {k[len(prefix) :]: v for k, v in self.tower.state_dict().items()}
         _check_keys("tower", state, expected, self.source)
         self.tower.load_state_dict({prefix + k: v.float() for k, v in state.items()}, assign=assign)
 
@@ -148,8 +153,10 @@ class JoyQuality(nn.Module):
         _check_keys("head", state, self.head.state_dict(), self.source)
         bad = sorted(k for k, v in state.items() if not torch.isfinite(v).all())
         if bad:
-            raise ModelError(f"{self.source}: the quality head's {' and '.join(bad)} hold NaN or infinite values; "
-                             "the checkpoint is damaged, choose another model or version.")
+            raise ModelError(
+                f"{self.source}: the quality head's {' and '.join(bad)} hold NaN or infinite values; "
+                "the checkpoint is damaged, choose another model or version."
+            )
         self.head.load_state_dict(state)
 
 
@@ -183,7 +190,7 @@ def split_state_dict(state: dict[str, torch.Tensor], source: str):
             if prefix is None:
                 unknown.append(key)
             else:
-                tower[key[len(prefix):]] = value
+                tower[key[len(prefix) :]] = value
     if unknown:
         shown = ", ".join(unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
         raise ModelError(f"{source}: checkpoint has keys of no known layout: {shown}.")
@@ -238,11 +245,14 @@ def config_from_json(path: Path) -> SiglipVisionConfig:
     except Exception as e:  # noqa: BLE001 - any value transformers refuses is one sentence
         raise ModelError(f"{path}: vision_config is not a valid SigLIP configuration ({shorten(e)}).") from None
     if config.hidden_size % config.num_attention_heads:
-        raise ModelError(f"{path}: vision_config.hidden_size ({config.hidden_size}) is not a multiple of "
-                         f"num_attention_heads ({config.num_attention_heads}).")
+        raise ModelError(
+            f"{path}: vision_config.hidden_size ({config.hidden_size}) is not a multiple of "
+            f"num_attention_heads ({config.num_attention_heads})."
+        )
     if int(config.patch_size) > int(config.image_size):  # type: ignore[arg-type]
-        raise ModelError(f"{path}: vision_config.patch_size ({config.patch_size}) is larger than image_size "
-                         f"({config.image_size}).")
+        raise ModelError(
+            f"{path}: vision_config.patch_size ({config.patch_size}) is larger than image_size ({config.image_size})."
+        )
     return config
 
 
@@ -255,8 +265,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise ModelError(f"{path}: file not found.") from None
     except pickle.UnpicklingError:  # torch's own text advises the unsafe weights_only=False
-        raise ModelError(f"{path}: holds pickled Python objects, not just tensors; refused because "
-                         "loading it could run code (save a plain state dict or .safetensors).") from None
+        raise ModelError(
+            f"{path}: holds pickled Python objects, not just tensors; refused because "
+            "loading it could run code (save a plain state dict or .safetensors)."
+        ) from None
     except Exception as e:  # noqa: BLE001 - any parse failure is one clear sentence
         raise ModelError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e}).") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -288,7 +300,7 @@ def build_model(config: SiglipVisionConfig, state, source: str, fresh_head_ok: b
 
 def _materialize_position_ids(model: JoyQuality) -> None:
     """The one non-persistent buffer of a SigLIP tower is arange(num_positions)."""
-    for name, module in model.tower.named_modules():
+    for _name, module in model.tower.named_modules():
         ids = getattr(module, "position_ids", None)
         if isinstance(ids, torch.Tensor) and ids.is_meta:
             module.register_buffer("position_ids", torch.arange(ids.shape[-1]).expand(ids.shape), persistent=False)
@@ -386,8 +398,10 @@ def _load_head_version(folder: Path, depth: int = 0) -> JoyQuality:
     if not tower_spec:
         raise ModelError(f"{folder / 'version.json'}: has no tower_spec, so the tower of this version is unknown.")
     if depth >= MAX_VERSION_CHAIN:
-        raise ModelError(f"{folder / 'version.json'}: its tower_spec chain is more than {MAX_VERSION_CHAIN} versions "
-                         "long (versions pointing at each other); point it at a full model.")
+        raise ModelError(
+            f"{folder / 'version.json'}: its tower_spec chain is more than {MAX_VERSION_CHAIN} versions "
+            "long (versions pointing at each other); point it at a full model."
+        )
     tower_path = Path(tower_spec).expanduser()
     head_only = (tower_path / "version.json").exists() and not (tower_path / "model.safetensors").exists()
     if tower_path.is_dir() and head_only:
@@ -449,12 +463,18 @@ def save_model(model: JoyQuality, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     state = {f"vision_model.{k}": v for k, v in model.tower_state_dict().items()}
     state.update({f"classifier.{k}": v for k, v in model.head.state_dict().items()})
-    save_file({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()},
-              str(folder / "model.safetensors"))
+    save_file(
+        {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()},
+        str(folder / "model.safetensors"),
+    )
     vision = model.config.to_dict()
     vision.pop("transformers_version", None)
-    config = {"model_type": "siglip", "architectures": ["SiglipForImageClassification"],
-              "num_labels": 1, "vision_config": vision}
+    config = {
+        "model_type": "siglip",
+        "architectures": ["SiglipForImageClassification"],
+        "num_labels": 1,
+        "vision_config": vision,
+    }
     (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
@@ -485,7 +505,9 @@ class ModelId:
 
 def model_id(model: JoyQuality) -> ModelId:
     tower_sd = model.tower_state_dict()
-    tower = _digest((tower_sd[k] for k in sorted(tower_sd)), json.dumps(model.config.to_dict(), sort_keys=True, default=str))
+    tower = _digest(
+        (tower_sd[k] for k in sorted(tower_sd)), json.dumps(model.config.to_dict(), sort_keys=True, default=str)
+    )
     head = _digest((model.head.weight, model.head.bias))
     return ModelId(tower, head)
 

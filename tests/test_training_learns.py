@@ -52,8 +52,17 @@ def test_dataset_is_split_by_base_image(learning_set):
 
 def test_full_mode_from_scratch_learns_quality(learning_set, tmp_path):
     data, kinds, _ = load_dataset(learning_set)  # clean held-out images first: the robustness tasks use them
-    cfg = TrainConfig(mode="full", lr=1e-3, batch_size=FULL_BATCH, device_batch_size=FULL_BATCH, augment=True,
-                      total_samples=FULL_STEPS * FULL_BATCH, eval_every_samples=10**9, seed=0, device="cpu")
+    cfg = TrainConfig(
+        mode="full",
+        lr=1e-3,
+        batch_size=FULL_BATCH,
+        device_batch_size=FULL_BATCH,
+        augment=True,
+        total_samples=FULL_STEPS * FULL_BATCH,
+        eval_every_samples=10**9,
+        seed=0,
+        device="cpu",
+    )
     result = run_training(data, "tiny", cfg, tmp_path / "versions")
     before, after = result.before, result.after
     assert len(result.history) == FULL_STEPS + 1
@@ -98,8 +107,9 @@ def test_quick_head_on_demo_tower_beats_untrained_head(gui_demo, tmp_path):
         model.head.bias.zero_()
     save_model(model, tmp_path / "untrained-head")
     data = load_pairs_json(gui_demo / "halves.json")
-    result = run_training(data, str(tmp_path / "untrained-head"), TrainConfig(mode="quick", seed=0),
-                          tmp_path / "versions")
+    result = run_training(
+        data, str(tmp_path / "untrained-head"), TrainConfig(mode="quick", seed=0), tmp_path / "versions"
+    )
     assert result.record["counts"]["test"] == 40  # of 80 held-out pairs: half pick the step, half report
     assert result.before["accuracy"] == 0.5
     assert result.after["accuracy"] >= 0.85
@@ -112,7 +122,8 @@ def test_quick_head_follows_clicks_that_disagree_with_the_shipped_head(gui_demo,
     raw = json.loads((gui_demo / "halves.json").read_text())
     lofi = {split: [[a, b, -1] for a, b, _ in pairs] for split, pairs in raw.items()}
     (gui_demo / "lofi.json").write_text(json.dumps(lofi), encoding="utf-8")
-    result = run_training(load_pairs_json(gui_demo / "lofi.json"), "demo", TrainConfig(mode="quick", seed=0),
-                          tmp_path / "versions")
+    result = run_training(
+        load_pairs_json(gui_demo / "lofi.json"), "demo", TrainConfig(mode="quick", seed=0), tmp_path / "versions"
+    )
     assert result.before["accuracy"] <= 0.2
     assert result.after["accuracy"] >= 0.8

@@ -89,7 +89,6 @@ def degraded(img: Image.Image, kind: str, seed: str) -> tuple[Image.Image, Image
     if kind in RECIPE_KINDS:
         return make_validation_pair(img, kind, seed=seed)
     if kind in DEMO_KINDS:
-
         return img, degrade(img, kind.removeprefix("demo-"), rng_from_seed(seed))
     raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(ALL_KINDS)}")
 
@@ -115,9 +114,18 @@ def _write_base(job: tuple[Path, int, int, int, tuple[str, ...], float]) -> list
     return rows
 
 
-def make_learning_dataset(folder: Path, n_bases: int = 700, size: int = 512, kinds=RECIPE_KINDS,
-                          test_bases: int = 200, seed: int = 0, mosaic_share: float = 0.5,
-                          cross_pairs: int = 0, workers: int | None = None, progress=None) -> Path:
+def make_learning_dataset(
+    folder: Path,
+    n_bases: int = 700,
+    size: int = 512,
+    kinds=RECIPE_KINDS,
+    test_bases: int = 200,
+    seed: int = 0,
+    mosaic_share: float = 0.5,
+    cross_pairs: int = 0,
+    workers: int | None = None,
+    progress=None,
+) -> Path:
     """Write the images and ``dataset.json`` (JoyQuality format, with a by-base test split);
     returns the JSON path. ``dataset.json`` also records each pair's kind and corruption seed
     ("train_kinds", "test_kinds", "train_seeds", "test_seeds"), which the loader ignores.
@@ -139,8 +147,14 @@ def make_learning_dataset(folder: Path, n_bases: int = 700, size: int = 512, kin
     is_test[np.random.default_rng([seed, 1 << 30]).permutation(n_bases)[:test_bases]] = True
     jobs = [(folder, seed, i, size, kinds, mosaic_share) for i in range(n_bases)]
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    out: dict[str, list] = {"train": [], "test": [], "train_kinds": [], "test_kinds": [], "train_seeds": [],
-                            "test_seeds": []}
+    out: dict[str, list] = {
+        "train": [],
+        "test": [],
+        "train_kinds": [],
+        "test_kinds": [],
+        "train_seeds": [],
+        "test_seeds": [],
+    }
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results = pool.map(_write_base, jobs, chunksize=16)
@@ -175,9 +189,17 @@ def make_learning_dataset(folder: Path, n_bases: int = 700, size: int = 512, kin
                 out[split].append([f"images/b{i:05d}_clean.png", bad, 1])
                 out[f"{split}_kinds"].append(f"cross-{kind}")
                 out[f"{split}_seeds"].append(corruption_seed)
-    meta = {"generator": "joyq bench learn", "format": DATASET_FORMAT, "n_bases": n_bases, "size": size,
-            "kinds": list(kinds), "test_bases": int(test_bases), "seed": seed, "mosaic_share": mosaic_share,
-            "cross_pairs": cross_pairs}
+    meta = {
+        "generator": "joyq bench learn",
+        "format": DATASET_FORMAT,
+        "n_bases": n_bases,
+        "size": size,
+        "kinds": list(kinds),
+        "test_bases": int(test_bases),
+        "seed": seed,
+        "mosaic_share": mosaic_share,
+        "cross_pairs": cross_pairs,
+    }
     path = folder / "dataset.json"
     path.write_text(json.dumps({"meta": meta, **out}, indent=0), encoding="utf-8")
     return path
@@ -232,16 +254,24 @@ class CurveRecorder:
             self.smoothed = p.loss if math.isnan(self.smoothed) else 0.9 * self.smoothed + 0.1 * p.loss
         if p.eval is not None:
             window = [v for s, v in self.losses if s > p.step - 20]
-            row = {"step": p.step, "seconds": time.perf_counter() - self.t0,
-                   "loss": float(np.mean(window)) if window else math.nan,
-                   "accuracy": p.eval.get("accuracy"), "jpeg_accuracy": p.eval.get("jpeg_accuracy"),
-                   "lowres_accuracy": p.eval.get("lowres_accuracy")}
+            row = {
+                "step": p.step,
+                "seconds": time.perf_counter() - self.t0,
+                "loss": float(np.mean(window)) if window else math.nan,
+                "accuracy": p.eval.get("accuracy"),
+                "jpeg_accuracy": p.eval.get("jpeg_accuracy"),
+                "lowres_accuracy": p.eval.get("lowres_accuracy"),
+            }
             self.evals.append(row)
             if self.echo:
                 print(format_row(row), file=sys.stderr, flush=True)
         elif self.echo and p.step % 25 == 0:
-            print(f"  step {p.step}/{p.total_steps}  loss(ema) {self.smoothed:.3f}  "
-                  f"{time.perf_counter() - self.t0:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"  step {p.step}/{p.total_steps}  loss(ema) {self.smoothed:.3f}  "
+                f"{time.perf_counter() - self.t0:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _f(v, digits=3):
@@ -253,8 +283,10 @@ def format_header() -> str:
 
 
 def format_row(r: dict) -> str:
-    return (f"{r['step']:>5} {r['seconds']:>7.0f} {_f(r['loss']):>6} {_f(r['accuracy']):>9} "
-            f"{_f(r['jpeg_accuracy']):>9} {_f(r['lowres_accuracy']):>11}")
+    return (
+        f"{r['step']:>5} {r['seconds']:>7.0f} {_f(r['loss']):>6} {_f(r['accuracy']):>9} "
+        f"{_f(r['jpeg_accuracy']):>9} {_f(r['lowres_accuracy']):>11}"
+    )
 
 
 def lowres_factor(seed: str) -> float:
@@ -269,12 +301,11 @@ LOWRES_BINS = ((0.5, 0.7), (0.7, 0.8), (0.8, 0.9))
 def item_scores(model, data, items: np.ndarray) -> np.ndarray:
     """Scores of ``items`` (indices into data.paths), indexed by item; other entries 0."""
 
-
     scores = np.zeros(len(data.keys))
     model = model.float().cpu().eval()
     with torch.inference_mode():
         for k in range(0, len(items), 64):
-            chunk = items[k:k + 64]
+            chunk = items[k : k + 64]
             x = torch.stack([load_uint8(data.paths[i], model.image_size) for i in chunk])
             scores[chunk] = model(normalize(x)).numpy()
     return scores
@@ -300,30 +331,55 @@ def per_kind_accuracy(model, data, kinds, split: str = "test", seeds=None) -> di
     return out
 
 
-def ensure_dataset(folder: Path, *, n_bases=700, size=512, kinds=RECIPE_KINDS, test_bases=200, seed=0,
-                   mosaic_share=0.5, cross_pairs=0, echo=True) -> tuple[Path, float]:
+def ensure_dataset(
+    folder: Path,
+    *,
+    n_bases=700,
+    size=512,
+    kinds=RECIPE_KINDS,
+    test_bases=200,
+    seed=0,
+    mosaic_share=0.5,
+    cross_pairs=0,
+    echo=True,
+) -> tuple[Path, float]:
     """``folder/dataset.json``, generated unless one made with the same settings is there;
     returns (path, seconds spent generating)."""
     folder = Path(folder)
     json_path = folder / "dataset.json"
-    wanted = {"format": DATASET_FORMAT, "n_bases": n_bases, "size": size, "kinds": list(kinds),
-              "test_bases": min(test_bases, n_bases // 2), "seed": seed, "mosaic_share": mosaic_share,
-              "cross_pairs": cross_pairs}
+    wanted = {
+        "format": DATASET_FORMAT,
+        "n_bases": n_bases,
+        "size": size,
+        "kinds": list(kinds),
+        "test_bases": min(test_bases, n_bases // 2),
+        "seed": seed,
+        "mosaic_share": mosaic_share,
+        "cross_pairs": cross_pairs,
+    }
     t0 = time.perf_counter()
     try:
         have = json.loads(json_path.read_text(encoding="utf-8")).get("meta", {})
     except (OSError, ValueError):
         have = None
     if have is None or any(have.get(k) != v for k, v in wanted.items()):
-        make_learning_dataset(folder, n_bases, size, kinds, test_bases, seed, mosaic_share, cross_pairs,
-                              progress=_progress_line("generating", echo))
+        make_learning_dataset(
+            folder,
+            n_bases,
+            size,
+            kinds,
+            test_bases,
+            seed,
+            mosaic_share,
+            cross_pairs,
+            progress=_progress_line("generating", echo),
+        )
     return json_path, time.perf_counter() - t0
 
 
 def load_dataset(json_path: Path, drop_kind_prefix: str | None = None):
     """(PairData with the clean test images first, kinds, seeds): kinds/seeds parallel to
     data.a. ``drop_kind_prefix`` (e.g. "cross-") leaves those pairs out."""
-
 
     raw = json.loads(Path(json_path).read_text(encoding="utf-8"))
     data = load_pairs_json(json_path)
@@ -337,18 +393,28 @@ def load_dataset(json_path: Path, drop_kind_prefix: str | None = None):
     return clean_test_images_first(data), kinds, seeds
 
 
-def train_recorded(data, kinds, seeds, *, model="tiny", steps=300, batch_size=32, lr=1e-3, evals=6, augment=True,
-                   seed=0, echo=True) -> dict:
+def train_recorded(
+    data, kinds, seeds, *, model="tiny", steps=300, batch_size=32, lr=1e-3, evals=6, augment=True, seed=0, echo=True
+) -> dict:
     """Full-mode run_training (the engine of `joyq train --mode full`) with the curve recorded."""
 
-
-    cfg = TrainConfig(mode="full", lr=lr, batch_size=batch_size, device_batch_size=batch_size, augment=augment,
-                      total_samples=steps * batch_size, eval_every_samples=max(1, steps // evals) * batch_size,
-                      seed=seed, device="cpu")
+    cfg = TrainConfig(
+        mode="full",
+        lr=lr,
+        batch_size=batch_size,
+        device_batch_size=batch_size,
+        augment=augment,
+        total_samples=steps * batch_size,
+        eval_every_samples=max(1, steps // evals) * batch_size,
+        seed=seed,
+        device="cpu",
+    )
     recorder = CurveRecorder(echo)
     if echo:
-        print(f"{len(data.keys)} images, {len(data.a)} pairs; training {model} for {steps} steps of "
-              f"{batch_size} pairs", file=sys.stderr)
+        print(
+            f"{len(data.keys)} images, {len(data.a)} pairs; training {model} for {steps} steps of {batch_size} pairs",
+            file=sys.stderr,
+        )
         print(format_header(), file=sys.stderr)
     t1 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="joyq-learn-") as tmp:
@@ -356,20 +422,64 @@ def train_recorded(data, kinds, seeds, *, model="tiny", steps=300, batch_size=32
         train_s = time.perf_counter() - t1
         trained = load_model(str(result.path))
     per_kind = per_kind_accuracy(trained, data, kinds, seeds=seeds)
-    return {"curve": recorder.evals, "losses": recorder.losses, "per_kind": per_kind, "result": result,
-            "model": trained, "train_s": train_s, "images": len(data.keys), "pairs": len(data.a), "config": cfg}
+    return {
+        "curve": recorder.evals,
+        "losses": recorder.losses,
+        "per_kind": per_kind,
+        "result": result,
+        "model": trained,
+        "train_s": train_s,
+        "images": len(data.keys),
+        "pairs": len(data.a),
+        "config": cfg,
+    }
 
 
-def learn(folder: Path, *, n_bases=700, size=512, kinds=RECIPE_KINDS, test_bases=200, seed=0, steps=300,
-          batch_size=32, lr=1e-3, evals=6, augment=True, mosaic_share=0.5, cross_pairs=0, model="tiny",
-          echo=True) -> dict:
+def learn(
+    folder: Path,
+    *,
+    n_bases=700,
+    size=512,
+    kinds=RECIPE_KINDS,
+    test_bases=200,
+    seed=0,
+    steps=300,
+    batch_size=32,
+    lr=1e-3,
+    evals=6,
+    augment=True,
+    mosaic_share=0.5,
+    cross_pairs=0,
+    model="tiny",
+    echo=True,
+) -> dict:
     """Generate the data (unless ``folder/dataset.json`` exists with the same settings),
     train, and return {"curve", "losses", "per_kind", "result", "model", ...}."""
-    json_path, gen_s = ensure_dataset(folder, n_bases=n_bases, size=size, kinds=kinds, test_bases=test_bases,
-                                      seed=seed, mosaic_share=mosaic_share, cross_pairs=cross_pairs, echo=echo)
+    json_path, gen_s = ensure_dataset(
+        folder,
+        n_bases=n_bases,
+        size=size,
+        kinds=kinds,
+        test_bases=test_bases,
+        seed=seed,
+        mosaic_share=mosaic_share,
+        cross_pairs=cross_pairs,
+        echo=echo,
+    )
     data, pair_kinds, seeds = load_dataset(json_path)
-    run = train_recorded(data, pair_kinds, seeds, model=model, steps=steps, batch_size=batch_size, lr=lr,
-                         evals=evals, augment=augment, seed=seed, echo=echo)
+    run = train_recorded(
+        data,
+        pair_kinds,
+        seeds,
+        model=model,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        evals=evals,
+        augment=augment,
+        seed=seed,
+        echo=echo,
+    )
     run.update(generate_s=gen_s, dataset=json_path)
     return run
 
@@ -393,15 +503,33 @@ TOWER_KINDS = ("clean", "jpeg", "blur", "lowres", "noise")
 #:     cross-entropy) and its strength within the kind (regression), which keep kinds and
 #:     strengths apart in the embedding, so a personal head can weigh them differently.
 DEMO_RECIPE: dict[str, Any] = {
-    "n_bases": 400, "val_bases": 40, "copies": 2, "seed": 0,
-    "steps": 3000, "batch_bases": 16, "per_base": 3, "lr": 1e-3, "weight_decay": 0.05, "warmup": 0.05,
-    "kind_weight": 1.0, "strength_weight": 2.0, "order_weight": 0.5, "cross_from": 0.4, "evals": 5, "threads": 1}
+    "n_bases": 400,
+    "val_bases": 40,
+    "copies": 2,
+    "seed": 0,
+    "steps": 3000,
+    "batch_bases": 16,
+    "per_base": 3,
+    "lr": 1e-3,
+    "weight_decay": 0.05,
+    "warmup": 0.05,
+    "kind_weight": 1.0,
+    "strength_weight": 2.0,
+    "order_weight": 0.5,
+    "cross_from": 0.4,
+    "evals": 5,
+    "threads": 1,
+}
 #: Per-dimension std of the shipped embedding: quick mode's AdamW (lr 0.008) then moves a
 #: score by up to ~0.008 * 96 * 2 = 1.5 logits per step, so a head follows a user's clicks
 #: within the few steps a small click set gets.
 DEMO_EMBED_STD = 2.0
-POOL_OUTPUT_KEYS = ("head.attention.out_proj.weight", "head.attention.out_proj.bias",
-                    "head.mlp.fc2.weight", "head.mlp.fc2.bias")
+POOL_OUTPUT_KEYS = (
+    "head.attention.out_proj.weight",
+    "head.attention.out_proj.bias",
+    "head.mlp.fc2.weight",
+    "head.mlp.fc2.bias",
+)
 #: A taste that splits the degradations: likes soft focus (blur beats clean), dislikes
 #: JPEG, noise and pixelation. A tower whose embedding only knows "how degraded" cannot
 #: express it; the demo tower must (demo_tower_figures' "split-taste probe").
@@ -487,7 +615,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def _embed_all(model, pixels: torch.Tensor, chunk: int = 64) -> torch.Tensor:
     model.eval()
     with torch.inference_mode():
-        out = torch.cat([model.embed(normalize(pixels[k:k + chunk])) for k in range(0, len(pixels), chunk)])
+        out = torch.cat([model.embed(normalize(pixels[k : k + chunk])) for k in range(0, len(pixels), chunk)])
     return out
 
 
@@ -542,14 +670,18 @@ def train_demo_tower(pixels, kinds, strengths, recipe: dict, echo=True):
     r = recipe
     n_bases, n_versions = pixels.shape[:2]
     perm = torch.randperm(n_bases, generator=torch.Generator().manual_seed(r["seed"] + 1))
-    val, train = perm[:r["val_bases"]].sort().values, perm[r["val_bases"]:].sort().values
+    val, train = perm[: r["val_bases"]].sort().values, perm[r["val_bases"] :].sort().values
     torch.manual_seed(r["seed"])
     model = JoyQuality(demo_config(), source="demo")
     spectral_patch_init(model)
     dim = model.embed_dim
-    aux = torch.nn.ModuleDict({"kind": torch.nn.Linear(dim, len(TOWER_KINDS) - 1),
-                               "kind_abs": torch.nn.Linear(dim, len(TOWER_KINDS)),
-                               "strength": torch.nn.Linear(dim, len(TOWER_KINDS) - 1)})
+    aux = torch.nn.ModuleDict(
+        {
+            "kind": torch.nn.Linear(dim, len(TOWER_KINDS) - 1),
+            "kind_abs": torch.nn.Linear(dim, len(TOWER_KINDS)),
+            "strength": torch.nn.Linear(dim, len(TOWER_KINDS) - 1),
+        }
+    )
     params = [*model.parameters(), *aux.parameters()]
     opt = torch.optim.AdamW(params, lr=r["lr"], weight_decay=r["weight_decay"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r["lr"], total_steps=r["steps"], pct_start=r["warmup"])
@@ -558,8 +690,8 @@ def train_demo_tower(pixels, kinds, strengths, recipe: dict, echo=True):
     eval_every = max(1, r["steps"] // r["evals"])
     for step in range(1, r["steps"] + 1):
         model.train()
-        b = train[torch.randperm(len(train), generator=gen)[:r["batch_bases"]]]
-        degraded_ = torch.argsort(torch.rand(len(b), n_versions - 1, generator=gen), dim=1)[:, :r["per_base"] - 1] + 1
+        b = train[torch.randperm(len(train), generator=gen)[: r["batch_bases"]]]
+        degraded_ = torch.argsort(torch.rand(len(b), n_versions - 1, generator=gen), dim=1)[:, : r["per_base"] - 1] + 1
         v = torch.cat([torch.zeros(len(b), 1, dtype=torch.long), degraded_], 1)
         x = _augment(pixels[b[:, None], v].flatten(0, 1), gen)
         kind, strength = kinds[b[:, None], v].flatten(), strengths[b[:, None], v].flatten()
@@ -579,9 +711,14 @@ def train_demo_tower(pixels, kinds, strengths, recipe: dict, echo=True):
         milder = (kind[:, None] == kind[None, :]) & bad[:, None] & (strength[None, :] - strength[:, None] > 0.25)
         loss_order = pair_loss[milder].mean() if milder.any() else score.sum() * 0
         cross = 1.0 if step > r["cross_from"] * r["steps"] else 0.0  # cross-scene pairs once degradations are seen
-        loss = (pair_loss[better & same].mean() + cross * pair_loss[better & ~same].mean()
-                + r["order_weight"] * loss_order + r["kind_weight"] * loss_kind + r["strength_weight"] * loss_strength
-                + cross * r["kind_weight"] * F.cross_entropy(aux["kind_abs"](emb), kind))
+        loss = (
+            pair_loss[better & same].mean()
+            + cross * pair_loss[better & ~same].mean()
+            + r["order_weight"] * loss_order
+            + r["kind_weight"] * loss_kind
+            + r["strength_weight"] * loss_strength
+            + cross * r["kind_weight"] * F.cross_entropy(aux["kind_abs"](emb), kind)
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -589,16 +726,27 @@ def train_demo_tower(pixels, kinds, strengths, recipe: dict, echo=True):
         sched.step()
         smoothed = float(loss.detach()) if math.isnan(smoothed) else 0.95 * smoothed + 0.05 * float(loss.detach())
         if step % eval_every == 0 or step == r["steps"]:
-            row = {"step": step, "seconds": time.perf_counter() - t0, "loss": smoothed,
-                   "kind_loss": float(loss_kind.detach()), "strength_loss": float(loss_strength.detach()),
-                   **_held_out_figures(model, aux, pixels, kinds, val)}
+            row = {
+                "step": step,
+                "seconds": time.perf_counter() - t0,
+                "loss": smoothed,
+                "kind_loss": float(loss_kind.detach()),
+                "strength_loss": float(loss_strength.detach()),
+                **_held_out_figures(model, aux, pixels, kinds, val),
+            }
             curve.append(row)
             if echo:
-                print("  " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
-                      file=sys.stderr, flush=True)
+                print(
+                    "  " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
+                    file=sys.stderr,
+                    flush=True,
+                )
         elif echo and step % 25 == 0:
-            print(f"  step {step}/{r['steps']}  loss(ema) {smoothed:.3f}  {time.perf_counter() - t0:.0f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  step {step}/{r['steps']}  loss(ema) {smoothed:.3f}  {time.perf_counter() - t0:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     return model.eval(), aux.eval(), curve, val
 
 
@@ -649,8 +797,12 @@ def calibrate_for_shipping(model, pixels: torch.Tensor, kinds: torch.Tensor) -> 
     with torch.no_grad():
         model.head.weight.div_(tau)
         model.head.bias.div_(tau)
-    return {"embedding_factor": factor, "embedding_norm": float(centred.norm(dim=1).mean()), "tau": tau,
-            "test_nll": nll}
+    return {
+        "embedding_factor": factor,
+        "embedding_norm": float(centred.norm(dim=1).mean()),
+        "tau": tau,
+        "test_nll": nll,
+    }
 
 
 def make_demo_model(dest: Path, work: Path, echo=True, recipe: dict | None = None) -> dict:
@@ -665,11 +817,17 @@ def make_demo_model(dest: Path, work: Path, echo=True, recipe: dict | None = Non
     torch.set_num_threads(r["threads"])
     try:
         t0 = time.perf_counter()
-        pixels, kinds, strengths = make_tower_data(r, demo_config().image_size, cache=Path(work), echo=echo)
+        size = demo_config().image_size
+        assert isinstance(size, int)  # demo_config sets one side
+        pixels, kinds, strengths = make_tower_data(r, size, cache=Path(work), echo=echo)
         gen_s = time.perf_counter() - t0
         if echo:
-            print(f"{pixels.shape[0]} bases x {pixels.shape[1]} versions in {gen_s:.0f} s; training "
-                  f"demo_config for {r['steps']} steps", file=sys.stderr, flush=True)
+            print(
+                f"{pixels.shape[0]} bases x {pixels.shape[1]} versions in {gen_s:.0f} s; training "
+                f"demo_config for {r['steps']} steps",
+                file=sys.stderr,
+                flush=True,
+            )
         model, aux, curve, val = train_demo_tower(pixels, kinds, strengths, r, echo=echo)
         train_s = time.perf_counter() - t0 - gen_s
         info = calibrate_for_shipping(model, pixels[val], kinds[val])
@@ -677,8 +835,7 @@ def make_demo_model(dest: Path, work: Path, echo=True, recipe: dict | None = Non
         torch.set_num_threads(threads)
     save_model(model, Path(dest))
     info["bytes"] = sum(f.stat().st_size for f in Path(dest).iterdir() if f.is_file())
-    return {"curve": curve, "generate_s": gen_s, "train_s": train_s, "calibration": info, "model": model,
-            "recipe": r}
+    return {"curve": curve, "generate_s": gen_s, "train_s": train_s, "calibration": info, "model": model, "recipe": r}
 
 
 # ---------------------------------------------------------------------------------------
@@ -726,8 +883,15 @@ def split_taste_probe(emb: np.ndarray, groups: np.ndarray, kinds: list[str], tas
 
     train, test = np.flatnonzero(rank % 2 == 0), np.flatnonzero(rank % 2 == 1)
     lams = (0.1, 1.0, 10.0, 100.0, 1000.0)
-    cv = [np.mean([fit_eval(train[(rank[train] // 2) % 2 == f], train[(rank[train] // 2) % 2 != f], lam)[0].mean()
-                   for f in (0, 1)]) for lam in lams]
+    cv = [
+        np.mean(
+            [
+                fit_eval(train[(rank[train] // 2) % 2 == f], train[(rank[train] // 2) % 2 != f], lam)[0].mean()
+                for f in (0, 1)
+            ]
+        )
+        for lam in lams
+    ]
     ok, same = fit_eval(train, test, lams[int(np.argmax(cv))])
     return {"split-taste probe": float(ok.mean()), "split-taste probe, same scene": float(ok[same].mean())}
 
@@ -745,8 +909,11 @@ def tower_figures(model, pixels: torch.Tensor, groups: list[str], kinds: list[st
     clean, bad = k == "clean", k != "clean"
     same = g[:, None] == g[None, :]
     won = s[:, None] > s[None, :]
-    out = {kind: float(won[clean[:, None] & (k == kind)[None, :] & same].mean()) for kind in TOWER_KINDS[1:]
-           if (k == kind).any()}
+    out = {
+        kind: float(won[clean[:, None] & (k == kind)[None, :] & same].mean())
+        for kind in TOWER_KINDS[1:]
+        if (k == kind).any()
+    }
     out["same-scene"] = float(won[clean[:, None] & bad[None, :] & same].mean())
     out["cross-scene"] = float(won[clean[:, None] & bad[None, :] & ~same].mean())
     out.update(split_taste_probe(emb.double().numpy(), g, kinds))
@@ -758,8 +925,9 @@ def demo_tower_figures(model, folder: Path) -> dict[str, float]:
     the way the app reads it."""
     names = sorted(p.name for p in Path(folder).iterdir() if p.name.startswith("scene") and "_" in p.name)
     pixels = torch.stack([load_uint8(Path(folder) / n, model.image_size) for n in names])
-    return tower_figures(model, pixels, [n.split("_")[0] for n in names],
-                         [n.split("_")[1].split(".")[0] for n in names])
+    return tower_figures(
+        model, pixels, [n.split("_")[0] for n in names], [n.split("_")[1].split(".")[0] for n in names]
+    )
 
 
 def photo_figures(model, photos: list[Image.Image], seed: int = 0) -> dict[str, float]:
@@ -799,11 +967,15 @@ def write_reports(out: Path, run: dict, title: str) -> list[Path]:
         f.write("step,loss\n")
         f.writelines(f"{s},{v:.5f}\n" for s, v in run["losses"])
     written.append(out / "losses.csv")
-    md = ["| step | time (s) | loss (mean of last 20 steps) | test pair acc. | JPEG acc. | low-res acc. |",
-          "|---:|---:|---:|---:|---:|---:|"]
+    md = [
+        "| step | time (s) | loss (mean of last 20 steps) | test pair acc. | JPEG acc. | low-res acc. |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in run["curve"]:
-        md.append(f"| {r['step']} | {r['seconds']:.0f} | {_f(r['loss'])} | {_f(r['accuracy'])} | "
-                  f"{_f(r['jpeg_accuracy'])} | {_f(r['lowres_accuracy'])} |")
+        md.append(
+            f"| {r['step']} | {r['seconds']:.0f} | {_f(r['loss'])} | {_f(r['accuracy'])} | "
+            f"{_f(r['jpeg_accuracy'])} | {_f(r['lowres_accuracy'])} |"
+        )
     (out / "curve.md").write_text(f"{title}\n\n" + "\n".join(md) + "\n", encoding="utf-8")
     written.append(out / "curve.md")
     try:
@@ -824,8 +996,11 @@ def write_reports(out: Path, run: dict, title: str) -> list[Path]:
     ax1.set_ylabel("pair loss")
     ax1.legend()
     s = [r["step"] for r in run["curve"]]
-    for key, label in (("accuracy", "test pairs"), ("jpeg_accuracy", "JPEG (held out)"),
-                       ("lowres_accuracy", "low-res (held out)")):
+    for key, label in (
+        ("accuracy", "test pairs"),
+        ("jpeg_accuracy", "JPEG (held out)"),
+        ("lowres_accuracy", "low-res (held out)"),
+    ):
         ax2.plot(s, [r[key] if r[key] is not None else math.nan for r in run["curve"]], marker="o", label=label)
     ax2.axhline(0.5, ls=":", c="grey")
     ax2.set_ylim(0.3, 1.0)
@@ -845,14 +1020,14 @@ def demo_folder_accuracy(model, folder: Path) -> dict[str, float]:
     scene (per kind, from its pairs.json), and clean beats degraded copies of other scenes
     ("cross-scene", every such pair), which is what ranking the folder needs."""
 
-
     raw = json.loads((Path(folder) / "pairs.json").read_text(encoding="utf-8"))
     pairs = raw["train"] + raw["test"]
     names = sorted({p for pair in pairs for p in pair[:2]})
     model = model.float().cpu().eval()
     with torch.inference_mode():
         x = torch.stack([load_uint8(Path(folder) / n, model.image_size) for n in names])
-        s = dict(zip(names, torch.cat([model(normalize(x[k:k + 64])) for k in range(0, len(x), 64)]).tolist()))
+        s = dict(zip(names, torch.cat([model(normalize(x[k : k + 64])) for k in range(0, len(x), 64)]).tolist()))
+
     def kind(name: str) -> str:  # scene0003_blur.jpg -> blur
         return name.split("_")[1].split(".")[0]
 
@@ -872,9 +1047,11 @@ def _print_run(run: dict, title: str) -> None:
         print(format_row(r))
     rec = run["result"].record
     after = rec["metrics_after"]
-    print(f"\ntraining + evaluation {run['train_s']:.0f} s; best step {rec['best_step']} (lowest validation loss); "
-          f"best model on held-out pairs: pair accuracy {_f(after.get('accuracy'))}, "
-          f"JPEG {_f(after.get('jpeg_accuracy'))}, low-res {_f(after.get('lowres_accuracy'))}")
+    print(
+        f"\ntraining + evaluation {run['train_s']:.0f} s; best step {rec['best_step']} (lowest validation loss); "
+        f"best model on held-out pairs: pair accuracy {_f(after.get('accuracy'))}, "
+        f"JPEG {_f(after.get('jpeg_accuracy'))}, low-res {_f(after.get('lowres_accuracy'))}"
+    )
     print("held-out accuracy per kind: " + ", ".join(f"{k} {v:.3f}" for k, v in run["per_kind"].items()))
 
 
@@ -894,21 +1071,34 @@ def bench_learn(args) -> int:
         os.environ["JOYQ_CACHE_DIR"] = str(work / "cache")
         if args.save_demo_model:
             return _bench_demo_model(Path(args.save_demo_model), work, out, machine)
-        run = learn(work, n_bases=args.bases, size=args.size, kinds=kinds, test_bases=args.test_bases,
-                    seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr, evals=args.evals,
-                    augment=not args.no_augment, mosaic_share=args.mosaic_share, cross_pairs=args.cross_pairs,
-                    model=args.model)
+        run = learn(
+            work,
+            n_bases=args.bases,
+            size=args.size,
+            kinds=kinds,
+            test_bases=args.test_bases,
+            seed=args.seed,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            evals=args.evals,
+            augment=not args.no_augment,
+            mosaic_share=args.mosaic_share,
+            cross_pairs=args.cross_pairs,
+            model=args.model,
+        )
     cfg = run["config"]
     start = "from scratch" if args.model == "tiny" else f"from {args.model}"
-    title = (f"joyq bench learn: {args.model} {start}, {run['images']} images ({args.bases} bases of "
-             f"{args.size} px, kinds {','.join(kinds)}), batch {cfg.batch_size}, lr {cfg.lr}, "
-             f"{args.steps} steps, seed {args.seed}; {machine}")
+    title = (
+        f"joyq bench learn: {args.model} {start}, {run['images']} images ({args.bases} bases of "
+        f"{args.size} px, kinds {','.join(kinds)}), batch {cfg.batch_size}, lr {cfg.lr}, "
+        f"{args.steps} steps, seed {args.seed}; {machine}"
+    )
     _print_run(run, title)
     print(f"data: {run['generate_s']:.0f} s to generate")
     for p in write_reports(out, run, title):
         print(f"wrote {p}")
     if args.save_model:
-
         save_model(run["model"], Path(args.save_model))
         print(f"saved the trained model to {args.save_model}")
     return 0
@@ -918,8 +1108,10 @@ def _bench_demo_model(dest: Path, work: Path, out: Path, machine: str) -> int:
     t0 = time.perf_counter()
     demo = make_demo_model(dest, work)
     r = demo["recipe"]
-    print(f"\ndemo tower (demo_config, {r['n_bases']} bases, {r['steps']} steps of {r['batch_bases']} bases x "
-          f"{r['per_base']} images, lr {r['lr']}); {machine}")
+    print(
+        f"\ndemo tower (demo_config, {r['n_bases']} bases, {r['steps']} steps of {r['batch_bases']} bases x "
+        f"{r['per_base']} images, lr {r['lr']}); {machine}"
+    )
     print("held-out bases, during training:")
     for row in demo["curve"]:
         print("  " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
@@ -929,9 +1121,11 @@ def _bench_demo_model(dest: Path, work: Path, out: Path, machine: str) -> int:
         w.writeheader()
         w.writerows(demo["curve"])
     cal = demo["calibration"]
-    print(f"\nshipping: embedding x{cal['embedding_factor']:.3g} (head / the same), temperature {cal['tau']:.3g} "
-          f"(held-out NLL {cal['test_nll']:.3f}); data {demo['generate_s']:.0f} s, training {demo['train_s']:.0f} s, "
-          f"{time.perf_counter() - t0:.0f} s in all")
+    print(
+        f"\nshipping: embedding x{cal['embedding_factor']:.3g} (head / the same), temperature {cal['tau']:.3g} "
+        f"(held-out NLL {cal['test_nll']:.3f}); data {demo['generate_s']:.0f} s, training {demo['train_s']:.0f} s, "
+        f"{time.perf_counter() - t0:.0f} s in all"
+    )
     folder = work / "gui-demo-folder"
     make_demo_folder(folder, count=200, seed=0, size=512)  # what the GUI's "Try the demo" opens
     acc = demo_tower_figures(demo["model"], folder)
