@@ -240,6 +240,7 @@ def fit_head(
     gram: np.ndarray | None = None,
     alpha_ref: float | None = None,
     tol: float = 1e-7,
+    alpha_tol: float = 1e-3,
     max_iter: int = 50,
 ) -> HeadFit:
     """MAP head, Laplace posterior and (unless ``alpha`` is given) the evidence-chosen alpha.
@@ -256,6 +257,8 @@ def fit_head(
     method: "primal" (d x d eigenproblem), "dual" (m x m), or "auto" (dual when m < d).
     gram: optional precomputed ``X X^T`` (m, m) for the dual.
     alpha_ref: centre of the alpha search (default ``default_alpha(X, w0)``).
+    tol, alpha_tol: stop when the Newton decrement is below ``tol`` (relative to the
+        objective) and ln(alpha) moved less than ``alpha_tol`` in the last iteration.
 
     With no pairs the result is the prior: ``w = w0`` and ``alpha`` = alpha / alpha_init /
     alpha_ref (nothing to choose it from).
@@ -293,21 +296,21 @@ def fit_head(
         # (the base mode is compared below anyway)
         cur_alpha, w_init = ref, None
     w = w0.copy() if w_init is None else np.asarray(w_init, dtype=np.float64).copy()
-    fit = _newton(X, y, c, w0, w, cur_alpha, None if fixed else (lo, hi), method, gram, tol, max_iter)
+    fit = _newton(X, y, c, w0, w, cur_alpha, None if fixed else (lo, hi), method, gram, tol, alpha_tol, max_iter)
     if not fixed:
         # The other mode: alpha -> infinity keeps the starting head, evidence -loss(w0)
         # exactly (the Occam term vanishes). Take it when the data cannot tell the clicks
         # from what the starting head predicts.
         base_ev = -pair_loss((X @ w0.astype(X.dtype)).astype(np.float64), y, c)
         if base_ev > fit.evidence:
-            fit = _newton(X, y, c, w0, w0.copy(), math.exp(hi), None, method, gram, tol, max_iter)
+            fit = _newton(X, y, c, w0, w0.copy(), math.exp(hi), None, method, gram, tol, alpha_tol, max_iter)
             fit.alpha_at_bound = True
         else:
             fit.alpha_at_bound = math.log(fit.alpha) >= hi - 0.5 or math.log(fit.alpha) <= lo + 0.5
     return fit
 
 
-def _newton(X, y, c, w0, w, alpha, bounds, method, gram, tol, max_iter) -> HeadFit:
+def _newton(X, y, c, w0, w, alpha, bounds, method, gram, tol, alpha_tol, max_iter) -> HeadFit:
     """Newton/IRLS from w; with ``bounds`` (ln alpha range) alpha follows the local maximum
     of the evidence (frozen after ALPHA_FREEZE iterations), else it stays fixed."""
     f = (X @ w.astype(X.dtype)).astype(np.float64)
@@ -345,7 +348,7 @@ def _newton(X, y, c, w0, w, alpha, bounds, method, gram, tol, max_iter) -> HeadF
         w = w + s * step
         f = f + s * xs
         decrement = -grad_dot * s
-        if decrement <= tol * (1.0 + abs(l0)) and abs(math.log(cur_alpha / old_alpha)) < 1e-3:
+        if decrement <= tol * (1.0 + abs(l0)) and abs(math.log(cur_alpha / old_alpha)) < alpha_tol:
             converged = True
             break
     loss = pair_loss(f, y, c)

@@ -101,6 +101,11 @@ NEWTON_STEPS = 3
 NEWTON_TOL = 1e-5
 """Per click: Newton steps until the decrement (relative to the objective) is below this."""
 
+REFIT_TOL = 1e-6
+REFIT_ALPHA_TOL = 1e-2
+"""Live refits stop a little earlier than ``fit_head``'s defaults (alpha to 1%): the Newton
+steps after every click keep refining the mean, and a refit is the slowest click."""
+
 DENSE_MAX = 512
 """Up to this many images, pair counts also live in an (n, n) matrix (vectorised checks and
 an exhaustive fallback search)."""
@@ -480,13 +485,15 @@ class TasteModel:
         if self._m:
             self.refit()
 
-    def refit(self) -> HeadFit:
+    def refit(self, live: bool = False) -> HeadFit:
         """Full refit: exact MAP, fresh Laplace covariance and alpha by the evidence
-        (warm-started from the current head and alpha). Returns the fit."""
+        (warm-started from the current head and alpha). Returns the fit. ``live``: the
+        automatic refits between clicks, which stop at REFIT_TOL / REFIT_ALPHA_TOL."""
         m = self._m
+        tol = dict(tol=REFIT_TOL, alpha_tol=REFIT_ALPHA_TOL) if live else {}
         gram = self._gram[:m, :m] if (self._gram is not None and m < self.d) else None
         fit = fit_head(self._X[:m], self._y[:m], self._c[:m], self.w0, alpha=self._fixed_alpha,
-                       alpha_init=self.alpha, w_init=self.w, gram=gram, alpha_ref=self._alpha_ref)
+                       alpha_init=self.alpha, w_init=self.w, gram=gram, alpha_ref=self._alpha_ref, **tol)
         self._fit, self.w, self.alpha = fit, fit.w, fit.alpha
         self._f[:m] = (self._X[:m] @ self.w.astype(np.float32)).astype(np.float64)
         self._after_refit()
@@ -592,7 +599,7 @@ class TasteModel:
         self._S0r = np.eye(self._r) / fit.alpha + (qv.T * fit.shrink()) @ qv
         self._trS0 = self.d / fit.alpha + float(np.sum(fit.shrink()))
         # with many directions learned, one dense float32 pass beats two through the basis
-        self._S0 = fit.covariance().astype(np.float32) if fit.lam.size > self.d // 4 else None
+        self._S0 = fit.covariance().astype(np.float32) if fit.lam.size > self.d // 2 else None
         self._U = np.zeros((16, self.d))
         self._Ur = np.zeros((16, self._r))
         self._k = 0
@@ -681,7 +688,7 @@ class TasteModel:
         """Add one fitted comparison: online Laplace update, then a Newton step or a refit."""
         x = self._append_fitted(i, j, o, weight).astype(np.float64)
         if self._m >= self._next_refit:
-            self.refit()
+            self.refit(live=True)
             return
         # 1. rank-one covariance update at the current mean
         u = self._cov_matvec(x)
