@@ -314,8 +314,9 @@ def test_replay_fits_the_stored_comparisons_in_one_go():
     online = tm.head()[0].copy()  # the online updates track the exact MAP at the same alpha
     fitted = [h for h in tm.history if h[3] != "heldout"]
     ii, jj = np.array([h[0] for h in fitted]), np.array([h[1] for h in fitted])
-    exact = fit_head(E[ii] - E[jj], np.array([h[2] for h in fitted]), np.array([h[4] for h in fitted]), w0,
-                     alpha=tm.alpha)
+    exact = fit_head(
+        E[ii] - E[jj], np.array([h[2] for h in fitted]), np.array([h[4] for h in fitted]), w0, alpha=tm.alpha
+    )
     assert np.linalg.norm(online - exact.w) < 0.01 * np.linalg.norm(exact.w - w0)
 
 

@@ -50,6 +50,7 @@ import argparse
 import math
 import os
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -264,11 +265,13 @@ def run_strategy(world: World, strategy: str, budgets, seed: int) -> list[dict]:
     rng = np.random.default_rng([seed, 7, ALL_STRATEGIES.index(strategy)])
     rater = np.random.default_rng([seed, 99, ALL_STRATEGIES.index(strategy)])
     base = (world.w0, 0.0)
-    kw = {"criterion": strategy.split("-", 1)[1]} if strategy.startswith("model-") else {}
-    tm = TasteModel(world.E, base, seed=seed, **kw)
+    if strategy.startswith("model-"):
+        tm = TasteModel(world.E, base, seed=seed, criterion=strategy.split("-", 1)[1])
+    else:
+        tm = TasteModel(world.E, base, seed=seed)
     tm.exclude(world.oos)
     sel = None
-    pre = None
+    pre: list[tuple[int, int]] | None = None
     if strategy == "selector":
         from ..pairing import PairSelector
 
@@ -293,8 +296,7 @@ def run_strategy(world: World, strategy: str, budgets, seed: int) -> list[dict]:
         elif sel is not None:
             i, j, kind = sel.next_pair_with_kind()
         else:
-            i, j = tm.next_pair()
-            kind = tm.last_kind
+            i, j, kind = tm.next_pair_with_kind()
         o = float(rater.random() < world.p_rater(i, j))
         if sel is not None:
             sel.record(i, j, o, kind)
@@ -310,11 +312,27 @@ def run_strategy(world: World, strategy: str, budgets, seed: int) -> list[dict]:
             def arr(rows_, k, dtype):
                 return np.array([r[k] for r in rows_], dtype=dtype)
 
-            w_sgd = sgd_head(world.E, arr(fit, 0, np.int64), arr(fit, 1, np.int64), arr(fit, 2, float), world.w0,
-                             arr(held, 0, np.int64), arr(held, 1, np.int64), arr(held, 2, float), seed)
+            w_sgd = sgd_head(
+                world.E,
+                arr(fit, 0, np.int64),
+                arr(fit, 1, np.int64),
+                arr(fit, 2, float),
+                world.w0,
+                arr(held, 0, np.int64),
+                arr(held, 1, np.int64),
+                arr(held, 2, float),
+                seed,
+            )
             ev_b, ev_s = evaluate(world, tm.w), evaluate(world, w_sgd)
-            row = {"seed": seed, "strategy": strategy, "budget": c, "alpha": tm.alpha,
-                   "heldout": len(held), "seconds": time.perf_counter() - t0, "click_ms": 1e3 * click_time / c}
+            row = {
+                "seed": seed,
+                "strategy": strategy,
+                "budget": c,
+                "alpha": tm.alpha,
+                "heldout": len(held),
+                "seconds": time.perf_counter() - t0,
+                "click_ms": 1e3 * click_time / c,
+            }
             row.update({f"bayes_{k}": v for k, v in ev_b.items()})
             row.update({f"sgd_{k}": v for k, v in ev_s.items()})
             rows.append(row)
@@ -331,8 +349,15 @@ def _seed_task(args) -> list[dict]:
         pass
     world = make_world(seed, n=n)
     base = evaluate(world, world.w0)
-    rows = [{"seed": seed, "strategy": "base", "budget": 0, **{f"bayes_{k}": v for k, v in base.items()},
-             **{f"sgd_{k}": v for k, v in base.items()}}]
+    rows = [
+        {
+            "seed": seed,
+            "strategy": "base",
+            "budget": 0,
+            **{f"bayes_{k}": v for k, v in base.items()},
+            **{f"sgd_{k}": v for k, v in base.items()},
+        }
+    ]
     for s in strategies:
         rows += run_strategy(world, s, budgets, seed)
     return rows
@@ -342,14 +367,14 @@ def run(seeds: int, strategies, budgets, n: int, jobs: int, log=print) -> list[d
     tasks = [(s, tuple(strategies), tuple(budgets), n) for s in range(seeds)]
     rows: list[dict] = []
     t0 = time.perf_counter()
-    if jobs <= 1:
-        results = map(_seed_task, tasks)
-    else:
-        ex = ProcessPoolExecutor(max_workers=jobs)
-        results = ex.map(_seed_task, tasks)
+    results: Iterable[list[dict]]
+    ex = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
+    results = ex.map(_seed_task, tasks) if ex is not None else map(_seed_task, tasks)
     for k, r in enumerate(results, 1):
         rows += r
         log(f"  seed {k}/{seeds} done ({time.perf_counter() - t0:.0f} s)")
+    if ex is not None:
+        ex.shutdown()
     return rows
 
 
@@ -390,24 +415,30 @@ def _reach(budgets, curve, target):
 def report(rows: list[dict], strategies, budgets) -> tuple[str, list[str]]:
     seeds = len({r["seed"] for r in rows})
     out = []
-    for metric, title in (("oos_acc", "Out-of-sample pair accuracy (vs the rater's noiseless taste)"),
-                          ("spearman", "Spearman of the whole folder's ranking vs the true taste"),
-                          ("oos_agree", "Out-of-sample expected agreement with the (noisy) rater")):
+    for metric, title in (
+        ("oos_acc", "Out-of-sample pair accuracy (vs the rater's noiseless taste)"),
+        ("spearman", "Spearman of the whole folder's ranking vs the true taste"),
+        ("oos_agree", "Out-of-sample expected agreement with the (noisy) rater"),
+    ):
         out += [f"### {title}, mean of {seeds} paired seeds", ""]
         b0 = _mean(rows, "base", 0, f"bayes_{metric}")
         head = "| clicks | " + " | ".join(f"{s} bayes | {s} sgd" for s in strategies) + " |"
         out += [head, "|" + " --- |" * (1 + 2 * len(strategies))]
-        out.append(f"| 0 (base head) | " + " | ".join(f"{b0:.4f} | {b0:.4f}" for _ in strategies) + " |")
+        out.append("| 0 (base head) | " + " | ".join(f"{b0:.4f} | {b0:.4f}" for _ in strategies) + " |")
         for b in budgets:
-            cells = [f"{_mean(rows, s, b, f'bayes_{metric}'):.4f} | {_mean(rows, s, b, f'sgd_{metric}'):.4f}"
-                     for s in strategies]
+            cells = [
+                f"{_mean(rows, s, b, f'bayes_{metric}'):.4f} | {_mean(rows, s, b, f'sgd_{metric}'):.4f}"
+                for s in strategies
+            ]
             out.append(f"| {b:,} | " + " | ".join(cells) + " |")
         out.append("")
     verdicts = []
     # Bayesian head vs base and vs SGD
     out += ["### Paired differences (mean +- 2 SE over seeds), out-of-sample accuracy", ""]
-    out += ["| clicks | " + " | ".join(f"{s}: bayes - base | {s}: bayes - sgd" for s in strategies) + " |",
-            "|" + " --- |" * (1 + 2 * len(strategies))]
+    out += [
+        "| clicks | " + " | ".join(f"{s}: bayes - base | {s}: bayes - sgd" for s in strategies) + " |",
+        "|" + " --- |" * (1 + 2 * len(strategies)),
+    ]
     worst_base, worst_sgd = [], []
     for b in budgets:
         cells = []
@@ -420,10 +451,14 @@ def report(rows: list[dict], strategies, budgets) -> tuple[str, list[str]]:
         out.append(f"| {b:,} | " + " | ".join(cells) + " |")
     out.append("")
     wb, ws = min(worst_base), min(worst_sgd)
-    verdicts.append(f"Bayesian head vs base, out-of-sample: worst mean + 2 SE = {wb[0]:+.4f} ({wb[1]} at {wb[2]:,} "
-                    f"clicks) -> {'met' if wb[0] >= 0 else 'NOT met'} (never significantly below base)")
-    verdicts.append(f"Bayesian head vs SGD on the same pairs: worst mean + 2 SE = {ws[0]:+.4f} ({ws[1]} at {ws[2]:,} "
-                    f"clicks) -> {'met' if ws[0] >= 0 else 'NOT met'} (not below SGD)")
+    verdicts.append(
+        f"Bayesian head vs base, out-of-sample: worst mean + 2 SE = {wb[0]:+.4f} ({wb[1]} at {wb[2]:,} "
+        f"clicks) -> {'met' if wb[0] >= 0 else 'NOT met'} (never significantly below base)"
+    )
+    verdicts.append(
+        f"Bayesian head vs SGD on the same pairs: worst mean + 2 SE = {ws[0]:+.4f} ({ws[1]} at {ws[2]:,} "
+        f"clicks) -> {'met' if ws[0] >= 0 else 'NOT met'} (not below SGD)"
+    )
     # strategies vs random
     if "random" in strategies:
         others = [s for s in strategies if s != "random"]
@@ -441,8 +476,12 @@ def report(rows: list[dict], strategies, budgets) -> tuple[str, list[str]]:
         out.append("")
         out += ["### Clicks needed to match random's accuracy (Bayesian head, mean curves, log-interpolated)", ""]
         refs = [r for r in (250, 500, 1000) if r in budgets]
-        out += ["| strategy | " + " | ".join(f"random @ {r:,} ({_mean(rows, 'random', r, 'bayes_oos_acc'):.4f})"
-                                            for r in refs) + " |", "|" + " --- |" * (1 + len(refs))]
+        out += [
+            "| strategy | "
+            + " | ".join(f"random @ {r:,} ({_mean(rows, 'random', r, 'bayes_oos_acc'):.4f})" for r in refs)
+            + " |",
+            "|" + " --- |" * (1 + len(refs)),
+        ]
         for s in strategies:
             curve = [_mean(rows, s, b, "bayes_oos_acc") for b in budgets]
             cells = []
@@ -456,16 +495,21 @@ def report(rows: list[dict], strategies, budgets) -> tuple[str, list[str]]:
             if 1000 in budgets:
                 need = _reach(budgets, curve, _mean(rows, "random", 1000, "bayes_oos_acc"))
                 if s.startswith("model"):
-                    verdicts.append(f"{s}: reaches random's 1,000-click accuracy with {need:,.0f} clicks -> "
-                                    f"{'met' if need <= 500 else 'NOT met'} (<= 500; stretch <= 350: "
-                                    f"{'met' if need <= 350 else 'not met'})")
-            verdicts.append(f"{s} vs random: worst mean + 2 SE = {worst[s][0]:+.4f} at {worst[s][1]:,} clicks -> "
-                            f"{'never significantly worse' if worst[s][0] >= 0 else 'significantly worse there'}")
+                    verdicts.append(
+                        f"{s}: reaches random's 1,000-click accuracy with {need:,.0f} clicks -> "
+                        f"{'met' if need <= 500 else 'NOT met'} (<= 500; stretch <= 350: "
+                        f"{'met' if need <= 350 else 'not met'})"
+                    )
+            verdicts.append(
+                f"{s} vs random: worst mean + 2 SE = {worst[s][0]:+.4f} at {worst[s][1]:,} clicks -> "
+                f"{'never significantly worse' if worst[s][0] >= 0 else 'significantly worse there'}"
+            )
     out += ["### Mean click cost in the loop (next pair + record, ms)", ""]
     for s in strategies:
         v = _mean(rows, s, budgets[-1], "click_ms")
-        out.append(f"- {s}: {v:.2f} ms per click (alpha at {budgets[-1]:,}: "
-                   f"{_mean(rows, s, budgets[-1], 'alpha'):.3g})")
+        out.append(
+            f"- {s}: {v:.2f} ms per click (alpha at {budgets[-1]:,}: {_mean(rows, s, budgets[-1], 'alpha'):.3g})"
+        )
     out.append("")
     return "\n".join(out), verdicts
 
@@ -523,8 +567,10 @@ def speed(n: int = 100_000, d: int = DIM, m: int = 5000, clicks: int = 600, seed
     comps = [(int(a), int(b), float(rng.random() < _sigmoid(t[a] - t[b]))) for a, b in zip(i[ok], j[ok])]
     t0 = time.perf_counter()
     tm.replay(comps)
-    lines.append(f"- replay {len(comps):,} stored comparisons (one full refit, alpha by the evidence): "
-                 f"{time.perf_counter() - t0:.2f} s")
+    lines.append(
+        f"- replay {len(comps):,} stored comparisons (one full refit, alpha by the evidence): "
+        f"{time.perf_counter() - t0:.2f} s"
+    )
     times, nexts, recs = [], [], []
     for _ in range(clicks):
         t0 = time.perf_counter()
@@ -536,21 +582,25 @@ def speed(n: int = 100_000, d: int = DIM, m: int = 5000, clicks: int = 600, seed
         nexts.append(t1 - t0)
         recs.append(t2 - t1)
     ms = np.array(times) * 1e3
-    lines.append(f"- click -> update -> next pair at n = {n:,} with {m:,} earlier pairs, {clicks} clicks: "
-                 f"median {np.median(ms):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms "
-                 f"(next_pair p99 {np.percentile(nexts, 99) * 1e3:.1f} ms, record p99 "
-                 f"{np.percentile(recs, 99) * 1e3:.1f} ms)")
+    lines.append(
+        f"- click -> update -> next pair at n = {n:,} with {m:,} earlier pairs, {clicks} clicks: "
+        f"median {np.median(ms):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms "
+        f"(next_pair p99 {np.percentile(nexts, 99) * 1e3:.1f} ms, record p99 "
+        f"{np.percentile(recs, 99) * 1e3:.1f} ms)"
+    )
     # a fresh session: the first clicks (refits after every click while m <= 32)
     tm2 = TasteModel(E, (w0, 0.0), seed=seed + 1)
-    ms2 = []
+    fresh = []
     for _ in range(clicks):
         t0 = time.perf_counter()
         a, b = tm2.next_pair()
         tm2.record(a, b, float(rng.random() < _sigmoid(t[a] - t[b])))
-        ms2.append((time.perf_counter() - t0) * 1e3)
-    ms2 = np.array(ms2)
-    lines.append(f"- the same from an empty session, first {clicks} clicks: median {np.median(ms2):.1f} ms, "
-                 f"p99 {np.percentile(ms2, 99):.1f} ms, max {ms2.max():.1f} ms")
+        fresh.append((time.perf_counter() - t0) * 1e3)
+    ms2 = np.array(fresh)
+    lines.append(
+        f"- the same from an empty session, first {clicks} clicks: median {np.median(ms2):.1f} ms, "
+        f"p99 {np.percentile(ms2, 99):.1f} ms, max {ms2.max():.1f} ms"
+    )
     # full refit on m pairs, cold and warm
     X = (E[i[ok]] - E[j[ok]])[:m]
     y = np.array([c[2] for c in comps])[:m]
@@ -561,9 +611,11 @@ def speed(n: int = 100_000, d: int = DIM, m: int = 5000, clicks: int = 600, seed
     t0 = time.perf_counter()
     f2 = fit_head(X2, y2, None, w0, w_init=f.w, alpha_init=f.alpha)
     warm = time.perf_counter() - t0
-    lines.append(f"- full refit with the choice of alpha, {len(y):,} pairs x {d}: cold {cold:.2f} s "
-                 f"({f.iterations} Newton/eigen iterations), warm after 50 more pairs {warm:.2f} s "
-                 f"({f2.iterations})")
+    lines.append(
+        f"- full refit with the choice of alpha, {len(y):,} pairs x {d}: cold {cold:.2f} s "
+        f"({f.iterations} Newton/eigen iterations), warm after 50 more pairs {warm:.2f} s "
+        f"({f2.iterations})"
+    )
     for line in lines:
         log(line)
     return "\n".join(lines)
@@ -574,11 +626,17 @@ def speed(n: int = 100_000, d: int = DIM, m: int = 5000, clicks: int = 600, seed
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=20, help="paired seeds (default 20)")
-    p.add_argument("--budgets", default=",".join(str(b) for b in BUDGETS),
-                   help="clicks at which to measure, comma-separated (default 25..2,000)")
+    p.add_argument(
+        "--budgets",
+        default=",".join(str(b) for b in BUDGETS),
+        help="clicks at which to measure, comma-separated (default 25..2,000)",
+    )
     p.add_argument("--n", type=int, default=N_IMAGES, help="images per world (default 5,000; 20%% never shown)")
-    p.add_argument("--strategies", default=",".join(STRATEGIES),
-                   help=f"comma-separated, of {', '.join(ALL_STRATEGIES)} (default: {', '.join(STRATEGIES)})")
+    p.add_argument(
+        "--strategies",
+        default=",".join(STRATEGIES),
+        help=f"comma-separated, of {', '.join(ALL_STRATEGIES)} (default: {', '.join(STRATEGIES)})",
+    )
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--speed", action="store_true", help="also time clicks at 100k images and a 5k-pair refit")
     p.add_argument("--speed-only", action="store_true", help="only the timing")
@@ -587,8 +645,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``taste`` subcommand to a bench subparsers object."""
-    p = subparsers.add_parser("taste", help="closed loop: the Bayesian personal head and pair strategies vs "
-                              "simulated raters")
+    p = subparsers.add_parser(
+        "taste", help="closed loop: the Bayesian personal head and pair strategies vs simulated raters"
+    )
     _add_arguments(p)
     p.set_defaults(handler="joyq_studio.bench.taste:bench_taste")
     return p
@@ -606,12 +665,22 @@ def bench_taste(args) -> int:
             raise SystemExit(f"unknown strategy {bad[0]!r}; choose from {', '.join(ALL_STRATEGIES)}")
         budgets = sorted({int(b) for b in args.budgets.split(",") if b.strip()})
         t0 = time.perf_counter()
-        print(f"closed loop: {args.seeds} seeds x {len(strategies)} strategies, n = {args.n:,}, up to "
-              f"{budgets[-1]:,} clicks, {args.jobs} processes", flush=True)
+        print(
+            f"closed loop: {args.seeds} seeds x {len(strategies)} strategies, n = {args.n:,}, up to "
+            f"{budgets[-1]:,} clicks, {args.jobs} processes",
+            flush=True,
+        )
         rows = run(args.seeds, strategies, budgets, args.n, args.jobs, log=lambda s: print(s, flush=True))
         md, verdicts = report(rows, strategies, budgets)
-        parts += [md, "### Targets", "", *("- " + v for v in verdicts), "",
-                  f"Wall time: {time.perf_counter() - t0:.0f} s with {args.jobs} processes.", ""]
+        parts += [
+            md,
+            "### Targets",
+            "",
+            *("- " + v for v in verdicts),
+            "",
+            f"Wall time: {time.perf_counter() - t0:.0f} s with {args.jobs} processes.",
+            "",
+        ]
         png = os.path.join(args.out, "taste_bench.png")
         if plot(rows, strategies, budgets, png):
             parts.append(f"Plot: {png}")

@@ -12,6 +12,15 @@ from .head import HeadFit, default_alpha, fit_head
 from .model import KINDS, Accuracy, HeldoutAccuracy, TasteMix, TasteModel, wilson_interval
 
 __all__ = [
-    "KINDS", "Accuracy", "HeadFit", "HeldoutAccuracy", "TasteMix", "TasteModel", "bald", "default_alpha",
-    "fit_head", "guro", "wilson_interval",
+    "KINDS",
+    "Accuracy",
+    "HeadFit",
+    "HeldoutAccuracy",
+    "TasteMix",
+    "TasteModel",
+    "bald",
+    "default_alpha",
+    "fit_head",
+    "guro",
+    "wilson_interval",
 ]

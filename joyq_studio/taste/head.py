@@ -175,8 +175,7 @@ def _eigen_dual(X: np.ndarray, r: np.ndarray, gram: np.ndarray | None) -> tuple[
     return q, mu
 
 
-def _quad_evidence(log_alpha: np.ndarray, lam: np.ndarray, rq: np.ndarray, gq: np.ndarray,
-                   t: np.ndarray) -> np.ndarray:
+def _quad_evidence(log_alpha: np.ndarray, lam: np.ndarray, rq: np.ndarray, gq: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Evidence (up to the constant -loss(w)) of the quadratic model, for each ln alpha.
 
     -[q . (theta - r) + 1/2 sum lam (theta - r)^2] - alpha/2 |theta|^2
@@ -284,7 +283,10 @@ def fit_head(
         raise ValueError(f"method must be auto, primal or dual, not {method!r}")
     ref = float(alpha_ref) if alpha_ref is not None else default_alpha(X, w0)
     fixed = alpha is not None
-    cur_alpha = float(alpha if fixed else (alpha_init if alpha_init is not None else ref))
+    if alpha is not None:
+        cur_alpha = float(alpha)
+    else:
+        cur_alpha = float(alpha_init) if alpha_init is not None else ref
     if not cur_alpha > 0:
         raise ValueError("alpha must be > 0")
     if m == 0 or not np.any(c > 0):
@@ -316,7 +318,7 @@ def _newton(X, y, c, w0, w, alpha, bounds, method, gram, tol, alpha_tol, max_ite
     f = (X @ w.astype(X.dtype)).astype(np.float64)
     converged = False
     it = 0
-    q = lam = None
+    q, lam = np.zeros((len(w), 0)), np.zeros(0)
     cur_alpha = alpha
     for it in range(1, max_iter + 1):
         p = sigmoid(f)
@@ -333,9 +335,9 @@ def _newton(X, y, c, w0, w, alpha, bounds, method, gram, tol, alpha_tol, max_ite
         step = w0 + q @ theta - w
         xs = (X @ step.astype(X.dtype)).astype(np.float64)
 
-        def objective(fv, wv):
+        def objective(fv, wv, alpha_=cur_alpha):
             dv = wv - w0
-            return pair_loss(fv, y, c) + 0.5 * cur_alpha * float(dv @ dv)
+            return pair_loss(fv, y, c) + 0.5 * alpha_ * float(dv @ dv)
 
         l0 = objective(f, w)
         grad_dot = float((gl + cur_alpha * delta) @ step)  # < 0 for a descent direction

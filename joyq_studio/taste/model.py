@@ -77,8 +77,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import NoPairAvailable
-from .acquisition import test_variance_reduction
 from .acquisition import criterion as _criterion
+from .acquisition import test_variance_reduction
 from .head import HeadFit, default_alpha, fit_head, pair_loss, sigmoid
 
 __all__ = ["KINDS", "Accuracy", "HeldoutAccuracy", "TasteMix", "TasteModel", "wilson_interval"]
@@ -170,20 +170,20 @@ class TasteMix:
 class _Undo:
     """What ``record`` changed, to take it back exactly."""
 
-    comparison: tuple
+    comparison: tuple[int, int, float, str, float]
     key: int
-    pending: dict
+    pending: dict[int, str]
     first_set: bool
     repeated_added: bool
     rng_state: dict
     fitted: bool
     m: int
-    w: np.ndarray | None = None
-    alpha: float = 0.0
-    fit: HeadFit | None = None
-    f: np.ndarray | None = None
-    post: tuple | None = None
-    next_refit: int = 0
+    w: np.ndarray
+    alpha: float
+    fit: HeadFit
+    f: np.ndarray
+    post: tuple
+    next_refit: int
 
 
 def _normal_tail(x: np.ndarray) -> np.ndarray:
@@ -220,6 +220,49 @@ class TasteModel:
     Attributes: ``alpha`` (the prior strength in use), ``last_kind``, ``shows`` (per-image
     counts), ``available`` (bool mask), ``history`` (list of (i, j, outcome, kind, weight)).
     """
+
+    E: np.ndarray
+    w: np.ndarray
+    alpha: float
+    shows: np.ndarray
+    available: np.ndarray
+    _history: list[tuple[int, int, float, str, float]]
+    _pair_count: dict[int, int]
+    _pending: dict[int, str]
+    _first_idx: dict[int, int]
+    _repeated: set[int]
+    _skipped: set[int]
+    _counts: np.ndarray | None
+    _undo: list[_Undo]
+    _m: int
+    _X: np.ndarray
+    _y: np.ndarray
+    _c: np.ndarray
+    _f: np.ndarray
+    _gram: np.ndarray | None
+    _fit: HeadFit
+    _next_refit: int
+    _s: np.ndarray | None
+    _pos: np.ndarray
+    _order: np.ndarray
+    _roll: int
+    _s_dirty: bool
+    _V: np.ndarray
+    _r: int
+    _zmean: np.ndarray
+    _Z: np.ndarray
+    _nrm2: np.ndarray
+    _q: np.ndarray
+    _S0: np.ndarray | None
+    _S0r: np.ndarray
+    _Sr: np.ndarray
+    _trS0: float
+    _trU: float
+    _U: np.ndarray
+    _Ur: np.ndarray
+    _k: int
+    _ct_cache: tuple[np.ndarray, float] | None
+    _jitter: np.ndarray
 
     def __init__(
         self,
@@ -272,9 +315,9 @@ class TasteModel:
         self._alpha_ref = self._prior_alpha()
         self.last_kind: str | None = None
         self.available = np.ones(self.n, dtype=bool)
-        self._jitter = self.rng.random(self.n) * 1e-9
-        self._skipped: set[int] = set()
-        self._ct_cache: tuple | None = None
+        self._jitter = np.asarray(self.rng.random(self.n)) * 1e-9
+        self._skipped = set()
+        self._ct_cache = None
         self._reset()
 
     # ------------------------------------------------------------------ public: state
@@ -371,11 +414,24 @@ class TasteModel:
         i, j, o, kind, weight = c
         key = self._key(i, j)
         fitted = kind != "heldout" and weight > 0
-        u = _Undo(c, key, dict(self._pending), key not in self._first_idx and kind != "repeat",
-                  kind == "repeat" and key not in self._repeated, self.rng.bit_generator.state, fitted, self._m)
-        if fitted:
-            u.w, u.alpha, u.fit, u.f = self.w.copy(), self.alpha, self._fit, self._f[: self._m].copy()
-            u.post, u.next_refit = self._post_state(), self._next_refit
+        # the posterior's arrays are replaced, never written in place, below row m / k:
+        # references are enough, except for the fitted logits, which every step rewrites
+        u = _Undo(
+            c,
+            key,
+            dict(self._pending),
+            key not in self._first_idx and kind != "repeat",
+            kind == "repeat" and key not in self._repeated,
+            dict(self.rng.bit_generator.state),
+            fitted,
+            self._m,
+            self.w.copy(),
+            self.alpha,
+            self._fit,
+            self._f[: self._m].copy() if fitted else self._f[:0],
+            self._post_state(),
+            self._next_refit,
+        )
         self._undo.append(u)
         if len(self._undo) > self.undo_depth:
             del self._undo[0]
@@ -473,8 +529,10 @@ class TasteModel:
         """Forget everything recorded and fit ``comparisons`` (i, j, outcome[, kind[, weight]])
         in one go: one refit instead of one update per click (5k pairs in about a second).
         Pending pairs and the undo history are dropped; skips and exclusions stay."""
-        comps = [self._normalise(*c[:3], c[3] if len(c) > 3 else None, c[4] if len(c) > 4 else 1.0)
-                 for c in comparisons]
+        comps = [
+            self._normalise(c[0], c[1], c[2], c[3] if len(c) > 3 else None, c[4] if len(c) > 4 else 1.0)
+            for c in comparisons
+        ]
         self._reset()
         for c in comps:
             self._book(c)
@@ -490,10 +548,21 @@ class TasteModel:
         (warm-started from the current head and alpha). Returns the fit. ``live``: the
         automatic refits between clicks, which stop at REFIT_TOL / REFIT_ALPHA_TOL."""
         m = self._m
-        tol = dict(tol=REFIT_TOL, alpha_tol=REFIT_ALPHA_TOL) if live else {}
+        tol, alpha_tol = (REFIT_TOL, REFIT_ALPHA_TOL) if live else (1e-7, 1e-3)
         gram = self._gram[:m, :m] if (self._gram is not None and m < self.d) else None
-        fit = fit_head(self._X[:m], self._y[:m], self._c[:m], self.w0, alpha=self._fixed_alpha,
-                       alpha_init=self.alpha, w_init=self.w, gram=gram, alpha_ref=self._alpha_ref, **tol)
+        fit = fit_head(
+            self._X[:m],
+            self._y[:m],
+            self._c[:m],
+            self.w0,
+            alpha=self._fixed_alpha,
+            alpha_init=self.alpha,
+            w_init=self.w,
+            gram=gram,
+            alpha_ref=self._alpha_ref,
+            tol=tol,
+            alpha_tol=alpha_tol,
+        )
         self._fit, self.w, self.alpha = fit, fit.w, fit.alpha
         self._f[:m] = (self._X[:m] @ self.w.astype(np.float32)).astype(np.float64)
         self._after_refit()
@@ -533,26 +602,26 @@ class TasteModel:
         """Empty history and data; the posterior is the prior."""
         d = self.d
         self.shows = np.zeros(self.n, dtype=np.int64)
-        self._history: list[tuple[int, int, float, str, float]] = []
-        self._pair_count: dict[int, int] = {}
-        self._pending: dict[int, str] = {}
-        self._first_idx: dict[int, int] = {}
-        self._repeated: set[int] = set()
+        self._history = []
+        self._pair_count = {}
+        self._pending = {}
+        self._first_idx = {}
+        self._repeated = set()
         self._counts = np.zeros((self.n, self.n), dtype=np.int32) if self.n <= DENSE_MAX else None
-        self._undo: list[_Undo] = []
+        self._undo = []
         cap = 64
         self._m = 0
         self._X = np.zeros((cap, d), dtype=np.float32)
         self._y = np.zeros(cap)
         self._c = np.zeros(cap)
         self._f = np.zeros(cap)
-        self._gram: np.ndarray | None = np.zeros((cap, cap))
+        self._gram = np.zeros((cap, cap))
         self.w = self.w0.copy()
         self.alpha = float(self._fixed_alpha if self._fixed_alpha is not None else self._alpha_ref)
         self._fit = fit_head(np.zeros((0, d)), np.zeros(0), None, self.w0, alpha=self.alpha)
         self._after_refit()
         self._next_refit = 1
-        self._s: np.ndarray | None = None
+        self._s = None
         self._roll = 0
         self._scores_changed()
 
@@ -816,21 +885,22 @@ class TasteModel:
         whole when n d <= FULL_RESCORE_MACS, else ROLL_MACS worth of rows per call."""
         n = self.n
         w32 = self.w.astype(np.float32)
-        if self._s is None or len(self._s) != n or (self._s_dirty and n * self.d <= FULL_RESCORE_MACS):
-            self._s = (self.E @ w32).astype(np.float64)
+        s = self._s
+        if s is None or len(s) != n or (self._s_dirty and n * self.d <= FULL_RESCORE_MACS):
+            s = self._s = (self.E @ w32).astype(np.float64)
             self._pos = np.empty(n, dtype=np.int64)
-            self._order = np.argsort(self._s, kind="stable")
+            self._order = np.argsort(s, kind="stable")
             self._pos[self._order] = np.arange(n)
             self._s_dirty, self._roll = False, 0
         elif self._s_dirty:
             rows = max(1, ROLL_MACS // self.d)
             a, b = self._roll, min(n, self._roll + rows)
-            self._s[a:b] = self.E[a:b] @ w32
+            s[a:b] = self.E[a:b] @ w32
             self._roll = 0 if b >= n else b
             if self._roll == 0:
-                self._order = np.argsort(self._s, kind="stable")
+                self._order = np.argsort(s, kind="stable")
                 self._pos[self._order] = np.arange(n)
-        return self._s, self._pos
+        return s, self._pos
 
     def _pick_info(self, n_av: int) -> tuple[int, int]:
         elig = self._eligible()
@@ -895,7 +965,7 @@ class TasteModel:
         v = np.einsum("ij,ij->i", p, z, dtype=np.float64) + sp2 * q
         if self._crit is not None:
             return z, p, v, v, p
-        ct, ct_perp = self._test_matrix(s)
+        ct, ct_perp = self._test_matrix()
         pc = p @ ct
         t = np.einsum("ij,ij->i", pc, p, dtype=np.float64) + ct_perp * sp2 * sp2 * q
         return z, p, v, t, pc
@@ -910,7 +980,7 @@ class TasteModel:
         v += sp2 * qq
         if self._crit is not None:
             return self._crit(s[a] - s[b], v)
-        ct, ct_perp = self._test_matrix(s)
+        ct, ct_perp = self._test_matrix()
         t = np.einsum("ij,ij->i", sz @ ct, sz, dtype=np.float64) + ct_perp * sp2 * sp2 * qq
         return test_variance_reduction(s[a] - s[b], v, t)
 
@@ -956,12 +1026,12 @@ class TasteModel:
             uperp2 = np.maximum(np.einsum("ij,ij->i", u, u) - np.einsum("ij,ij->i", ur, ur), 0.0)
             if self.criterion == "eer":
                 return short[int(np.argmin(self._lookahead_error(x, u, v)))]
-            ct, ct_perp = self._test_matrix(self._s)
+            ct, ct_perp = self._test_matrix()
             t = np.einsum("ij,ij->i", ur @ ct.astype(np.float64), ur) + ct_perp * uperp2
             exact = test_variance_reduction(x @ self.w, v, t)
         return short[int(np.argmax(exact))]
 
-    def _test_matrix(self, s: np.ndarray) -> tuple[np.ndarray, float]:
+    def _test_matrix(self) -> tuple[np.ndarray, float]:
         """(C_r, c_perp) for uniform test pairs of the whole pool: ``C = 2 Cov(e)`` in PCA
         coordinates (from <= 8192 rows) and its mean per direction outside the PCA subspace."""
         if self._ct_cache is None:
@@ -984,9 +1054,11 @@ class TasteModel:
         i, j = self.rng.integers(0, n, T), self.rng.integers(0, n, T)
         i, j = i[i != j], j[i != j]
         zx = (self._Z[i] - self._Z[j]).astype(np.float64)
-        at = self._s[i] - self._s[j]
-        vt = np.maximum(np.einsum("ij,jk,ik->i", zx, self._Sr, zx) + self._sigma_perp2() * (self._q[i] + self._q[j]),
-                        1e-12)
+        s, _ = self._score_cache()
+        at = s[i] - s[j]
+        vt = np.maximum(
+            np.einsum("ij,jk,ik->i", zx, self._Sr, zx) + self._sigma_perp2() * (self._q[i] + self._q[j]), 1e-12
+        )
         c = zx @ (u @ self._V).T  # (T, k)
         a = x @ self.w
         p = sigmoid(a / np.sqrt(1.0 + math.pi * v / 8.0))
