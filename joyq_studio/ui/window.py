@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
@@ -88,7 +88,8 @@ class MainWindow(QMainWindow):
         self._connect_controller()
         self._restore_settings()
         self._update_actions(False)
-        self.first_painted.connect(c.detect_device)
+        # next event-loop turn: every first-paint listener runs before torch starts loading
+        self.first_painted.connect(lambda: QTimer.singleShot(0, c.detect_device))
 
     # -- building ----------------------------------------------------------------------------
     def _build_pages(self, icon: QIcon | None) -> None:
