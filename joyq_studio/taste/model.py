@@ -79,6 +79,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import NoPairAvailable
+from ..metrics import wilson_interval  # the one Wilson interval
 from .acquisition import criterion as _criterion
 from .acquisition import test_variance_reduction
 from .head import HeadFit, default_alpha, fit_head, pair_loss, sigmoid
@@ -112,7 +113,6 @@ DENSE_MAX = 512
 """Up to this many images, pair counts also live in an (n, n) matrix (vectorised checks and
 an exhaustive fallback search)."""
 
-Z95 = 1.959963984540054
 
 TEST_CRITERIA = ("vopt", "eer")
 """Criteria on the test distribution (uniform pairs of the whole pool): ``vopt`` = expected
@@ -122,17 +122,6 @@ expected ordering-error reduction)."""
 
 EER_PAIRS = 1024
 """Test pairs sampled for the ``eer`` lookahead."""
-
-
-def wilson_interval(k: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion k / n (Wilson 1927); (nan, nan) when n == 0."""
-    if n <= 0:
-        return math.nan, math.nan
-    p = k / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)
