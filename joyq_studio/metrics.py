@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -60,6 +61,9 @@ __all__ = [
     "MIN_PAIRS_TO_TELL",
     "TARGET_HALF_WIDTH",
     "wilson_interval",
+    "Agreement",
+    "agreement",
+    "AGREEMENT_KEY",
     "pairs_for_half_width",
     "bootstrap_interval",
     "held_out_summary",
@@ -600,6 +604,46 @@ def wilson_interval(k: float, n: int, z: float = Z95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(max(0.0, p * (1 - p) / n + z * z / (4 * n * n))) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Held-out agreement (:func:`agreement`): ``value`` on ``count`` decisive pairs with
+    its Wilson 95% interval [``low``, ``high``]; ``ties``: tied pairs, left out."""
+
+    value: float
+    count: int
+    low: float
+    high: float
+    ties: int = 0
+
+    @property
+    def enough(self) -> bool:
+        """Whether there are enough pairs to tell (:data:`MIN_PAIRS_TO_TELL`)."""
+        return self.count >= MIN_PAIRS_TO_TELL
+
+
+#: The key under which :func:`agreement` is stored (versions, pre-labelling, benchmarks).
+AGREEMENT_KEY = "agreement_decisive"
+
+
+def agreement(score_diff: ArrayLike, outcome: ArrayLike) -> Agreement:
+    """THE held-out agreement, used by every view and command: the share of decisive pairs
+    (ties left out, as the reference's accuracy) whose winner the model scores higher; a
+    model that scores the two level gets half a point. ``score_diff`` = s_first - s_second
+    (or any value with its sign, e.g. a probability minus 0.5), ``outcome`` = 1 / 0 / 0.5
+    for the first image. Wilson 95% interval; NaN value and interval with no decisive pair."""
+    d, y = _as_1d("score_diff", score_diff), _as_1d("outcome", outcome)
+    _check_same_length(score_diff=d, outcome=y)
+    decisive = y != 0.5
+    d, y = d[decisive], y[decisive]
+    n = int(len(y))
+    ties = int((~decisive).sum())
+    if n == 0:
+        return Agreement(math.nan, 0, math.nan, math.nan, ties)
+    k = float(np.sum(np.where(d == 0, 0.5, ((d > 0) == (y > 0.5)).astype(np.float64))))
+    lo, hi = wilson_interval(k, n)
+    return Agreement(k / n, n, lo, hi, ties)
 
 
 def _wilson_half(p: float, n: int, z: float = Z95) -> float:

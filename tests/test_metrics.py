@@ -342,3 +342,15 @@ def test_format_metrics_table() -> None:
     assert [line.split(" | ")[0].strip() for line in lines[2:]] == ["n", "accuracy", "auc", "spearman"]
     only = M.format_metrics_table({"before": before}, keys=["accuracy"])
     assert len(only.splitlines()) == 3
+
+
+def test_agreement_leaves_ties_out_and_counts_level_scores_half():
+    from joyq_studio.metrics import agreement
+
+    a = agreement([1.0, -2.0, 0.0, 3.0, 0.5], [1.0, 1.0, 0.0, 0.5, 0.0])
+    # decisive: (1, won) right, (-2, won) wrong, (0, lost) half, (0.5, lost) wrong; the tie is left out
+    assert (a.count, a.ties) == (4, 1)
+    assert a.value == pytest.approx(1.5 / 4)
+    assert a.low < a.value < a.high
+    empty = agreement([0.2], [0.5])
+    assert empty.count == 0 and empty.value != empty.value

@@ -26,10 +26,10 @@ import pytest
 from PIL import Image
 
 from joyq_studio import prelabel as pl
+from joyq_studio.pairing.fixedk import fixed_k_pairs
 from joyq_studio.prelabel import cache
 from joyq_studio.prelabel.agreement import wilson_interval
 from joyq_studio.prelabel.client import MISSING_OPENAI, encode_image
-from joyq_studio.prelabel.picking import fixed_k_pairs
 from joyq_studio.store import Project
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -13,9 +13,9 @@ The loop (issue #15; user guide: docs/prelabel.md):
 
 Modules: ``prompt`` (the question and the strict answer parser), ``client`` (the HTTP
 client, retries, image encoding), ``cost``, ``cache`` (the project's LLM tables),
-``engine`` (the concurrent, resumable ask loop), ``agreement``, ``picking``, ``labels``
-(verdicts, soft targets, include/exclude), ``run``. Importing this package imports neither
-``openai`` nor torch; a client does, when it is made.
+``engine`` (the concurrent, resumable ask loop), ``agreement``, ``labels``
+(verdicts, soft targets, include/exclude), ``run``; pairs come from ``pairing.fixedk``.
+Importing this package imports neither ``openai`` nor torch; a client does, when it is made.
 """
 
 from .agreement import AgreementReport, wilson_interval  # wilson_interval lives in metrics

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import JoyqError
+from ..pairing.fixedk import PairChooser, pick_fixed_k
 from ..store import Project
 from . import cache
 from .agreement import (
@@ -24,7 +25,6 @@ from .client import LLMClient
 from .cost import CallEstimate, Pricing, estimate_call
 from .engine import AskProgress, AskReport, ask_pairs
 from .labels import combine
-from .picking import PairChooser, pick_fixed_k
 from .prompt import Prompt
 
 
