@@ -24,13 +24,14 @@ found and removed by the next run (:func:`remove_leftovers`)."""
 NAME_MAX = 255  # bytes in one file name on every common file system
 
 
-def temp_path(path: Path) -> Path:
+def temp_path(path: Path, pid: int | None = None) -> Path:
     """A temporary name beside ``path`` that fits the 255-byte name limit.
 
     ``.NAME.joyq-tmp-PID`` while it fits, else a hash of the name (a long name must not
-    make the export of that one file, or of a whole folder, fail).
+    make the export of that one file, or of a whole folder, fail). ``pid``: the name another
+    (killed) process used, so its leftover can be found exactly; this process by default.
     """
-    suffix = f"{TEMP_MARK}{os.getpid()}"
+    suffix = f"{TEMP_MARK}{os.getpid() if pid is None else pid}"
     name = f".{path.name}{suffix}"
     if len(os.fsencode(name)) > NAME_MAX:
         digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:24]

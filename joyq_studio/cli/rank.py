@@ -162,6 +162,13 @@ def _export_to(project: Project, cal: Calibration, args) -> int:
         f"{plan.selected} images chosen ({plan.selection}): {len(plan.items)} {kind} to make in {plan.dest}, "
         f"{len(plan.unchanged)} already there, {len(plan.skipped)} left alone"
     )
+    if plan.interrupted:
+        summary = summary.replace(
+            "already there",
+            f"already there ({plan.interrupted} made by an export that was stopped; this one takes them over, "
+            "so undo removes them too)",
+            1,
+        )
     if args.dry_run:
         print(f"dry run, nothing written: {summary}")
         for item in plan.items[:MAX_LISTED]:

@@ -11,11 +11,13 @@ nothing here moves, renames or deletes a file of the image folder.
   copy, the same file for a hard link, a link to the same image) counts as unchanged; a
   different file in the way is reported and left alone, never overwritten.
 * Dry run: :func:`plan_link_export` says exactly what would be created, writes nothing.
-* Undo: :func:`apply_link_export` writes a manifest like a caption export's
-  (``<project dir>/exports/<timestamp>/manifest.json``, ``"kind": "links"``) listing every
-  file and folder it created; :func:`undo_last_link_export` (or
+* Undo: :func:`apply_link_export` records every file and folder in the export's journal
+  (``<project dir>/exports/<timestamp>/journal.jsonl``, :mod:`.journal`) *before* making it,
+  beside a manifest (``"kind": "links"``); :func:`undo_last_link_export` (or
   :func:`joyq_studio.export.undo_latest_export`, whichever kind is newest) deletes the
-  files still as the export made them and the folders it created once empty.
+  files still as the export made them, the folders it created once empty, and the
+  temporary files of a killed run. A rerun after a killed export adopts the killed run's
+  files, so one undo removes both.
 
 One export or undo at a time per project (the caption export's lock); a failure while
 writing removes what this export had created so far.
@@ -27,7 +29,6 @@ import datetime
 import errno
 import hashlib
 import os
-import shutil
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,7 +40,8 @@ from ..fsio import NAME_MAX, atomic_write, describe_error, temp_path, write_json
 from ..ranking.calibration import Calibration
 from ..ranking.rows import RankedImage, ranked_images
 from ..store import Project
-from .captions import MANIFEST, export_lock, manifests, new_export_dir
+from .captions import export_lock, manifests, new_export_dir
+from .journal import MANIFEST, ExportJournal
 
 Progress = Callable[[int, int], None] | None
 
@@ -68,6 +70,7 @@ class LinkPlan:
     unchanged: list[str] = field(default_factory=list)  # already there as this export makes them
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why it is left alone)
     selected: int = 0  # images the selection chose
+    interrupted: int = 0  # of ``unchanged``: made by an earlier export that was killed (adopted by this one)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -198,17 +201,25 @@ def plan_link_export(
             plan.skipped.append((r.path, f"{target} already exists and is another file; left alone"))
         else:
             plan.items.append(LinkItem(r.path, Path(os.path.abspath(source)), target, r.bucket, r.label, r.score))
+    if plan.unchanged:
+        killed = {e.path for j in killed_exports(project, d) for e in j.entries if e.op == "create"}
+        plan.interrupted = sum(str(d / rel) in killed for rel in plan.unchanged)
     return plan
 
 
-def _make(item: LinkItem, mode: str) -> str | None:
-    """Create one file; returns the SHA-256 recorded for a copy (None for links)."""
+def _make(item: LinkItem, mode: str, journal: ExportJournal) -> None:
+    """Create one file, journalled first (so a kill at any point leaves it listed)."""
+    info: dict[str, Any] = {"rel": item.rel, "bucket": item.bucket, "label": item.label}
+    if os.path.lexists(item.target):  # appeared since the plan: never overwrite
+        raise FileExistsError(errno.EEXIST, "File exists", str(item.target))
     if mode == "hardlink":
+        journal.record_create(item.target, hardlink_of=item.source, **info)
         os.link(item.source, item.target)
-        return None
+        return
     if mode == "symlink":
+        journal.record_create(item.target, symlink_to=item.source, **info)
         os.symlink(item.source, item.target)
-        return None
+        return
     digest = hashlib.sha256()
 
     def copy(f) -> None:
@@ -217,84 +228,73 @@ def _make(item: LinkItem, mode: str) -> str | None:
                 digest.update(block)
                 f.write(block)
 
-    if os.path.lexists(item.target):  # appeared since the plan: never overwrite
-        raise FileExistsError(errno.EEXIST, "File exists", str(item.target))
+    journal.record_create(item.target, copy_of=item.source, **info)
     atomic_write(item.target, copy, like=item.source, fsync=False)
     st = os.stat(item.source)
     os.utime(item.target, ns=(st.st_atime_ns, st.st_mtime_ns))
-    return digest.hexdigest()
+    journal.record_done(item.target, sha256=digest.hexdigest())
+
+
+def killed_exports(project: Project, dest: Path) -> list[ExportJournal]:
+    """Journals of exports to ``dest`` that were killed before they finished (status still
+    "pending"; call with the export lock held, or the answer may include one still running)."""
+    out = []
+    for export_dir, m in manifests(project):
+        if m.get("kind") == KIND and m.get("status") == "pending" and m.get("dest") == str(dest):
+            journal = ExportJournal.open(export_dir)
+            if journal is not None:
+                out.append(journal)
+    return out
 
 
 def apply_link_export(project: Project, plan: LinkPlan, progress: Progress = None) -> Path | None:
     """Create the planned files; returns the manifest (None when there was nothing to do).
 
-    The manifest is written first (status "pending") and completed at the end; if a file
-    cannot be made, the ones this export already made are removed and ExportError names it.
+    Each file is recorded in the export's journal before it is made (:mod:`.journal`); the
+    journal of a killed earlier export to the same destination is adopted (its files become
+    this export's, its temporary files are removed). If a file cannot be made, everything
+    the journal lists is removed again and ExportError names the file.
     """
-    if not plan.items:
-        return None
     d = check_destination(project, plan.dest)  # the folder may have been swapped for a link since the plan
     with export_lock(project):
-        export_dir = new_export_dir(project)
-        manifest: dict[str, Any] = {
-            "format": 1,
-            "kind": KIND,
-            "folder": str(project.folder),
-            "dest": str(d),
-            "mode": plan.mode,
-            "selection": plan.selection,
-            "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "status": "pending",
-            "files": [],
-            "folders": [],
-        }
-        manifest_path = export_dir / MANIFEST
+        killed = killed_exports(project, d)
+        if not plan.items and not killed:
+            return None
+        journal = ExportJournal.begin(
+            new_export_dir(project),
+            KIND,
+            folder=str(project.folder),
+            dest=str(d),
+            mode=plan.mode,
+            selection=plan.selection,
+        )
+        item = None
         try:
-            write_json(manifest_path, manifest)
-        except OSError as e:
-            shutil.rmtree(export_dir, ignore_errors=True)
-            raise ExportError(
-                f"{manifest_path}: could not write the export's manifest ({describe_error(e)}); nothing was changed."
-            ) from None
-        for n, item in enumerate(plan.items, 1):
-            try:
+            for old in killed:
+                journal.adopt(old)
+            for n, item in enumerate(plan.items, 1):
                 for parent in reversed([p for p in item.target.parents if _inside(str(p), str(d))]):
                     if not parent.exists():
+                        journal.record_mkdir(parent)
                         parent.mkdir()
-                        manifest["folders"].append(str(parent))
-                sha = _make(item, plan.mode)
-            except OSError as e:
-                undone = _remove_created(manifest)
-                manifest["status"] = "rolled back"
-                _write_quietly(manifest_path, manifest)
-                done = f"the {undone} files it had made were removed" if undone else "nothing was changed"
-                raise ExportError(f"{item.target}: could not be made ({describe_error(e)}); {done}.") from None
-            manifest["files"].append(
-                {
-                    "path": item.rel,
-                    "target": str(item.target),
-                    "source": str(item.source),
-                    "sha256": sha,
-                    "bucket": item.bucket,
-                    "label": item.label,
-                }
-            )
-            if progress:
-                progress(n, len(plan.items))
-        manifest["status"] = "complete"
-        _write_quietly(manifest_path, manifest)
-    return manifest_path
-
-
-def _write_quietly(path: Path, manifest: dict) -> None:
-    try:
-        write_json(path, manifest)
-    except OSError:
-        pass  # undo checks each file before removing it, so a stale manifest is harmless
+                _make(item, plan.mode, journal)
+                if progress:
+                    progress(n, len(plan.items))
+            journal.commit()
+        except (OSError, ExportError) as e:
+            where = item.target if item is not None else journal.dir
+            why = describe_error(e) if isinstance(e, OSError) else str(e)
+            try:
+                undone = journal.undo(final_status="rolled back", never_inside=project.folder)
+            except ExportError as again:
+                raise ExportError(f"{where}: could not be made ({why}); {again}") from None
+            done = f"the {undone.removed} files it had made were removed" if undone.removed else "nothing was left"
+            raise ExportError(f"{where}: could not be made ({why}); {done}.") from None
+    return journal.dir / MANIFEST
 
 
 def _still_ours(entry: dict, mode: str) -> bool | None:
-    """Whether the file is still as the export made it; None when it is gone."""
+    """Whether the file is still as an export without a journal (older version) made it; None when it is gone."""
     target, source = Path(entry["target"]), Path(entry["source"])
     try:
         st = os.lstat(target)
@@ -312,20 +312,6 @@ def _still_ours(entry: dict, mode: str) -> bool | None:
     return entry.get("sha256") is not None and _sha_file(target) == entry["sha256"]
 
 
-def _remove_created(manifest: dict) -> int:
-    """Remove the files and folders recorded so far (a failed export's roll-back)."""
-    removed = 0
-    for entry in reversed(manifest["files"]):
-        if _still_ours(entry, manifest["mode"]):
-            try:
-                os.unlink(entry["target"])
-                removed += 1
-            except OSError:
-                pass
-    _remove_folders(manifest["folders"])
-    return removed
-
-
 def _remove_folders(folders: list[str]) -> None:
     for folder in sorted(folders, key=len, reverse=True):
         try:
@@ -341,13 +327,21 @@ class LinkUndoReport:
     removed: int = 0
     already_gone: int = 0
     changed_since: list[str] = field(default_factory=list)  # left alone: replaced or edited after the export
+    temp_removed: int = 0  # temporary files of a killed export removed
 
 
 def undo_link_export(project: Project, export_dir: Path, manifest: dict, progress: Progress = None) -> LinkUndoReport:
     """Undo one curation export (the caller holds the export lock): remove each file still as it
-    made it, then the folders it created once empty. The originals are never touched."""
+    made it, then the folders it created once empty, and the temporary files of a killed run.
+    The originals are never touched."""
     report = LinkUndoReport(export_dir, Path(str(manifest.get("dest", ""))))
-    mode = manifest.get("mode")
+    journal = ExportJournal.open(export_dir)
+    if journal is not None:
+        done = journal.undo(progress, never_inside=project.folder)
+        report.removed, report.already_gone, report.temp_removed = done.removed, done.already_gone, done.temp_removed
+        report.changed_since = [os.path.relpath(p, report.dest) for p in done.changed_since]
+        return report
+    mode = manifest.get("mode")  # an export made before the journal: its manifest lists the files
     entries = [
         e
         for e in manifest.get("files", [])
