@@ -409,9 +409,23 @@ def _load_head_version(folder: Path, depth: int = 0) -> JoyQuality:
     else:
         model = load_model(tower_spec)
     head = read_state_dict(folder / "head.safetensors")
+    recorded, weight = record.get("tower"), head.get("weight")
+    wrong_width = weight is not None and tuple(weight.shape) != tuple(model.head.weight.shape)
+    if wrong_width or (isinstance(recorded, str) and recorded != model_id(model).tower):
+        raise ModelError(other_tower_message(folder, str(tower_spec)))
     model.source = str(folder)
     model.load_head_state_dict(head)
     return model
+
+
+def other_tower_message(version: Path, tower_spec: str) -> str:
+    """One sentence: a version's head belongs to another tower than ``tower_spec`` loads now
+    (its record keeps the tower's content id, :func:`model_id`), and what to do about it."""
+    return (
+        f"{version}: this version's head was trained on another tower than the one {tower_spec!r} loads now "
+        "(a model made by an older version of the app), so it cannot be used; go back to the folder's base "
+        "model with `joyq adopt FOLDER base` and retrain with `joyq train FOLDER`."
+    )
 
 
 def load_model(spec: str = DEFAULT_MODEL) -> JoyQuality:

@@ -162,7 +162,7 @@ def cmd_adopt(args) -> int:
     with open_project(args.folder) as project:
         if args.version == "base":
             project.set_active_version(None)
-            print(f"rolled back to the base model {DEFAULT_MODEL}; run `joyq score` to rescore.")
+            print(f"rolled back to the base model {project.base_model or DEFAULT_MODEL}; run `joyq score` to rescore.")
             return EXIT_OK
         version = project.version(args.version)
         warning = adoption_warning(version) if version else None
