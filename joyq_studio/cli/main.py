@@ -27,6 +27,7 @@ from ..errors import JoyqError
 from ..export.captions import CAPTION_MODES
 from ..export.dataset import LLM_CHOICES
 from ..export.links import LINK_MODES
+from ..redact import scrub
 from ..settings import DEFAULT_MODEL
 
 SCHEDULES = ("onecycle", "cosine", "linear", "constant")  # = training.config.SCHEDULES (test-checked)
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return run_handler(args.handler, args)
     except JoyqError as e:
-        print(f"joyq: error: {e}", file=sys.stderr)
+        print(f"joyq: error: {scrub(str(e))}", file=sys.stderr)  # a server's text may repeat a key
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("\njoyq: interrupted; everything finished so far is saved, rerun to continue.", file=sys.stderr)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..redact import scrub_optional
 from ..store import Project
 
 SCHEMA = """
@@ -140,7 +141,9 @@ def put_answer(
     output_tokens: int | None,
     cost: float,
 ) -> CachedAnswer:
-    """Store one reply (call inside ``project.transaction()`` to group it with a label)."""
+    """Store one reply (call inside ``project.transaction()`` to group it with a label).
+    ``reason`` and ``raw`` came from a server: they are scrubbed of keys here, at the door."""
+    reason, raw = scrub_optional(reason), scrub_optional(raw)
     with project.transaction():
         project.db.execute(
             "INSERT OR REPLACE INTO llm_answers(first, second, model, prompt, status, better, reason, raw,"

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import Cancelled, JoyqError
+from ..redact import remember_secret, scrub
 from .prompt import Answer, MalformedAnswer, parse_answer
 
 DEFAULT_KEY_ENV = "JOYQ_LLM_API_KEY"
@@ -172,6 +173,7 @@ class LLMClient:
         self._openai = openai
         key = api_key if api_key is not None else resolve_api_key(config.key_env)
         self._secret = key or ""
+        remember_secret(key)  # every text scrubbed in this process blanks it from now on
         self.has_key = bool(key)
         # A local server needs no key, but the client insists on one.
         self._client = openai.OpenAI(
@@ -189,8 +191,8 @@ class LLMClient:
         self._client.close()
 
     def scrub(self, text: str) -> str:
-        """Text with the API key (if any) blanked out."""
-        return text.replace(self._secret, "***") if self._secret and len(self._secret) >= 4 else text
+        """Text with the API key, every other key in use and anything credential-shaped blanked out."""
+        return scrub(text, self._secret)
 
     def image_url(self, path: str | os.PathLike) -> str:
         try:
@@ -248,7 +250,7 @@ class LLMClient:
                 why, wait, fatal, status = self._classify(e)
                 if fatal is not None:
                     raise CallFailed(self.scrub(why), fatal=fatal, status=status) from None
-                retried.append(why)
+                retried.append(self.scrub(why))
                 if attempt == cfg.retries:
                     raise CallFailed(
                         self.scrub(f"{cfg.base_url}: {why} after {attempt + 1} attempts."), status=status
@@ -285,7 +287,7 @@ class LLMClient:
             status = e.status_code
             if status == 429 or status >= 500 or status in (408, 409):
                 return f"HTTP {status}", _retry_after(e, cfg.max_backoff), None, status
-            detail = _server_message(e)
+            detail = _server_message(e, self.scrub)
             if status in (401, 403):
                 return (
                     (
@@ -307,7 +309,7 @@ class LLMClient:
                     status,
                 )
             return (f"{url}: the endpoint rejected the request (HTTP {status}{detail})."), None, False, status
-        return f"{url}: the request failed ({type(e).__name__}: {str(e)[:200]}).", None, False, None
+        return f"{url}: the request failed ({type(e).__name__}: {self.scrub(str(e))[:200]}).", None, False, None
 
     def _outcome(self, resp, attempts: int, retried: list[str]) -> CallOutcome:
         usage = getattr(resp, "usage", None)
@@ -320,9 +322,10 @@ class LLMClient:
             outcome.error = "The reply holds no message."
             return outcome
         try:
-            outcome.answer = parse_answer(content)
+            answer = parse_answer(content)
+            outcome.answer = Answer(answer.better, self.scrub(answer.reason))
         except MalformedAnswer as m:
-            outcome.error = str(m)
+            outcome.error = self.scrub(str(m))
             outcome.raw = self.scrub(str(content or ""))[:300]
         return outcome
 
@@ -335,7 +338,7 @@ def _retry_after(e, cap: float) -> float | None:
         return None
 
 
-def _server_message(e) -> str:
+def _server_message(e, clean: Callable[[str], str]) -> str:
     """': <the server's own message>' (short), or ''."""
     try:
         body = e.body
@@ -346,5 +349,5 @@ def _server_message(e) -> str:
         msg = None
     if not isinstance(msg, str) or not msg.strip():
         return ""
-    msg = " ".join(msg.split())
+    msg = " ".join(clean(msg).split())  # scrubbed before it is cut: half a key would not match
     return ": " + (msg[:160].rstrip(".") + ("..." if len(msg) > 160 else ""))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Cancelled, JoyqError
+from ..redact import scrub
 from ..store import Project
 from . import cache
 from .client import CallFailed, CallOutcome, LLMClient, LLMError
@@ -245,5 +246,6 @@ def ask_pairs(
 
 
 def _note(rep: AskReport, message: str) -> None:
+    message = scrub(message)
     if len(rep.errors) < 5 and message not in rep.errors:
         rep.errors.append(message)

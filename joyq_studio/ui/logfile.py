@@ -14,6 +14,7 @@ from pathlib import Path
 
 import platformdirs
 
+from ..redact import RedactingFormatter
 from ..settings import APP_NAME
 
 LOG_NAME = f"{APP_NAME}.log"
@@ -56,7 +57,7 @@ def install_log_file() -> Path | None:
         handler = logging.handlers.RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
     except OSError:
         return None
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(RedactingFormatter(FORMAT))  # no key ever reaches the log file
     handler.setLevel(logging.INFO)
     logger.addHandler(handler)
     _handler = handler
