@@ -49,22 +49,32 @@ class ProgressLine:
         self.stream.flush()
 
 
+def _number(text: str, kind: type) -> float:
+    """``text`` as an int or float; a sentence (not argparse's "invalid positive_int value") when it is none."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be {'a whole number' if kind is int else 'a number'}, not {text!r}"
+        ) from None
+
+
 def positive_int(text: str) -> int:
-    value = int(text)
+    value = int(_number(text, int))
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
     return value
 
 
 def nonnegative_int(text: str) -> int:
-    value = int(text)
+    value = int(_number(text, int))
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
     return value
 
 
 def positive_float(text: str) -> float:
-    value = float(text)
+    value = _number(text, float)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
     return value

@@ -145,3 +145,75 @@ def test_log_lines_and_tracebacks_are_scrubbed():
     line = RedactingFormatter("%(message)s").format(record)
     assert KEY not in line and "server said ***" in line
     forget_secrets()
+
+
+# -- item 6: the key goes to the OS keyring only; --trust is checked everywhere ---------------
+class FakeKeyring:
+    """Stands in for the ``keyring`` package (its three calls), backed by a dict."""
+
+    def __init__(self, fail: bool = False):
+        self.store: dict[tuple[str, str], str] = {}
+        self.fail = fail
+
+    def get_password(self, service, user):
+        return self.store.get((service, user))
+
+    def set_password(self, service, user, value):
+        if self.fail:
+            raise RuntimeError(f"backend locked while storing {value}")
+        self.store[(service, user)] = value
+
+    def delete_password(self, service, user):
+        del self.store[(service, user)]
+
+
+def test_the_key_is_saved_to_and_removed_from_the_keyring_only(tmp_path, isolated_dirs, monkeypatch, capsys):
+    import io
+    import sys
+
+    from joyq_studio.prelabel.client import KEYRING_SERVICE, resolve_api_key
+
+    fake = FakeKeyring()
+    monkeypatch.setitem(sys.modules, "keyring", fake)
+    monkeypatch.delenv("JOYQ_LLM_API_KEY", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(KEY + "\n"))
+    assert main(["prelabel", "key", "save"]) == 0
+    assert fake.store == {(KEYRING_SERVICE, "JOYQ_LLM_API_KEY"): KEY}
+    assert resolve_api_key() == KEY  # the read path finds it
+    out = capsys.readouterr()
+    assert KEY not in out.out + out.err
+    for path, data in _everything_written([isolated_dirs, tmp_path]).items():
+        assert KEY.encode() not in data, path  # no settings file, no cache holds it
+    assert main(["prelabel", "key", "remove"]) == 0 and fake.store == {}
+    assert "removed the API key" in capsys.readouterr().out
+    assert main(["prelabel", "key", "remove"]) == 0
+    assert "nothing to remove" in capsys.readouterr().out
+    # a failing backend: one sentence, without the key
+    monkeypatch.setitem(sys.modules, "keyring", FakeKeyring(fail=True))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(KEY + "\n"))
+    assert main(["prelabel", "key", "save"]) == 2
+    err = capsys.readouterr().err
+    assert "did not take the API key" in err and KEY not in err and "Traceback" not in err
+    # no keyring package at all: says how to get one, or to use the environment variable
+    monkeypatch.setitem(sys.modules, "keyring", None)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(KEY + "\n"))
+    assert main(["prelabel", "key", "save"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install keyring" in err and "JOYQ_LLM_API_KEY" in err and KEY not in err
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "0.2", "1.5", "nan", "inf", ""])
+def test_trust_is_checked_in_one_sentence(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["prelabel", "run", str(tmp_path), "--endpoint", "http://x/v1", "--model", "m", "--trust", value])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--trust" in err and "0.5" in err and "invalid" not in err
+
+
+def test_trust_rule_in_the_core():
+    from joyq_studio.prelabel.run import PrelabelError, check_trust
+
+    assert check_trust(0.5) == 0.5 and check_trust(1) == 1.0
+    for bad in (float("nan"), float("inf"), 0.0, -0.3, 1.01, "x", None):
+        with pytest.raises(PrelabelError):
+            check_trust(bad)  # type: ignore[arg-type]

@@ -85,3 +85,18 @@ def test_a_new_version_records_its_tower_and_is_checked_against_it(tmp_path):
         v = p.version(vid)
     assert v is not None and v["tower"] == model_id(load_model("tiny")).tower
     assert load_model(v["path"]).source == v["path"]
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "2.5"])
+def test_bad_min_bucket_is_a_sentence_not_a_function_name(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as e:
+        main(["export", str(tmp_path), "--min-bucket", value, "--csv", str(tmp_path / "x.csv")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "must be a bucket number" in err and "_bucket" not in err
+
+
+def test_bad_numbers_name_what_they_must_be(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["score", str(tmp_path), "--batch-size", "many"])
+    err = capsys.readouterr().err
+    assert "must be a whole number, not 'many'" in err and "positive_int" not in err

@@ -50,7 +50,10 @@ def model_args(sp, batch: int = 32) -> None:
 
 
 def _bucket(text: str) -> int:
-    return nonnegative_int(text)
+    try:
+        return nonnegative_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be a bucket number (0 = the worst), not {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

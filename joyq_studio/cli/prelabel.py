@@ -20,6 +20,7 @@ from ..console import (
     positive_float,
     positive_int,
 )
+from ..errors import JoyqError
 
 HERE = "joyq_studio.cli.prelabel"
 #: Without --cap, a paid run stops at the estimate plus this share.
@@ -27,10 +28,13 @@ DEFAULT_CAP_MARGIN = 0.25
 
 
 def _unit_float(text: str) -> float:
-    value = float(text)
-    if not 0.5 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0.5 and 1, not {text}")
-    return value
+    """--trust: checked by the core's one rule (prelabel.run.check_trust)."""
+    from ..prelabel.run import check_trust
+
+    try:
+        return check_trust(text)  # type: ignore[arg-type]
+    except JoyqError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _share(text: str) -> float:
@@ -150,6 +154,19 @@ def register(subparsers) -> None:
     )
     sp.add_argument("--seed", type=int, help="pair-picking seed (default: varies with each run)")
     sp.set_defaults(handler=f"{HERE}:cmd_run")
+
+    sp = sub.add_parser(
+        "key",
+        help="save the API key in the OS keyring (typed or piped in, never on the command line) or remove it",
+    )
+    sp.add_argument("action", choices=("save", "remove"))
+    sp.add_argument(
+        "--key-env",
+        default=DEFAULT_KEY_ENV,
+        metavar="VAR",
+        help=f"the name the key is saved under, as for --key-env elsewhere (default {DEFAULT_KEY_ENV})",
+    )
+    sp.set_defaults(handler=f"{HERE}:cmd_key")
 
     sp = sub.add_parser("status", help="LLM labels, spending and whether training uses them")
     sp.add_argument("folder")
@@ -471,4 +488,30 @@ def cmd_status(args) -> int:
             print(f"{source}: {n} labels")
         print(f"LLM calls paid in this project: {calls}, {format_usd(spent)} at the prices given")
         print(f"training {'uses' if llm_labels_included(project) else 'leaves out'} the LLM labels.")
+    return EXIT_OK
+
+
+def cmd_key(args) -> int:
+    """`joyq prelabel key save|remove`: the OS keyring only; the key never touches a file of ours."""
+    from ..prelabel.client import remove_api_key, save_api_key
+
+    if args.action == "remove":
+        removed = remove_api_key(args.key_env)
+        print(
+            f"removed the API key saved as {args.key_env} from the OS keyring."
+            if removed
+            else f"no API key was saved as {args.key_env} in the OS keyring; nothing to remove."
+        )
+        return EXIT_OK
+    if sys.stdin.isatty():
+        import getpass
+
+        key = getpass.getpass(f"API key to save as {args.key_env} (not shown): ")
+    else:
+        key = sys.stdin.readline()
+    save_api_key(key, args.key_env)
+    print(
+        f"saved the API key as {args.key_env} in the OS keyring; `joyq prelabel` finds it when "
+        f"the environment variable {args.key_env} is unset."
+    )
     return EXIT_OK

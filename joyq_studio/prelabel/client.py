@@ -94,6 +94,7 @@ def resolve_api_key(env_name: str = DEFAULT_KEY_ENV) -> str | None:
     ``keyring`` package is installed), else None (fine for a local server)."""
     value = os.environ.get(env_name, "").strip()
     if value:
+        remember_secret(value)
         return value
     try:
         import keyring  # optional
@@ -103,7 +104,59 @@ def resolve_api_key(env_name: str = DEFAULT_KEY_ENV) -> str | None:
         value = (keyring.get_password(KEYRING_SERVICE, env_name) or "").strip()
     except Exception:  # noqa: BLE001 - no usable keyring backend: same as no key
         return None
+    remember_secret(value)
     return value or None
+
+
+NO_KEYRING = (
+    "Saving the API key needs the OS keyring through the 'keyring' package (pip install keyring); "
+    "without it, put the key in the environment variable {env} instead (the app never writes it to a file)."
+)
+
+
+def _keyring(env_name: str):
+    """The ``keyring`` module (imported only here); LLMError naming what to do when absent."""
+    if not _ENV_NAME.fullmatch(env_name or ""):
+        raise LLMError(
+            "The API key setting must name an environment variable (like JOYQ_LLM_API_KEY), not hold the key itself."
+        )
+    try:
+        import keyring  # optional
+    except ImportError:
+        raise LLMError(NO_KEYRING.format(env=env_name)) from None
+    return keyring
+
+
+def save_api_key(key: str, env_name: str = DEFAULT_KEY_ENV) -> None:
+    """Put ``key`` in the OS keyring (service ``joyq-studio``, user ``env_name``), where
+    :func:`resolve_api_key` finds it; never in a file of ours. LLMError when it cannot."""
+    key = (key or "").strip()
+    if not key:
+        raise LLMError("The API key is empty; nothing was saved.")
+    keyring = _keyring(env_name)
+    remember_secret(key)
+    try:
+        keyring.set_password(KEYRING_SERVICE, env_name, key)
+    except Exception as e:  # noqa: BLE001 - any backend failure (none usable, locked, refused)
+        raise LLMError(
+            scrub(
+                f"The OS keyring did not take the API key ({type(e).__name__}: {e}); nothing was saved, "
+                f"put the key in the environment variable {env_name} instead.",
+                key,
+            )
+        ) from None
+
+
+def remove_api_key(env_name: str = DEFAULT_KEY_ENV) -> bool:
+    """Remove the key saved for ``env_name`` from the OS keyring; False when none was saved."""
+    keyring = _keyring(env_name)
+    try:
+        if keyring.get_password(KEYRING_SERVICE, env_name) is None:
+            return False
+        keyring.delete_password(KEYRING_SERVICE, env_name)
+    except Exception as e:  # noqa: BLE001 - any backend failure
+        raise LLMError(scrub(f"The OS keyring could not remove the API key ({type(e).__name__}: {e}).")) from None
+    return True
 
 
 # -- images ------------------------------------------------------------------------------

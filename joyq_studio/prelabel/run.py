@@ -156,15 +156,28 @@ class RunReport:
     kinds: dict[str, int] = field(default_factory=dict)
 
 
+MIN_TRUST = 0.5  # a coin flip: a label trusted less than this would count for the other side
+
+
+def check_trust(trust: float) -> float:
+    """``trust`` if it is a number from 0.5 (a coin flip) to 1 (as sure as the user's clicks);
+    PrelabelError otherwise (NaN and infinities included). Every place that sets it calls this."""
+    try:
+        value = float(trust)
+    except (TypeError, ValueError):
+        raise PrelabelError(f"The trust {trust!r} is not a number; give one from 0.5 to 1.") from None
+    if not MIN_TRUST <= value <= 1.0:  # also false for NaN
+        raise PrelabelError(f"The trust {trust} is outside 0.5 (a coin flip) to 1 (as sure as your clicks).")
+    return value
+
+
 def resolve_trust(
     project: Project, model: str, prompt_hash: str, trust: float | None
 ) -> tuple[float, str, AgreementReport | None]:
     """(trust, basis, report): the set trust, else the measured agreement; raises
     PrelabelError when it has not been measured well enough to weight labels by."""
     if trust is not None:
-        if not 0.5 <= trust <= 1.0:
-            raise PrelabelError(f"The trust {trust} is outside 0.5 (a coin flip) to 1 (as sure as your clicks).")
-        return float(trust), "set by you", None
+        return check_trust(trust), "set by you", None
     rep = agreement_from_cache(project, model, prompt_hash)
     t = rep.trust()
     if t is not None:
