@@ -100,3 +100,28 @@ def test_bad_numbers_name_what_they_must_be(tmp_path, capsys):
         main(["score", str(tmp_path), "--batch-size", "many"])
     err = capsys.readouterr().err
     assert "must be a whole number, not 'many'" in err and "positive_int" not in err
+
+
+def test_train_started_during_a_first_score_uses_the_folders_model(tmp_path, monkeypatch, capsys):
+    """`joyq score FOLDER --model tiny` records the folder's model before its long scan, so a
+    `joyq train` started meanwhile (another process, its own connection) starts from it."""
+    import joyq_studio.cli.score as score_cli
+    from joyq_studio.settings import DEFAULT_MODEL
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("RGB", (32, 32), (i * 80, 10, 10)).save(folder / f"{i}.png")
+    seen = []
+    real_scan = score_cli.scan_with_progress
+
+    def scan(project):
+        with Project(folder) as other:  # what train would read now
+            seen.append(other.active_model_spec(DEFAULT_MODEL))
+        return real_scan(project)
+
+    monkeypatch.setattr(score_cli, "scan_with_progress", scan)
+    assert main(["score", str(folder), "--model", "tiny"]) == 0
+    assert seen == ["tiny"]

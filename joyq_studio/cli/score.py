@@ -24,11 +24,13 @@ def cmd_score(args) -> int:
     with open_project(args.folder) as project:
         if args.follow_links is not None and args.follow_links != project.follow_links:
             project.set_follow_links(args.follow_links)
-        report = scan_with_progress(project)
         device = pick_device(args.device)
         model = load_model(args.model or project.active_model_spec(DEFAULT_MODEL))
         if args.model and project.active_version is None:
-            project.set_base_model(args.model)  # train and the app start from what the folder was scored with
+            # train and the app start from what the folder is scored with: say so before the
+            # (long) scan, so a `joyq train` started meanwhile uses it too
+            project.set_base_model(args.model)
+        report = scan_with_progress(project)
         warn_if_cpu(device, model)
         summary = score_project(
             project,
