@@ -36,6 +36,7 @@ __all__ = [
     "low_res",
     "make_validation_pair",
     "CORRUPTIONS",
+    "STRENGTHS",
 ]
 
 Seed = str | int | bytes | None
@@ -105,12 +106,14 @@ def _jpeg_bytes(img: Image.Image, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def jpeg_crush(img: Image.Image, seed: Seed = None) -> Image.Image | None:
-    """JPEG-compress until the file is at most 33% of its quality-90 size, or None.
+def jpeg_crush(
+    img: Image.Image, seed: Seed = None, target_ratio: float = JPEG_TARGET_RATIO, min_quality: int = JPEG_MIN_QUALITY
+) -> Image.Image | None:
+    """JPEG-compress until the file is at most 33% (``target_ratio``) of its quality-90 size, or None.
 
-    Encode at quality 90 to get a baseline size B, then try qualities 90, 85, ... 15 and
-    return the decoded RGB image (same size as the input) of the first whose size is
-    <= 0.33 B. An image that never gets there (a flat or tiny one, whose JPEG is mostly
+    Encode at quality 90 to get a baseline size B, then try qualities 90, 85, ... 15
+    (``min_quality``) and return the decoded RGB image (same size as the input) of the
+    first whose size is <= 0.33 B. An image that never gets there (a flat or tiny one, whose JPEG is mostly
     headers) is skipped: None, exactly as the reference's ``jpeg_compression_augment``,
     so its "corrupt" copy is never a near-identical one that measures nothing. PIL's
     default JPEG settings (4:2:0 chroma subsampling) are used throughout. Deterministic;
@@ -118,8 +121,10 @@ def jpeg_crush(img: Image.Image, seed: Seed = None) -> Image.Image | None:
     """
     del seed  # deterministic by construction
     rgb = to_rgb(img)
-    target = JPEG_TARGET_RATIO * len(_jpeg_bytes(rgb, JPEG_BASE_QUALITY))
-    for quality in range(JPEG_BASE_QUALITY, JPEG_MIN_QUALITY - 1, -JPEG_QUALITY_STEP):
+    target = target_ratio * len(_jpeg_bytes(rgb, JPEG_BASE_QUALITY))
+    qualities = [*range(JPEG_BASE_QUALITY, JPEG_MIN_QUALITY - 1, -JPEG_QUALITY_STEP)]
+    qualities += [q for q in (10, 5) if q >= min_quality]  # only the stronger strengths go below 15
+    for quality in qualities:
         data = _jpeg_bytes(rgb, quality)
         if len(data) <= target:
             with Image.open(io.BytesIO(data)) as decoded:
@@ -127,8 +132,13 @@ def jpeg_crush(img: Image.Image, seed: Seed = None) -> Image.Image | None:
     return None
 
 
-def low_res(img: Image.Image, seed: Seed = None, max_side: int = MAX_SIDE) -> Image.Image:
-    """Lose resolution: downscale by f ~ U[0.5, 0.9] (LANCZOS) and upscale back.
+def low_res(
+    img: Image.Image,
+    seed: Seed = None,
+    max_side: int = MAX_SIDE,
+    factor_range: tuple[float, float] = LOWRES_FACTOR_RANGE,
+) -> Image.Image:
+    """Lose resolution: downscale by f ~ U[0.5, 0.9] (``factor_range``) (LANCZOS) and upscale back.
 
     Steps: cap the longest side at ``max_side`` (:func:`clean_capped`); draw f, then
     draw the upscale filter uniformly from BILINEAR / BICUBIC / LANCZOS, both from
@@ -137,7 +147,7 @@ def low_res(img: Image.Image, seed: Seed = None, max_side: int = MAX_SIDE) -> Im
     size of ``clean_capped(img, max_side)``. Sizes are truncated (``int``), as the reference.
     """
     rng = rng_from_seed(seed)
-    factor = float(rng.uniform(*LOWRES_FACTOR_RANGE))
+    factor = float(rng.uniform(*factor_range))
     upscale = UPSCALE_FILTERS[int(rng.integers(len(UPSCALE_FILTERS)))]
     capped = clean_capped(img, max_side)
     w, h = capped.size
@@ -146,15 +156,35 @@ def low_res(img: Image.Image, seed: Seed = None, max_side: int = MAX_SIDE) -> Im
 
 
 #: name -> corruption; each is f(img, seed) -> corrupted RGB image, or None to skip the image.
-CORRUPTIONS: dict[str, Callable[[Image.Image, Seed], Image.Image | None]] = {
+CORRUPTIONS: dict[str, Callable[..., Image.Image | None]] = {
     "jpeg": jpeg_crush,
     "lowres": low_res,
 }
 
 
-def make_validation_pair(img: Image.Image, kind: str, seed: Seed = None) -> tuple[Image.Image, Image.Image] | None:
-    """(clean, corrupt) of identical size for corruption ``kind`` in :data:`CORRUPTIONS`,
-    or None when the recipe skips this image (see :func:`jpeg_crush`).
+#: Strengths of each robustness task, mildest (the reference recipe) first: keyword
+#: arguments of its corruption. The robustness figures use as many as it takes to reach
+#: enough pairs on a small test set (:func:`joyq_studio.training.evaluation.robustness_pixels`).
+STRENGTHS: dict[str, tuple[dict, ...]] = {
+    "jpeg": (
+        {},
+        {"target_ratio": 0.2, "min_quality": 5},
+        {"target_ratio": 0.12, "min_quality": 5},
+    ),
+    "lowres": (
+        {},
+        {"factor_range": (0.3, 0.5)},
+        {"factor_range": (0.15, 0.3)},
+    ),
+}
+
+
+def make_validation_pair(
+    img: Image.Image, kind: str, seed: Seed = None, strength: int = 0
+) -> tuple[Image.Image, Image.Image] | None:
+    """(clean, corrupt) of identical size for corruption ``kind`` in :data:`CORRUPTIONS`
+    at ``strength`` (an index into :data:`STRENGTHS`; 0 = the reference recipe), or None
+    when the recipe skips this image (see :func:`jpeg_crush`).
 
     The clean image should win. For "lowres" the clean side is :func:`clean_capped`;
     for "jpeg" it is the RGB original.
@@ -164,7 +194,9 @@ def make_validation_pair(img: Image.Image, kind: str, seed: Seed = None) -> tupl
     except KeyError:
         names = ", ".join(sorted(CORRUPTIONS))
         raise ValueError(f"Unknown corruption {kind!r}; choose one of: {names}.") from None
-    corrupt = corrupt_fn(img, seed)
+    if not 0 <= strength < len(STRENGTHS[kind]):
+        raise ValueError(f"Strength {strength} of {kind!r} is outside 0..{len(STRENGTHS[kind]) - 1}.")
+    corrupt = corrupt_fn(img, seed, **STRENGTHS[kind][strength])
     if corrupt is None:
         return None
     clean = clean_capped(img) if kind == "lowres" else to_rgb(img)

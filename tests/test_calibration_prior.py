@@ -56,16 +56,16 @@ def _folder_with_labels(
 def test_planted_tau_with_5_20_and_200_labels(tmp_path, n_labels):
     p, scores = _folder_with_labels(tmp_path, n_labels)
     with p:
-        cal, notes = calibrate_project(p)
+        cal, notes = calibrate_project(p, "b")
         counts = np.bincount(cal.apply(scores)[1], minlength=10)
         assert counts.max() < 0.5 * len(scores) and (counts > 0).sum() >= 6  # never one or two buckets
         assert notes[0] == cal.reason and cal.reason.endswith(".")
         if n_labels < MIN_LABELS_B:
             assert cal.method == "a"
             assert cal.reason == (
-                "Method A (equal-width score ranges) was used because there are only 5 held-out "
+                "Method B (sigmoid ranks) was asked for, but there are only 5 held-out "
                 "comparisons with a winner and sigmoid ranks need at least 10 to fit their "
-                "temperature."
+                "temperature; method A (equal-width score ranges) was used instead."
             )
         elif n_labels == 20:
             assert cal.method == "b" and cal.pairs_used == 20
@@ -89,15 +89,20 @@ def test_a_handful_of_perfectly_ordered_labels_does_not_collapse_the_folder():
     assert tau < 3.0
 
 
-def test_many_labels_that_would_crowd_two_buckets_fall_back_with_a_sentence(tmp_path):
+def test_a_confident_model_still_spreads_over_the_buckets_by_default(tmp_path):
+    """Issue 25: sigmoid ranks crowd a confident model's folder into the end buckets; the
+    default (quantile buckets) never puts more than half the folder into two buckets."""
     p, scores = _folder_with_labels(tmp_path, 200, tau=0.05, spread=8.0)  # scores far apart for tau ~ 1
     with p:
         cal, notes = calibrate_project(p)
-        assert cal.method == "a"
-        assert cal.reason.startswith("Method A (equal-width score ranges) was used because sigmoid ranks with tau = ")
-        assert "would put" in cal.reason and "images into buckets 0 and 9." in cal.reason
+        assert cal.method == "q" and notes == [cal.reason]
+        assert cal.reason.startswith("Quantile buckets were used (the default): each of the 10 buckets holds about")
+        counts = np.bincount(cal.apply(scores)[1], minlength=10)
+        assert np.sort(counts)[-2:].sum() <= 0.5 * len(scores) and counts[9] <= 0.15 * len(scores)
         asked, notes = calibrate_project(p, "b")  # asked for: used, with a note
         assert asked.method == "b" and any(n.startswith("Note that sigmoid ranks with tau = ") for n in notes)
+        crowded = np.sort(np.bincount(asked.apply(scores)[1], minlength=10))[-2:].sum()
+        assert crowded > 0.5 * len(scores)  # what the default avoids
 
 
 def test_reference_method_reproduces_the_original_mean_rank():

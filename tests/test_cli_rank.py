@@ -104,8 +104,8 @@ def test_export_csv_with_min_bucket(scored, capsys, tmp_path):
     assert code == 0
     assert "note: This folder had no calibration for the current model yet, so one was made now and saved." in out
     assert (
-        "note: Method A (equal-width score ranges) was used because there are no held-out comparisons yet "
-        "and sigmoid ranks need at least 10 to fit their temperature."
+        "note: Quantile buckets were used (the default): each of the 10 buckets holds about a tenth of the "
+        "12 scored images, in score order."
     ) in out
     assert f"wrote 3 images to {out_csv} (buckets >= 8 of 12 scored)" in out
     rows = list(csv.DictReader(out_csv.open(encoding="utf-8")))

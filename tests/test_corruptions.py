@@ -192,5 +192,62 @@ def test_robustness_tasks_skip_images_jpeg_cannot_crush(tmp_path):
     Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(textured)
     flat = tmp_path / "flat.png"
     Image.new("RGB", (128, 96), (120, 130, 140)).save(flat)
-    rob = robustness_pixels([textured, flat], ["t", "f"], size=32)
+    rob = robustness_pixels([textured, flat], ["t", "f"], size=32, strengths=1)  # the reference recipe alone
     assert len(rob["jpeg"][0]) == 1 and len(rob["lowres"][0]) == 2
+
+
+# -- issue 25: several strengths, and robustness figures with their counts ------------------------
+def test_stronger_strengths_lose_more_and_strength_0_is_the_reference() -> None:
+    img = _test_image(seed=4)
+    ref = C.make_validation_pair(img, "jpeg", seed="s")
+    assert ref is not None
+    np.testing.assert_array_equal(np.asarray(ref[1]), np.asarray(C.jpeg_crush(img, seed="s")))
+    energies = []
+    for kind in ("jpeg", "lowres"):
+        losses = []
+        for strength in range(len(C.STRENGTHS[kind])):
+            pair = C.make_validation_pair(img, kind, seed="s", strength=strength)
+            assert pair is not None and pair[0].size == pair[1].size
+            losses.append(_high_freq_energy(pair[0]) - _high_freq_energy(pair[1]))
+        energies.append(losses)
+        assert losses == sorted(losses), (kind, losses)  # each strength destroys more detail
+    with pytest.raises(ValueError, match="Strength 3 of 'lowres' is outside 0..2"):
+        C.make_validation_pair(img, "lowres", seed="s", strength=3)
+
+
+def test_robustness_uses_more_strengths_on_a_small_test_set(tmp_path) -> None:
+    from joyq_studio.training.evaluation import robustness_pixels, robustness_strengths
+
+    assert robustness_strengths(16, "jpeg") == 3 and robustness_strengths(45, "lowres") == 2
+    assert robustness_strengths(200, "jpeg") == 1  # a large test set costs no more than before
+    paths = []
+    for i in range(12):
+        paths.append(tmp_path / f"t{i}.png")
+        _test_image(96, 80, seed=i).save(paths[-1])
+    pix = robustness_pixels(paths, [f"k{i}" for i in range(12)], 64)
+    assert len(pix["lowres"][0]) == len(pix["lowres"][1]) == 36  # 12 images x 3 strengths
+    assert 12 < len(pix["jpeg"][0]) <= 36  # images JPEG cannot crush to a strength's target are left out
+
+
+def test_robustness_figures_carry_count_and_interval_and_say_too_few() -> None:
+    from joyq_studio.training.evaluation import robustness_metrics, robustness_sentences
+
+    few = robustness_metrics("jpeg", np.array([1.0, 2.0, 0.0, 5.0]), np.array([0.0, 1.0, 0.0, 6.0]))
+    assert few["jpeg_accuracy"] == pytest.approx(0.625) and few["jpeg_n"] == 4  # level counts half
+    assert 0 < few["jpeg_low"] < 0.625 < few["jpeg_high"] <= 1
+    rng = np.random.default_rng(0)
+    clean = rng.normal(1, 1, 60)
+    many = robustness_metrics("lowres", clean, clean - 0.5)
+    assert many["lowres_accuracy"] == 1.0 and many["lowres_n"] == 60
+    lines = robustness_sentences(few, {**few, **many})
+    assert lines[0] == (
+        "JPEG robustness (clean above its corrupted copy, 95% interval): before 62.5% of 4 (22-91%), too few to "
+        "tell (at least 30 are needed), after 62.5% of 4 (22-91%), too few to tell (at least 30 are needed)"
+    )
+    assert lines[1].startswith("low-res robustness") and "after 100.0% of 60 (94-100%)" in lines[1]
+    assert "too few" not in lines[1].split("after")[1]
+    old = robustness_sentences({"jpeg_accuracy": 0.5}, {"jpeg_accuracy": 0.5})  # a version from before
+    assert old == [
+        "JPEG robustness (clean above its corrupted copy, 95% interval): before 50.0% (pair count not "
+        "recorded), after 50.0% (pair count not recorded)"
+    ]

@@ -141,8 +141,8 @@ def test_training_comparisons_never_calibrate_and_the_fallback_says_why(project)
 
 
 def test_auto_method_and_explicit_b_without_pairs(project):
-    cal, notes = calibrate_project(project)
-    assert cal.method == "a" and notes == [cal.reason] and "because there are no held-out comparisons" in cal.reason
+    cal, notes = calibrate_project(project)  # the default needs no held-out comparisons
+    assert cal.method == "q" and notes == [cal.reason] and cal.reason.startswith("Quantile buckets were used")
     cal, notes = calibrate_project(project, "b")  # asked for B: method A, saying why, never an error
     assert cal.method == "a" and "was asked for, but" in notes[0]
 

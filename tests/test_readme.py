@@ -7,8 +7,10 @@ Every line between ``<!-- walkthrough -->`` and ``<!-- /walkthrough -->`` is run
 
 from __future__ import annotations
 
+import csv
 import re
 import shlex
+from collections import Counter
 from pathlib import Path
 
 from joyq_studio.cli import main
@@ -48,6 +50,16 @@ def test_walkthrough_runs_top_to_bottom(tmp_path, capsys):
     )
     assert not (home / "joyq-demo-best").exists() or not any((home / "joyq-demo-best").rglob("*.*"))  # undone
     assert not list(demo.glob("*.txt"))  # the caption step was a dry run
+    # issue 25: the buckets stay useful after training (no two hold half the folder, 9 is no catch-all)
+    with (home / "joyq-demo-ranked.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    counts = Counter(int(r["bucket_0_to_9"]) for r in rows)
+    assert sum(n for _, n in counts.most_common(2)) <= len(rows) / 2, counts
+    best = [r["path"] for r in rows if r["bucket_0_to_9"] == "9"]
+    assert (
+        len(best) <= 0.15 * len(rows)
+        and sum(not p.endswith(("_clean.png", "_clean.jpg", "_jpeg.jpg")) for p in best) <= 2
+    )
 
 
 def test_train_without_the_big_model_suggests_demo_not_tiny(tmp_path, capsys):

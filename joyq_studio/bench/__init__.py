@@ -120,6 +120,22 @@ def register(sub, model_args) -> None:
     sp.add_argument("--repeats", type=positive_int, default=5)
     sp.set_defaults(handler="joyq_studio.bench.startup:bench_startup")
 
+    sp = bsub.add_parser(
+        "calibration",
+        help="bucket spread and held-out log loss of each calibration method on the README "
+        "walkthrough (before/after training, per corruption kind) and on planted-temperature folders",
+    )
+    sp.add_argument("--count", type=positive_int, default=200, help="walkthrough images (default 200)")
+    sp.add_argument("--no-walkthrough", action="store_true", help="only the planted-temperature folders")
+    sp.add_argument("--images", type=positive_int, default=400, help="planted folder: images (default 400)")
+    sp.add_argument("--sd", type=float, default=3.0, help="planted folder: score spread (default 3)")
+    sp.add_argument(
+        "--planted-tau", type=float, nargs="+", default=[1.0, 3.0], help="planted temperatures (default 1 3)"
+    )
+    sp.add_argument("--pairs", type=positive_int, default=40, help="held-out pairs to fit on (default 40)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(handler="joyq_studio.bench.calibration:bench_calibration")
+
     # listed for --help; `joyq bench pairing|taste ...` is handed whole to the module's main()
     bsub.add_parser("pairing", help="simulated raters: pair-selection strategies compared, selector speed at 100k")
     bsub.add_parser("taste", help="closed loop: the Bayesian personal head and pair strategies vs simulated raters")

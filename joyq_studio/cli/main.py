@@ -187,17 +187,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("folder")
     sp.add_argument(
         "--method",
-        choices=["a", "b", "reference"],
-        help="a: equal-width score ranges; b: sigmoid ranks, tau fitted with a prior on held-out "
-        "comparisons (default: b with at least 10 held-out comparisons, else a); reference: the "
-        "original recipe's sigmoid ranks (mean rank 5.56 of 10), for its old buckets",
+        choices=["q", "a", "b", "reference"],
+        help="q (default): quantile buckets, about 1/K of the folder in each; a: equal-width score "
+        "ranges; b: sigmoid ranks, tau fitted with a prior on at least 10 held-out comparisons (else a); "
+        "reference: the original recipe's sigmoid ranks (mean rank 5.56 of 10), for its old buckets",
     )
     sp.add_argument("--buckets", type=positive_int, help="number of buckets K (default 10, or the number of --labels)")
     sp.add_argument(
-        "--target-mean", type=positive_float, help="methods B and reference: mean rank of the folder (default K/2)"
+        "--target-mean",
+        type=positive_float,
+        help="methods B and reference: mean rank of the folder (default K/2); without --method, method B",
     )
-    sp.add_argument("--labels", help='comma-separated bucket labels, worst first, e.g. "bad,ok,good"')
+    sp.add_argument(
+        "--labels", help='comma-separated bucket labels, worst first, e.g. "bad,ok,good" (kept as the folder\'s own)'
+    )
     sp.set_defaults(handler="joyq_studio.cli.rank:cmd_calibrate")
+
+    # issue 25: a folder's own bucket labels, kept through recalibration and retraining
+    sp = sub.add_parser(
+        "labels",
+        help="list the folder's bucket labels, rename one (BUCKET TEXT) or go back to the defaults (--reset)",
+    )
+    sp.add_argument("folder")
+    sp.add_argument("bucket", nargs="?", type=int, help="the bucket to rename, 0 = worst .. K - 1 = best")
+    sp.add_argument("text", nargs="?", help="its new label")
+    sp.add_argument("--reset", action="store_true", help="forget the folder's own labels: the defaults again")
+    sp.set_defaults(handler="joyq_studio.cli.rank:cmd_labels")
 
     sp = sub.add_parser(
         "export",

@@ -1,4 +1,4 @@
-"""`joyq calibrate | export | undo-export | override | import-pairs | export-pairs`: ranking and exports.
+"""`joyq calibrate | labels | export | undo-export | override | import-pairs | export-pairs`: ranking and exports.
 
 Thin wrappers over :mod:`joyq_studio.ranking` and :mod:`joyq_studio.export`; the
 arguments are declared in :mod:`joyq_studio.cli.main`.
@@ -23,14 +23,18 @@ from ..export import (
 from ..ranking import (
     DEFAULT_K,
     Calibration,
+    LabelError,
     bucket_counts,
     calibrate_project,
     default_labels,
     ensure_calibration,
+    folder_labels,
     load_calibration,
     ranked_images,
+    reset_folder_labels,
     save_calibration,
     set_bucket_override,
+    set_folder_label,
 )
 from ..store import Project
 from .common import open_project, scan_with_progress
@@ -100,10 +104,11 @@ def cmd_calibrate(args) -> int:
             raise UsageError("--target-mean applies to sigmoid ranks (method B or reference), not to method A.")
         if not 0 < args.target_mean < k:
             raise UsageError(f"--target-mean must lie strictly between 0 and {k}, not {args.target_mean:g}.")
+    method = args.method or ("b" if args.target_mean is not None else None)
     with open_project(args.folder) as project:
         scan_with_progress(project)
         _require_scores(project)
-        cal, notes = calibrate_project(project, args.method, k, args.target_mean, labels)
+        cal, notes = calibrate_project(project, method, k, args.target_mean, labels)
         save_calibration(project, cal)
         rows = ranked_images(project, cal)
         print(f"calibrated: {describe_calibration(cal)}")
@@ -111,6 +116,32 @@ def cmd_calibrate(args) -> int:
         where = f"model version {project.active_version}" if project.active_version else "the current model"
         print(f"saved with {where}; {len(rows)} scored images:")
         print("\n".join(histogram(cal, bucket_counts(rows, cal.k))))
+    return EXIT_OK
+
+
+def cmd_labels(args) -> int:
+    """List the folder's bucket labels (best first), rename one, or reset them (issue 25)."""
+    if args.reset and args.bucket is not None:
+        raise UsageError("give either BUCKET TEXT or --reset, not both.")
+    if args.bucket is not None and not (args.text or "").strip():
+        raise UsageError(f"give the new label of bucket {args.bucket} after it, e.g. `joyq labels FOLDER 9 keeper`.")
+    with open_project(args.folder) as project:
+        cal = load_calibration(project) if project.current_model_key() else None
+        k = cal.k if cal is not None else DEFAULT_K
+        try:
+            if args.reset:
+                reset_folder_labels(project)
+                print("the folder's bucket labels are the defaults again.")
+            elif args.bucket is not None:
+                set_folder_label(project, args.bucket, args.text, k)
+                print(f"bucket {args.bucket} is now called {folder_labels(project, k)[args.bucket]!r}.")
+        except LabelError as e:
+            raise UsageError(str(e)) from None
+        labels = folder_labels(project, k)
+        own = "the folder's own" if labels != default_labels(k) else "the defaults"
+        print(f"{k} bucket labels ({own}), 0 = worst .. {k - 1} = best:")
+        for b in reversed(range(k)):
+            print(f"{b:>{len(str(k - 1))}} {labels[b]}")
     return EXIT_OK
 
 

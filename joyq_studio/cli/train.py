@@ -21,6 +21,7 @@ from ..training import (
     run_training,
     train_project,
 )
+from ..training.evaluation import ROBUSTNESS_NAMES, robustness_sentences, robustness_text
 from ..training.versions import adoption_warning
 from .common import open_project
 
@@ -39,8 +40,6 @@ TABLE_KEYS = [
     "weighted_accuracy",
     "weighted_brier",
     "weighted_ece",
-    "jpeg_accuracy",
-    "lowres_accuracy",
     "spearman",
     "kendall_tau",
 ]
@@ -127,6 +126,8 @@ def print_result(result) -> None:
     )
     for line in held_out_lines(result.before, result.after, result.record.get("change")):
         print(line)
+    for line in robustness_sentences(result.before, result.after):  # with their counts (issue 25)
+        print(line)
     print(f"\nnew version: {result.version_id}\npath: {result.path}")
 
 
@@ -155,6 +156,9 @@ def cmd_eval(args) -> int:
         print(
             format_metrics_table({args.model or DEFAULT_MODEL: metrics}, keys=[k for k in TABLE_KEYS if k in metrics])
         )
+        for task, name in ROBUSTNESS_NAMES.items():
+            if f"{task}_accuracy" in metrics:
+                print(f"{name} (clean above its corrupted copy, 95% interval): {robustness_text(metrics, task)}")
     return EXIT_OK
 
 

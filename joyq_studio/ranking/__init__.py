@@ -1,8 +1,9 @@
-"""Ranking a project: calibrated buckets (``calibration``) and the ranked rows every
-export and the rank view share (``rows``)."""
+"""Ranking a project: calibrated buckets (``calibration``), the folder's bucket labels
+(``labels``) and the ranked rows every export and the rank view share (``rows``)."""
 
 from .calibration import (
     DEFAULT_K,
+    DEFAULT_METHOD,
     METHOD_NAMES,
     METHODS,
     QUALITY_PHRASES,
@@ -14,6 +15,16 @@ from .calibration import (
     fit_bias,
     fit_tau,
     fit_tau_map,
+    quantile_edges,
+)
+from .labels import (
+    LABELS_KEY,
+    LabelError,
+    folder_labels,
+    reset_folder_labels,
+    set_folder_label,
+    set_folder_labels,
+    with_folder_labels,
 )
 from .rows import (
     MIN_LABELS_B,
@@ -33,6 +44,15 @@ from .rows import (
 
 __all__ = [
     "DEFAULT_K",
+    "DEFAULT_METHOD",
+    "LABELS_KEY",
+    "LabelError",
+    "folder_labels",
+    "quantile_edges",
+    "reset_folder_labels",
+    "set_folder_label",
+    "set_folder_labels",
+    "with_folder_labels",
     "QUALITY_PHRASES",
     "Calibration",
     "CalibrationError",

@@ -29,6 +29,14 @@ Method B ("b", sigmoid ranks)
     * b is then found by bisection so that the mean rank over the folder equals
       ``target_mean`` (default K / 2); the mean rank is strictly decreasing in b.
 
+Method "q" (quantile buckets, the default since issue 25)
+    The folder's own score quantiles are the bucket edges: e_j = the j/K quantile of the
+    folder's scores (e_0 = min, e_K = max), rank = piecewise-linear interpolation of the
+    score between the edges (rank j at e_j), clipped to [0, K]. Each bucket therefore holds
+    about 1/K of the folder whatever the model's confidence, and the order is the score
+    order. No held-out comparisons are needed. If every score is equal, every image gets
+    rank K / 2. Why this is the default: docs/learning.md, "Which buckets by default".
+
 Method "reference" (the original JoyQuality recipe, for people who need their old buckets)
     tau by plain maximum likelihood (:func:`fit_tau`, no prior), and b searched so that
     the mean of (K - 1) sigmoid((s - b) / tau) equals K / 2 (the original searches with
@@ -56,6 +64,8 @@ from ..metrics import sigmoid
 
 __all__ = [
     "DEFAULT_K",
+    "DEFAULT_METHOD",
+    "quantile_edges",
     "QUALITY_PHRASES",
     "CalibrationError",
     "Calibration",
@@ -85,13 +95,17 @@ QUALITY_PHRASES: tuple[str, ...] = (
     "best quality",
 )
 
-#: Calibration methods: "a" (equal-width), "b" (sigmoid ranks, tau with a prior), "reference".
-METHODS: tuple[str, ...] = ("a", "b", "reference")
+#: Calibration methods: "a" (equal-width), "b" (sigmoid ranks, tau with a prior), "reference",
+#: "q" (quantile buckets, the default).
+METHODS: tuple[str, ...] = ("a", "b", "reference", "q")
+#: The method used when none is asked for.
+DEFAULT_METHOD = "q"
 #: How each method is named to a user.
 METHOD_NAMES: dict[str, str] = {
     "a": "method A (equal-width score ranges)",
     "b": "method B (sigmoid ranks)",
     "reference": "the reference method (the original recipe's sigmoid ranks)",
+    "q": "quantile buckets (equal shares of the folder)",
 }
 
 
@@ -138,8 +152,8 @@ def default_labels(k: int = DEFAULT_K) -> list[str]:
 class Calibration:
     """How to turn scores into ranks in [0, K] and buckets 0..K-1 (see module docstring).
 
-    Method "a" uses ``score_min`` / ``score_max``; methods "b" and "reference" use ``tau``
-    and ``b``. ``pairs_used`` counts the held-out comparisons tau was fitted on (0 for
+    Method "a" uses ``score_min`` / ``score_max``, method "q" its K + 1 ``edges``; methods
+    "b" and "reference" use ``tau`` and ``b``. ``pairs_used`` counts the held-out comparisons tau was fitted on (0 for
     method A), ``fit_nll`` is the pairwise cross-entropy at the fitted tau,
     ``tau_prior_sd`` the prior's width (None: plain maximum likelihood). ``reason`` is one
     sentence saying why this method was used (shown by the CLI and the app).
@@ -158,6 +172,7 @@ class Calibration:
     fit_nll: float | None = None
     tau_prior_sd: float | None = None
     reason: str | None = None
+    edges: list[float] | None = None
 
     def __post_init__(self) -> None:
         self.method = _normalise_method(self.method)
@@ -169,7 +184,13 @@ class Calibration:
         self.labels = [str(label) for label in self.labels]
         if len(self.labels) != self.k:
             raise CalibrationError(f"Expected {self.k} bucket labels but got {len(self.labels)}.")
-        if self.method == "a":
+        if self.method == "q":
+            if self.edges is None or len(self.edges) != self.k + 1:
+                raise CalibrationError(f"Quantile buckets need {self.k + 1} bucket edges.")
+            self.edges = [float(e) for e in self.edges]
+            if not all(math.isfinite(e) for e in self.edges) or any(b < a for a, b in zip(self.edges, self.edges[1:])):
+                raise CalibrationError("Quantile bucket edges must be finite and in increasing order.")
+        elif self.method == "a":
             if self.score_min is None or self.score_max is None:
                 raise CalibrationError("Method A needs score_min and score_max.")
             if self.score_max < self.score_min:
@@ -188,6 +209,9 @@ class Calibration:
         name = METHOD_NAMES[self.method]
         if self.method == "a":
             return f"{name}, K = {self.k}, scores {self.score_min:.4g} .. {self.score_max:.4g}"
+        if self.method == "q":
+            edges = self.edges or []
+            return f"{name}, K = {self.k}, scores {edges[0]:.4g} .. {edges[-1]:.4g}, median {_median_edge(edges):.4g}"
         prior = f", prior tau = 1 +- {self.tau_prior_sd:g} in log" if self.tau_prior_sd else ", no prior"
         nll = f", NLL {self.fit_nll:.4f}" if self.fit_nll is not None else ""
         mean = self.mean_rank_target()
@@ -214,6 +238,11 @@ class Calibration:
             if hi > lo:
                 return np.clip(self.k * (s - lo) / (hi - lo), 0.0, float(self.k))
             return np.full(len(s), self.k / 2.0)
+        if self.method == "q":
+            edges = np.asarray(self.edges, dtype=np.float64)
+            if edges[-1] <= edges[0]:
+                return np.full(len(s), self.k / 2.0)
+            return _interp_ranks(s, edges)
         return self.k * np.atleast_1d(sigmoid((s - self.b) / self.tau))  # type: ignore[operator]
 
     def buckets(self, ranks: ArrayLike) -> np.ndarray:
@@ -262,6 +291,7 @@ class Calibration:
             "fit_nll": f(self.fit_nll),
             "tau_prior_sd": f(self.tau_prior_sd),
             "reason": self.reason,
+            "edges": None if self.edges is None else [float(e) for e in self.edges],
         }
 
     @classmethod
@@ -291,13 +321,41 @@ class Calibration:
             fit_nll=f("fit_nll"),
             tau_prior_sd=f("tau_prior_sd"),
             reason=d.get("reason") if isinstance(d.get("reason"), str) else None,
+            edges=None if d.get("edges") is None else [float(e) for e in d["edges"]],
         )
+
+
+def _median_edge(edges: Sequence[float]) -> float:
+    return float(np.median(np.asarray(edges, dtype=np.float64)))
+
+
+def _interp_ranks(s: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Rank j at edge j, linear in between; a run of equal edges (tied scores) gets the
+    middle of its ranks, so tied images share one rank."""
+    k = len(edges) - 1
+    lo = np.searchsorted(edges, s, side="left")  # first edge >= s
+    hi = np.searchsorted(edges, s, side="right")  # first edge > s
+    r = np.empty(len(s))
+    on_edge = hi > lo
+    r[on_edge] = (lo[on_edge] + hi[on_edge] - 1) / 2.0
+    between = ~on_edge
+    j = np.clip(hi[between], 1, k)  # s lies in (edges[j - 1], edges[j])
+    e0, e1 = edges[j - 1], edges[j]
+    r[between] = (j - 1) + (s[between] - e0) / np.where(e1 > e0, e1 - e0, 1.0)
+    return np.clip(r, 0.0, float(k))
+
+
+def quantile_edges(scores: ArrayLike, k: int = DEFAULT_K) -> list[float]:
+    """The K + 1 bucket edges of method "q": the j/K quantiles of ``scores`` (linear
+    interpolation between order statistics), e_0 = min, e_K = max."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    return [float(e) for e in np.quantile(s, np.linspace(0.0, 1.0, int(k) + 1))]
 
 
 def _normalise_method(method: str) -> str:
     m = str(method).strip().lower()
     if m not in METHODS:
-        raise CalibrationError(f"Unknown calibration method {method!r}; use 'a', 'b' or 'reference'.")
+        raise CalibrationError(f"Unknown calibration method {method!r}; use 'a', 'b', 'reference' or 'q'.")
     return m
 
 
@@ -474,7 +532,7 @@ def calibrate(
 
     ``pairs`` = (s_first, s_second, outcome) arrays over *held-out* comparisons, outcome
     1 / 0 / 0.5 for the first image winning / losing / tying; required by methods "b" and
-    "reference", ignored by method "a". ``target_mean`` (not method A) defaults to K / 2.
+    "reference", ignored by methods "a" and "q". ``target_mean`` (not method A) defaults to K / 2.
     ``labels`` defaults to :func:`default_labels` (k). Method "b" fits tau with the prior
     (:func:`fit_tau_map`) and only refuses scores that agree with the comparisons no better
     than chance; "reference" fits it by plain maximum likelihood (:func:`fit_tau`), which
@@ -492,6 +550,8 @@ def calibrate(
         raise CalibrationError(f"{bad} of the {len(s)} scores are NaN or infinite.")
     label_list = list(labels) if labels is not None else default_labels(k)
 
+    if m == "q":
+        return Calibration(method="q", k=k, edges=quantile_edges(s, k), labels=label_list, model_version=model_version)
     if m == "a":
         return Calibration(
             method="a",

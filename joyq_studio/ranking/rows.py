@@ -20,12 +20,14 @@ from ..errors import ExportError
 from ..store import Project
 from .calibration import (
     DEFAULT_K,
+    DEFAULT_METHOD,
     METHOD_NAMES,
     Calibration,
     CalibrationError,
     calibrate,
     sentence_start,
 )
+from .labels import folder_labels, set_folder_labels, with_folder_labels
 
 
 # -- scores and ranks ---------------------------------------------------------------------
@@ -125,8 +127,8 @@ def bucket_counts(rows: Iterable[RankedImage], k: int) -> list[int]:
 # -- calibration ----------------------------------------------------------------------------
 #: Fewer decisive held-out comparisons than this and method B is not fitted (method A is used).
 MIN_LABELS_B = 10
-#: Method B is not used by default when its two fullest buckets would hold this share of the folder.
-COLLAPSE_SHARE = 0.75
+#: Asked-for sigmoid ranks get a note when their two fullest buckets hold this share of the folder or more.
+COLLAPSE_SHARE = 0.5
 
 
 def held_out_pairs(
@@ -173,10 +175,11 @@ def calibrate_project(
 ) -> tuple[Calibration, list[str]]:
     """Fit a calibration on the current scores (not saved; see :func:`save_calibration`).
 
-    ``method`` None picks method B when there are at least :data:`MIN_LABELS_B` decisive
-    held-out comparisons and B does not crowd the folder into two buckets, else method A.
+    ``method`` None picks :data:`DEFAULT_METHOD` (quantile buckets: about 1/K of the folder
+    in each bucket, whatever the model's confidence; docs/learning.md says why). ``labels``
+    None keeps the folder's own bucket labels (:mod:`.labels`) when it has K of them.
     An explicit "b" or "reference" that cannot be fitted (too few labels, scores that do not
-    agree with them) also falls back to method A. The returned ``cal.reason`` is one plain
+    agree with them) falls back to method A. The returned ``cal.reason`` is one plain
     sentence saying which method was used and why; the notes list it first, then any
     other remark, each a sentence.
     """
@@ -185,7 +188,9 @@ def calibrate_project(
     unique = {h: s for _, h, s in rows}
     scores = np.array(list(unique.values()), dtype=np.float64)
     version = model_version_of(project, key)
-    m = None if method is None else str(method).strip().lower()
+    m = DEFAULT_METHOD if method is None else str(method).strip().lower()
+    if labels is None:
+        labels = folder_labels(project, k)
 
     def method_a(reason: str) -> tuple[Calibration, list[str]]:
         cal = calibrate(scores, None, "a", k, None, labels, version)
@@ -195,10 +200,17 @@ def calibrate_project(
     notes: list[str] = []
     if m == "a":
         return method_a("Method A (equal-width score ranges) was used, as asked.")
+    if m == "q":
+        cal = calibrate(scores, None, "q", k, None, labels, version)
+        why = "as asked" if method is not None else "(the default)"
+        cal.reason = (
+            f"Quantile buckets were used {why}: each of the {k} buckets holds about {_share(k)} of the "
+            f"{len(scores)} scored images, in score order."
+        )
+        return cal, [cal.reason]
     pairs, notes = held_out_pairs(project, project.scores(key))
     n = int(np.sum(pairs[2] != 0.5))
-    wanted = "b" if m is None else m
-    asked = "" if m is None else f"{sentence_start(METHOD_NAMES[wanted])} was asked for, but "
+    asked = f"{sentence_start(METHOD_NAMES[m])} was asked for, but "
     if n < MIN_LABELS_B:
         have = (
             "there are no held-out comparisons yet"
@@ -207,31 +219,38 @@ def calibrate_project(
                 f"there {'is' if n == 1 else 'are'} only {n} held-out comparison{'s' if n != 1 else ''} with a winner"
             )
         )
-        lead = asked or "Method A (equal-width score ranges) was used because "
-        tail = "; method A (equal-width score ranges) was used instead." if asked else "."
-        return method_a(f"{lead}{have} and sigmoid ranks need at least {MIN_LABELS_B} to fit their temperature{tail}")
+        return method_a(
+            f"{asked}{have} and sigmoid ranks need at least {MIN_LABELS_B} to fit their temperature; "
+            "method A (equal-width score ranges) was used instead."
+        )
     try:
-        cal = calibrate(scores, pairs, wanted, k, target_mean, labels, version)
+        cal = calibrate(scores, pairs, m, k, target_mean, labels, version)
     except CalibrationError as e:
-        if m is not None and m not in ("b", "reference"):
+        if m not in ("b", "reference"):
             raise
         why = str(e).split(", so ")[0].rstrip(".")
-        lead = asked or f"{sentence_start(METHOD_NAMES[wanted])} could not be fitted: "
-        return method_a(f"{lead}{why[0].lower() + why[1:]}; method A (equal-width score ranges) was used instead.")
+        return method_a(f"{asked}{why[0].lower() + why[1:]}; method A (equal-width score ranges) was used instead.")
     collapse = _collapse(cal, scores)
-    if collapse and m is None:
-        return method_a(f"Method A (equal-width score ranges) was used because {collapse}.")
-    why = "as asked" if m is not None else "because there are enough held-out comparisons"
     cal.reason = (
-        f"{sentence_start(METHOD_NAMES[cal.method])} was used {why}: tau = {cal.tau:.3g} was fitted on "
+        f"{sentence_start(METHOD_NAMES[cal.method])} was used as asked: tau = {cal.tau:.3g} was fitted on "
         f"{n} held-out comparisons" + (" with a prior centred on 1." if cal.tau_prior_sd else ".")
     )
     extra = [f"Note that {collapse}."] if collapse else []
     return cal, [cal.reason, *extra, *notes]
 
 
+def _share(k: int) -> str:
+    """'a tenth' for 10, '1/7' for 7 (as in "about a tenth of")."""
+    words = {1: "all", 2: "a half", 3: "a third", 4: "a quarter", 5: "a fifth", 10: "a tenth"}
+    return words.get(k, f"1/{k}")
+
+
 def save_calibration(project: Project, cal: Calibration) -> None:
-    """Store ``cal`` with the active model version, else in meta under the model key."""
+    """Store ``cal`` with the active model version, else in meta under the model key. Its
+    labels become the folder's own when they differ from the folder's labels for its K
+    (labels passed to :func:`calibrate_project`, or edited with :meth:`Calibration.with_labels`)."""
+    if list(cal.labels) != folder_labels(project, cal.k):
+        set_folder_labels(project, cal.labels)
     vid = project.active_version
     if vid and project.version(vid) is not None:
         project.update_version_record(vid, calibration=cal.to_dict())
@@ -242,7 +261,8 @@ def save_calibration(project: Project, cal: Calibration) -> None:
 
 
 def load_calibration(project: Project) -> Calibration | None:
-    """The saved calibration of the current model, or None when it was never calibrated."""
+    """The saved calibration of the current model, or None when it was never calibrated; it
+    carries the folder's own bucket labels (:mod:`.labels`), whenever they were set."""
     vid = project.active_version
     v = project.version(vid) if vid else None
     if v is not None:
@@ -254,7 +274,7 @@ def load_calibration(project: Project) -> Calibration | None:
             d = json.loads(text) if text else None
         except ValueError:
             d = None  # a damaged record: treat as not calibrated, the next save replaces it
-    return Calibration.from_dict(d) if isinstance(d, dict) else None
+    return with_folder_labels(project, Calibration.from_dict(d)) if isinstance(d, dict) else None
 
 
 def ensure_calibration(project: Project) -> tuple[Calibration, list[str]]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,11 +12,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..corruptions import make_validation_pair
+from ..corruptions import STRENGTHS, make_validation_pair
 from ..errors import Cancelled
 from ..images import ImageError, load_rgb, resize_for_model
 from ..metrics import (
+    MIN_PAIRS_TO_TELL,
+    agreement,
     distance_weights,
+    format_accuracy,
     kendall_tau,
     pair_distances,
     pair_metrics,
@@ -46,12 +50,31 @@ class EvalSet:
     robustness: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # uint8 clean, corrupt
 
 
+#: Robustness pairs per task the strengths aim for: a test set of N images gets
+#: ceil(ROBUSTNESS_TARGET_PAIRS / N) strengths (at most all of corruptions.STRENGTHS), so a
+#: small test set still gives enough pairs to tell while a large one costs no more than before.
+ROBUSTNESS_TARGET_PAIRS = 90
+
+
+def robustness_strengths(n_images: int, kind: str) -> int:
+    """How many strengths of ``kind`` (mildest first) a test set of ``n_images`` uses."""
+    return max(1, min(len(STRENGTHS[kind]), math.ceil(ROBUSTNESS_TARGET_PAIRS / max(1, n_images))))
+
+
 def robustness_pixels(
-    paths: list[Path], keys: list[str], size: int, limit: int = ROBUSTNESS_MAX_IMAGES, cancel=None
+    paths: list[Path],
+    keys: list[str],
+    size: int,
+    limit: int = ROBUSTNESS_MAX_IMAGES,
+    cancel=None,
+    strengths: int | None = None,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """uint8 (clean, corrupt) batches for the JPEG and low-res tasks; deterministic per image."""
+    """uint8 (clean, corrupt) batches for the JPEG and low-res tasks: every test image (up to
+    ``limit``) at :func:`robustness_strengths` strengths each (or the first ``strengths``);
+    deterministic per image."""
+    items = list(zip(paths, keys))[:limit]
     out: dict[str, tuple[list, list]] = {"jpeg": ([], []), "lowres": ([], [])}
-    for path, key in list(zip(paths, keys))[:limit]:
+    for path, key in items:
         if cancel and cancel():
             raise Cancelled()
         try:
@@ -59,13 +82,55 @@ def robustness_pixels(
         except ImageError:
             continue
         for kind, (clean_list, bad_list) in out.items():
-            pair = make_validation_pair(img, kind, seed=key)
-            if pair is None:  # as the reference: an image JPEG cannot crush is left out of that task
-                continue
-            clean, bad = pair
-            clean_list.append(pil_to_uint8(resize_for_model(clean, size)))
-            bad_list.append(pil_to_uint8(resize_for_model(bad, size)))
+            count = strengths if strengths is not None else robustness_strengths(len(items), kind)
+            for strength in range(min(count, len(STRENGTHS[kind]))):
+                pair = make_validation_pair(img, kind, seed=key, strength=strength)
+                if pair is None:  # as the reference: an image JPEG cannot crush is left out of that task
+                    continue
+                clean, bad = pair
+                clean_list.append(pil_to_uint8(resize_for_model(clean, size)))
+                bad_list.append(pil_to_uint8(resize_for_model(bad, size)))
     return {k: (torch.stack(c), torch.stack(d)) for k, (c, d) in out.items() if c}
+
+
+#: The robustness tasks as a user reads them.
+ROBUSTNESS_NAMES = {"jpeg": "JPEG robustness", "lowres": "low-res robustness"}
+
+
+def robustness_metrics(task: str, clean: np.ndarray, bad: np.ndarray) -> dict[str, float]:
+    """``<task>_accuracy`` (clean scored above its corrupted copy; level counts half, via
+    :func:`joyq_studio.metrics.agreement`) with ``_n``, ``_low`` and ``_high`` (Wilson 95%)."""
+    a = agreement(np.asarray(clean, dtype=np.float64) - np.asarray(bad, dtype=np.float64), np.ones(len(clean)))
+    return {f"{task}_accuracy": a.value, f"{task}_n": a.count, f"{task}_low": a.low, f"{task}_high": a.high}
+
+
+def robustness_sentences(before: Mapping[str, object], after: Mapping[str, object]) -> list[str]:
+    """One line per robustness task: before and after with their pair count and 95% interval,
+    or "too few to tell" below MIN_PAIRS_TO_TELL pairs (as every other figure)."""
+    return [
+        f"{name} (clean above its corrupted copy, 95% interval): before {robustness_text(before, task)}, "
+        f"after {robustness_text(after, task)}"
+        for task, name in ROBUSTNESS_NAMES.items()
+        if f"{task}_accuracy" in before or f"{task}_accuracy" in after
+    ]
+
+
+def robustness_text(m: Mapping[str, object], task: str) -> str:
+    value, n = m.get(f"{task}_accuracy"), m.get(f"{task}_n")
+    if not isinstance(value, (int, float)) or math.isnan(value):
+        return "n/a"
+    if not isinstance(n, (int, float)):  # a version recorded before issue 25
+        return f"{value * 100:.1f}% (pair count not recorded)"
+    shown = format_accuracy(
+        float(value), int(n), _float_or_nan(m.get(f"{task}_low")), _float_or_nan(m.get(f"{task}_high"))
+    )
+    if 0 < n < MIN_PAIRS_TO_TELL:
+        shown += f", too few to tell (at least {MIN_PAIRS_TO_TELL} are needed)"
+    return shown
+
+
+def _float_or_nan(v: object) -> float:
+    return float(v) if isinstance(v, (int, float)) else math.nan
 
 
 def metrics_from_scores(
@@ -77,7 +142,7 @@ def metrics_from_scores(
     m: dict[str, float] = pair_metrics(np.atleast_1d(p), es.y, es.weights) if len(es.a) else {"n": 0}
     m["_pair_p"] = np.atleast_1d(p) if len(es.a) else np.zeros(0)  # type: ignore[assignment]  # paired test
     for task, (clean, bad) in rob_scores.items():
-        m[f"{task}_accuracy"] = float(np.mean((clean > bad) + 0.5 * (clean == bad)))
+        m.update(robustness_metrics(task, clean, bad))
     if es.ranking and len(es.ranking) > 2:
         truth = -np.arange(len(es.ranking), dtype=np.float64)  # best first
         s = item_scores[es.ranking]
