@@ -269,12 +269,22 @@ def score_world(setting: str, n: int, seed: int) -> ScoreWorld:
 def fixed_k_index_pairs(
     n_pairs: int, items: np.ndarray, embeddings: np.ndarray | None, near_share: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed-k pairs over ``items`` (indices) from THE builder, ``pairing.fixedk``."""
+    """Fixed-k pairs over ``items`` (indices) from THE builder, ``pairing.fixedk``. The
+    builder never repeats a pair; when the budget exceeds the distinct pairs (the all-pairs
+    protocols on 20 items), further batches are drawn with the next seeds."""
     from ..pairing.fixedk import fixed_k_pairs
 
+    items = np.asarray(items, dtype=np.int64)
     names = [str(int(x)) for x in items]
     emb = None if embeddings is None else np.asarray(embeddings)[items]
-    pairs = fixed_k_pairs(names, n_pairs, emb, near_share=near_share, seed=seed)
-    a = np.array([int(p[0]) for p in pairs], dtype=np.int64)
-    b = np.array([int(p[1]) for p in pairs], dtype=np.int64)
-    return a, b
+    a: list[int] = []
+    b: list[int] = []
+    batch = 0
+    while len(a) < n_pairs:
+        pairs = fixed_k_pairs(names, n_pairs - len(a), emb, near_share=near_share, seed=seed + 7919 * batch)
+        if not pairs:
+            break
+        a += [int(p[0]) for p in pairs]
+        b += [int(p[1]) for p in pairs]
+        batch += 1
+    return np.array(a, dtype=np.int64), np.array(b, dtype=np.int64)
