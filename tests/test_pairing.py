@@ -360,3 +360,22 @@ def test_repeats_wait_for_coverage():
     assert "repeat" not in kinds  # min(REPEAT_START, n / 2) = 200 comparisons first
     kinds = [k for _, _, k in _run(sel, _rater(truth, 6), 100)]
     assert kinds.count("repeat") > 10
+
+
+def test_selector_shows_no_image_more_than_twice_in_20_pairs_and_front_loads_heldout():
+    from joyq_studio.taste.pacing import heldout_target
+
+    rng = np.random.default_rng(5)
+    truth = rng.normal(size=300)
+    sel = PairSelector(300, seed=5)
+    for _ in range(150):
+        i, j, _ = sel.next_pair_with_kind()
+        sel.record(i, j, float(rng.random() < 1 / (1 + np.exp(truth[j] - truth[i]))))
+    pairs = [(h[0], h[1]) for h in sel.history]
+    for s in range(len(pairs) - 19):
+        counts: dict[int, int] = {}
+        for a, b in pairs[s : s + 20]:
+            counts[a] = counts.get(a, 0) + 1
+            counts[b] = counts.get(b, 0) + 1
+        assert max(counts.values()) <= 2
+    assert sum(h[3] == "heldout" for h in sel.history) == heldout_target(150)

@@ -10,6 +10,7 @@ import pytest
 from joyq_studio.errors import NoPairAvailable
 from joyq_studio.taste import TasteMix, TasteModel, bald, fit_head, guro, wilson_interval
 from joyq_studio.taste.head import pair_loss, sigmoid
+from joyq_studio.taste.pacing import heldout_target
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -180,7 +181,8 @@ def test_model_driven_session_learns_and_keeps_heldout_pairs_unbiased():
     assert np.array_equal(tm.head()[0], w0) and tm.head()[1] == 0.3
     session(tm, E, w_star, rng, 250)
     kinds = [h[3] for h in tm.history]
-    assert 0.05 < kinds.count("heldout") / len(kinds) < 0.17
+    # the front-loaded schedule: 30% of the first 100 clicks, then 10%, exactly
+    assert kinds.count("heldout") == heldout_target(250) == 45
     assert set(kinds) <= {"info", "heldout", "repeat"}
     assert all(i < 400 and j < 400 for i, j, *_ in tm.history)
     test = np.arange(400, 500)
@@ -191,7 +193,7 @@ def test_model_driven_session_learns_and_keeps_heldout_pairs_unbiased():
     # the fitted data is exactly the non-held-out clicks: a fresh fit on them agrees
     fitted = [h for h in tm.history if h[3] != "heldout"]
     ii, jj = np.array([h[0] for h in fitted]), np.array([h[1] for h in fitted])
-    again = fit_head(E[ii] - E[jj], np.array([h[2] for h in fitted]), None, w0, alpha=tm.alpha)
+    again = fit_head(E[ii] - E[jj], np.array([h[2] for h in fitted]), None, w0, alpha=tm.alpha, lapse=tm.lapse)
     assert np.linalg.norm(again.w - tm.head()[0]) < 0.05 * np.linalg.norm(again.w - w0)
 
 
@@ -303,7 +305,15 @@ def test_replay_fits_the_stored_comparisons_in_one_go():
     tm = TasteModel(E, (w0, 0.0), seed=6)
     tm.replay(comps)
     X = np.concatenate([E[i] - E[j], (E[2] - E[3])[None]])
-    ref = fit_head(X, np.append(y, 0.5), np.append(np.ones(len(y)), 2.0), w0, alpha_ref=tm._alpha_ref)
+    ref = fit_head(
+        X,
+        np.append(y, 0.5),
+        np.append(np.ones(len(y)), 2.0),
+        w0,
+        alpha_ref=tm._alpha_ref,
+        lapse=tm.lapse,
+        alpha_prior_sd=tm.alpha_prior_sd,
+    )
     np.testing.assert_allclose(tm.head()[0], ref.w, atol=1e-6)
     assert tm.alpha == pytest.approx(ref.alpha, rel=1e-6)
     assert len(tm.history) == len(comps) and tm.n_fitted == len(comps) - 1
@@ -315,7 +325,12 @@ def test_replay_fits_the_stored_comparisons_in_one_go():
     fitted = [h for h in tm.history if h[3] != "heldout"]
     ii, jj = np.array([h[0] for h in fitted]), np.array([h[1] for h in fitted])
     exact = fit_head(
-        E[ii] - E[jj], np.array([h[2] for h in fitted]), np.array([h[4] for h in fitted]), w0, alpha=tm.alpha
+        E[ii] - E[jj],
+        np.array([h[2] for h in fitted]),
+        np.array([h[4] for h in fitted]),
+        w0,
+        alpha=tm.alpha,
+        lapse=tm.lapse,
     )
     assert np.linalg.norm(online - exact.w) < 0.01 * np.linalg.norm(exact.w - w0)
 
@@ -333,11 +348,116 @@ def test_bad_input():
 @pytest.mark.parametrize("criterion", ["vopt", "eer", "bald", "guro"])
 def test_every_criterion_chooses_informative_pairs(criterion):
     E, w_star, w0, rng = world(seed=14, n=600, d=48)
-    tm = TasteModel(E, (w0, 0.0), seed=7, criterion=criterion, reduced_dims=16, mix=TasteMix(0.0, 0.0))
+    # (plain logistic likelihood: with a lapse rate, vopt on this near-noiseless rater prefers
+    # far pairs whose answers are not coin flips; the closed loop judges that, not this test)
+    tm = TasteModel(E, (w0, 0.0), seed=7, criterion=criterion, reduced_dims=16, mix=TasteMix(0.0, 0.0), lapse=0.0)
     session(tm, E, w_star, rng, 40)
-    # the chosen pairs are closer to a coin flip under the model than uniform pairs are
-    x = np.array([E[i].astype(float) - E[j] for i, j, *_ in tm.history[-20:]])
+    # the chosen pairs are closer to a coin flip under the model (its uncertainty included)
+    # than uniform pairs are
+    ci, cj = np.array([h[0] for h in tm.history[-20:]]), np.array([h[1] for h in tm.history[-20:]])
     i, j = random_pairs(rng, np.arange(600), 500)
-    xr = E[i].astype(float) - E[j]
-    w = tm.head()[0]
-    assert np.median(np.abs(x @ w)) < np.median(np.abs(xr @ w))
+    assert np.median(np.abs(tm.win_probability(ci, cj) - 0.5)) < np.median(np.abs(tm.win_probability(i, j) - 0.5))
+
+
+# ---------------------------------------------------------------- issue 20: lapses, hyperprior, pacing
+
+
+def test_a_lapse_rate_bounds_what_one_careless_click_does():
+    E, w_star, w0, rng = world(seed=21, n=300, d=16)
+    i, j = random_pairs(rng, np.arange(300), 60)
+    y = (((E[i].astype(float) - E[j]) @ w_star) > 0).astype(float)  # a careful user
+    X = E[i] - E[j]
+    # one careless click against a very clear difference
+    k = int(np.argmax(np.abs((E[i].astype(float) - E[j]) @ w_star)))
+    y_bad = y.copy()
+    y_bad[k] = 1.0 - y[k]
+    moves = []
+    for lapse in (0.0, 0.05):
+        a = fit_head(X, y, None, w0, alpha=1.0, lapse=lapse)
+        b = fit_head(X, y_bad, None, w0, alpha=1.0, lapse=lapse)
+        moves.append(np.linalg.norm(a.w - b.w))
+    assert moves[1] < 0.5 * moves[0]
+
+
+def test_the_hyperprior_keeps_alpha_off_its_bounds():
+    E, w_star, w0, rng = world(seed=22, n=300, d=16)
+    i, j = random_pairs(rng, np.arange(300), 25)
+    y = answers(E, w0, i, j, rng)  # clicks that agree with the base
+    flat = fit_head(E[i] - E[j], y, None, w0)
+    hyper = fit_head(E[i] - E[j], y, None, w0, alpha_prior_sd=2.0)
+    assert flat.alpha_at_bound  # the evidence alone: "the starting head for ever"
+    assert not hyper.alpha_at_bound
+    # and it does not run away either: the head stays within a few times the base's norm
+    assert np.linalg.norm(hyper.w) < 3 * np.linalg.norm(w0)
+
+
+def test_heldout_schedule_is_front_loaded_and_says_how_many_more():
+    from joyq_studio.taste import clicks_for_heldout, heldout_share
+
+    assert heldout_share(0) == 0.30 and heldout_share(150) == 0.10 and heldout_share(5, steady=0.0) == 0.0
+    assert heldout_target(100) == 30 and heldout_target(200) == 40
+    for n_clicks in (0, 37, 100, 150):
+        h = heldout_target(n_clicks)
+        for wanted in (h, h + 1, 30, 75):
+            more = clicks_for_heldout(wanted, n_clicks, h)
+            assert heldout_target(n_clicks + more) >= wanted
+            if more > 0:
+                assert heldout_target(n_clicks + more - 1) < wanted  # the smallest such number
+
+
+def _max_in_window(history, window=20):
+    worst = 0
+    pairs = [(h[0], h[1]) for h in history]
+    for s in range(max(len(pairs) - window + 1, 1)):
+        counts: dict[int, int] = {}
+        for a, b in pairs[s : s + window]:
+            counts[a] = counts.get(a, 0) + 1
+            counts[b] = counts.get(b, 0) + 1
+        worst = max(worst, max(counts.values()))
+    return worst
+
+
+def test_no_image_more_than_twice_in_20_pairs_and_coinflips_capped():
+    E, w_star, w0, rng = world(seed=23, n=300, d=16)
+    tm = TasteModel(E, (w0, 0.0), seed=3, reduced_dims=8)
+    session(tm, E, w_star, rng, 150)
+    assert _max_in_window(tm.history) <= 2
+    assert tm.n_coinflip_issued <= 0.2 * tm.n_info_issued + 1
+    off = TasteModel(E, (w0, 0.0), seed=3, reduced_dims=8, repetition_limit=False, coinflip_max=1.0)
+    session(off, E, w_star, rng, 150)
+    assert _max_in_window(off.history) > 2  # the limit is what keeps it (this test can fail)
+    small = TasteModel(E[:30], (w0, 0.0), seed=3)  # folders under 40 images are exempt
+    session(small, E[:30], w_star, rng, 60)
+    assert len(small.history) == 60
+
+
+def test_explore_strategy_mixes_in_uniform_pairs():
+    from joyq_studio.taste import STRATEGIES
+
+    E, w_star, w0, rng = world(seed=24, n=300, d=16)
+    assert {"vopt", "vopt-explore", "random"} <= set(STRATEGIES)
+    tm = TasteModel(E, (w0, 0.0), seed=4, strategy="vopt-explore", reduced_dims=8)
+    session(tm, E, w_star, rng, 120)
+    kinds = [h[3] for h in tm.history]
+    assert 0.1 < kinds.count("explore") / (kinds.count("explore") + kinds.count("info")) < 0.4
+    with pytest.raises(ValueError):
+        TasteModel(E, (w0, 0.0), strategy="nope")
+
+
+def test_reduced_taste_benchmark_runs_every_world():
+    """The CI-sized closed loop: tiny worlds, 2 seeds; the report has every section."""
+    from joyq_studio.bench import taste as bench
+    from joyq_studio.bench.worlds import WORLDS, make_world
+
+    for kind in WORLDS:
+        w = make_world(0, kind, n=200, d=16)
+        assert w.E.shape == (200, 16) and len(w.oos) == 40
+    ties = make_world(0, "ties", n=200, d=16)
+    r = np.random.default_rng(0)
+    outs = [ties.answer(int(a), int(b), r) for a, b in zip(r.integers(0, 200, 400), r.integers(0, 200, 400))]
+    assert 0.1 < outs.count(0.5) / len(outs) < 0.4
+    rows = bench.run(
+        2, ["random", "fixed-k4", "model"], [25, 50], 200, 1, log=lambda s: None, d=16, world="wrong-base", sgd=False
+    )
+    md, verdicts = bench.report(rows, ["random", "fixed-k4", "model"], [25, 50])
+    assert "Tie rate" in md and "ln(alpha/alpha_ref)" in md and any("model vs random" in v for v in verdicts)

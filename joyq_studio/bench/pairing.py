@@ -18,10 +18,10 @@ speed  ``next_pair`` / ``record`` p50 and p99 at 100k images, replay of 5k compa
 Strategies
 ----------
 random        uniformly random pairs (with replacement).
-fixed-k4      the original JoyQuality design: rounds in which every image starts 2 pairs
-              (so takes part in k = 4), each partner its next embedding-nearest neighbour
-              with probability 0.7, else uniformly random (random partners without
-              embeddings).
+fixed-k4      the original JoyQuality design from THE fixed-k builder (``pairing.fixedk``,
+              near share 0.7, the original recipe): rounds in which every image is paired,
+              the partner an embedding neighbour for 70% of the pairs, else random
+              (random partners without embeddings).
 ours-noprior  ``PairSelector`` with default priors N(0, 1).
 ours[-rho]    ``PairSelector.from_model_scores`` with a model prior; the temperature is
               refit and all comparisons replayed after 16, 32, 64, ... comparisons (a
@@ -38,83 +38,25 @@ import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from joyq_studio.pairing import PairSelector
+from joyq_studio.pairing.fixedk import ORIGINAL_NEAR_SHARE
 
-ASAP_NOISE = 1.4865
-APP_LAPSE = 0.05
-APP_SD = 1.5
-APP_PRIORS = (0.0, 0.75, 0.9)
+from .worlds import APP_PRIORS, fixed_k_index_pairs
+from .worlds import ScoreWorld as World
+from .worlds import score_world as make_world
+
 ASAP_BUDGETS = (0.25, 0.5, 1, 2, 3, 5, 10)  # standard trials (0.25 only to interpolate ratios)
 APP_BUDGETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 16)  # comparisons per image, m / n
-N_EVAL_PAIRS = 2000
 SELECTOR_KWARGS: dict = {}
 """Extra keyword arguments for every PairSelector the benchmark builds (for ablations)."""
 
 
 # ----------------------------------------------------------------------------- worlds
-
-
-@dataclass
-class World:
-    """One seed's hidden truth, rater, embeddings, model scores and held-out test pairs."""
-
-    setting: str
-    truth: np.ndarray
-    embeddings: np.ndarray | None
-    scores: dict[float, np.ndarray] = field(default_factory=dict)
-    eval_i: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    eval_j: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    eval_o: np.ndarray = field(default_factory=lambda: np.zeros(0))
-
-    @property
-    def n(self) -> int:
-        return len(self.truth)
-
-    def prob(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """Rater's P(i beats j), vectorised."""
-        d = self.truth[i] - self.truth[j]
-        if self.setting == "asap":
-            return _phi(d / ASAP_NOISE)
-        return 0.5 * APP_LAPSE + (1 - APP_LAPSE) * 0.5 * (1 + np.tanh(0.5 * d))
-
-    def prob1(self, i: int, j: int) -> float:
-        """Rater's P(i beats j) for one pair (scalar fast path)."""
-        d = float(self.truth[i] - self.truth[j])
-        if self.setting == "asap":
-            return 0.5 * (1.0 + math.erf(d / (ASAP_NOISE * math.sqrt(2.0))))
-        return 0.5 * APP_LAPSE + (1 - APP_LAPSE) / (1.0 + math.exp(-d))
-
-
-def _phi(x: np.ndarray) -> np.ndarray:
-    """Standard normal CDF without scipy: Phi(x) = (1 + erf(x / sqrt 2)) / 2."""
-    erf = np.frompyfunc(math.erf, 1, 1)
-    return 0.5 * (1.0 + np.asarray(erf(np.asarray(x) / math.sqrt(2.0)), dtype=np.float64))
-
-
-def make_world(setting: str, n: int, seed: int) -> World:
-    """Draw a world. Model scores with Spearman rho use Pearson r = 2 sin(pi rho / 6)
-    (exact for bivariate normals), scaled like logits (SD 1.5)."""
-    rng = np.random.default_rng([seed, n, 7])
-    if setting == "asap":
-        w = World("asap", rng.uniform(0.0, 5.0, n), None)
-    else:
-        truth = rng.normal(0.0, APP_SD, n)
-        n_clusters = max(5, n // 20)
-        centres = rng.normal(size=(n_clusters, 16))
-        emb = centres[rng.integers(0, n_clusters, n)] + 0.5 * rng.normal(size=(n, 16))
-        w = World("app", truth, emb.astype(np.float32))
-        z = (truth - truth.mean()) / truth.std()
-        for rho in APP_PRIORS:
-            r = 2.0 * math.sin(math.pi * rho / 6.0)
-            w.scores[rho] = APP_SD * (r * z + math.sqrt(1.0 - r * r) * rng.normal(size=n))
-    w.eval_i = rng.integers(0, n, N_EVAL_PAIRS)
-    w.eval_j = (w.eval_i + rng.integers(1, n, N_EVAL_PAIRS)) % n
-    w.eval_o = (rng.random(N_EVAL_PAIRS) < w.prob(w.eval_i, w.eval_j)).astype(np.float64)
-    return w
+# (one module of simulated worlds for the taste and pairing benchmarks: bench/worlds.py)
 
 
 # ----------------------------------------------------------------------------- estimator
@@ -259,44 +201,9 @@ def _random_pairs(world: World, m: int, rng: np.random.Generator):
     return i, (i + 1 + x % (n - 1)) % n
 
 
-def _knn(emb: np.ndarray, k: int) -> np.ndarray:
-    """k nearest neighbours by cosine similarity (chunked brute force)."""
-    x = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-    out = np.empty((len(x), k), dtype=np.int64)
-    for s in range(0, len(x), 1024):
-        sim = x[s : s + 1024] @ x.T
-        sim[np.arange(sim.shape[0]), np.arange(s, s + sim.shape[0])] = -np.inf
-        part = np.argpartition(-sim, k, axis=1)[:, :k]
-        o = np.argsort(-np.take_along_axis(sim, part, 1), axis=1)
-        out[s : s + 1024] = np.take_along_axis(part, o, 1)
-    return out
-
-
-def _fixed_k_pairs(world: World, m: int, rng: np.random.Generator, near_share: float = 0.7):
-    """Rounds of the original design: each image starts 2 pairs per round (k = 4 shows),
-    a partner is its next-nearest unused embedding neighbour w.p. ``near_share``."""
-    n = world.n
-    rounds = math.ceil(m / (2 * n))
-    knn = _knn(world.embeddings, min(n - 1, 2 * rounds + 8)) if world.embeddings is not None else None
-    ptr = np.zeros(n, dtype=np.int64)
-    firsts, seconds = [], []
-    for _ in range(rounds):
-        a = np.repeat(np.arange(n), 2)
-        rnd = (a + rng.integers(1, n, a.size)) % n
-        if knn is not None:
-            near = rng.random(a.size) < near_share
-            b = rnd.copy()
-            idx = np.flatnonzero(near)
-            # the k-th near pick of an item takes its k-th neighbour
-            rank = ptr[a[idx]] + (np.arange(idx.size) - np.searchsorted(a[idx], a[idx]))
-            b[idx] = knn[a[idx], np.minimum(rank, knn.shape[1] - 1)]
-            np.add.at(ptr, a[idx], 1)
-        else:
-            b = rnd
-        perm = rng.permutation(a.size)
-        firsts.append(a[perm])
-        seconds.append(b[perm])
-    return np.concatenate(firsts)[:m], np.concatenate(seconds)[:m]
+def _fixed_k_pairs(world: World, m: int, rng: np.random.Generator, near_share: float = ORIGINAL_NEAR_SHARE):
+    """The original design's pairs (near share 0.7) from THE fixed-k builder, pairing.fixedk."""
+    return fixed_k_index_pairs(m, np.arange(world.n), world.embeddings, near_share, int(rng.integers(0, 2**31)))
 
 
 def run_batch(world, strategy, checkpoints, seed) -> list[dict]:

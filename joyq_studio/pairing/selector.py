@@ -45,6 +45,7 @@ import numpy as np
 from openskill.models import BradleyTerryFull
 
 from ..errors import NoPairAvailable
+from ..taste.pacing import SMALL_FOLDER, RecentShows, heldout_due
 from .beliefs import (
     BETA,
     PRIOR_SLOPE_REL_SD,
@@ -228,6 +229,8 @@ class PairSelector:
         repeat_gap: int = 20,
         pair_reuse: float = 3.0,
         rank_weight: float = 1.0,
+        repetition_limit: bool = True,
+        heldout_schedule: bool = True,
     ) -> None:
         n = int(n_items)
         if n < 2:
@@ -251,6 +254,11 @@ class PairSelector:
         self.max_shows, self.repeat_gap = max_shows, int(repeat_gap)
         self.pair_reuse = float(pair_reuse)
         self.rank_weight = float(rank_weight)
+        # pacing (taste.pacing, shared with TasteModel): no image more than twice in any 20
+        # consecutive pairs; held-out pairs front-loaded (30% of the first 100, then mix.heldout)
+        self.repetition_limit, self.heldout_schedule = bool(repetition_limit), bool(heldout_schedule)
+        self._recent = RecentShows()
+        self._tired = np.zeros(n, dtype=bool)
         self.available = np.ones(n, dtype=bool)
         self.temperature: float | None = None
         self.last_kind: str | None = None
@@ -356,6 +364,7 @@ class PairSelector:
         self._repeated: set[int] = set()
         self._pending: dict[int, str] = {}
         self._fresh: list[bool] = []  # both images unseen when this pair was recorded
+        self._recent.clear()
         self._rebuild_order()
 
     def _rebuild_order(self) -> None:
@@ -401,6 +410,18 @@ class PairSelector:
         if n_av < 2:
             raise NoPairAvailable("Fewer than 2 images are available to compare.")
         kind = KINDS[min(int(np.searchsorted(self._cum_kind, self.rng.random(), side="right")), 3)]
+        self._tired = np.zeros(self.n, dtype=bool)
+        if self.repetition_limit and n_av >= SMALL_FOLDER:
+            tired = self._recent.tired(self.n)
+            if np.count_nonzero(self.available & ~tired) >= 2:
+                self._tired = tired
+        if self.heldout_schedule:
+            n_held = sum(1 for c in self._history if c[3] == "heldout")
+            n_held += sum(1 for k in self._pending.values() if k == "heldout")
+            if heldout_due(len(self._history) + len(self._pending), n_held, self.mix.heldout):
+                kind = "heldout"
+            elif kind == "heldout":
+                kind = "info"
         pair = None
         if kind == "near":
             pair = self._pick_near()
@@ -414,6 +435,8 @@ class PairSelector:
         i, j = pair
         if kind != "repeat" and self.rng.random() < 0.5:  # random sides: no position bias
             i, j = j, i
+        if self.repetition_limit:
+            self._recent.add(i, j)
         self._pending[self._key(i, j)] = kind
         self.last_kind = kind
         return int(i), int(j), kind
@@ -544,7 +567,8 @@ class PairSelector:
         elig = self.available & (self.shows < cap)
         if np.count_nonzero(elig) < 2:
             elig = self.available
-        return elig
+        rested = elig & ~self._tired
+        return rested if np.count_nonzero(rested) >= 2 else elig
 
     def _pair_limit(self, n_av: int) -> int:
         """A pair may be offered while its count is below this limit:
@@ -669,8 +693,13 @@ class PairSelector:
         return None
 
     def _pick_heldout(self, n_av: int):
-        """Uniform over available pairs never compared before (not pending)."""
-        return self._random_pair(self.available, self._pair_limit(n_av), tries=64, fresh=True)
+        """Uniform over available pairs never compared before (not pending), within the
+        repetition limit when it allows a pair."""
+        limit = self._pair_limit(n_av)
+        rested = self.available & ~self._tired
+        return self._random_pair(rested, limit, tries=64, fresh=True) or self._random_pair(
+            self.available, limit, tries=64, fresh=True
+        )
 
     def _pick_near(self):
         elig = self._eligible()
@@ -697,7 +726,7 @@ class PairSelector:
             key = self._key(i, j)
             if kind == "repeat" or key in self._repeated or key in self._pending:
                 continue
-            if not (self.available[i] and self.available[j]):
+            if not (self.available[i] and self.available[j]) or self._tired[i] or self._tired[j]:
                 continue
             return (j, i) if self.rng.random() < 0.5 else (i, j)
         return None

@@ -52,17 +52,25 @@ def guro(a: np.ndarray | float, v: np.ndarray | float) -> np.ndarray:
     return p * (1.0 - p) * np.sqrt(np.maximum(np.asarray(v, dtype=np.float64), 0.0))
 
 
-def test_variance_reduction(a: np.ndarray | float, v: np.ndarray | float, t: np.ndarray | float) -> np.ndarray:
+def test_variance_reduction(
+    a: np.ndarray | float, v: np.ndarray | float, t: np.ndarray | float, lapse: float = 0.0
+) -> np.ndarray:
     """Expected drop of the (weighted) posterior variance of test-pair logits after one answer.
 
     Observing x moves Sigma to ``Sigma - r u u^T / (1 + r v)`` (``u = Sigma x``), so a test
     pair x_t loses ``r (x_t . u)^2 / (1 + r v)`` of its logit variance; summed over test pairs
     with weights omega_t that is ``r u^T C u / (1 + r v)``, ``C = sum omega_t x_t x_t^T``.
-    ``t`` is ``u^T C u``; r = p (1 - p) at the predictive p = sigmoid(a / sqrt(1 + pi v / 8)).
+    ``t`` is ``u^T C u``; r = p (1 - p) at the predictive p = sigmoid(a / sqrt(1 + pi v / 8)),
+    or with a lapse rate the Fisher weight of one answer, ``s^2 / (q (1 - q))`` with
+    ``s = (1 - lapse) p (1 - p)``, ``q = lapse / 2 + (1 - lapse) p`` (a near-certain pair then
+    teaches almost nothing: its answer is as likely a lapse as news).
     """
     v = np.maximum(np.asarray(v, dtype=np.float64), 0.0)
     p = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(a, dtype=np.float64) / np.sqrt(1.0 + math.pi * v / 8.0)))
     r = p * (1.0 - p)
+    if lapse > 0.0:
+        q = 0.5 * lapse + (1.0 - lapse) * p
+        r = (1.0 - lapse) ** 2 * r * r / (q * (1.0 - q))
     return r * np.asarray(t, dtype=np.float64) / (1.0 + r * v)
 
 

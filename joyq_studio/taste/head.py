@@ -55,7 +55,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["HeadFit", "fit_head", "default_alpha", "pair_loss", "sigmoid"]
+from ..metrics import sigmoid  # the one sigmoid
+
+__all__ = [
+    "ALPHA_PRIOR_SD",
+    "DEFAULT_LAPSE",
+    "HeadFit",
+    "fit_head",
+    "default_alpha",
+    "link_terms",
+    "pair_loss",
+    "sigmoid",
+]
+
+DEFAULT_LAPSE = 0.05
+"""Lapse rate of the live head's likelihood: a click is a careless coin flip with this
+probability, P(i beats j) = lapse / 2 + (1 - lapse) sigmoid(w . x). One careless click then
+moves the head by a bounded amount (its gradient vanishes for very confident wrong answers)
+and clean data cannot push the logits to infinity. Fixed, not learned: with few clicks the
+lapse and the head's scale are confounded."""
+
+ALPHA_PRIOR_SD = 2.0
+"""SD (nats) of the log-normal hyperprior on the prior strength, ln alpha ~ N(ln alpha_ref,
+2^2): the evidence may move alpha by a factor e^2 ~ 7 either way at no real cost, but
+neither to "the starting head for ever" (alpha -> infinity) nor to a head many times the
+base's norm (alpha -> 0) on a handful of clicks."""
 
 LOG_ALPHA_SPAN = (-14.0, 16.0)
 """Search range of ln(alpha / alpha_ref) (``alpha_ref = default_alpha``). At the upper end the
@@ -70,14 +94,29 @@ EIG_RTOL = 1e-10
 """Eigenvalues of G below this fraction of the largest are treated as zero."""
 
 
-def sigmoid(x: np.ndarray | float) -> np.ndarray:
-    """Logistic function, stable for large |x|."""
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+def pair_loss(f: np.ndarray, y: np.ndarray, c: np.ndarray, lapse: float = 0.0) -> float:
+    """Negative log-likelihood (nats) of soft labels y with weights c at logits f:
+    sum_k c_k [y_k softplus(-f_k) + (1 - y_k) softplus(f_k)] without lapses, else
+    -sum_k c_k [y_k log q_k + (1 - y_k) log(1 - q_k)], q = lapse / 2 + (1 - lapse) sigmoid(f)."""
+    if lapse <= 0.0:
+        return float(np.dot(c * y, np.logaddexp(0.0, -f)) + np.dot(c * (1.0 - y), np.logaddexp(0.0, f)))
+    q = 0.5 * lapse + (1.0 - lapse) * np.asarray(sigmoid(f))
+    return -float(np.dot(c * y, np.log(q)) + np.dot(c * (1.0 - y), np.log1p(-q)))
 
 
-def pair_loss(f: np.ndarray, y: np.ndarray, c: np.ndarray) -> float:
-    """sum_k c_k [y_k softplus(-f_k) + (1 - y_k) softplus(f_k)] (nats)."""
-    return float(np.dot(c * y, np.logaddexp(0.0, -f)) + np.dot(c * (1.0 - y), np.logaddexp(0.0, f)))
+def link_terms(f: np.ndarray, y: np.ndarray, c: np.ndarray, lapse: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(d loss / d f_k, Fisher weight r_k) of ``pair_loss`` at logits f.
+
+    Without lapses: ``c (p - y)`` and ``c p (1 - p)`` (Newton = IRLS). With a lapse rate
+    the loss is not convex in f; Fisher scoring keeps the weights positive:
+    ``c (q - y) s / (q (1 - q))`` and ``c s^2 / (q (1 - q))``, s = (1 - lapse) p (1 - p)."""
+    p = np.asarray(sigmoid(f))
+    if lapse <= 0.0:
+        return c * (p - y), c * p * (1.0 - p)
+    s = (1.0 - lapse) * p * (1.0 - p)
+    q = 0.5 * lapse + (1.0 - lapse) * p
+    qq = q * (1.0 - q)
+    return c * (q - y) * s / qq, c * s * s / qq
 
 
 def default_alpha(X: np.ndarray, w0: np.ndarray) -> float:
@@ -191,19 +230,33 @@ def _quad_evidence(log_alpha: np.ndarray, lam: np.ndarray, rq: np.ndarray, gq: n
     return -data - prior + occam
 
 
-def _local_log_alpha(start: float, lo: float, hi: float, lam, rq, gq, t) -> float:
+def _log_hyperprior(log_alpha, hyper) -> np.ndarray:
+    """Log density (up to a constant) of the normal hyperprior on ln alpha; 0 when flat."""
+    if hyper is None:
+        return np.zeros_like(np.asarray(log_alpha, dtype=np.float64))
+    mu, sd = hyper
+    z = (np.asarray(log_alpha, dtype=np.float64) - mu) / sd
+    return -0.5 * z * z
+
+
+def _local_log_alpha(start: float, lo: float, hi: float, lam, rq, gq, t, hyper=None) -> float:
     """The local maximum of the quadratic-model evidence over ln alpha reached by climbing
     from ``start`` (steps of 0.5 within [lo, hi]), refined by golden-section search.
 
     Local, not global: the quadratic model is only accurate near the current head, so a
     far-away mode (typically alpha -> infinity, "the starting head") is compared separately,
-    with its exact evidence, at the end of ``fit_head``."""
+    with its exact evidence, at the end of ``fit_head``. ``hyper`` = (mean, sd) of the
+    normal hyperprior on ln alpha (its log density is added), or None (flat)."""
+
+    def ev(xs: np.ndarray) -> np.ndarray:
+        return _quad_evidence(xs, lam, rq, gq, t) + _log_hyperprior(xs, hyper)
+
     x = min(max(start, lo), hi)
-    fx = _quad_evidence(np.array([x]), lam, rq, gq, t)[0]
+    fx = ev(np.array([x]))[0]
     for direction in (0.5, -0.5):
         moved = False
         while lo <= x + direction <= hi:
-            fn = _quad_evidence(np.array([x + direction]), lam, rq, gq, t)[0]
+            fn = ev(np.array([x + direction]))[0]
             if fn <= fx:
                 break
             x, fx, moved = x + direction, fn, True
@@ -212,18 +265,18 @@ def _local_log_alpha(start: float, lo: float, hi: float, lam, rq, gq, t) -> floa
     a, b = max(x - 0.5, lo), min(x + 0.5, hi)
     g = (math.sqrt(5.0) - 1.0) / 2.0
     c, d = b - g * (b - a), a + g * (b - a)
-    fc, fd = _quad_evidence(np.array([c, d]), lam, rq, gq, t)
+    fc, fd = ev(np.array([c, d]))
     while b - a > 1e-4:
         if fc > fd:
             b, d, fd = d, c, fc
             c = b - g * (b - a)
-            fc = _quad_evidence(np.array([c]), lam, rq, gq, t)[0]
+            fc = ev(np.array([c]))[0]
         else:
             a, c, fc = c, d, fd
             d = a + g * (b - a)
-            fd = _quad_evidence(np.array([d]), lam, rq, gq, t)[0]
+            fd = ev(np.array([d]))[0]
     best = 0.5 * (a + b)
-    return x if fx > _quad_evidence(np.array([best]), lam, rq, gq, t)[0] else best
+    return x if fx > ev(np.array([best]))[0] else best
 
 
 def fit_head(
@@ -241,6 +294,8 @@ def fit_head(
     tol: float = 1e-7,
     alpha_tol: float = 1e-3,
     max_iter: int = 50,
+    lapse: float = 0.0,
+    alpha_prior_sd: float | None = None,
 ) -> HeadFit:
     """MAP head, Laplace posterior and (unless ``alpha`` is given) the evidence-chosen alpha.
 
@@ -256,6 +311,10 @@ def fit_head(
     method: "primal" (d x d eigenproblem), "dual" (m x m), or "auto" (dual when m < d).
     gram: optional precomputed ``X X^T`` (m, m) for the dual.
     alpha_ref: centre of the alpha search (default ``default_alpha(X, w0)``).
+    lapse: lapse rate of the likelihood (``DEFAULT_LAPSE`` for the live head; 0 = plain
+        logistic, the default here so the training engine's quick head is unchanged).
+    alpha_prior_sd: SD (nats) of the normal hyperprior on ln alpha around ln alpha_ref
+        (``ALPHA_PRIOR_SD`` for the live head); None = flat (the evidence alone).
     tol, alpha_tol: stop when the Newton decrement is below ``tol`` (relative to the
         objective) and ln(alpha) moved less than ``alpha_tol`` in the last iteration.
 
@@ -282,6 +341,9 @@ def fit_head(
     if method not in ("primal", "dual"):
         raise ValueError(f"method must be auto, primal or dual, not {method!r}")
     ref = float(alpha_ref) if alpha_ref is not None else default_alpha(X, w0)
+    if not 0.0 <= lapse < 1.0:
+        raise ValueError("lapse must lie in [0, 1)")
+    hyper = None if alpha_prior_sd is None else (math.log(ref), float(alpha_prior_sd))
     fixed = alpha is not None
     if alpha is not None:
         cur_alpha = float(alpha)
@@ -298,21 +360,25 @@ def fit_head(
         # (the base mode is compared below anyway)
         cur_alpha, w_init = ref, None
     w = w0.copy() if w_init is None else np.asarray(w_init, dtype=np.float64).copy()
-    fit = _newton(X, y, c, w0, w, cur_alpha, None if fixed else (lo, hi), method, gram, tol, alpha_tol, max_iter)
+    bounds = None if fixed else (lo, hi, hyper)
+    fit = _newton(X, y, c, w0, w, cur_alpha, bounds, method, gram, tol, alpha_tol, max_iter, lapse)
     if not fixed:
         # The other mode: alpha -> infinity keeps the starting head, evidence -loss(w0)
         # exactly (the Occam term vanishes). Take it when the data cannot tell the clicks
         # from what the starting head predicts.
-        base_ev = -pair_loss((X @ w0.astype(X.dtype)).astype(np.float64), y, c)
-        if base_ev > fit.evidence:
-            fit = _newton(X, y, c, w0, w0.copy(), math.exp(hi), None, method, gram, tol, alpha_tol, max_iter)
+        # (with a hyperprior both sides carry its log density, which rules that mode out
+        # unless the data is very sure)
+        base_ev = -pair_loss((X @ w0.astype(X.dtype)).astype(np.float64), y, c, lapse)
+        base_ev += float(_log_hyperprior(hi, hyper))
+        if base_ev > fit.evidence + float(_log_hyperprior(math.log(fit.alpha), hyper)):
+            fit = _newton(X, y, c, w0, w0.copy(), math.exp(hi), None, method, gram, tol, alpha_tol, max_iter, lapse)
             fit.alpha_at_bound = True
         else:
             fit.alpha_at_bound = math.log(fit.alpha) >= hi - 0.5 or math.log(fit.alpha) <= lo + 0.5
     return fit
 
 
-def _newton(X, y, c, w0, w, alpha, bounds, method, gram, tol, alpha_tol, max_iter) -> HeadFit:
+def _newton(X, y, c, w0, w, alpha, bounds, method, gram, tol, alpha_tol, max_iter, lapse=0.0) -> HeadFit:
     """Newton/IRLS from w; with ``bounds`` (ln alpha range) alpha follows the local maximum
     of the evidence (frozen after ALPHA_FREEZE iterations), else it stays fixed."""
     f = (X @ w.astype(X.dtype)).astype(np.float64)
@@ -321,23 +387,23 @@ def _newton(X, y, c, w0, w, alpha, bounds, method, gram, tol, alpha_tol, max_ite
     q, lam = np.zeros((len(w), 0)), np.zeros(0)
     cur_alpha = alpha
     for it in range(1, max_iter + 1):
-        p = sigmoid(f)
-        r = np.maximum(c * p * (1.0 - p), 1e-12 * np.maximum(c, 1e-300))
-        gl = (X.T @ (c * (p - y)).astype(X.dtype)).astype(np.float64)
+        gf, r = link_terms(f, y, c, lapse)
+        r = np.maximum(r, 1e-12 * np.maximum(c, 1e-300))
+        gl = (X.T @ gf.astype(X.dtype)).astype(np.float64)
         q, lam = _eigen_primal(X, r) if method == "primal" else _eigen_dual(X, r, gram)
         delta = w - w0
         rq, gq = q.T @ delta, q.T @ gl
         t = lam * rq - gq
         old_alpha = cur_alpha
         if bounds is not None and it <= ALPHA_FREEZE:
-            cur_alpha = math.exp(_local_log_alpha(math.log(cur_alpha), bounds[0], bounds[1], lam, rq, gq, t))
+            cur_alpha = math.exp(_local_log_alpha(math.log(cur_alpha), bounds[0], bounds[1], lam, rq, gq, t, bounds[2]))
         theta = t / (lam + cur_alpha)
         step = w0 + q @ theta - w
         xs = (X @ step.astype(X.dtype)).astype(np.float64)
 
         def objective(fv, wv, alpha_=cur_alpha):
             dv = wv - w0
-            return pair_loss(fv, y, c) + 0.5 * alpha_ * float(dv @ dv)
+            return pair_loss(fv, y, c, lapse) + 0.5 * alpha_ * float(dv @ dv)
 
         l0 = objective(f, w)
         grad_dot = float((gl + cur_alpha * delta) @ step)  # < 0 for a descent direction
@@ -353,7 +419,7 @@ def _newton(X, y, c, w0, w, alpha, bounds, method, gram, tol, alpha_tol, max_ite
         if decrement <= tol * (1.0 + abs(l0)) and abs(math.log(cur_alpha / old_alpha)) < alpha_tol:
             converged = True
             break
-    loss = pair_loss(f, y, c)
+    loss = pair_loss(f, y, c, lapse)
     dv = w - w0
     evidence = -(loss + 0.5 * cur_alpha * float(dv @ dv)) + 0.5 * float(np.sum(np.log(cur_alpha / (lam + cur_alpha))))
     return HeadFit(w, w0.copy(), cur_alpha, evidence, loss, q, lam, method, it, converged)

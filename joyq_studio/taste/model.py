@@ -82,12 +82,30 @@ from ..errors import NoPairAvailable
 from ..metrics import wilson_interval  # the one Wilson interval
 from .acquisition import criterion as _criterion
 from .acquisition import test_variance_reduction
-from .head import HeadFit, default_alpha, fit_head, pair_loss, sigmoid
+from .head import ALPHA_PRIOR_SD, DEFAULT_LAPSE, HeadFit, default_alpha, fit_head, link_terms, pair_loss, sigmoid
+from .pacing import SMALL_FOLDER, RecentShows, heldout_due
 
-__all__ = ["KINDS", "Accuracy", "HeldoutAccuracy", "TasteMix", "TasteModel", "wilson_interval"]
+__all__ = ["KINDS", "STRATEGIES", "Accuracy", "HeldoutAccuracy", "TasteMix", "TasteModel", "wilson_interval"]
 
-KINDS: tuple[str, ...] = ("info", "heldout", "repeat")
-"""Kinds of pair ``next_pair`` issues; recorded pairs we did not issue are "other"."""
+KINDS: tuple[str, ...] = ("info", "heldout", "repeat", "explore")
+"""Kinds of pair ``next_pair`` issues ("explore": a uniform pair in place of a model pair,
+fitted like one); recorded pairs we did not issue are "other"."""
+
+STRATEGIES: dict[str, tuple[str, float]] = {
+    "vopt": ("vopt", 0.0),
+    "vopt-explore": ("vopt", 0.25),
+    "bald": ("bald", 0.0),
+    "guro": ("guro", 0.0),
+    "eer": ("eer", 0.0),
+    "random": ("vopt", 1.0),
+}
+"""Pair strategies by name (``TasteModel(strategy=...)``): (criterion, explore share), the
+explore share being the part of the model's pairs replaced by uniform pairs. "random" keeps
+the held-out schedule and repeats but draws every other pair uniformly. Measured against each
+other, world by world, by ``joyq bench taste`` (docs/taste.md)."""
+
+COINFLIP_BAND = 0.05
+"""A pair is a coin flip when the model's predicted win probability is within 0.5 +- this."""
 
 REPEAT_START = 200
 """No repeats during the first min(REPEAT_START, n_available / 2) recorded comparisons."""
@@ -207,6 +225,17 @@ class TasteModel:
     n_anchors, window, anchor_sample, shortlist: the candidate set (module docstring).
     refit_small, refit_growth: the refit schedule (module docstring).
     undo_depth: clicks that ``undo`` takes back exactly; older ones are taken back by a replay.
+    lapse: the likelihood's lapse rate (``head.DEFAULT_LAPSE``, 5%; 0 = plain logistic).
+    alpha_prior_sd: SD in nats of the hyperprior on ln alpha (``head.ALPHA_PRIOR_SD``);
+        None = the evidence alone (alpha may then stick at the base or run away).
+    strategy: a name of ``STRATEGIES``; sets ``criterion`` and ``explore``.
+    explore: share of model pairs replaced by uniform pairs (kind "explore", fitted).
+    coinflip_max: at most this share of model pairs may be coin flips (predicted win
+        probability within 0.5 +- ``COINFLIP_BAND``); 1 = no limit.
+    repetition_limit: no image more than twice in any 20 consecutive pairs (``pacing``;
+        folders under 40 images exempt).
+    heldout_schedule: front-load held-out pairs (``pacing.heldout_share``: 30% of the first
+        100 clicks, then ``mix.heldout``); False = ``mix.heldout`` at random throughout.
 
     Attributes: ``alpha`` (the prior strength in use), ``last_kind``, ``shows`` (per-image
     counts), ``available`` (bool mask), ``history`` (list of (i, j, outcome, kind, weight)).
@@ -275,6 +304,13 @@ class TasteModel:
         refit_small: int = 32,
         refit_growth: float = 1.25,
         undo_depth: int = 100,
+        lapse: float = DEFAULT_LAPSE,
+        alpha_prior_sd: float | None = ALPHA_PRIOR_SD,
+        strategy: str | None = None,
+        explore: float = 0.0,
+        coinflip_max: float = 0.2,
+        repetition_limit: bool = True,
+        heldout_schedule: bool = True,
     ) -> None:
         E = np.asarray(embeddings)
         if E.ndim != 2 or E.shape[1] == 0:
@@ -288,6 +324,20 @@ class TasteModel:
             raise ValueError(f"base_head must be (w, b) with w of {E.shape[1]} finite numbers")
         if alpha is not None and not alpha > 0:
             raise ValueError("alpha must be > 0")
+        if not 0.0 <= lapse < 1.0:
+            raise ValueError("lapse must lie in [0, 1)")
+        self.lapse, self.alpha_prior_sd = float(lapse), alpha_prior_sd
+        if strategy is not None:
+            if strategy not in STRATEGIES:
+                raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+            criterion, explore = STRATEGIES[strategy]
+        if not 0.0 <= explore <= 1.0 or not 0.0 <= coinflip_max <= 1.0:
+            raise ValueError("explore and coinflip_max must lie in [0, 1]")
+        self.strategy = strategy
+        self.explore, self.coinflip_max = float(explore), float(coinflip_max)
+        self.repetition_limit, self.heldout_schedule = bool(repetition_limit), bool(heldout_schedule)
+        self._recent = RecentShows()
+        self.n_info_issued, self.n_coinflip_issued = 0, 0
         self.n, self.d = E.shape
         self.E = E
         self.w0, self.b0 = w0, float(b0)
@@ -390,7 +440,7 @@ class TasteModel:
         ii, jj = np.atleast_1d(np.asarray(i, dtype=np.int64)), np.atleast_1d(np.asarray(j, dtype=np.int64))
         x = self.E[ii].astype(np.float64) - self.E[jj]
         a, v = x @ self.w, self._quad_exact(x)
-        return sigmoid(a / np.sqrt(1.0 + math.pi * v / 8.0))
+        return 0.5 * self.lapse + (1.0 - self.lapse) * np.asarray(sigmoid(a / np.sqrt(1.0 + math.pi * v / 8.0)))
 
     # ------------------------------------------------------------------ public: changes
 
@@ -553,6 +603,8 @@ class TasteModel:
             alpha_ref=self._alpha_ref,
             tol=tol,
             alpha_tol=alpha_tol,
+            lapse=self.lapse,
+            alpha_prior_sd=self.alpha_prior_sd,
         )
         self._fit, self.w, self.alpha = fit, fit.w, fit.alpha
         self._f[:m] = (self._X[:m] @ self.w.astype(np.float32)).astype(np.float64)
@@ -572,15 +624,30 @@ class TasteModel:
         n_av = int(np.count_nonzero(self.available))
         if n_av < 2:
             raise NoPairAvailable("Fewer than 2 images can be shown, so there is no pair to compare.")
+        self._tired = self._tired_mask(n_av)
         u = self.rng.random()
         kind, pair = "info", None
-        if u < self.mix.heldout:
+        if self.heldout_schedule:
+            n_held = sum(1 for h in self._history if h[3] == "heldout")
+            n_held += sum(1 for k in self._pending.values() if k == "heldout")
+            if heldout_due(len(self._history) + len(self._pending), n_held, self.mix.heldout):
+                kind, pair = "heldout", self._pick_heldout(n_av)
+            elif u < self.mix.repeat:
+                kind, pair = "repeat", self._pick_repeat(n_av)
+        elif u < self.mix.heldout:
             kind, pair = "heldout", self._pick_heldout(n_av)
         elif u < self.mix.heldout + self.mix.repeat:
             kind, pair = "repeat", self._pick_repeat(n_av)
+        if pair is None and self.explore > 0 and self.rng.random() < self.explore:
+            limit = self._pair_limit(n_av)
+            kind, pair = "explore", self._random_pair(self._eligible() & ~self._tired, limit)
         if pair is None:
             kind, pair = "info", self._pick_info(n_av)
+            self.n_info_issued += 1
+            self.n_coinflip_issued += int(self._last_coinflip)
         i, j = pair
+        if self.repetition_limit:
+            self._recent.add(i, j)
         if self.rng.random() < 0.5:  # random sides: no position bias
             i, j = j, i
         self._pending[self._key(i, j)] = kind
@@ -614,6 +681,10 @@ class TasteModel:
         self._next_refit = 1
         self._s = None
         self._roll = 0
+        self._recent.clear()
+        self._tired = np.zeros(self.n, dtype=bool)
+        self._last_coinflip = False
+        self._limit_coinflips = False
         self._scores_changed()
 
     def _project(self, E: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -753,8 +824,8 @@ class TasteModel:
         # 1. rank-one covariance update at the current mean
         u = self._cov_matvec(x)
         v = float(x @ u)
-        p = float(sigmoid(self._f[self._m - 1]))
-        r = weight * p * (1.0 - p)
+        m1 = self._m - 1
+        r = float(link_terms(self._f[m1 : m1 + 1], self._y[m1 : m1 + 1], self._c[m1 : m1 + 1], self.lapse)[1][0])
         ut = u * math.sqrt(r / (1.0 + r * v))
         if self._k == len(self._U):  # (undo snapshots keep the old arrays; rows < k never change)
             self._U = np.concatenate([self._U, np.zeros_like(self._U)])
@@ -776,17 +847,17 @@ class TasteModel:
         the objective drops. Returns the decrement -g . step relative to the objective."""
         m = self._m
         X, y, c, f = self._X[:m], self._y[:m], self._c[:m], self._f[:m]
-        p = sigmoid(f)
+        gf, _ = link_terms(f, y, c, self.lapse)
         delta = self.w - self.w0
-        g = (X.T @ (c * (p - y)).astype(np.float32)).astype(np.float64) + self.alpha * delta
+        g = (X.T @ gf.astype(np.float32)).astype(np.float64) + self.alpha * delta
         step = -self._cov_matvec(g)
         xs = (X @ step.astype(np.float32)).astype(np.float64)
-        l0 = pair_loss(f, y, c) + 0.5 * self.alpha * float(delta @ delta)
+        l0 = pair_loss(f, y, c, self.lapse) + 0.5 * self.alpha * float(delta @ delta)
         gd = float(g @ step)
         s = 1.0
         for _ in range(30):
             dn = delta + s * step
-            l1 = pair_loss(f + s * xs, y, c) + 0.5 * self.alpha * float(dn @ dn)
+            l1 = pair_loss(f + s * xs, y, c, self.lapse) + 0.5 * self.alpha * float(dn @ dn)
             if l1 <= l0 + 1e-4 * s * gd or l1 <= l0:
                 break
             s *= 0.5
@@ -895,6 +966,9 @@ class TasteModel:
 
     def _pick_info(self, n_av: int) -> tuple[int, int]:
         elig = self._eligible()
+        rested = elig & ~self._tired
+        if np.count_nonzero(rested) >= 2:
+            elig = rested
         limit = self._pair_limit(n_av)
         idx = np.flatnonzero(elig)
         s, pos = self._score_cache()
@@ -904,6 +978,12 @@ class TasteModel:
             crit = self._approx_crit(a, b, s)
         else:
             a, b, crit = self._grid(idx, s, pos, elig)
+        self._limit_coinflips = self._coinflips_over_budget()
+        if self._limit_coinflips and a.size:
+            coin = self._coinflip(s[a] - s[b])
+            if not coin.all():
+                crit = np.where(coin, -np.inf, crit)
+        self._last_coinflip = False
         pair = self._best(a, b, crit, limit) if a.size else None
         if pair is None:
             pair = self._fallback(elig, limit, n_av)
@@ -942,7 +1022,7 @@ class TasteModel:
         if self._crit is not None:
             crit = self._crit(a, v)
         else:
-            crit = test_variance_reduction(a, v, t1[rows][:, None] + t1[None, :] - 2.0 * (pc[rows] @ p.T))
+            crit = test_variance_reduction(a, v, t1[rows][:, None] + t1[None, :] - 2.0 * (pc[rows] @ p.T), self.lapse)
         crit[anchors[:, None] == partners[None, :]] = -np.inf
         return np.repeat(anchors, len(partners)), np.tile(partners, len(anchors)), crit.ravel()
 
@@ -973,7 +1053,7 @@ class TasteModel:
             return self._crit(s[a] - s[b], v)
         ct, ct_perp = self._test_matrix()
         t = np.einsum("ij,ij->i", sz @ ct, sz, dtype=np.float64) + ct_perp * sp2 * sp2 * qq
-        return test_variance_reduction(s[a] - s[b], v, t)
+        return test_variance_reduction(s[a] - s[b], v, t, self.lapse)
 
     def _best(self, a: np.ndarray, b: np.ndarray, crit: np.ndarray, limit: int) -> tuple[int, int] | None:
         """The ``shortlist`` best allowed candidates by the cheap criterion, re-scored exactly;
@@ -1009,7 +1089,8 @@ class TasteModel:
         jj = np.array([p[1] for p in short])
         x = self.E[ii].astype(np.float64) - self.E[jj]
         if self._crit is not None:
-            exact = self._crit(x @ self.w, self._quad_exact(x))
+            v = self._quad_exact(x)
+            exact = self._crit(x @ self.w, v)
         else:
             u = self._cov_matvec(x.T).T  # (k, d)
             v = np.einsum("ij,ij->i", u, x)
@@ -1019,8 +1100,24 @@ class TasteModel:
                 return short[int(np.argmin(self._lookahead_error(x, u, v)))]
             ct, ct_perp = self._test_matrix()
             t = np.einsum("ij,ij->i", ur @ ct.astype(np.float64), ur) + ct_perp * uperp2
-            exact = test_variance_reduction(x @ self.w, v, t)
-        return short[int(np.argmax(exact))]
+            exact = test_variance_reduction(x @ self.w, v, t, self.lapse)
+        coin = self._coinflip(x @ self.w, v)
+        if self._limit_coinflips and not coin.all():
+            exact = np.where(coin, -np.inf, exact)
+        best = int(np.argmax(exact))
+        self._last_coinflip = bool(coin[best])
+        return short[best]
+
+    def _coinflips_over_budget(self) -> bool:
+        """True when one more coin-flip model pair would exceed ``coinflip_max``."""
+        return self.coinflip_max < 1.0 and self.n_coinflip_issued + 1 > self.coinflip_max * (self.n_info_issued + 1)
+
+    def _coinflip(self, a: np.ndarray, v: np.ndarray | None = None) -> np.ndarray:
+        """Pairs whose predicted win probability (lapse and, given v, uncertainty included)
+        is within 0.5 +- COINFLIP_BAND."""
+        z = a if v is None else a / np.sqrt(1.0 + math.pi * v / 8.0)
+        p = 0.5 * self.lapse + (1.0 - self.lapse) * np.asarray(sigmoid(z))
+        return np.abs(p - 0.5) < COINFLIP_BAND
 
     def _test_matrix(self) -> tuple[np.ndarray, float]:
         """(C_r, c_perp) for uniform test pairs of the whole pool: ``C = 2 Cov(e)`` in PCA
@@ -1087,8 +1184,21 @@ class TasteModel:
         return pair
 
     def _pick_heldout(self, n_av: int):
-        """Uniform over available pairs never compared before (not pending, not skipped)."""
-        return self._random_pair(self.available, 1, fresh=True)
+        """Uniform over available pairs never compared before (not pending, not skipped),
+        within the repetition limit when it allows a pair."""
+        return self._random_pair(self.available & ~self._tired, 1, fresh=True) or self._random_pair(
+            self.available, 1, fresh=True
+        )
+
+    def _tired_mask(self, n_av: int) -> np.ndarray:
+        """Images the repetition limit rests for the next pair (none in small folders, or
+        when fewer than 2 images would be left)."""
+        if not self.repetition_limit or n_av < SMALL_FOLDER:
+            return np.zeros(self.n, dtype=bool)
+        tired = self._recent.tired(self.n)
+        if np.count_nonzero(self.available & ~tired) < 2:
+            return np.zeros(self.n, dtype=bool)
+        return tired
 
     def _pick_repeat(self, n_av: int):
         """An earlier fitted pair (not held-out, not a repeat), >= repeat_gap clicks old, not
@@ -1102,7 +1212,7 @@ class TasteModel:
             key = self._key(i, j)
             if kind in ("repeat", "heldout") or weight <= 0 or key in self._repeated or key in self._pending:
                 continue
-            if key in self._skipped or not (elig[i] and elig[j]):
+            if key in self._skipped or not (elig[i] and elig[j]) or self._tired[i] or self._tired[j]:
                 continue
             return i, j
         return None
