@@ -90,6 +90,7 @@ class XmpRating:
     stars: int | None  # -1 (rejected) .. 5; None: no rating (0 counts as none, as in Lightroom)
     ours: bool  # carries our keyword
     from_ms_photo: bool = False
+    from_exif: bool = False  # the EXIF Rating tag of an image, not XMP
 
 
 _ATTR = re.compile(rb"""\s+([^\s=/>]+)\s*=\s*("[^"]*"|'[^']*')""")

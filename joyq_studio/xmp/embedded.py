@@ -89,4 +89,4 @@ def embedded_rating(path: Path) -> tuple[XmpRating | None, str | None]:
     if r is not None:
         return r, None
     stars = exif_rating(path)
-    return (XmpRating(stars, False) if stars is not None else None), None
+    return (XmpRating(stars, False, from_exif=True) if stars is not None else None), None
