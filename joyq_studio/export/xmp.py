@@ -279,7 +279,7 @@ def _journal(project: Project, plan: XmpPlan) -> tuple[Path, dict, list[dict]]:
                 backup = f"backup/{c.rel}"
                 dst = export_dir / backup
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(dst, current)
+                atomic_write(dst, current, fsync=False)
             entries.append(
                 {
                     "caption": c.rel,  # the journal's name for "the file written"
@@ -302,6 +302,7 @@ def _journal(project: Project, plan: XmpPlan) -> tuple[Path, dict, list[dict]]:
             "stars": plan.stars,
             "files": entries,
         }
+        _flush_to_disk(export_dir, entries)
         write_json(export_dir / MANIFEST, manifest)
     except OSError as e:
         shutil.rmtree(export_dir, ignore_errors=True)
@@ -312,6 +313,18 @@ def _journal(project: Project, plan: XmpPlan) -> tuple[Path, dict, list[dict]]:
         shutil.rmtree(export_dir, ignore_errors=True)
         raise
     return export_dir, manifest, entries
+
+
+def _flush_to_disk(export_dir: Path, entries: list[dict]) -> None:
+    """Make the backups durable before any sidecar is overwritten: one ``sync`` for all
+    of them (one fsync per backup cost 8 ms each on the dev VM, most of an export's time)."""
+    if hasattr(os, "sync"):
+        os.sync()
+        return
+    for e in entries:  # Windows: no sync(2)
+        if e["backup"]:
+            with open(export_dir / e["backup"], "rb+") as f:
+                os.fsync(f.fileno())
 
 
 def _write(project: Project, plan: XmpPlan, export_dir: Path, manifest: dict, entries: list, progress) -> None:
