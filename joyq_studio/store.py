@@ -84,6 +84,13 @@ CREATE TABLE IF NOT EXISTS bucket_overrides (
     bucket INTEGER NOT NULL,           -- chosen by hand: 0 = worst .. K - 1 = best
     created REAL NOT NULL
 ) WITHOUT ROWID;
+-- issue 22: the star ratings last imported (joyq import-ratings); replaced on each import
+CREATE TABLE IF NOT EXISTS star_ratings (
+    hash TEXT PRIMARY KEY,             -- image content
+    stars INTEGER NOT NULL,            -- -1 (rejected) .. 5
+    origin TEXT NOT NULL,              -- 'sidecar', 'embedded' or 'exif'
+    held_out INTEGER NOT NULL          -- 1: kept for the agreement, never in a training pair
+) WITHOUT ROWID;
 """
 # version -> statements that upgrade from version - 1 (run in one transaction)
 MIGRATIONS: dict[int, tuple[str, ...]] = {

@@ -135,6 +135,15 @@ def register(sub, model_args) -> None:
     sp.add_argument("--pairs", type=positive_int, default=40, help="held-out pairs to fit on (default 40)")
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(handler="joyq_studio.bench.calibration:bench_calibration")
+    # issue 22: XMP star ratings out and in (docs/xmp.md)
+    sp = bsub.add_parser(
+        "xmp", help="export --xmp and import-ratings per 1,000 files, and the demo model against planted stars"
+    )
+    sp.add_argument("--files", type=nonnegative_int, default=100_000, help="images for export/import (0: skip)")
+    sp.add_argument("--repeats", type=positive_int, default=3, help="runs of each; the median is reported")
+    sp.add_argument("--demo", type=nonnegative_int, default=200, help="demo images for the agreement (0: skip)")
+    sp.add_argument("--no-train", action="store_true", help="skip the quick training after the first agreement")
+    sp.set_defaults(handler="joyq_studio.bench.xmp:bench_xmp")
 
     # listed for --help; `joyq bench pairing|taste ...` is handed whole to the module's main()
     bsub.add_parser("pairing", help="simulated raters: pair-selection strategies compared, selector speed at 100k")

@@ -252,7 +252,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--separator", default=", ", help='between the tag and the caption (default ", "; "\\n" allowed)')
     sp.add_argument(
-        "--dry-run", action="store_true", help="captions and --to: list exactly what would change, write nothing"
+        "--dry-run", action="store_true", help="captions, --xmp and --to: list exactly what would change, write nothing"
+    )
+    # issue 22: star ratings into XMP sidecars (docs/xmp.md)
+    sp.add_argument(
+        "--xmp",
+        action="store_true",
+        help="write each image's stars into its XMP sidecar (only the rating changes; docs/xmp.md)",
+    )
+    sp.add_argument(
+        "--stars",
+        metavar="MAPPING",
+        help="--xmp: stars per bucket, worst first ('1,1,2,2,3,3,4,4,5,5') or bucket:stars pairs ('0:-1,9:5'); "
+        "default spreads the buckets evenly over 1..5",
+    )
+    sp.add_argument(
+        "--naming",
+        choices=("darktable", "adobe", "auto"),
+        default="auto",
+        help="--xmp: IMG_1.JPG.xmp (darktable, digiKam), IMG_1.xmp (Lightroom, Bridge, Capture One), or "
+        "auto: follow the sidecars already in the folder (default)",
+    )
+    sp.add_argument("--reject-bucket", type=_bucket, metavar="B", help="--xmp: buckets 0..B are marked rejected (-1)")
+    sp.add_argument(
+        "--keyword", action="store_true", help="--xmp: also write the keyword joyq|quality|BUCKET (dc:subject)"
     )
     sp.set_defaults(handler="joyq_studio.cli.rank:cmd_export")
 
@@ -272,6 +295,34 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("bucket", nargs="?", type=_bucket, help="0 (worst) .. K-1 (best)")
     sp.add_argument("--clear", action="store_true", help="remove the image's override: the calibrated bucket again")
     sp.set_defaults(handler="joyq_studio.cli.rank:cmd_override")
+
+    # issue 22: existing star ratings in as labels, and the ranking's agreement with them
+    sp = sub.add_parser(
+        "import-ratings",
+        help="turn the star ratings already given (XMP sidecars, embedded XMP, EXIF Rating) into comparisons",
+    )
+    sp.add_argument("folder")
+    sp.add_argument(
+        "--from",
+        dest="origin",
+        choices=("xmp", "embedded", "both"),
+        default="both",
+        help="sidecars of either naming, ratings inside the image files, or both (default; a sidecar wins)",
+    )
+    sp.add_argument(
+        "--weight",
+        type=positive_float,
+        default=0.9,
+        help="how much training trusts a star pair, 0.5 (not at all) .. 1 (as a click); default 0.9",
+    )
+    sp.add_argument(
+        "--per-image", type=positive_int, default=8, help="star pairs each rated image appears in, at most (default 8)"
+    )
+    sp.set_defaults(handler="joyq_studio.cli.ratings:cmd_import_ratings")
+
+    sp = sub.add_parser("stars-agreement", help="how well the current ranking agrees with the held-out star ratings")
+    sp.add_argument("folder")
+    sp.set_defaults(handler="joyq_studio.cli.ratings:cmd_stars_agreement")
 
     sp = sub.add_parser("import-pairs", help="add the pairs of a JoyQuality dataset JSON as comparisons")
     sp.add_argument("folder")

@@ -38,6 +38,7 @@ from ..ranking import (
 )
 from ..store import Project
 from .common import open_project, scan_with_progress
+from .ratings import check_xmp_args, export_xmp, files_word
 
 MAX_LISTED = 50
 
@@ -146,16 +147,17 @@ def cmd_labels(args) -> int:
 
 
 def cmd_export(args) -> int:
-    if not args.csv and not args.captions and not args.to:
-        raise UsageError("say what to export: --csv OUT, --captions and/or --to DEST.")
+    if not args.csv and not args.captions and not args.to and not args.xmp:
+        raise UsageError("say what to export: --csv OUT, --captions, --xmp and/or --to DEST.")
     if args.min_bucket is not None and not (args.csv or args.to):
         raise UsageError("--min-bucket filters the CSV and --to; use it with --csv OUT or --to DEST.")
     if args.min_score is not None and not args.to:
         raise UsageError("--min-score chooses the images for --to; use it with --to DEST.")
     if args.min_score is not None and args.min_bucket is not None:
         raise UsageError("choose the images by --min-bucket or by --min-score, not both.")
-    if args.dry_run and not (args.captions or args.to):
-        raise UsageError("--dry-run previews captions and --to; use it with --captions or --to DEST.")
+    if args.dry_run and not (args.captions or args.to or args.xmp):
+        raise UsageError("--dry-run previews captions, --xmp and --to; use it with --captions, --xmp or --to DEST.")
+    check_xmp_args(args)
     status = EXIT_OK
     with open_project(args.folder) as project:
         scan_with_progress(project)
@@ -173,6 +175,8 @@ def cmd_export(args) -> int:
             print("\n".join(histogram(cal, report.counts)))
         if args.captions:
             status = _export_captions(project, cal, args)
+        if args.xmp:
+            status = max(status, export_xmp(project, cal, args))
         if args.to:
             status = max(status, _export_to(project, cal, args))
     return status
@@ -263,12 +267,12 @@ def cmd_undo_export(args) -> int:
                 return EXIT_FAILED_FILES
             return EXIT_OK
         print(
-            f"undid the export {report.export_dir.name}: restored {report.restored} captions, "
+            f"undid the export {report.export_dir.name}: restored {report.restored} {files_word(report)}, "
             f"deleted {report.deleted} it had created, {report.already_original} already as before"
         )
         if report.changed_since:
             print(
-                f"{len(report.changed_since)} captions were edited after the export and were left alone "
+                f"{len(report.changed_since)} {files_word(report)} were edited after the export and were left alone "
                 f"(their originals are in {report.export_dir / 'backup'}):"
             )
             for rel in report.changed_since[:MAX_LISTED]:

@@ -1,4 +1,4 @@
-"""Undo the newest export of a folder, whichever kind it was (captions or a destination folder)."""
+"""Undo the newest export of a folder, whichever kind it was (captions, XMP sidecars or a destination folder)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from ..store import Project
 from .captions import Progress, UndoReport, export_lock, manifests, undo_caption_export
 from .links import KIND as LINKS
 from .links import LinkUndoReport, undo_link_export
+from .xmp import KIND as XMP
+from .xmp import undo_xmp_export
 
 
 def undo_latest_export(project: Project, progress: Progress = None) -> UndoReport | LinkUndoReport:
@@ -19,4 +21,6 @@ def undo_latest_export(project: Project, progress: Progress = None) -> UndoRepor
         export_dir, manifest = todo[0]
         if manifest.get("kind") == LINKS:
             return undo_link_export(project, export_dir, manifest, progress)
+        if manifest.get("kind") == XMP:
+            return undo_xmp_export(project, export_dir, manifest, progress)
         return undo_caption_export(project, export_dir, manifest, progress)
