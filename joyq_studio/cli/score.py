@@ -12,6 +12,7 @@ from ..model import describe_device, load_model, model_id, pick_device
 from ..scoring import score_project
 from ..settings import DEFAULT_MODEL
 from .common import open_project, print_unreadable, scan_with_progress
+from .model import ensure_downloaded
 
 
 def cmd_score(args) -> int:
@@ -26,7 +27,9 @@ def cmd_score(args) -> int:
             project.set_follow_links(args.follow_links)
         report = scan_with_progress(project)
         device = pick_device(args.device)
-        model = load_model(args.model or project.active_model_spec(DEFAULT_MODEL))
+        spec = args.model or project.active_model_spec(DEFAULT_MODEL)
+        ensure_downloaded(spec)  # says what, how big and where first; byte progress
+        model = load_model(spec)
         if args.model and project.active_version is None:
             project.set_base_model(args.model)  # train and the app start from what the folder was scored with
         warn_if_cpu(device, model)
