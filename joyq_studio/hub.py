@@ -54,8 +54,17 @@ Cancel = Callable[[], bool]
 Say = Callable[[str], None]
 
 
+# how to do without the download, in the CLI's words (the app puts its own in place)
+SKIP = "pass --model with a local folder or .safetensors file (or --model demo, the small shipped model)"
+
+
 class HubError(JoyqError):
-    """A download or a cached model cannot be used; the sentence names the real cause."""
+    """A download or a cached model cannot be used; the sentence names the real cause.
+    ``kind``: offline-flag, no-network, dropped, disk-full, not-found, damaged, missing."""
+
+    def __init__(self, message: str, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -156,18 +165,20 @@ def _network_error(repo_id: str, e: BaseException) -> HubError:
     if isinstance(e, urllib.error.HTTPError):
         if e.code in (401, 403, 404):
             return HubError(
-                f"{endpoint()} has no model {repo_id} that we may download (HTTP {e.code}); check the name, "
-                "or pass --model with a local folder or .safetensors file (or --model demo)."
+                f"{endpoint()} has no model {repo_id} that we may download (HTTP {e.code}); check the name, or {SKIP}.",
+                "not-found",
             )
         return HubError(f"{endpoint()} answered HTTP {e.code} for {repo_id}; try again later.")
     if isinstance(reason, socket.gaierror) or isinstance(reason, ConnectionRefusedError):
         return HubError(
-            f"No network connection to {endpoint()} ({reason}), so {repo_id} could not be downloaded; connect "
-            "and retry, or pass --model with a local folder or .safetensors file (or --model demo)."
+            f"There is no connection to {endpoint()} ({reason}), so {repo_id} could not be downloaded; connect "
+            f"and retry, or {SKIP}.",
+            "no-network",
         )
     return HubError(
         f"The connection to {endpoint()} failed while downloading {repo_id} ({type(reason).__name__}: {reason}); "
-        "retry: the download continues where it stopped."
+        "retry: the download continues where it stopped.",
+        "dropped",
     )
 
 
@@ -189,9 +200,9 @@ def _open(url: str, method: str = "GET", start: int = 0, follow: bool = True):
 def _check_online(repo_id: str) -> None:
     if offline_mode():
         raise HubError(
-            f"Downloads are switched off (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set), so {repo_id} "
-            "cannot be downloaded; unset it and retry, or pass --model with a local folder or "
-            ".safetensors file (or --model demo)."
+            f"Downloads are switched off on this computer (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set), so "
+            f"{repo_id} cannot be downloaded; unset it and retry, or {SKIP}.",
+            "offline-flag",
         )
 
 
@@ -275,7 +286,8 @@ def _disk_full(path: Path) -> HubError:
     free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
     return HubError(
         f"The disk is full: writing {path} failed ({format_size(free)} free); free some space or point HF_HOME "
-        "at a larger disk, then retry (the download continues where it stopped)."
+        "at a larger disk, then retry (the download continues where it stopped).",
+        "disk-full",
     )
 
 
@@ -332,7 +344,8 @@ def _fetch_blob(plan: Plan, f: RemoteFile, on_bytes: Callable[[int], None], canc
         part.unlink()
         raise HubError(
             f"{f.name} of {plan.repo_id} arrived damaged (its hash does not match the Hub's ETag); "
-            "the partial file was deleted, retry the download."
+            "the partial file was deleted, retry the download.",
+            "damaged",
         )
     os.replace(part, blobs / f.etag)
 
@@ -341,7 +354,8 @@ def _dropped(plan: Plan, f: RemoteFile, have: int, e: BaseException) -> HubError
     return HubError(
         f"The server dropped the connection while sending {f.name} of {plan.repo_id} "
         f"({format_size(have)} of {format_size(f.size)} kept; {type(e).__name__}: {e}); retry: the download "
-        "continues where it stopped."
+        "continues where it stopped.",
+        "dropped",
     )
 
 
@@ -403,7 +417,8 @@ def download(
         if free < missing + DISK_MARGIN:
             raise HubError(
                 f"Not enough disk space for {repo_id}: it needs {format_size(missing)} more in {root} but only "
-                f"{format_size(free)} is free; free some space or point HF_HOME at a larger disk."
+                f"{format_size(free)} is free; free some space or point HF_HOME at a larger disk.",
+                "disk-full",
             )
     total = plan.total
     manifest = _read_manifest(repo_id) if root.exists() else {}
@@ -529,9 +544,9 @@ def ensure(
         assert result.snapshot is not None
         return result.snapshot
     if result.corrupt:
-        raise HubError(result.problems[0])
+        raise HubError(result.problems[0], "damaged")
     if local_only:
-        raise HubError(result.problems[0])
+        raise HubError(result.problems[0], "missing")
     return download(repo_id, progress=progress, cancel=cancel, say=say)
 
 

@@ -247,7 +247,7 @@ def test_offline_flag_is_named(server, monkeypatch):
 
 def test_no_network_is_named(server, monkeypatch):
     server.stop()
-    with pytest.raises(hub.HubError, match="No network connection"):
+    with pytest.raises(hub.HubError, match="There is no connection"):
         hub.ensure(REPO)
 
 
