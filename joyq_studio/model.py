@@ -325,31 +325,19 @@ def tiny_model(seed: int = 0) -> JoyQuality:
 
 
 def resolve_repo(repo_id: str, local_only: bool = False) -> Path:
-    """Path of a cached Hugging Face snapshot, downloading it (with a progress bar) if needed."""
-    from huggingface_hub import snapshot_download
+    """Path of a complete, verified cached snapshot, downloading what is missing (hub.py)."""
+    from . import hub
 
-    patterns = ["config.json", "*.safetensors"]
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached: fall through to a download
-        if local_only:
-            raise ModelError(f"Model {repo_id} is not downloaded yet.") from None
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns))
-    except Exception as e:  # noqa: BLE001
-        raise ModelError(
-            f"Model {repo_id} is not in the Hugging Face cache and could not be downloaded "
-            f"({type(e).__name__}); connect to the internet and retry, or pass --model with a local "
-            f"folder or .safetensors file (or --model demo, the small tower shipped with the app)."
-        ) from None
+        return hub.ensure(repo_id, local_only=local_only)
+    except hub.HubError as e:
+        raise ModelError(str(e)) from None
 
 
 def is_downloaded(repo_id: str = DEFAULT_MODEL) -> bool:
-    try:
-        resolve_repo(repo_id, local_only=True)
-        return True
-    except ModelError:
-        return False
+    from . import hub
+
+    return hub.check(repo_id).ok
 
 
 def _load_folder(folder: Path, source: str, fresh_head_ok: bool) -> JoyQuality:

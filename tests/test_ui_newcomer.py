@@ -216,20 +216,16 @@ def test_bucket_label_belongs_to_the_folder(qtbot, folder40):
 
 
 def test_offline_download_is_one_sentence(qtbot, monkeypatch):
-    import huggingface_hub
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    import socket
 
     from joyq_studio.errors import JoyqError
     from joyq_studio.ui.dialogs.model import ModelDialog, download_repo
     from joyq_studio.ui.workers import TaskRunner
 
-    def offline(*a, **k):
-        raise LocalEntryNotFoundError(
-            "Cannot find an appropriate cached snapshot folder for the specified "
-            "revision on the local disk and outgoing traffic has been disabled."
-        )
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with socket.socket() as s:  # a local port nothing listens on: no network, without touching it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     with pytest.raises(JoyqError) as e:  # downloads switched off by the environment (as in these tests)
         download_repo("org/model", lambda _: None, lambda: False)
     assert "HF_HUB_OFFLINE is set" in str(e.value)

@@ -443,25 +443,34 @@ def test_qt_binding_has_no_refcount_bug():
     assert qt_binding_problem() is None
 
 
-def test_download_reports_bytes_and_cancels(monkeypatch):
-    import huggingface_hub
+def test_download_reports_bytes_and_cancels(monkeypatch, tmp_path):
+    """The app's download (hub.py against a local Hub-protocol server): the first report
+    already counts the weights' bytes; a cancel stops it within one read."""
+    import sys
 
     from joyq_studio.errors import Cancelled
+    from joyq_studio.model import save_model, tiny_model
     from joyq_studio.ui.dialogs.model import download_repo
 
-    def fake_snapshot_download(repo_id, allow_patterns=None, tqdm_class=None, **kw):
-        bar = tqdm_class(total=1000, unit="B")
-        for _ in range(10):
-            bar.update(100)
-        bar.close()
-        return "/fake"
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_hub_server import FakeHub
 
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    save_model(tiny_model(), tmp_path / "ckpt")
+    hub = FakeHub()
+    hub.add_folder("org/model", tmp_path / "ckpt")
+    hub.start()
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    total = sum(p.stat().st_size for p in (tmp_path / "ckpt").iterdir())
     seen = []
-    assert download_repo("org/model", seen.append, lambda: False) == "org/model"
-    assert seen[-1] == (1000, 1000)
     with pytest.raises(Cancelled):
-        download_repo("org/model", seen.append, lambda: True)
+        download_repo("org/model", seen.append, lambda: bool(seen))
+    assert seen and seen[0][1] == total and seen[-1][0] < total
+    seen.clear()
+    assert download_repo("org/model", seen.append, lambda: False) == "org/model"
+    assert seen[-1] == (total, total) and all(t == total for _, t in seen)
+    hub.stop()
 
 
 def test_missing_joyquality_asks_for_a_model_and_remembers_it(qtbot, folder40, monkeypatch):

@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # groups that declare their own subcommands with register(sub); each keeps its module light
-OPTIONAL_GROUPS = ("joyq_studio.cli.prelabel",)
+OPTIONAL_GROUPS = ("joyq_studio.cli.prelabel", "joyq_studio.cli.model")
 
 
 def run_handler(handler: str, args) -> int:

@@ -12,6 +12,7 @@ from ..model import describe_device, load_model, model_id, pick_device
 from ..scoring import score_project
 from ..settings import DEFAULT_MODEL
 from .common import open_project, print_unreadable, scan_with_progress
+from .model import ensure_downloaded
 
 
 def cmd_score(args) -> int:
@@ -25,7 +26,9 @@ def cmd_score(args) -> int:
         if args.follow_links is not None and args.follow_links != project.follow_links:
             project.set_follow_links(args.follow_links)
         device = pick_device(args.device)
-        model = load_model(args.model or project.active_model_spec(DEFAULT_MODEL))
+        spec = args.model or project.active_model_spec(DEFAULT_MODEL)
+        ensure_downloaded(spec)  # says what, how big and where first; byte progress
+        model = load_model(spec)
         if args.model and project.active_version is None:
             # train and the app start from what the folder is scored with: say so before the
             # (long) scan, so a `joyq train` started meanwhile uses it too

@@ -3,8 +3,6 @@ pick a local checkpoint, or use the small demo model."""
 
 from __future__ import annotations
 
-import os
-
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
@@ -18,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...errors import Cancelled, JoyqError
+from ...errors import JoyqError
 from ...settings import DEFAULT_MODEL
 from ..util import Eta, demo_model_spec, format_bytes, format_seconds
 from ..workers import Task, TaskRunner
@@ -27,49 +25,28 @@ CHECKPOINT_FILTER = "Checkpoints (*.safetensors *.pt *.pth *.bin);;All files (*)
 
 
 def download_repo(repo_id: str, report, cancelled) -> str:
-    """snapshot_download with byte progress and cancellation (a tqdm subclass that reports
-    to the GUI and raises when cancelled); returns the repo id once cached."""
-    # optional until a download starts (and slow to import): huggingface_hub, tqdm
-    from huggingface_hub import snapshot_download
-    from tqdm.auto import tqdm
-
-    bars: list = []
-
-    class Bar(tqdm):
-        def __init__(self, *args, **kwargs):
-            kwargs["disable"] = False
-            kwargs["file"] = _Null()
-            super().__init__(*args, **kwargs)
-            bars.append(self)
-
-        def update(self, n=1):
-            if cancelled():
-                raise Cancelled("Download cancelled; run it again to resume.")
-            out = super().update(n)
-            byte_bars = [b for b in bars if getattr(b, "unit", "") == "B"] or bars
-            done = max((b.n or 0) for b in byte_bars)
-            total = max((b.total or 0) for b in byte_bars)
-            report((int(done), int(total)))
-            return out
+    """hub.ensure (the one download of the CLI and the app): progress in bytes of every
+    needed file from the first report (so never 100% after the small config), cancel
+    between 64 KiB reads, resume from the bytes on disk; returns the repo id once cached."""
+    from ... import hub
 
     try:
-        snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors"], tqdm_class=Bar)
-    except Cancelled:
-        raise
-    except Exception as e:  # noqa: BLE001 - no connection is one sentence with what to do instead
-        if is_offline_error(e):
-            switched_off = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-            raise JoyqError(
-                (SWITCHED_OFF_SENTENCE if switched_off else OFFLINE_SENTENCE).format(repo=repo_id)
-            ) from None
-        raise
+        hub.ensure(repo_id, progress=lambda done, total: report((done, total)), cancel=cancelled)
+    except hub.HubError as e:
+        if e.kind == "offline-flag":
+            raise JoyqError(SWITCHED_OFF_SENTENCE.format(repo=repo_id)) from None
+        if e.kind == "no-network":
+            raise JoyqError(OFFLINE_SENTENCE.format(repo=repo_id)) from None
+        raise JoyqError(str(e).replace(hub.SKIP, APP_SKIP)) from None
     return repo_id
 
 
+APP_SKIP = "choose a checkpoint you already have, or use the small demo model"
+
 OFFLINE_SENTENCE = (
     "There is no connection to Hugging Face, so {repo} could not be downloaded; connect to the "
-    "internet and press Download again, or choose a checkpoint you already have, or use the small "
-    "demo model."
+    "internet and press Download again (it continues where it stopped), or choose a checkpoint you "
+    "already have, or use the small demo model."
 )
 
 
@@ -80,45 +57,12 @@ SWITCHED_OFF_SENTENCE = (
 )
 
 
-def is_offline_error(e: BaseException) -> bool:
-    """Whether a download failed for want of a connection (offline mode, no network, DNS,
-    a timeout) rather than for another reason."""
-    names = {t.__name__ for t in type(e).__mro__}
-    offline = {
-        "LocalEntryNotFoundError",
-        "OfflineModeIsEnabled",
-        "ConnectionError",
-        "ConnectError",
-        "ConnectTimeout",
-        "ReadTimeout",
-        "Timeout",
-        "TimeoutException",
-        "NewConnectionError",
-        "MaxRetryError",
-        "NameResolutionError",
-        "socket.gaierror",
-        "gaierror",
-    }
-    if names & offline:
-        return True
-    cause = e.__cause__ or e.__context__
-    return cause is not None and cause is not e and is_offline_error(cause)
-
-
 TEXT_WIDTH = 480
 
 
 def _fit_height(label: QLabel) -> None:
     """Reserve the height a wrapped label needs at its narrowest, so no sentence is cut."""
     label.setMinimumHeight(label.heightForWidth(max(label.minimumWidth(), 1)))
-
-
-class _Null:
-    def write(self, *_):
-        pass
-
-    def flush(self):
-        pass
 
 
 class ModelDialog(QDialog):
@@ -220,7 +164,9 @@ class ModelDialog(QDialog):
         task.progress.connect(self._on_progress)
         task.succeeded.connect(self._accept)
         task.failed.connect(self._on_failed)
-        task.cancelled_.connect(lambda: self.status.setText("Download cancelled; run it again to resume."))
+        task.cancelled_.connect(
+            lambda: self.status.setText("Download cancelled; press Download again to continue where it stopped.")
+        )
         task.done.connect(self._on_done)
         self.task = task
         for b in (self.download, self.local_file, self.local_dir, self.demo):
