@@ -91,6 +91,24 @@ CREATE TABLE IF NOT EXISTS star_ratings (
     origin TEXT NOT NULL,              -- 'sidecar', 'embedded' or 'exif'
     held_out INTEGER NOT NULL          -- 1: kept for the agreement, never in a training pair
 ) WITHOUT ROWID;
+-- issue 21: the diverse subset (joyq subset) and the versioned pre-label prompts
+CREATE TABLE IF NOT EXISTS subset_images (
+    hash TEXT PRIMARY KEY,             -- image content
+    rank INTEGER NOT NULL              -- selection order (0 = the random start)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS prompt_versions (
+    id INTEGER PRIMARY KEY,            -- what `prelabel run --prompt ID` names
+    hash TEXT NOT NULL,                -- prompt hash (the llm_* tables' 'prompt')
+    text TEXT NOT NULL,
+    parent INTEGER,                    -- the prompt it was edited from
+    round INTEGER,                     -- optimisation round (NULL: added by hand)
+    model TEXT,                        -- the labeller it was measured with
+    agree INTEGER, n INTEGER,          -- agreement k / n on its round's pairs
+    low REAL, high REAL,               -- ... Wilson 95% interval
+    cost REAL NOT NULL DEFAULT 0,      -- USD spent measuring (and editing) it
+    note TEXT,                         -- e.g. 'held-out', 'chosen', 'no prompt in reply'
+    created REAL NOT NULL
+);
 """
 # version -> statements that upgrade from version - 1 (run in one transaction)
 MIGRATIONS: dict[int, tuple[str, ...]] = {

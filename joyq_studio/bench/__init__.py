@@ -144,6 +144,19 @@ def register(sub, model_args) -> None:
     sp.add_argument("--demo", type=nonnegative_int, default=200, help="demo images for the agreement (0: skip)")
     sp.add_argument("--no-train", action="store_true", help="skip the quick training after the first agreement")
     sp.set_defaults(handler="joyq_studio.bench.xmp:bench_xmp")
+    # issue 21: farthest-point subset speed and the effect of a random projection
+    sp = bsub.add_parser("subset", help="farthest-point selection: K of N synthetic embeddings, exact and projected")
+    sp.add_argument("--n", type=positive_int, default=100_000, help="embeddings in the pool (default 100000)")
+    sp.add_argument("--count", type=positive_int, default=5000, help="images to select (default 5000)")
+    sp.add_argument("--dim", type=positive_int, default=1152, help="embedding dimensions (default 1152, SigLIP2)")
+    sp.add_argument(
+        "--dims", type=positive_int, nargs="*", default=[256, 128], help="random projections to time (default 256 128)"
+    )
+    sp.add_argument("--clusters", type=positive_int, default=1000, help="cluster directions (default 1000)")
+    sp.add_argument("--noise", type=float, default=0.1, help="share of unclustered embeddings (default 0.1)")
+    sp.add_argument("--repeats", type=positive_int, default=1, help="exact runs (median)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(handler="joyq_studio.bench.subset:bench_subset")
 
     # listed for --help; `joyq bench pairing|taste ...` is handed whole to the module's main()
     bsub.add_parser("pairing", help="simulated raters: pair-selection strategies compared, selector speed at 100k")

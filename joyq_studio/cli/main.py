@@ -342,6 +342,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.set_defaults(handler="joyq_studio.cli.rank:cmd_export_pairs")
 
+    # -- the dataset recipe (issue 21) ------------------------------------------------------
+    sp = sub.add_parser(
+        "subset", help="choose a diverse subset of a scored folder (farthest-point selection on its embeddings)"
+    )
+    sp.add_argument("folder")
+    sp.add_argument("--count", type=positive_int, required=True, help="images to choose (all of them when more)")
+    sp.add_argument("--seed", type=int, default=0, help="picks the random first image (default 0)")
+    sp.add_argument(
+        "--dims",
+        type=positive_int,
+        help="select in this many random-projection dimensions (faster, slightly less spread; "
+        "see `joyq bench subset`; default: the full embedding)",
+    )
+    sp.add_argument("--list", metavar="FILE", help="also write the chosen images' paths to FILE, one a line")
+    sp.add_argument("--to", metavar="DEST", help="also put the chosen images into DEST (outside the folder; undoable)")
+    sp.add_argument(
+        "--as", dest="link_mode", choices=LINK_MODES, default="copy", help="--to: copies, hard or symbolic links"
+    )
+    sp.set_defaults(handler="joyq_studio.cli.recipe:cmd_subset")
+
+    sp = sub.add_parser(
+        "pairs", help="write fixed-k pairs (each image in k pairs) as a dataset JSON to label elsewhere"
+    )
+    sp.add_argument("folder")
+    sp.add_argument("--k", type=positive_int, default=4, help="pairs per image (default 4: k * N / 2 pairs)")
+    sp.add_argument(
+        "--near-share",
+        type=float,
+        default=0.5,
+        help="share of pairs between embedding neighbours (default 0.5; the original recipe used 0.7)",
+    )
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument(
+        "--pool", choices=("all", "subset"), default="all", help="every image, or the folder's `joyq subset`"
+    )
+    sp.add_argument("--out", required=True, help='the JSON to write: {"train": [[a, b, null], ...], "test": []}')
+    sp.set_defaults(handler="joyq_studio.cli.recipe:cmd_pairs")
+
     # -- benchmarks and optional groups ---------------------------------------------------
     bench.register(sub, model_args)
     for name in OPTIONAL_GROUPS:
