@@ -248,3 +248,22 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
 def resize_for_model(img: Image.Image, size: int) -> Image.Image:
     """Square resize ignoring aspect ratio, BICUBIC, as the reference does."""
     return img.resize((size, size), Image.Resampling.BICUBIC)
+
+
+def same_content_note(files) -> str | None:
+    """One sentence saying how many image files repeat another file's content (e.g. "27
+    images; scored 26 new" is right when two files are one image), or None when none do.
+    ``files``: (relative path, content hash) of every image file, as ``Project.file_hashes``."""
+    groups: dict[str, list[str]] = {}
+    for path, digest in files:
+        groups.setdefault(digest, []).append(path)
+    total = sum(len(g) for g in groups.values())
+    repeats = [sorted(g) for g in groups.values() if len(g) > 1]
+    extra = sum(len(g) - 1 for g in repeats)
+    if not extra:
+        return None
+    a, b = min(repeats)[:2]
+    return (
+        f"{extra} of the {total} image files {'has' if extra == 1 else 'have'} the same content as another (e.g. {a} and {b}); "
+        "files with the same content are one image, scored and compared once."
+    )

@@ -33,7 +33,7 @@ from ..ranking import (
     set_bucket_override,
 )
 from ..store import Project
-from .common import open_project, scan_with_progress
+from .common import open_project, print_unreadable, scan_with_progress
 
 MAX_LISTED = 50
 
@@ -84,6 +84,19 @@ def _show(text: str | None, limit: int = 100) -> str:
 
 
 # -- commands --------------------------------------------------------------------------------
+def _list_unreadable(report) -> None:
+    """The folder's entries the scan could not use, listed as `joyq score` lists them."""
+    if report.unreadable:
+        n = len(report.unreadable)
+        what = (
+            "1 entry of the folder could not be read and is"
+            if n == 1
+            else f"{n} entries of the folder could not be read and are"
+        )
+        print(f"{what} left out:")
+        print_unreadable(report.unreadable)
+
+
 def cmd_calibrate(args) -> int:
     labels = None
     if args.labels is not None:
@@ -101,7 +114,7 @@ def cmd_calibrate(args) -> int:
         if not 0 < args.target_mean < k:
             raise UsageError(f"--target-mean must lie strictly between 0 and {k}, not {args.target_mean:g}.")
     with open_project(args.folder) as project:
-        scan_with_progress(project)
+        _list_unreadable(scan_with_progress(project))
         _require_scores(project)
         cal, notes = calibrate_project(project, args.method, k, args.target_mean, labels)
         save_calibration(project, cal)
@@ -127,7 +140,7 @@ def cmd_export(args) -> int:
         raise UsageError("--dry-run previews captions and --to; use it with --captions or --to DEST.")
     status = EXIT_OK
     with open_project(args.folder) as project:
-        scan_with_progress(project)
+        _list_unreadable(scan_with_progress(project))
         _require_scores(project)
         cal, notes = ensure_calibration(project)
         _print_notes(notes)
@@ -266,7 +279,7 @@ def cmd_override(args) -> int:
 
 def cmd_import_pairs(args) -> int:
     with open_project(args.folder) as project:
-        scan_with_progress(project)
+        _list_unreadable(scan_with_progress(project))
         report = import_pairs(project, args.dataset)
         added = ", ".join(f"{n} {s}" for s, n in sorted(report.added.items())) or "none"
         print(
