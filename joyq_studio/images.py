@@ -264,6 +264,7 @@ def same_content_note(files) -> str | None:
         return None
     a, b = min(repeats)[:2]
     return (
-        f"{extra} of the {total} image files {'has' if extra == 1 else 'have'} the same content as another (e.g. {a} and {b}); "
+        f"{extra} of the {total} image files {'has' if extra == 1 else 'have'} the same content as another "
+        f"(e.g. {a} and {b}); "
         "files with the same content are one image, scored and compared once."
     )
