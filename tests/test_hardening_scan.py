@@ -53,3 +53,18 @@ def test_files_with_the_same_content_are_named(folder):
     assert note is not None and note.startswith("1 of the 7 image files has the same content as another")
     assert "copy-of-i0.png and i0.png" in note
     assert same_content_note([("a.png", "h1"), ("b.png", "h2")]) is None
+
+
+def test_readme_lists_exactly_the_qt_packages_the_bootstrap_checks():
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("joyq_bootstrap", root / "packaging" / "bootstrap.py")
+    assert spec is not None and spec.loader is not None
+    b = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(b)
+    generated = b.all_qt_packages_command()
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert f"```bash\n{generated}\n```" in readme  # the README's block is the generated text
+    listed = generated.replace("\\\n", " ").split()[4:]
+    assert sorted(listed) == sorted(set(b.QT_XCB_PACKAGES.values())) and len(listed) == 29
