@@ -4,6 +4,7 @@ as `joyq score` does; files with the same content are said to be one image."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -68,3 +69,45 @@ def test_readme_lists_exactly_the_qt_packages_the_bootstrap_checks():
     assert f"```bash\n{generated}\n```" in readme  # the README's block is the generated text
     listed = generated.replace("\\\n", " ").split()[4:]
     assert sorted(listed) == sorted(set(b.QT_XCB_PACKAGES.values())) and len(listed) == 29
+
+
+def test_a_second_ray_job_on_one_output_directory_is_refused(tmp_path):
+    """Concurrent `joyq score --ray --out DIR` writers: the second is refused in one sentence
+    before it writes anything (the first holds an OS lock, gone when its process dies)."""
+    import subprocess
+    import sys
+    import time
+
+    from joyq_studio.cluster import ClusterError
+    from joyq_studio.cluster.pipeline import score_with_ray
+    from joyq_studio.cluster.results import job_lock
+
+    out = tmp_path / "job"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from joyq_studio.cluster.results import job_lock\n"
+            "with job_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(ClusterError, match="another `joyq score --ray` is writing to this directory"):
+            score_with_ray([tmp_path], None, "tiny", out)
+        assert sorted(p.name for p in out.iterdir()) == [".joyq-job.lock"]  # no listing, no shard
+    finally:
+        holder.kill()
+        holder.wait()
+    deadline = time.time() + 10
+    while True:  # the killed holder's lock is gone with it
+        try:
+            with job_lock(out):
+                break
+        except ClusterError:
+            assert time.time() < deadline
+            time.sleep(0.1)
