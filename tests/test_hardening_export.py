@@ -146,6 +146,7 @@ def test_kill_then_undo_leaves_nothing(folder, tmp_path, phase, mode):
     with Project(folder) as p:
         report = undo_latest_export(p)
         assert report.removed == len([k for k in made if TEMP_MARK not in k])
+        assert report.temp_removed == (1 if phase == "mid-way" and mode == "copy" else 0)
         assert not report.changed_since
         assert statuses(p)[-1] == "undone"
     assert tree(dest) == {} if dest.exists() else True  # nothing left: no copy, no link, no temp file
@@ -181,6 +182,7 @@ def test_cli_rerun_says_what_it_adopts_and_undo_removes_everything(folder, tmp_p
     assert main(["export", str(folder), "--to", str(dest)]) == 0
     out = capsys.readouterr().out
     assert f"{made} already there ({made} made by an export that was stopped" in out
+    assert f"and took over {made} a stopped export had made" in out
     assert main(["undo-export", str(folder)]) == 0
     assert f"removed {N} files" in capsys.readouterr().out
     assert not any(dest.rglob("*"))

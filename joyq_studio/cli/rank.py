@@ -196,7 +196,8 @@ def _export_to(project: Project, cal: Calibration, args) -> int:
     if manifest is None:
         print(f"nothing to do: every chosen image is already in {plan.dest}.")
     else:
-        print(f"made {len(plan.items)} {kind} in {plan.dest}; manifest in {manifest.parent}")
+        took = f" and took over {plan.interrupted} a stopped export had made" if plan.interrupted else ""
+        print(f"made {len(plan.items)} {kind} in {plan.dest}{took}; manifest in {manifest.parent}")
         print(f"undo with: joyq undo-export {project.folder}")
     return EXIT_FAILED_FILES if plan.skipped else EXIT_OK
 
@@ -234,7 +235,13 @@ def cmd_undo_export(args) -> int:
         if isinstance(report, LinkUndoReport):
             print(
                 f"undid the export {report.export_dir.name} to {report.dest}: removed {report.removed} files it "
-                f"had made, {report.already_gone} already gone; the originals were not touched"
+                f"had made, {report.already_gone} already gone"
+                + (
+                    f", {report.temp_removed} temporary files of a stopped export removed"
+                    if report.temp_removed
+                    else ""
+                )
+                + "; the originals were not touched"
             )
             if report.changed_since:
                 print(
