@@ -17,10 +17,10 @@ deliberately differ, because the reference's result is not the picture the user 
 * **Alpha**: composited on neutral grey (128) here, for RGBA, LA (alpha on grey images)
   and palette transparency; the reference's ``convert("RGB")`` drops alpha, so whatever
   colour hides under transparent pixels (often black) shows.
-* **Bit depth**: 16-bit greyscale and colour are scaled by their real bit depth (PNG
-  sBIT, else the data's range, see :func:`white_level`), so 12-bit data stored in a
-  16-bit PNG keeps its tones; the reference clips 16-bit greyscale to white above 255
-  and keeps only the high byte of 16-bit colour.
+* **Bit depth**: 16-bit greyscale and colour are 16-bit data unless the file says
+  otherwise (PNG sBIT, see :func:`white_level`), so 12-bit data stored in a 16-bit PNG
+  with sBIT keeps its tones and a dark 16-bit picture stays dark; the reference clips
+  16-bit greyscale to white above 255 and keeps only the high byte of 16-bit colour.
 * **Safety**: empty files and decompression bombs (over :data:`MAX_PIXELS`) are refused
   with one sentence; animated files give their first frame.
 """
@@ -141,14 +141,13 @@ def png_significant_bits(path: str | os.PathLike) -> int | None:
 def white_level(a: np.ndarray, mode: str, significant_bits: int | None = None) -> float:
     """The sample value that means white in a deep (16-bit, 32-bit int or float) image.
 
-    By the real bit depth where the file says it (PNG sBIT): 12-bit data stored in a 16-bit
-    PNG is white at 4095, not 65535 (unless its samples were scaled up to the full 16-bit
-    range, as the PNG standard asks, which a maximum above 4095 shows). Without sBIT, by the
-    data's range: 10, 12 or 14 bits when the largest sample needs exactly that many (its top
-    bit set: 12-bit camera data spans up to 2048..4095), else 16 bits, so a dark 16-bit
-    image stays dark. (A 16-bit image darker than 1/16 of white whose top sample still lies
-    in 2048..4095 is read as 12-bit data; only sBIT can tell those apart.) 32-bit integer
-    images at most 255 are 8-bit data; floats at most 1.0 are taken as 0..1.
+    A 16-bit image is 16-bit data (white at 65535, so a dark image stays dark) unless the
+    file says otherwise: a PNG's sBIT chunk (``significant_bits``) of 12 makes white 4095
+    (unless the samples were scaled up to the full 16-bit range, as the PNG standard asks,
+    which a maximum above 4095 shows). The data's range never decides for a 16-bit file: a
+    dark 16-bit picture and 12-bit data look alike. 32-bit containers carry no bit depth, so
+    there the range decides: integers at most 255 are 8-bit data, 10, 12 or 14 bits when the
+    largest sample needs exactly that many; floats at most 1.0 are taken as 0..1.
     """
     peak = float(np.nanmax(a)) if a.size else 0.0
     if mode == "F" and peak <= 1.0:
@@ -158,6 +157,8 @@ def white_level(a: np.ndarray, mode: str, significant_bits: int | None = None) -
     if significant_bits and 1 <= significant_bits <= 16:
         top = float(2**significant_bits - 1)
         return top if peak <= top else 65535.0
+    if mode.startswith("I;16"):
+        return 65535.0
     for bits in (10, 12, 14):
         if 2 ** (bits - 1) <= peak <= 2**bits - 1:
             return float(2**bits - 1)
@@ -247,3 +248,23 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
 def resize_for_model(img: Image.Image, size: int) -> Image.Image:
     """Square resize ignoring aspect ratio, BICUBIC, as the reference does."""
     return img.resize((size, size), Image.Resampling.BICUBIC)
+
+
+def same_content_note(files) -> str | None:
+    """One sentence saying how many image files repeat another file's content (e.g. "27
+    images; scored 26 new" is right when two files are one image), or None when none do.
+    ``files``: (relative path, content hash) of every image file, as ``Project.file_hashes``."""
+    groups: dict[str, list[str]] = {}
+    for path, digest in files:
+        groups.setdefault(digest, []).append(path)
+    total = sum(len(g) for g in groups.values())
+    repeats = [sorted(g) for g in groups.values() if len(g) > 1]
+    extra = sum(len(g) - 1 for g in repeats)
+    if not extra:
+        return None
+    a, b = min(repeats)[:2]
+    return (
+        f"{extra} of the {total} image files {'has' if extra == 1 else 'have'} the same content as another "
+        f"(e.g. {a} and {b}); "
+        "files with the same content are one image, scored and compared once."
+    )

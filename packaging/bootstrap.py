@@ -3,6 +3,7 @@
 
     python3 packaging/bootstrap.py app [ARGS...]   # set up, then launch the desktop app
     python3 packaging/bootstrap.py test [ARGS...]  # set up (with test extras), then run pytest
+    python3 packaging/bootstrap.py qt-packages     # the apt command for every Qt system library
 
 Needs only Python >= 3.10. Re-running is cheap: installation is skipped while
 pyproject.toml and packaging/constraints.txt (the versions CI tested) are unchanged.
@@ -80,6 +81,19 @@ def debian_package(soname: str) -> str:
     if not version:
         return name
     return f"{name}-{version}" if name[-1:].isdigit() else f"{name}{version}"
+
+
+def all_qt_packages_command(width: int = 96) -> str:
+    """The apt command installing every package of :data:`QT_XCB_PACKAGES`, wrapped with
+    backslashes: the README's list is this text (`python packaging/bootstrap.py qt-packages`
+    prints it; tests/test_hardening_scan.py checks that they agree)."""
+    lines, line = [], "sudo apt-get install -y"
+    for package in dict.fromkeys(QT_XCB_PACKAGES.values()):
+        if len(line) + 1 + len(package) > width:
+            lines.append(line + " \\")
+            line = " "
+        line += " " + package
+    return "\n".join([*lines, line])
 
 
 def not_found(ldd_output: str) -> list[str]:
@@ -172,6 +186,9 @@ def setup(extras: str) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["qt-packages"]:  # the README's list of Qt system packages, generated
+        print(all_qt_packages_command())
+        return 0
     if not argv or argv[0] not in ("app", "test"):
         print(__doc__)
         return 2

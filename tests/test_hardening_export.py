@@ -146,6 +146,7 @@ def test_kill_then_undo_leaves_nothing(folder, tmp_path, phase, mode):
     with Project(folder) as p:
         report = undo_latest_export(p)
         assert report.removed == len([k for k in made if TEMP_MARK not in k])
+        assert report.temp_removed == (1 if phase == "mid-way" and mode == "copy" else 0)
         assert not report.changed_since
         assert statuses(p)[-1] == "undone"
     assert tree(dest) == {} if dest.exists() else True  # nothing left: no copy, no link, no temp file
@@ -181,6 +182,7 @@ def test_cli_rerun_says_what_it_adopts_and_undo_removes_everything(folder, tmp_p
     assert main(["export", str(folder), "--to", str(dest)]) == 0
     out = capsys.readouterr().out
     assert f"{made} already there ({made} made by an export that was stopped" in out
+    assert f"and took over {made} a stopped export had made" in out
     assert main(["undo-export", str(folder)]) == 0
     assert f"removed {N} files" in capsys.readouterr().out
     assert not any(dest.rglob("*"))
@@ -220,3 +222,54 @@ def test_replaced_files_are_restored_byte_for_byte_and_changed_ones_left(tmp_pat
     assert report.restored == 1 and report.changed_since == [str(b)]
     assert a.read_bytes() == old and b.read_bytes() == b"edited by the user"
     assert json.loads((d / "manifest.json").read_text())["status"] == "undone"
+
+
+CAPTION_CHILD = r"""
+import os, signal, sys
+from pathlib import Path
+from joyq_studio.export import apply_caption_export, plan_caption_export
+from joyq_studio.export import captions
+from joyq_studio.ranking import Calibration
+from joyq_studio.store import Project
+
+folder, kill_at, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+real_write, calls = captions.atomic_write, [0]
+
+def write(path, data, **kw):
+    calls[0] += 1
+    if calls[0] == kill_at:
+        def partial(f):
+            f.write(data[:3])
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_write(path, partial, **kw)
+    return real_write(path, data, **kw)
+
+captions.atomic_write = write
+with Project(Path(folder)) as p:
+    cal = Calibration(method="a", k=10, score_min=0.0, score_max=float(n - 1))
+    apply_caption_export(p, plan_caption_export(p, cal))
+"""
+
+
+def test_a_killed_caption_export_is_undone_exactly(folder, tmp_path):
+    """Caption exports write their whole manifest (and backups) before the first caption, so
+    a kill -9 mid-way is undone exactly: created captions removed, modified ones restored
+    byte for byte, the killed run's temporary file removed."""
+    (folder / "img01.txt").write_bytes(b"\xef\xbb\xbfa cat, on a mat\r\n")  # one caption to modify
+    before = tree(folder)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", CAPTION_CHILD, str(folder), str(KILL_AT), str(N)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    written = tree(folder)
+    assert any(TEMP_MARK in name for name in written) and written != before
+    with Project(folder) as p:
+        report = undo_latest_export(p)
+        assert not report.changed_since
+    assert tree(folder) == before  # every caption as before, no temporary file

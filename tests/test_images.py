@@ -307,7 +307,6 @@ def _png16(path, a: np.ndarray, sbit: int | None = None):
     "bits, shifted, sbit",
     [
         (12, False, 12),  # 12-bit camera data as stored, sBIT says 12
-        (12, False, None),  # the same without sBIT: the data's range says 12 bits
         (12, True, 12),  # 12-bit data scaled to the 16-bit range, as the PNG standard asks
         (16, False, None),  # real 16-bit data
         (16, False, 16),
@@ -322,6 +321,13 @@ def test_deep_greyscale_is_scaled_by_its_real_bit_depth(tmp_path, bits, shifted,
     expect = ramp / (2**bits - 1) * 255
     assert np.abs(got - expect).max() <= 1.0  # mid grey stays mid grey; white is white
     assert got[:, -1].min() == 255 and got[:, 0].max() == 0
+
+
+def test_a_dark_sixteen_bit_png_without_sbit_stays_dark(tmp_path):
+    # issue 24: values under 4096 with no sBIT are 16-bit data (1/16 of white), not 12-bit
+    for value in (3000, 4000):
+        path = _png16(tmp_path / f"dark16-{value}.png", np.full((4, 4), value))
+        assert abs(int(np.asarray(load_rgb(path))[0, 0, 0]) - round(value / 65535 * 255)) <= 1
 
 
 def test_sbit_keeps_a_dark_twelve_bit_image_dark(tmp_path):
@@ -347,7 +353,7 @@ def _png16_colour(path, a: np.ndarray, sbit: int | None = None):
     return path
 
 
-@pytest.mark.parametrize("bits, sbit", [(12, 12), (12, None), (16, None)])
+@pytest.mark.parametrize("bits, sbit", [(12, 12), (16, None)])  # 12-bit data without sBIT: see below
 def test_deep_colour_png_is_scaled_by_its_real_bit_depth(tmp_path, bits, sbit):
     top = 2**bits - 1
     ramp = np.linspace(0, top, 32).round()
@@ -358,3 +364,9 @@ def test_deep_colour_png_is_scaled_by_its_real_bit_depth(tmp_path, bits, sbit):
     rgba = np.concatenate([a, np.full((6, 32, 1), 65535 // 2)], axis=-1)
     got = np.asarray(load_rgb(_png16_colour(tmp_path / "ca.png", rgba, sbit))).astype(float)
     assert np.abs(got - (a / top * 255 * 0.5 + GREY * 0.5)).max() <= 1.5
+
+
+def test_a_dark_sixteen_bit_colour_png_without_sbit_stays_dark(tmp_path):
+    a = np.full((4, 4, 3), 4000)  # under 4096, no sBIT: 16-bit data, 1/16 of white
+    got = np.asarray(load_rgb(_png16_colour(tmp_path / "dark.png", a))).astype(float)
+    assert np.abs(got - 4000 / 65535 * 255).max() <= 1.0

@@ -37,7 +37,7 @@ from ..ranking import (
     set_folder_label,
 )
 from ..store import Project
-from .common import open_project, scan_with_progress
+from .common import open_project, print_unreadable, scan_with_progress
 from .ratings import check_xmp_args, export_xmp, files_word
 
 MAX_LISTED = 50
@@ -89,6 +89,19 @@ def _show(text: str | None, limit: int = 100) -> str:
 
 
 # -- commands --------------------------------------------------------------------------------
+def _list_unreadable(report) -> None:
+    """The folder's entries the scan could not use, listed as `joyq score` lists them."""
+    if report.unreadable:
+        n = len(report.unreadable)
+        what = (
+            "1 entry of the folder could not be read and is"
+            if n == 1
+            else f"{n} entries of the folder could not be read and are"
+        )
+        print(f"{what} left out:")
+        print_unreadable(report.unreadable)
+
+
 def cmd_calibrate(args) -> int:
     labels = None
     if args.labels is not None:
@@ -107,7 +120,7 @@ def cmd_calibrate(args) -> int:
             raise UsageError(f"--target-mean must lie strictly between 0 and {k}, not {args.target_mean:g}.")
     method = args.method or ("b" if args.target_mean is not None else None)
     with open_project(args.folder) as project:
-        scan_with_progress(project)
+        _list_unreadable(scan_with_progress(project))
         _require_scores(project)
         cal, notes = calibrate_project(project, method, k, args.target_mean, labels)
         save_calibration(project, cal)
@@ -160,7 +173,7 @@ def cmd_export(args) -> int:
     check_xmp_args(args)
     status = EXIT_OK
     with open_project(args.folder) as project:
-        scan_with_progress(project)
+        _list_unreadable(scan_with_progress(project))
         _require_scores(project)
         cal, notes = ensure_calibration(project)
         _print_notes(notes)
@@ -218,7 +231,8 @@ def _export_to(project: Project, cal: Calibration, args) -> int:
     if manifest is None:
         print(f"nothing to do: every chosen image is already in {plan.dest}.")
     else:
-        print(f"made {len(plan.items)} {kind} in {plan.dest}; manifest in {manifest.parent}")
+        took = f" and took over {plan.interrupted} a stopped export had made" if plan.interrupted else ""
+        print(f"made {len(plan.items)} {kind} in {plan.dest}{took}; manifest in {manifest.parent}")
         print(f"undo with: joyq undo-export {project.folder}")
     return EXIT_FAILED_FILES if plan.skipped else EXIT_OK
 
@@ -256,7 +270,13 @@ def cmd_undo_export(args) -> int:
         if isinstance(report, LinkUndoReport):
             print(
                 f"undid the export {report.export_dir.name} to {report.dest}: removed {report.removed} files it "
-                f"had made, {report.already_gone} already gone; the originals were not touched"
+                f"had made, {report.already_gone} already gone"
+                + (
+                    f", {report.temp_removed} temporary files of a stopped export removed"
+                    if report.temp_removed
+                    else ""
+                )
+                + "; the originals were not touched"
             )
             if report.changed_since:
                 print(
@@ -301,7 +321,7 @@ def cmd_override(args) -> int:
 
 def cmd_import_pairs(args) -> int:
     with open_project(args.folder) as project:
-        scan_with_progress(project)
+        _list_unreadable(scan_with_progress(project))
         report = import_pairs(project, args.dataset)
         added = ", ".join(f"{n} {s}" for s, n in sorted(report.added.items())) or "none"
         print(

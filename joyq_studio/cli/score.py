@@ -8,6 +8,7 @@ from pathlib import Path
 from ..console import EXIT_FAILED_FILES, EXIT_OK, ProgressLine, UsageError
 from ..demo import make_demo_folder
 from ..export import write_scores_csv
+from ..images import same_content_note
 from ..model import describe_device, load_model, model_id, pick_device
 from ..scoring import score_project
 from ..settings import DEFAULT_MODEL
@@ -53,6 +54,9 @@ def cmd_score(args) -> int:
             f"({summary.seconds:.1f} s)"
         )
         print_unreadable(failed)
+        same = same_content_note(project.file_hashes())
+        if same:
+            print(f"note: {same}")
         if args.csv:
             rows = write_scores_csv(project, model_id(model).key, Path(args.csv))
             print(f"wrote {rows} scores to {args.csv}")

@@ -36,6 +36,7 @@ from .results import (
     ShardWriter,
     done_from_project,
     done_from_shards,
+    job_lock,
     merge_into_project,
     merge_missing,
     path_key,
@@ -257,7 +258,42 @@ def score_with_ray(
 ) -> RaySummary:
     """Score every image of ``sources`` with ``model`` (loaded from ``spec`` on every actor)
     not scored yet; rows go to Parquet shards in ``out_dir`` and, with ``project``, into the
-    project's database. Call :func:`connect` first."""
+    project's database. Call :func:`connect` first. One job per ``out_dir`` at a time
+    (:func:`~joyq_studio.cluster.results.job_lock`)."""
+    with job_lock(out_dir):
+        return _score_locked(
+            sources,
+            model,
+            spec,
+            out_dir,
+            project=project,
+            gpus=gpus,
+            device=device,
+            batch_size=batch_size,
+            embeddings=embeddings,
+            follow_links=follow_links,
+            progress=progress,
+            cpu_threads=cpu_threads,
+            shard_rows=shard_rows,
+        )
+
+
+def _score_locked(
+    sources: list[Path],
+    model,
+    spec: str,
+    out_dir: Path,
+    project=None,
+    gpus: int | None = None,
+    device: str | None = None,
+    batch_size: int = 32,
+    embeddings: bool = True,
+    follow_links: bool = False,
+    progress: Progress | None = None,
+    cpu_threads: int | None = None,
+    shard_rows: int = SHARD_ROWS,
+) -> RaySummary:
+    """:func:`score_with_ray`'s work, with the output directory's job lock held."""
     from ..model import model_id
 
     t0 = time.perf_counter()

@@ -24,8 +24,11 @@ once: the done state is computed from the shards, which only ever hold finished 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +135,42 @@ def done_from_project(project, model_key: str) -> tuple[list[int], list[bytes]]:
     for rel, size, mtime in rows:
         keys.append(path_key(f"{root}/{rel}", size, mtime))
     return keys, hashes
+
+
+JOB_LOCK = ".joyq-job.lock"
+
+
+@contextlib.contextmanager
+def job_lock(out_dir: Path):
+    """One scoring job at a time per output directory: two writers would clobber each other's
+    listing and remove each other's half-written shards. An OS lock, so a killed job leaves
+    none behind; a second job is refused with one sentence (ClusterError)."""
+    from . import ClusterError
+
+    path = out_dir / JOB_LOCK
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+b")  # noqa: SIM115 - closed by the with below
+    except OSError as e:
+        raise ClusterError(f"{path}: cannot open the job lock ({e.strerror or e}).") from None
+    with f:
+        try:
+            if sys.platform == "win32":
+                import msvcrt
+
+                msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, errno.EDEADLK):
+                raise ClusterError(f"{path}: cannot take the job lock ({e.strerror or e}).") from None
+            raise ClusterError(
+                f"{out_dir}: another `joyq score --ray` is writing to this directory; nothing was changed, "
+                "wait for it to finish or give another --out."
+            ) from None
+        yield
 
 
 class ShardWriter:

@@ -39,6 +39,7 @@ from PySide6.QtCore import QObject, Signal
 from ..demo import make_demo_folder
 from ..errors import JoyqError
 from ..export import undo_latest_export
+from ..images import same_content_note
 from ..ranking import (
     Calibration,
     RankedImage,
@@ -379,8 +380,10 @@ class Controller(QObject):
         self.unreadable_changed.emit(len(s.unreadable()))
         if summary is not None:
             failed = f", {len(summary.failed)} could not be read" if summary.failed else ""
+            same = same_content_note(s.project.file_hashes())  # issue 24: say when two files are one image
             self.report_info(
                 f"{self.image_count()} images; scored {summary.scored} new in {summary.seconds:.1f} s{failed}."
+                + (f" {same}" if same else "")
             )
         self.scoring_finished.emit()
 
