@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import NoPairAvailable
-from ..metrics import Agreement, agreement
+from ..metrics import Agreement, agreement, paired_comparison, sigmoid
 from ..prelabel.labels import soft_target, training_records
 from ..store import Project
 from .source import HELDOUT, Pair, PairSource
@@ -51,7 +51,7 @@ from .sources import (
     SourceUnavailable,
     Statistics,
 )
-from .stats import CompareStats, retrain_hint, self_agreement_figure
+from .stats import CompareStats, adoption_warning, retrain_hint, self_agreement_figure
 
 SPACING_WINDOW = 20
 SPACING_MAX = 2
@@ -70,6 +70,7 @@ class Click:
     outcome: float | None
     comparison_id: int | None
     booked: bool = False  # the source has learnt it
+    generation: int = -1  # the source (see ``switch_source``) that learnt it
     predicted: float = math.nan  # s_left - s_right before the source learnt it
 
 
@@ -138,6 +139,8 @@ class CompareSession:
         self._stop = False
         self._busy = False
         self._worker: threading.Thread | None = None
+        self._generation = 0
+        self.requested = ""  # the source asked for (``source_name`` may be the fallback)
         self.switch_source(source or project.get_meta(SOURCE_META_KEY) or DEFAULT_SOURCE, save=False)
         if background:
             self._worker = threading.Thread(target=self._run, name="compare-update", daemon=True)
@@ -188,12 +191,43 @@ class CompareSession:
             note, source = str(e), SOURCES[FALLBACK_SOURCE](ctx)
         source.replay(self.judgements())
         with self._source_lock:
-            self.source, self.note = source, note
+            self.source, self.note, self.requested = source, note, name
+            self._generation += 1
             with self._state:
                 self._ready.clear()
             self._refresh_figures()
         if save:
             self.project.set_meta(SOURCE_META_KEY, name)
+
+    def rebuild(
+        self,
+        scores: dict[str, float] | None = None,
+        base_head: tuple[np.ndarray, float] | None = None,
+        tower: str | None = None,
+    ) -> None:
+        """The model in use or the image list changed: build the source asked for again on
+        the project's images (the undo stack and this session's figures are kept)."""
+        self.wait()
+        self.hashes = [h for h, _ in self.project.image_paths()]
+        scores = scores or {}
+        self.scores = np.array([scores.get(h, math.nan) for h in self.hashes], dtype=np.float64)
+        self.base_head, self.tower = base_head, tower
+        self.base_name = "adopted model" if self.project.active_version else "base model"
+        self.switch_source(self.requested or DEFAULT_SOURCE, save=False)
+
+    def add_images(self, hashes: list[str]) -> int:
+        """Newly embedded images join a live source's pool (others are rebuilt by the
+        caller); returns how many joined."""
+        add = getattr(self.source, "add_images", None)
+        if add is None or not self.tower or not hashes:
+            return 0
+        hs, matrix = self.project.embeddings(self.tower, hashes)
+        if not hs:
+            return 0
+        with self._source_lock:
+            before = len(getattr(self.source, "hashes", ()))
+            add(hs, matrix)
+            return len(getattr(self.source, "hashes", ())) - before
 
     @property
     def source_name(self) -> str:
@@ -221,10 +255,11 @@ class CompareSession:
             self.redraws += 1
         return self._random_pair(ahead)
 
-    def next_pair(self) -> Pair | None:
+    def next_pair(self, busy_random: bool = True) -> Pair | None:
         """The pair to show now (None: nothing can be shown). Never waits for learning: a
         prepared pair, else the source's choice when it is free, else (it is learning) a
-        uniformly random pair of kind :data:`BUSY_KIND`."""
+        uniformly random pair of kind :data:`BUSY_KIND` (``busy_random`` False: None, for a
+        caller that only fetches ahead and can ask again after the update)."""
         with self._state:
             while self._ready:
                 pair = self._ready.popleft()
@@ -238,6 +273,8 @@ class CompareSession:
                 return None
             finally:
                 self._source_lock.release()
+        elif not busy_random:
+            return None
         else:
             pair = self._random_pair()
             self.busy_pairs += 1
@@ -333,7 +370,7 @@ class CompareSession:
                 click.predicted = source.predict(click.pair)
             source.record(click.pair, click.outcome)
             source.update()
-        click.booked = True
+        click.booked, click.generation = True, self._generation
         self.update_seconds.append(time.perf_counter() - t0)
 
     def _run(self) -> None:
@@ -375,8 +412,9 @@ class CompareSession:
         return bool(self.clicks) or self._newest_user_comparison() is not None
 
     def _newest_user_comparison(self):
+        """The newest stored click of the user (a pairs file's rows are not undone one by one)."""
         rows = self.project.recent_comparisons(limit=1, user_only=True)
-        return rows[0] if rows else None
+        return rows[0] if rows and rows[0].kind != "import" else None
 
     def undo(self) -> Click | None:
         """Take back the newest click or skip of this session (queued or learnt), else, after
@@ -402,7 +440,10 @@ class CompareSession:
         if not queued:
             with self._source_lock:  # the worker may be learning it: wait, then take it back
                 assert self.source is not None
-                self.source.undo()
+                if click.generation == self._generation:
+                    self.source.undo()
+                else:  # learnt by a source since rebuilt: replay the stored clicks without it
+                    self.source.replay(self.judgements())
                 self._refresh_figures()
         return click
 
@@ -435,6 +476,25 @@ class CompareSession:
             self_agreement_figure(*source.self_agreement()),
             source.heldout_share,
         )
+
+    def heldout_change(self) -> dict | None:
+        """The live model against the model it started from on the same held-out pairs
+        (:func:`joyq_studio.metrics.paired_comparison`); None without a live model."""
+        source = self.source
+        if not isinstance(source, Statistics):
+            return None
+        with self._source_lock:
+            live_d, base_d, y = source.heldout()
+        if live_d is None:
+            return None
+        return paired_comparison(sigmoid(base_d), sigmoid(live_d), y)
+
+    def adoption_warning(self) -> str:
+        """What to say before "Use the live model" adopts a result that is too few to tell or
+        worse than the model in use ('' when neither)."""
+        change = self.heldout_change()
+        n = 0 if change is None else int(change["n_decisive"])
+        return adoption_warning(None if change is None else str(change["verdict"]), n, "the live model")
 
     def predicted(self) -> Agreement:
         """Predict-then-update agreement over this session's learnt clicks."""

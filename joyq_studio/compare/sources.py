@@ -32,6 +32,8 @@ SOURCE_META_KEY = "pair_source"
 """Project meta key holding the name of the pair source the user chose."""
 
 DEFAULT_SOURCE = "live"
+DEFAULT_HELDOUT_SHARE = 0.1
+"""The held-out share of both sources (TasteMix and PairMix default to it; tests check it)."""
 FALLBACK_SOURCE = "openskill"
 
 LIVE_KINDS = ("info", "repeat", HELDOUT)

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import Cancelled
 from ..fsio import describe_error
 from ..images import content_hash
-from ..metrics import WORSE, held_out_summary, paired_comparison
+from ..metrics import MIN_PAIRS_TO_TELL, TOO_FEW, WORSE, held_out_summary, paired_comparison
 from ..model import (
     JoyQuality,
     head_state,
@@ -185,11 +185,19 @@ def _change(before: dict, after: dict, y: np.ndarray) -> dict | None:
 
 
 def adoption_warning(record: dict) -> str | None:
-    """One sentence when a version is worse than the model it was trained from beyond noise
-    (its record's paired ``change`` verdict), else None. The CLI prints it on `adopt`; the app
-    asks for confirmation with it."""
+    """One sentence when a version is worse than the model it was trained from beyond noise,
+    or when its held-out pairs are too few to tell (its record's paired ``change`` verdict),
+    else None. The CLI prints it on `adopt`; the app asks for confirmation with it."""
     change = record.get("change")
-    if not isinstance(change, dict) or change.get("verdict") != WORSE:
+    if not isinstance(change, dict):
+        return None
+    if change.get("verdict") == TOO_FEW:
+        n = int(change.get("n_decisive") or 0)
+        return (
+            f"too few held-out pairs to tell whether this version is better than the model it was trained "
+            f"from: {n} held-out pair{'' if n == 1 else 's'}, at least {MIN_PAIRS_TO_TELL} are needed."
+        )
+    if change.get("verdict") != WORSE:
         return None
     detail = str(change.get("sentence", "")).partition(": ")[2] or "worse beyond noise"
     return f"this version is worse than the model it was trained from, beyond noise: {detail}."

@@ -39,6 +39,7 @@ from PySide6.QtCore import QObject, Signal
 from ..demo import make_demo_folder
 from ..errors import JoyqError
 from ..export import undo_latest_export
+from ..metrics import AGREEMENT_KEY
 from ..ranking import (
     Calibration,
     RankedImage,
@@ -50,7 +51,7 @@ from ..ranking import (
 )
 from ..store import Project, data_dir
 from .imagecache import ImageLoader
-from .session import Pair, Session, UndoEntry
+from .session import Session
 from .util import (
     add_recent_folder,
     demo_model_spec,
@@ -70,7 +71,6 @@ DETECTING = "detecting..."  # the device text until the device task answers
 DEMO_COUNT = 200
 DEMO_SIZE = 512
 SCORE_REFRESH_S = 0.5
-UNDO_HISTORY = 100  # stored clicks that Backspace can take back after reopening a folder
 LABELS_KEY = "bucket_labels"  # project meta: the folder's bucket labels (JSON list), whatever the model
 
 ModelChooser = Callable[[str], "str | None"]
@@ -221,7 +221,6 @@ class Controller(QObject):
                 self.report_error(str(e))
         session.model_spec = spec
         session.scores_changed.connect(self.mark_ranking_dirty)
-        self._restore_undo_history(session)
         self.session = session
         self.ranking = Ranking()
         add_recent_folder(session.folder)
@@ -230,17 +229,6 @@ class Controller(QObject):
         self.start_scoring(spec)
         self.project_opened.emit()
         return True
-
-    @staticmethod
-    def _restore_undo_history(session: Session) -> None:
-        """Comparisons are durable, so the undo history is too: after reopening a folder,
-        Backspace takes back its last stored clicks (the user's, not an LLM's), newest first."""
-        try:
-            recent = session.project.recent_comparisons(limit=UNDO_HISTORY)
-        except Exception:  # noqa: BLE001 - an older store: undo starts empty, as before
-            return
-        clicks = [c for c in reversed(recent) if c.kind != "import"]  # a pairs file is not undone click by click
-        session.undo_stack[:0] = [UndoEntry(Pair(c.a, c.b, c.kind), c.id, c.outcome) for c in clicks]
 
     def _choose_model(self, spec: str) -> str | None:
         """``spec``, or what the user chose instead when it is a repo not downloaded yet."""
@@ -468,8 +456,15 @@ class Controller(QObject):
         held = s.heldout()
         spec = s.model_spec
 
-        def metrics(a) -> dict:
-            return {"accuracy": a.value, "n": a.count, "accuracy_low": a.low, "accuracy_high": a.high}
+        def metrics(a) -> dict:  # metrics.agreement, under its key (the old "accuracy" key kept for readers)
+            return {
+                AGREEMENT_KEY: a.value,
+                "accuracy": a.value,
+                "n": a.count,
+                "n_decisive": a.count,
+                "accuracy_low": a.low,
+                "accuracy_high": a.high,
+            }
 
         record = {
             "metrics_before": metrics(held.base),
