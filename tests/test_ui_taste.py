@@ -136,7 +136,7 @@ def test_scripted_person_teaches_the_live_model_a_planted_taste(qtbot, demo_fold
     w.show_tab(1)
     panel = w.train
     assert panel.quick.isChecked() and "Bayesian" in panel.quick.text()
-    with qtbot.waitSignal(panel.trained, timeout=60_000):
+    with qtbot.waitSignal(panel.trained, timeout=180_000):  # a loaded 2-core machine
         w.train_now()
     vid = panel.result.version_id
     panel.use_button.click()

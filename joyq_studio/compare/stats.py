@@ -16,7 +16,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..metrics import MIN_PAIRS_TO_TELL, TOO_FEW, WORSE, Agreement, clicks_needed, format_accuracy, wilson_interval
+from ..metrics import (
+    AGREEMENT_KEY,
+    MIN_PAIRS_TO_TELL,
+    TOO_FEW,
+    WORSE,
+    Agreement,
+    clicks_needed,
+    format_accuracy,
+    wilson_interval,
+)
 
 PREDICTED_NAME = "predicted before learning"
 """What the predict-then-update figure is called wherever it is shown."""
@@ -156,3 +165,17 @@ def adoption_warning(verdict: str | None, n_pairs: int, what: str) -> str:
             f"On {plural(n_pairs, 'held-out pair')}, {what} is worse than the one in use beyond noise. Use it anyway?"
         )
     return ""
+
+
+def stored_agreement(m: dict) -> Agreement:
+    """The held-out agreement a version record keeps (:data:`~joyq_studio.metrics.AGREEMENT_KEY`,
+    with ``n_decisive`` and ``accuracy_low``/``_high``); records written before the key existed
+    kept the same figure under ``accuracy`` (counting ``n`` pairs when ``n_decisive`` is absent)."""
+
+    def num(key: str) -> float:
+        v = m.get(key)
+        return float(v) if isinstance(v, int | float) else math.nan
+
+    value = num(AGREEMENT_KEY) if AGREEMENT_KEY in m else num("accuracy")
+    n = m.get("n_decisive", m.get("n"))
+    return Agreement(value, int(n) if isinstance(n, int | float) else 0, num("accuracy_low"), num("accuracy_high"))

@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 
 from ...compare import more_clicks
 from ...compare.sources import DEFAULT_HELDOUT_SHARE
+from ...compare.stats import describe, stored_agreement
 from ...metrics import BETTER, MIN_PAIRS_TO_TELL, TARGET_HALF_WIDTH, TOO_FEW, WORSE, format_accuracy
 from ..controller import DETECTING, Controller
 from ..util import format_seconds
@@ -557,7 +558,7 @@ class TrainPanel(QWidget):
                 v["id"],
                 datetime.datetime.fromtimestamp(v.get("created", 0)).strftime("%Y-%m-%d %H:%M"),
                 v.get("mode", "?"),
-                metric_text(after, "accuracy", "pct"),
+                describe(stored_agreement(after)),
                 str(change.get("verdict")) if change else "",
                 "active" if v["id"] == active else "",
             ]
