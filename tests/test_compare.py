@@ -272,3 +272,11 @@ def test_pair_dataclass_is_shared():
     from joyq_studio.compare.source import Pair as SourcePair
 
     assert Pair is SourcePair
+
+
+def test_one_heldout_share_behind_the_more_clicks_rule():
+    from joyq_studio.compare.sources import DEFAULT_HELDOUT_SHARE
+    from joyq_studio.pairing.selector import PairMix
+    from joyq_studio.taste.model import TasteMix
+
+    assert TasteMix().heldout == PairMix().heldout == DEFAULT_HELDOUT_SHARE
