@@ -18,6 +18,7 @@ head ("Use the live model": the controller writes it as a head-only version).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,7 +71,7 @@ class Session(QObject):
     scores_changed = Signal()  # scores of the current model changed
     updated = Signal()  # the compare loop learnt queued clicks (emitted from its worker thread)
 
-    def __init__(self, folder, parent=None):
+    def __init__(self, folder: str | os.PathLike, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.project = Project(folder)
         self.folder = self.project.folder
