@@ -280,3 +280,22 @@ def test_one_heldout_share_behind_the_more_clicks_rule():
     from joyq_studio.taste.model import TasteMix
 
     assert TasteMix().heldout == PairMix().heldout == DEFAULT_HELDOUT_SHARE
+
+
+def test_the_tastes_library_without_qt(tmp_path):
+    """Save, list (start from = make it the base model: the controller's use_model)."""
+    import json
+
+    from joyq_studio.tastes import list_tastes, save_taste
+
+    version = tmp_path / "v1"
+    version.mkdir()
+    (version / "head.safetensors").write_bytes(b"not read here")
+    (version / "version.json").write_text(json.dumps({"tower": "t1", "mode": "live"}), encoding="utf-8")
+    path = save_taste(version, "  warm  colours ", source="/photos")
+    assert path.parent.name == "tastes" and (path / "head.safetensors").is_file()
+    got = list_tastes()
+    assert [(t["name"], t["tower"], t["saved_from"]) for t in got] == [("warm colours", "t1", "/photos")]
+    (tmp_path / "full").mkdir()
+    with pytest.raises(ValueError, match="head-only"):
+        save_taste(tmp_path / "full", "x")

@@ -309,3 +309,28 @@ def adopt(project, version_id: str, device: str | None = None, progress=None, ca
         raise Cancelled("Adoption was cancelled; the previous model stays active.")
     project.set_active_version(version_id)  # score_project made its scores the current ones
     return {"version": version_id, "scored": summary.scored, "failed": len(summary.failed)}
+
+
+# -- a version's head (issue 19: moved here from ui/controller.py) ------------------------
+def head_of(model) -> tuple:
+    """(w, b) of a loaded model's linear head, as numpy / float (the live model's prior centre)."""
+    head = model.head
+    return head.weight.detach().float().cpu().numpy().reshape(-1).copy(), float(head.bias.detach().float().cpu())
+
+
+def version_head(path) -> tuple | None:
+    """(w, b) of a version's head read from its folder (head.safetensors, else the
+    classifier of model.safetensors); None when it cannot be read (pairs then come from the
+    fallback selector until the folder is reopened)."""
+    from safetensors import safe_open
+
+    folder = Path(path)
+    file, prefix = folder / "head.safetensors", ""
+    if not file.exists():
+        file, prefix = folder / "model.safetensors", "classifier."
+    try:
+        with safe_open(str(file), framework="numpy") as st:
+            w, b = st.get_tensor(prefix + "weight"), st.get_tensor(prefix + "bias")
+        return w.astype("float64").reshape(-1), float(b.reshape(-1)[0])
+    except Exception:  # noqa: BLE001 - an unusual layout: no live model, never a failed adoption
+        return None

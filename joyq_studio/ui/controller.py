@@ -50,6 +50,7 @@ from ..ranking import (
     set_bucket_override,
 )
 from ..store import Project, data_dir
+from ..tastes import list_tastes, save_taste
 from .imagecache import ImageLoader
 from .session import Session
 from .util import (
@@ -278,6 +279,7 @@ class Controller(QObject):
             # heavy (torch, transformers): imported on the worker thread
             from ..model import load_model, model_id, pick_device
             from ..scoring import score_project
+            from ..training.versions import head_of
 
             with Project(folder) as p:
                 report(("scan", 0, 0), force=True)
@@ -289,7 +291,7 @@ class Controller(QObject):
                 model = load_model(spec)
                 mid = model_id(model)
                 p.set_current_model_key(mid.key)
-                report(("model", spec, mid.key, mid.tower, _head_of(model)), force=True)
+                report(("model", spec, mid.key, mid.tower, head_of(model)), force=True)
                 device = pick_device()
                 small = model.embed_dim < 512
                 cpus = os.cpu_count() or 1
@@ -486,6 +488,7 @@ class Controller(QObject):
             # heavy (torch): imported on the worker thread
             from ..model import pick_device
             from ..training import adopt
+            from ..training.versions import version_head
 
             device = str(pick_device())
             with Project(folder) as p:
@@ -495,7 +498,7 @@ class Controller(QObject):
                 )
                 v = p.version(version_id)
                 p.set_current_model_key(v["model_key"])
-                return {**v, "_head": _version_head(v["path"])}
+                return {**v, "_head": version_head(v["path"])}
 
         task = Task("score", job, self)
         task.progress.connect(self._on_score_progress)
@@ -776,83 +779,3 @@ def _with_folder_labels(project: Project, cal: Calibration) -> Calibration:
     new.reason = cal.reason
     save_calibration(project, new)
     return new
-
-
-def _head_of(model) -> tuple:
-    """(w, b) of a loaded model's linear head, as numpy / float (the live model's prior centre)."""
-    head = model.head
-    return head.weight.detach().float().cpu().numpy().reshape(-1).copy(), float(head.bias.detach().float().cpu())
-
-
-def _version_head(path) -> tuple | None:
-    """(w, b) of a version's head read from its folder (head.safetensors, else the
-    classifier of model.safetensors); None when it cannot be read (pairs then come from the
-    fallback selector until the folder is reopened)."""
-    from safetensors import safe_open
-
-    folder = Path(path)
-    file, prefix = folder / "head.safetensors", ""
-    if not file.exists():
-        file, prefix = folder / "model.safetensors", "classifier."
-    try:
-        with safe_open(str(file), framework="numpy") as st:
-            w, b = st.get_tensor(prefix + "weight"), st.get_tensor(prefix + "bias")
-        return w.astype("float64").reshape(-1), float(b.reshape(-1)[0])
-    except Exception:  # noqa: BLE001 - an unusual layout: no live model, never a failed adoption
-        return None
-
-
-def tastes_dir() -> Path:
-    """Where the user's named heads live (one head-only version folder each)."""
-    return data_dir() / "tastes"
-
-
-def list_tastes() -> list[dict]:
-    """Saved tastes, by name: {"name", "path", "tower", "saved_from", "created"}; unreadable ones skipped."""
-    root = tastes_dir()
-    out = []
-    for d in sorted(root.iterdir()) if root.is_dir() else []:
-        try:
-            rec = json.loads((d / "version.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(rec, dict) and (d / "head.safetensors").is_file():
-            out.append(
-                {
-                    "name": str(rec.get("taste_name") or d.name),
-                    "path": d,
-                    "tower": rec.get("tower"),
-                    "saved_from": rec.get("saved_from"),
-                    "created": rec.get("created"),
-                }
-            )
-    return out
-
-
-def save_taste(version: Path, name: str, source: str = "") -> Path:
-    """Copy a head-only version folder into the library as ``name`` (replacing a taste of
-    that name); written to a temporary folder and renamed, never half a taste."""
-    import re
-    import shutil
-
-    name = " ".join(name.split())
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:80]
-    if not slug:
-        raise ValueError(f"{name!r} cannot name a taste; use letters or digits.")
-    if not (version / "head.safetensors").is_file():
-        raise ValueError(
-            f"{version}: only a head-only version (quick training or the live model) can be saved as a "
-            "taste; a full finetune carries its own tower."
-        )
-    record = json.loads((version / "version.json").read_text(encoding="utf-8"))
-    record.update(taste_name=name, saved_from=source, version=version.name, created=time.time())
-    root = tastes_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    final, tmp = root / slug, root / f".{slug}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    shutil.copy2(version / "head.safetensors", tmp / "head.safetensors")
-    (tmp / "version.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return final
