@@ -17,6 +17,10 @@ def register(sub, model_args) -> None:
     bp = sub.add_parser("bench", help="benchmarks (results name the machine)")
     bsub = bp.add_subparsers(dest="bench", metavar="BENCH", required=True)
 
+    from . import click  # issue 19: `joyq bench click` (argparse only; heavy imports run inside)
+
+    click.register(bsub)
+
     sp = bsub.add_parser(
         "score", help="scoring throughput: model-only, end-to-end 1 MP / 12 MP, and the reference-style baseline"
     )

@@ -8,6 +8,8 @@ import math
 import sys
 from pathlib import Path
 
+from ..compare.sources import DEFAULT_HELDOUT_SHARE
+from ..compare.stats import more_clicks_sentence
 from ..console import EXIT_OK, ProgressLine, UsageError
 from ..metrics import format_metrics_table, held_out_sentences
 from ..model import load_model, pick_device
@@ -132,8 +134,13 @@ def print_result(result) -> None:
 
 
 def held_out_lines(before: dict, after: dict, change: dict | None) -> list[str]:
-    """:func:`joyq_studio.metrics.held_out_sentences`, after a blank line."""
-    return ["", *held_out_sentences(before, after, change)]
+    """:func:`joyq_studio.metrics.held_out_sentences`, after a blank line, and what the
+    held-out pairs still needed mean in clicks (the compare loop's one rule, as the app says)."""
+    lines = ["", *held_out_sentences(before, after, change)]
+    more = after.get("more_pairs_needed")
+    if isinstance(more, int) and more > 0:
+        lines.append(f"that is {more_clicks_sentence(more, DEFAULT_HELDOUT_SHARE, 'of comparing in the app')}.")
+    return lines
 
 
 def cmd_eval(args) -> int:

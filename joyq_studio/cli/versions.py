@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..compare.stats import describe, stored_agreement
 from ..console import EXIT_OK
-from ..metrics import format_accuracy
 from ..settings import DEFAULT_MODEL
 from .common import open_project
 
@@ -15,7 +15,10 @@ def cmd_versions(args) -> int:
         if not versions:
             print("no trained versions yet; the model in use is", project.active_model_spec(DEFAULT_MODEL))
             return EXIT_OK
-        print("held-out accuracy with its count and 95% interval; change = paired test of after vs before")
+        print(
+            "held-out agreement (ties left out, a level score counts half) with its count and 95% interval; "
+            "change = paired test of after vs before"
+        )
         print(
             f"{'':2}{'version':<26}{'mode':<10}{'train':>6}{'test':>6}  {'acc before':<22}{'acc after':<22}"
             f"{'change':<21}path"
@@ -35,7 +38,6 @@ def cmd_versions(args) -> int:
 
 
 def accuracy_of(m: dict) -> str:
-    """``62.5% of 40 (47-76%)``; older records without ``n_decisive`` count the test pairs."""
-    return format_accuracy(
-        m.get("accuracy"), m.get("n_decisive", m.get("n")), m.get("accuracy_low"), m.get("accuracy_high")
-    )
+    """``62.5% of 40 (47-76%)``: the stored held-out agreement (``compare.stats.stored_agreement``,
+    which also reads records written before its key existed)."""
+    return describe(stored_agreement(m))

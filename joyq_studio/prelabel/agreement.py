@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..metrics import wilson_interval
+from ..metrics import Agreement, agreement, wilson_interval  # noqa: F401 - wilson_interval: re-exported by prelabel
 from ..store import Project
 from .cache import CachedAnswer
 from .labels import combine
@@ -57,14 +57,23 @@ class AgreementReport:
     inconsistent: int = 0  # answered pairs whose two orders picked opposite sides
     failed: int = 0  # pairs with a malformed or missing answer
     disagreements: list[Disagreement] = field(default_factory=list)
+    #: (LLM verdict - 1/2, user outcome) of the pairs where the LLM chose a side
+    votes: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def figure(self) -> Agreement:
+        """:func:`joyq_studio.metrics.agreement` of the LLM's verdicts with the user's clicks
+        (the LLM's ties are not votes here: they are reported as the tie rate)."""
+        return agreement([d for d, _ in self.votes], [y for _, y in self.votes])
 
     @property
     def agreement(self) -> float:
-        return self.agree / self.n if self.n else math.nan
+        return self.figure.value
 
     @property
     def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.agree, self.n)
+        f = self.figure
+        return f.low, f.high
 
     @property
     def tie_rate(self) -> float:
@@ -127,6 +136,7 @@ def summarize(
             rep.ties += 1
             continue
         rep.n += 1
+        rep.votes.append((v.outcome - 0.5, p.outcome))
         rep.held_out += p.split == "test"
         if v.outcome == p.outcome:
             rep.agree += 1

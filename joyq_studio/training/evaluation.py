@@ -17,6 +17,7 @@ from ..errors import Cancelled
 from ..images import ImageError, load_rgb, resize_for_model
 from ..metrics import (
     MIN_PAIRS_TO_TELL,
+    AGREEMENT_KEY,
     agreement,
     distance_weights,
     format_accuracy,
@@ -141,6 +142,8 @@ def metrics_from_scores(
     p = sigmoid(item_scores[es.a] - item_scores[es.b])
     m: dict[str, float] = pair_metrics(np.atleast_1d(p), es.y, es.weights) if len(es.a) else {"n": 0}
     m["_pair_p"] = np.atleast_1d(p) if len(es.a) else np.zeros(0)  # type: ignore[assignment]  # paired test
+    # THE held-out agreement (metrics.agreement), under its key; "accuracy" is the same figure
+    m[AGREEMENT_KEY] = agreement(item_scores[es.a] - item_scores[es.b], es.y).value if len(es.a) else float("nan")
     for task, (clean, bad) in rob_scores.items():
         m.update(robustness_metrics(task, clean, bad))
     if es.ranking and len(es.ranking) > 2:

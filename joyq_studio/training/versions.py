@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import Cancelled
 from ..fsio import describe_error
 from ..images import content_hash
-from ..metrics import WORSE, held_out_summary, paired_comparison
+from ..metrics import MIN_PAIRS_TO_TELL, TOO_FEW, WORSE, held_out_summary, paired_comparison
 from ..model import (
     JoyQuality,
     head_state,
@@ -185,11 +185,19 @@ def _change(before: dict, after: dict, y: np.ndarray) -> dict | None:
 
 
 def adoption_warning(record: dict) -> str | None:
-    """One sentence when a version is worse than the model it was trained from beyond noise
-    (its record's paired ``change`` verdict), else None. The CLI prints it on `adopt`; the app
-    asks for confirmation with it."""
+    """One sentence when a version is worse than the model it was trained from beyond noise,
+    or when its held-out pairs are too few to tell (its record's paired ``change`` verdict),
+    else None. The CLI prints it on `adopt`; the app asks for confirmation with it."""
     change = record.get("change")
-    if not isinstance(change, dict) or change.get("verdict") != WORSE:
+    if not isinstance(change, dict):
+        return None
+    if change.get("verdict") == TOO_FEW:
+        n = int(change.get("n_decisive") or 0)
+        return (
+            f"too few held-out pairs to tell whether this version is better than the model it was trained "
+            f"from: {n} held-out pair{'' if n == 1 else 's'}, at least {MIN_PAIRS_TO_TELL} are needed."
+        )
+    if change.get("verdict") != WORSE:
         return None
     detail = str(change.get("sentence", "")).partition(": ")[2] or "worse beyond noise"
     return f"this version is worse than the model it was trained from, beyond noise: {detail}."
@@ -301,3 +309,28 @@ def adopt(project, version_id: str, device: str | None = None, progress=None, ca
         raise Cancelled("Adoption was cancelled; the previous model stays active.")
     project.set_active_version(version_id)  # score_project made its scores the current ones
     return {"version": version_id, "scored": summary.scored, "failed": len(summary.failed)}
+
+
+# -- a version's head (issue 19: moved here from ui/controller.py) ------------------------
+def head_of(model) -> tuple:
+    """(w, b) of a loaded model's linear head, as numpy / float (the live model's prior centre)."""
+    head = model.head
+    return head.weight.detach().float().cpu().numpy().reshape(-1).copy(), float(head.bias.detach().float().cpu())
+
+
+def version_head(path) -> tuple | None:
+    """(w, b) of a version's head read from its folder (head.safetensors, else the
+    classifier of model.safetensors); None when it cannot be read (pairs then come from the
+    fallback selector until the folder is reopened)."""
+    from safetensors import safe_open
+
+    folder = Path(path)
+    file, prefix = folder / "head.safetensors", ""
+    if not file.exists():
+        file, prefix = folder / "model.safetensors", "classifier."
+    try:
+        with safe_open(str(file), framework="numpy") as st:
+            w, b = st.get_tensor(prefix + "weight"), st.get_tensor(prefix + "bias")
+        return w.astype("float64").reshape(-1), float(b.reshape(-1)[0])
+    except Exception:  # noqa: BLE001 - an unusual layout: no live model, never a failed adoption
+        return None

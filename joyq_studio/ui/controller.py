@@ -40,6 +40,7 @@ from ..demo import make_demo_folder
 from ..errors import JoyqError
 from ..export import undo_latest_export
 from ..images import same_content_note
+from ..metrics import AGREEMENT_KEY
 from ..ranking import (
     Calibration,
     RankedImage,
@@ -50,8 +51,9 @@ from ..ranking import (
     set_bucket_override,
 )
 from ..store import Project, data_dir
+from ..tastes import list_tastes, save_taste
 from .imagecache import ImageLoader
-from .session import Pair, Session, UndoEntry
+from .session import Session
 from .util import (
     add_recent_folder,
     demo_model_spec,
@@ -71,7 +73,6 @@ DETECTING = "detecting..."  # the device text until the device task answers
 DEMO_COUNT = 200
 DEMO_SIZE = 512
 SCORE_REFRESH_S = 0.5
-UNDO_HISTORY = 100  # stored clicks that Backspace can take back after reopening a folder
 LABELS_KEY = "bucket_labels"  # project meta: the folder's bucket labels (JSON list), whatever the model
 
 ModelChooser = Callable[[str], "str | None"]
@@ -222,7 +223,6 @@ class Controller(QObject):
                 self.report_error(str(e))
         session.model_spec = spec
         session.scores_changed.connect(self.mark_ranking_dirty)
-        self._restore_undo_history(session)
         self.session = session
         self.ranking = Ranking()
         add_recent_folder(session.folder)
@@ -231,17 +231,6 @@ class Controller(QObject):
         self.start_scoring(spec)
         self.project_opened.emit()
         return True
-
-    @staticmethod
-    def _restore_undo_history(session: Session) -> None:
-        """Comparisons are durable, so the undo history is too: after reopening a folder,
-        Backspace takes back its last stored clicks (the user's, not an LLM's), newest first."""
-        try:
-            recent = session.project.recent_comparisons(limit=UNDO_HISTORY)
-        except Exception:  # noqa: BLE001 - an older store: undo starts empty, as before
-            return
-        clicks = [c for c in reversed(recent) if c.kind != "import"]  # a pairs file is not undone click by click
-        session.undo_stack[:0] = [UndoEntry(Pair(c.a, c.b, c.kind), c.id, c.outcome) for c in clicks]
 
     def _choose_model(self, spec: str) -> str | None:
         """``spec``, or what the user chose instead when it is a repo not downloaded yet."""
@@ -291,6 +280,7 @@ class Controller(QObject):
             # heavy (torch, transformers): imported on the worker thread
             from ..model import load_model, model_id, pick_device
             from ..scoring import score_project
+            from ..training.versions import head_of
 
             with Project(folder) as p:
                 report(("scan", 0, 0), force=True)
@@ -302,7 +292,7 @@ class Controller(QObject):
                 model = load_model(spec)
                 mid = model_id(model)
                 p.set_current_model_key(mid.key)
-                report(("model", spec, mid.key, mid.tower, _head_of(model)), force=True)
+                report(("model", spec, mid.key, mid.tower, head_of(model)), force=True)
                 device = pick_device()
                 small = model.embed_dim < 512
                 cpus = os.cpu_count() or 1
@@ -471,8 +461,15 @@ class Controller(QObject):
         held = s.heldout()
         spec = s.model_spec
 
-        def metrics(a) -> dict:
-            return {"accuracy": a.value, "n": a.count, "accuracy_low": a.low, "accuracy_high": a.high}
+        def metrics(a) -> dict:  # metrics.agreement, under its key (the old "accuracy" key kept for readers)
+            return {
+                AGREEMENT_KEY: a.value,
+                "accuracy": a.value,
+                "n": a.count,
+                "n_decisive": a.count,
+                "accuracy_low": a.low,
+                "accuracy_high": a.high,
+            }
 
         record = {
             "metrics_before": metrics(held.base),
@@ -494,6 +491,7 @@ class Controller(QObject):
             # heavy (torch): imported on the worker thread
             from ..model import pick_device
             from ..training import adopt
+            from ..training.versions import version_head
 
             device = str(pick_device())
             with Project(folder) as p:
@@ -503,7 +501,7 @@ class Controller(QObject):
                 )
                 v = p.version(version_id)
                 p.set_current_model_key(v["model_key"])
-                return {**v, "_head": _version_head(v["path"])}
+                return {**v, "_head": version_head(v["path"])}
 
         task = Task("score", job, self)
         task.progress.connect(self._on_score_progress)
@@ -784,83 +782,3 @@ def _with_folder_labels(project: Project, cal: Calibration) -> Calibration:
     new.reason = cal.reason
     save_calibration(project, new)
     return new
-
-
-def _head_of(model) -> tuple:
-    """(w, b) of a loaded model's linear head, as numpy / float (the live model's prior centre)."""
-    head = model.head
-    return head.weight.detach().float().cpu().numpy().reshape(-1).copy(), float(head.bias.detach().float().cpu())
-
-
-def _version_head(path) -> tuple | None:
-    """(w, b) of a version's head read from its folder (head.safetensors, else the
-    classifier of model.safetensors); None when it cannot be read (pairs then come from the
-    fallback selector until the folder is reopened)."""
-    from safetensors import safe_open
-
-    folder = Path(path)
-    file, prefix = folder / "head.safetensors", ""
-    if not file.exists():
-        file, prefix = folder / "model.safetensors", "classifier."
-    try:
-        with safe_open(str(file), framework="numpy") as st:
-            w, b = st.get_tensor(prefix + "weight"), st.get_tensor(prefix + "bias")
-        return w.astype("float64").reshape(-1), float(b.reshape(-1)[0])
-    except Exception:  # noqa: BLE001 - an unusual layout: no live model, never a failed adoption
-        return None
-
-
-def tastes_dir() -> Path:
-    """Where the user's named heads live (one head-only version folder each)."""
-    return data_dir() / "tastes"
-
-
-def list_tastes() -> list[dict]:
-    """Saved tastes, by name: {"name", "path", "tower", "saved_from", "created"}; unreadable ones skipped."""
-    root = tastes_dir()
-    out = []
-    for d in sorted(root.iterdir()) if root.is_dir() else []:
-        try:
-            rec = json.loads((d / "version.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(rec, dict) and (d / "head.safetensors").is_file():
-            out.append(
-                {
-                    "name": str(rec.get("taste_name") or d.name),
-                    "path": d,
-                    "tower": rec.get("tower"),
-                    "saved_from": rec.get("saved_from"),
-                    "created": rec.get("created"),
-                }
-            )
-    return out
-
-
-def save_taste(version: Path, name: str, source: str = "") -> Path:
-    """Copy a head-only version folder into the library as ``name`` (replacing a taste of
-    that name); written to a temporary folder and renamed, never half a taste."""
-    import re
-    import shutil
-
-    name = " ".join(name.split())
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:80]
-    if not slug:
-        raise ValueError(f"{name!r} cannot name a taste; use letters or digits.")
-    if not (version / "head.safetensors").is_file():
-        raise ValueError(
-            f"{version}: only a head-only version (quick training or the live model) can be saved as a "
-            "taste; a full finetune carries its own tower."
-        )
-    record = json.loads((version / "version.json").read_text(encoding="utf-8"))
-    record.update(taste_name=name, saved_from=source, version=version.name, created=time.time())
-    root = tastes_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    final, tmp = root / slug, root / f".{slug}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    shutil.copy2(version / "head.safetensors", tmp / "head.safetensors")
-    (tmp / "version.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return final

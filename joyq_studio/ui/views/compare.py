@@ -20,16 +20,20 @@ from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPushButton,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
+from ...compare import CompareStats, more_clicks_sentence
+from ...compare.stats import PREDICTED_NAME, describe, plural
+from ...metrics import MIN_PAIRS_TO_TELL
 from ..controller import Controller
 from ..imagecache import Decoded
-from ..session import HeldoutStats, Pair, Session
-from ..util import error_sentence, format_bytes, format_name, percent
+from ..session import Pair, Session
+from ..util import error_sentence, format_bytes, format_name
 from .canvas import ImageCanvas, ViewState
 
 PREFETCH = 2
@@ -177,6 +181,7 @@ class CompareView(QWidget):
         self.view.fit()
         if session is not None:
             session.changed.connect(self.refresh_status)
+            session.updated.connect(self._fill_queue)
         self.advance()
 
     def reseed(self) -> None:
@@ -201,7 +206,9 @@ class CompareView(QWidget):
         if self.session is None:
             return
         while len(self.queue) < PREFETCH:
-            pair = self.session.next_pair()
+            # only an empty queue takes a random pair while the model learns; the rest are
+            # fetched when the update is done (``updated``)
+            pair = self.session.next_pair(busy_random=not self.queue)
             if pair is None:
                 break
             self.queue.append(pair)
@@ -334,7 +341,20 @@ class CompareView(QWidget):
         return True
 
     def use_live_model(self) -> bool:
-        """Adopt the live head (the controller writes it as a version and rescores)."""
+        """Adopt the live head (the controller writes it as a version and rescores); a result
+        that is too few to tell or worse is adopted only when the user confirms."""
+        compare = self.session.compare if self.session is not None else None
+        warning = compare.adoption_warning() if compare is not None else ""
+        if warning:
+            answer = QMessageBox.question(
+                self,
+                "Use the live model? - JoyQuality Studio",
+                warning,
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
         return self.c.use_live_model()
 
     def toggle_scores(self) -> None:
@@ -368,31 +388,35 @@ class CompareView(QWidget):
 
     def refresh_status(self) -> None:
         self._update_buttons()
-        if self.session is None:
-            self.status.setText("")
+        st = self.session.compare_stats() if self.session is not None else None
+        if self.session is None or st is None:
+            self.status.setText("" if self.session is None else self.session.live_note)
             self.hint.setText("")
             return
-        st = self.session.stats()
-        parts = [f"{st['total']} comparisons"]
-        if st["trained"]:
-            parts.append(f"{st['since_training']} since the last training")
-        parts.append(heldout_text(st["heldout"]))
-        if st["repeats"]:
-            parts.append(f"your self-consistency on {st['repeats']} repeated pairs: {percent(st['self_consistency'])}")
-        else:
-            parts.append("self-consistency: no repeated pairs yet")
-        if st["scored"] < st["images"]:
-            parts.append(f"{st['scored']} of {st['images']} images scored")
-        if not st["live"] and st["live_note"]:
-            parts.append(st["live_note"])
+        s = self.session
+        parts = [plural(st.total, "comparison")]
+        if st.trained:
+            parts.append(f"{st.since_training} since the last training")
+        parts.append(predicted_text(st))
+        parts.append(heldout_text(st))
+        if st.self_agreement.count:
+            parts.append(f"your self-agreement on repeated pairs: {describe(st.self_agreement)}")
+        if st.pending:
+            parts.append(f"learning {plural(st.pending, 'click')}\u2026")
+        if s.n_scored() < len(s.hashes):
+            parts.append(f"{s.n_scored()} of {len(s.hashes)} images scored")
+        if st.note:
+            parts.append(st.note)
         self.status.setText("   \u00b7   ".join(parts))
         self.status.setToolTip(
-            "Accuracy on held-out pairs: uniformly random pairs the live model never learns from, so they test it "
-            "without bias. The live model learns from every other click; the rank view and the exports keep "
-            "using the adopted model until you press \u201cUse the live model\u201d."
+            f"\u201c{PREDICTED_NAME}\u201d: each of this session's clicks as the model predicted it before it "
+            "learnt from that click (an honest figure from the first click on). Held-out pairs: uniformly random "
+            "pairs the live model never learns from, so they test it without bias. The live model learns from "
+            "every other click; the rank view and the exports keep using the adopted model until you press "
+            "\u201cUse the live model\u201d."
         )
-        self.hint.setText(st["retrain_hint"])
-        self.hint.setToolTip(st["retrain_hint"])
+        self.hint.setText(st.retrain_hint)
+        self.hint.setToolTip(st.retrain_hint)
         self.status_changed.emit()
 
     # -- keys --------------------------------------------------------------------------------
@@ -443,19 +467,19 @@ class CompareView(QWidget):
         return QSize(1100, 700)
 
 
-def _acc(a) -> str:
-    return f"{100 * a.value:.0f}% (95% interval {100 * a.low:.0f}\u2013{100 * a.high:.0f}%)"
+def predicted_text(st: CompareStats) -> str:
+    """The predict-then-update figure with its count and interval, named for what it is."""
+    return f"{PREDICTED_NAME}: {describe(st.predicted)}"
 
 
-def heldout_text(h: HeldoutStats) -> str:
-    """The status strip's accuracy: on held-out pairs only, with interval and count, the
-    live model next to the model it started from; below 30 pairs, "too few to tell"."""
-    n = h.count
-    pairs = f"{n} held-out pair{'s' if n != 1 else ''}"
-    if h.live is None:
-        if not h.enough:
-            return f"model accuracy on {pairs}: too few to tell (30 needed)"
-        return f"{h.base_name} on {pairs}: {_acc(h.base)}"
-    if not h.enough:
-        return f"live model vs {h.base_name} on {pairs}: too few to tell (30 needed)"
-    return f"on {pairs}: live model {_acc(h.live)}, {h.base_name} {_acc(h.base)}"
+def heldout_text(st: CompareStats) -> str:
+    """The status strip's held-out figure: the live model next to the model it started from
+    on the same held-out pairs, with counts and intervals; until it can tell, "too few to
+    tell" and how many more clicks (the compare loop's one rule)."""
+    pairs = plural(st.heldout_count, "held-out pair")
+    if not st.enough:
+        more = more_clicks_sentence(MIN_PAIRS_TO_TELL - st.heldout_count, st.heldout_share, "to go")
+        return f"{pairs}: too few to tell ({MIN_PAIRS_TO_TELL} needed, {more})"
+    if st.heldout_live is None:
+        return f"{st.base_name} on {pairs}: {describe(st.heldout_base)}"
+    return f"on {pairs}: live model {describe(st.heldout_live)}, {st.base_name} {describe(st.heldout_base)}"

@@ -39,8 +39,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ...compare import more_clicks
+from ...compare.sources import DEFAULT_HELDOUT_SHARE
+from ...compare.stats import describe, stored_agreement
 from ...metrics import BETTER, MIN_PAIRS_TO_TELL, TARGET_HALF_WIDTH, TOO_FEW, WORSE, format_accuracy
-from ...pairing import PairMix
 from ..controller import DETECTING, Controller
 from ..util import format_seconds
 from .plot import TrainPlot
@@ -92,9 +94,9 @@ def metric_text(m: dict, key: str, kind: str) -> str:
     return text
 
 
-def clicks_for_pairs(pairs: int, share: float = PairMix().heldout) -> int:
-    """Clicks that bring about ``pairs`` more held-out pairs (a share of pairs is held out)."""
-    return int(math.ceil(pairs / share)) if pairs > 0 else 0
+def clicks_for_pairs(pairs: int, share: float = DEFAULT_HELDOUT_SHARE) -> int:
+    """Clicks that bring about ``pairs`` more held-out pairs: the compare loop's one rule."""
+    return more_clicks(pairs, share)
 
 
 def verdict_text(change: dict | None, after: dict) -> str:
@@ -514,7 +516,7 @@ class TrainPanel(QWidget):
             return True
         answer = QMessageBox.question(
             self,
-            "Use a worse model? - JoyQuality Studio",
+            "Use this model? - JoyQuality Studio",
             f"{warning[:1].upper() + warning[1:]}\n\nUse it anyway?",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
             QMessageBox.StandardButton.No,
@@ -556,7 +558,7 @@ class TrainPanel(QWidget):
                 v["id"],
                 datetime.datetime.fromtimestamp(v.get("created", 0)).strftime("%Y-%m-%d %H:%M"),
                 v.get("mode", "?"),
-                metric_text(after, "accuracy", "pct"),
+                describe(stored_agreement(after)),
                 str(change.get("verdict")) if change else "",
                 "active" if v["id"] == active else "",
             ]

@@ -1,0 +1,301 @@
+"""The compare session without Qt: everything a user can do in the compare view.
+
+A real project (SQLite) over synthetic images, the real live Bayesian head on small random
+embeddings, a simulated rater. Slow updates are made slow on purpose (a sleep in the source's
+update) to test the click path while learning runs behind it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from joyq_studio.bench.click import make_rater, synthetic_project
+from joyq_studio.compare import SOURCE_META_KEY, CompareSession, Pair, more_clicks, more_clicks_sentence
+from joyq_studio.compare.session import SPACING_MAX, SPACING_WINDOW
+from joyq_studio.compare.sources import LiveSource
+from joyq_studio.compare.stats import adoption_warning, plural
+from joyq_studio.metrics import MIN_PAIRS_TO_TELL, agreement
+from joyq_studio.store import Project
+
+D = 16
+
+
+def _world(tmp_path, n=80, seed=0):
+    rater = make_rater(n, d=D, seed=seed)
+    project = synthetic_project(tmp_path / "proj", n)
+    hashes = [h for h, _ in project.image_paths()]
+    return rater, project, hashes
+
+
+def _session(project, rater, hashes, **kw):
+    scores = dict(zip(hashes, (rater.E.astype(np.float64) @ rater.w0).tolist(), strict=True))
+    return CompareSession(project, scores=scores, base_head=(rater.w0, 0.0), embeddings=(hashes, rater.E), **kw)
+
+
+def _answer(rater, hashes, pair):
+    index = {h: k for k, h in enumerate(hashes)}
+    return rater.answer(index[pair.left], index[pair.right])
+
+
+@pytest.fixture
+def slow_update(monkeypatch):
+    """Every click's update takes at least 30 ms (learning behind the click path)."""
+    real = LiveSource.update
+
+    def update(self, cancel=None):
+        time.sleep(0.03)
+        return real(self, cancel)
+
+    monkeypatch.setattr(LiveSource, "update", update)
+
+
+def test_clicks_are_stored_learnt_once_and_the_answered_pair_never_comes_next(tmp_path):
+    rater, project, hashes = _world(tmp_path)
+    cs = _session(project, rater, hashes)
+    assert cs.source_name == "live" and cs.note == ""
+    pair = cs.next_pair()
+    for _ in range(60):
+        assert pair is not None
+        cs.record(pair, _answer(rater, hashes, pair))
+        nxt = cs.next_pair()
+        assert nxt is not None and {nxt.left, nxt.right} != {pair.left, pair.right}
+        pair = nxt
+    assert project.comparison_count() == 60
+    assert len(cs.source.model.history) == 60
+    held = [c for c in cs.clicks if c.pair.kind == "heldout"]
+    assert project.comparison_records("test") and len(project.comparison_records("test")) == len(held)
+    cs.close()
+
+
+def test_fast_clicks_during_slow_updates_are_neither_lost_nor_doubled(tmp_path, slow_update):
+    rater, project, hashes = _world(tmp_path)
+    cs = _session(project, rater, hashes, background=True)
+    shown = []
+    pair = cs.next_pair()
+    t0 = time.perf_counter()
+    for _ in range(25):  # far faster than the updates
+        shown.append(pair)
+        cs.record(pair, _answer(rater, hashes, pair))
+        pair = cs.next_pair()
+    click_path = time.perf_counter() - t0
+    assert cs.pending() > 0  # learning is behind: the clicks did not wait for it
+    assert click_path < 25 * 0.03
+    cs.wait()
+    assert cs.pending() == 0
+    hist = cs.source.model.history
+    assert len(hist) == 25 == project.comparison_count()
+    index = cs.source.index
+    assert [(index[p.left], index[p.right]) for p in shown] == [(h[0], h[1]) for h in hist]  # in order, once
+    assert cs.busy_pairs >= 0
+    cs.close()
+
+
+def test_undo_while_the_update_is_pending_and_after_it(tmp_path, slow_update):
+    rater, project, hashes = _world(tmp_path)
+    cs = _session(project, rater, hashes, background=True)
+    pairs = []
+    for _ in range(4):
+        p = cs.next_pair()
+        pairs.append(p)
+        cs.record(p, 1.0)
+    back = cs.undo()  # very likely still queued
+    assert back is not None and back.pair == pairs[-1]
+    assert project.comparison_count() == 3
+    cs.wait()
+    assert len(cs.source.model.history) == 3
+    back = cs.undo()  # learnt: the source takes it back
+    assert back.pair == pairs[-2] and project.comparison_count() == 2
+    cs.wait()
+    assert len(cs.source.model.history) == 2
+    # a skip is taken back too, and the next undo reaches the click before it
+    p = cs.next_pair()
+    cs.skip(p)
+    assert cs.undo().outcome is None and project.comparison_count() == 2
+    cs.close()
+
+
+def test_undo_after_reopening_takes_back_the_newest_stored_click(tmp_path):
+    rater, project, hashes = _world(tmp_path)
+    cs = _session(project, rater, hashes)
+    for _ in range(5):
+        p = cs.next_pair()
+        cs.record(p, 0.0)
+    newest = p
+    cs.close()
+    project.close()
+    project = Project(tmp_path / "proj")
+    cs = _session(project, rater, hashes)
+    assert len(cs.source.model.history) == 5 and cs.can_undo()
+    back = cs.undo()
+    assert back.pair.left == newest.left and back.pair.right == newest.right
+    assert project.comparison_count() == 4 and len(cs.source.model.history) == 4
+    cs.close()
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from joyq_studio.bench.click import make_rater, synthetic_project
+    from joyq_studio.compare import CompareSession
+    from joyq_studio.compare.sources import LiveSource
+
+    def update(self, cancel=None):
+        time.sleep(60)  # the update never finishes before the kill
+
+    LiveSource.update = update
+    rater = make_rater(80, d=16, seed=0)
+    project = synthetic_project(Path(sys.argv[1]), 80)
+    hashes = [h for h, _ in project.image_paths()]
+    cs = CompareSession(project, base_head=(rater.w0, 0.0), embeddings=(hashes, rater.E), background=True)
+    for _ in range(3):
+        cs.record(cs.next_pair(), 1.0)
+    print("stored", cs.pending(), flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def test_a_click_survives_a_kill_while_its_update_is_pending(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "proj")], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        line = proc.stdout.readline().split()
+        assert line[0] == "stored" and int(line[1]) >= 1  # updates were pending when killed
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    project = Project(tmp_path / "proj")
+    assert project.comparison_count() == 3
+    rater = make_rater(80, d=16, seed=0)
+    hashes = [h for h, _ in project.image_paths()]
+    cs = _session(project, rater, hashes)
+    assert len(cs.source.model.history) == 3  # reopening replays them into the model
+    cs.close()
+
+
+def test_source_is_chosen_by_name_switchable_and_saved(tmp_path):
+    rater, project, hashes = _world(tmp_path)
+    cs = _session(project, rater, hashes)
+    for _ in range(3):
+        cs.record(cs.next_pair(), 1.0)
+    cs.switch_source("openskill")
+    assert cs.source_name == "openskill" and project.get_meta(SOURCE_META_KEY) == "openskill"
+    assert cs.source.selector.n_comparisons == 3  # the stored clicks were replayed
+    p = cs.next_pair()
+    cs.record(p, 0.0)
+    cs.undo()
+    assert cs.source.selector.n_comparisons == 3
+    cs.close()
+    cs = _session(project, rater, hashes)  # the choice is remembered
+    assert cs.source_name == "openskill"
+    cs.close()
+
+
+def test_without_a_head_pairs_fall_back_to_openskill_and_say_why(tmp_path):
+    _, project, _ = _world(tmp_path)
+    cs = CompareSession(project, scores={})
+    assert cs.source_name == "openskill" and "head" in cs.note
+    assert cs.stats().note == cs.note
+    cs.close()
+
+
+def test_no_image_more_than_twice_in_any_twenty_consecutive_pairs(tmp_path):
+    rater, project, hashes = _world(tmp_path, n=60)
+    cs = _session(project, rater, hashes)
+    shown = []
+    for _ in range(200):
+        p = cs.next_pair()
+        shown.append(p)
+        cs.record(p, _answer(rater, hashes, p))
+    for s in range(len(shown) - SPACING_WINDOW + 1):
+        window = shown[s : s + SPACING_WINDOW]
+        counts: dict[str, int] = {}
+        for p in window:
+            for h in (p.left, p.right):
+                counts[h] = counts.get(h, 0) + 1
+        assert max(counts.values()) <= SPACING_MAX, s
+    print(f"spacing: {cs.redraws} redraws, {sum(p.kind == 'random' for p in shown)} random pairs in 200")
+    cs.close()
+
+
+def test_statistics_count_and_interval_and_the_one_more_clicks_rule(tmp_path):
+    rater, project, hashes = _world(tmp_path)
+    cs = _session(project, rater, hashes)
+    st = cs.stats()
+    assert st.total == 0 and st.predicted.count == 0 and st.heldout_share == pytest.approx(0.1)
+    assert st.clicks_to_tell == more_clicks(MIN_PAIRS_TO_TELL, 0.1) == 300
+    p = cs.next_pair()
+    cs.record(p, 1.0)
+    st = cs.stats()
+    assert "1 comparison stored" in st.lines()[0]
+    for _ in range(40):
+        p = cs.next_pair()
+        cs.record(p, _answer(rater, hashes, p))
+    st = cs.stats()
+    # predict-then-update: every click predicted before the model learnt it
+    assert st.predicted.count == sum(1 for c in cs.clicks if c.outcome != 0.5) == 41
+    assert 0 <= st.predicted.low <= st.predicted.value <= st.predicted.high <= 1
+    # held-out: the live model and the starting head on the same pairs, metrics.agreement
+    held = [(c.pair, c.outcome) for c in cs.clicks if c.pair.kind == "heldout"]
+    idx = cs.source.index
+    x = np.array([rater.E[idx[p.left]] - rater.E[idx[p.right]] for p, _ in held]).reshape(-1, D)
+    y = np.array([o for _, o in held])
+    assert st.heldout_base == agreement(x @ rater.w0, y)
+    assert st.heldout_live is not None and st.heldout_live.count == st.heldout_base.count == len(held)
+    assert st.clicks_to_tell == more_clicks(MIN_PAIRS_TO_TELL - len(held), 0.1)
+    text = "\n".join(st.lines())
+    assert "predicted before learning" in text and "too few to tell" in text
+    cs.close()
+
+
+def test_wording():
+    assert plural(1, "comparison") == "1 comparison" and plural(2, "comparison") == "2 comparisons"
+    assert more_clicks_sentence(16, 0.1, "to go") == "about 160 more clicks (16 more held-out pairs, one in 10) to go"
+    assert more_clicks_sentence(0, 0.1, "to go") == ""
+    assert "too few to tell" in adoption_warning("too few to tell", 7, "this model")
+    assert "worse" in adoption_warning("worse", 60, "the live model")
+    assert adoption_warning("better", 60, "this model") == ""
+
+
+def test_pair_dataclass_is_shared():
+    from joyq_studio.compare.source import Pair as SourcePair
+
+    assert Pair is SourcePair
+
+
+def test_one_heldout_share_behind_the_more_clicks_rule():
+    from joyq_studio.compare.sources import DEFAULT_HELDOUT_SHARE
+    from joyq_studio.pairing.selector import PairMix
+    from joyq_studio.taste.model import TasteMix
+
+    assert TasteMix().heldout == PairMix().heldout == DEFAULT_HELDOUT_SHARE
+
+
+def test_the_tastes_library_without_qt(tmp_path):
+    """Save, list (start from = make it the base model: the controller's use_model)."""
+    import json
+
+    from joyq_studio.tastes import list_tastes, save_taste
+
+    version = tmp_path / "v1"
+    version.mkdir()
+    (version / "head.safetensors").write_bytes(b"not read here")
+    (version / "version.json").write_text(json.dumps({"tower": "t1", "mode": "live"}), encoding="utf-8")
+    path = save_taste(version, "  warm  colours ", source="/photos")
+    assert path.parent.name == "tastes" and (path / "head.safetensors").is_file()
+    got = list_tastes()
+    assert [(t["name"], t["tower"], t["saved_from"]) for t in got] == [("warm colours", "t1", "/photos")]
+    (tmp_path / "full").mkdir()
+    with pytest.raises(ValueError, match="head-only"):
+        save_taste(tmp_path / "full", "x")
