@@ -128,7 +128,8 @@ def bench_photos(args) -> int:
     photos = load_photos()
     if not photos:
         raise UsageError("scikit-image gave no photograph (are its data files installed?).")
-    print(f"machine: {machine_name()}; model {args.model}; {len(photos)} photographs: {', '.join(n for n, _ in photos)}")
+    names = ", ".join(n for n, _ in photos)
+    print(f"machine: {machine_name()}; model {args.model}; {len(photos)} photographs: {names}")
     for title, make in (("issue 25 corruptions (fixed strengths)", issue_set), ("demo.degrade corruptions", demo_set)):
         pixels, keys = [], []
         for p, (_, photo) in enumerate(photos):
