@@ -175,3 +175,14 @@ def test_csv_rank_and_bucket_agree_for_any_k(scored, capsys):
             assert int(r[bucket_col]) == min(int(float(r["rank"])), k - 1)
         assert {int(r[bucket_col]) for r in rows} == set(range(k))
     capsys.readouterr()
+
+
+def test_bench_calibration_planted_folder_table():
+    """`joyq bench calibration`'s planted folder: q spreads exactly, b-capped keeps its caps."""
+    from joyq_studio.bench.calibration import planted
+
+    lines = planted(n=200, sd=3.0, tau=1.0, m=40, seed=0)
+    rows = {line.split(" | ")[0].lstrip("| ").split(" (")[0]: line for line in lines if line.startswith("| ")}
+    assert rows["q"].startswith("| q | 0.10 | 0.20 | 0.10 / 0.10 | — |")
+    two = float(rows["b-capped"].split(" | ")[2])
+    assert two <= 0.5 and "tau" in rows["b"]

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from joyq_studio.bench.learn import degradation_strength, demo_tower_figures
+from joyq_studio.bench.learn import demo_tower_figures
 from joyq_studio.demo import degrade, draw_scene, make_demo_folder
 from joyq_studio.model import demo_config, load_model
+from joyq_studio.training.demo_tower import degradation_strength
 
 
 @pytest.fixture(scope="module")

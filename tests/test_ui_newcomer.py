@@ -275,7 +275,7 @@ def test_rank_status_reads_as_plain_sentences(qtbot, folder40):
     show_rank(qtbot, w)
     text = w.rank.notes.text()
     assert text.startswith("40 images ranked into buckets 0 (worst) to 9 (best).")
-    assert "Method A" in text and "because" in text  # which method, and why
+    assert "Quantile buckets were used (the default)" in text  # which method, and why (issue 25)
     assert "calibrated now" not in text and "; method" not in text
     with qtbot.waitSignal(w.rank.ranked, timeout=T):
         w.controller.recalibrate("b")  # too few held-out comparisons: A, said in one sentence

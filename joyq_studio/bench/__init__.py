@@ -162,6 +162,14 @@ def register(sub, model_args) -> None:
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(handler="joyq_studio.bench.subset:bench_subset")
 
+    sp = bsub.add_parser(
+        "photos",
+        help="the demo tower on scikit-image's photographs, corrupted here: within- and cross-photo "
+        "agreement with counts (needs scikit-image)",
+    )
+    sp.add_argument("--model", default="demo", help="the model to measure (default demo)")
+    sp.set_defaults(handler="joyq_studio.bench.photos:bench_photos")
+
     # listed for --help; `joyq bench pairing|taste ...` is handed whole to the module's main()
     bsub.add_parser("pairing", help="simulated raters: pair-selection strategies compared, selector speed at 100k")
     bsub.add_parser("taste", help="closed loop: the Bayesian personal head and pair strategies vs simulated raters")

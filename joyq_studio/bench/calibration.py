@@ -19,8 +19,6 @@ the folder and no end bucket more than 15%.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import os
 import tempfile
@@ -98,42 +96,36 @@ def _row(name: str, sp: dict[str, float] | None, loss: float | None, extra: str 
 HEADER = "| method | largest bucket | two fullest | bucket 0 / bucket 9 | held-out log loss |\n|---|---|---|---|---|"
 
 
-def walkthrough(home: Path, count: int) -> tuple[dict[str, dict], list[str]]:
-    """Run demo / score --model demo / import-pairs / train --adopt quietly; return per model
-    (before, after) {"scores", "kinds", "d", "y"}."""
-    from ..cli import main
+def walkthrough(home: Path, count: int) -> dict[str, dict]:
+    """The walkthrough's steps through the core (demo, score --model demo, import-pairs,
+    train --adopt in quick mode); per model ("before", "after"): {"scores", "kinds", "d", "y"}."""
+    from ..demo import make_demo_folder
+    from ..export import import_pairs
+    from ..model import load_model
     from ..ranking.rows import held_out_pairs
+    from ..scoring import score_project
     from ..store import Project
+    from ..training import TrainConfig
+    from ..training.versions import adopt, train_project
 
     folder = home / "joyq-demo"
-    steps = [
-        ["demo", str(folder), "--count", str(count)],
-        ["score", str(folder), "--model", "demo"],
-        ["import-pairs", str(folder), str(folder / "pairs.json")],
-        ["train", str(folder), "--adopt"],
-    ]
-    sink = io.StringIO()
-    for argv in steps:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            code = main(argv)
-        if code != 0:
-            raise SystemExit(f"`joyq {' '.join(argv)}` exited {code}:\n{sink.getvalue()[-2000:]}")
+    make_demo_folder(folder, count=count)
     out = {}
     with Project(folder) as p:
-        after = p.current_model_key()
-        keys = [r[0] for r in p.db.execute("SELECT DISTINCT model FROM scores")]
-        for key in keys:
-            sc = p.scores(key)
+        p.scan()
+        p.set_base_model("demo")
+        score_project(p, load_model("demo"), device="cpu")
+        import_pairs(p, folder / "pairs.json")
+        before = p.current_model_key()
+        result = train_project(p, TrainConfig(mode="quick"))
+        adopt(p, result.version_id)
+        for key, when in ((before, "before"), (p.current_model_key(), "after")):
+            sc = p.scores(key or "")
             files = [(path, h) for path, h in p.file_hashes() if h in sc]
             kinds = [next(k for k in DEGRADATIONS if Path(path).stem.endswith("_" + k)) for path, _ in files]
             (s1, s2, y), _ = held_out_pairs(p, sc)
-            out["after" if key == after else "before"] = {
-                "scores": np.array([sc[h] for _, h in files]),
-                "kinds": kinds,
-                "d": s1 - s2,
-                "y": y,
-            }
-    return out, sorted(out)
+            out[when] = {"scores": np.array([sc[h] for _, h in files]), "kinds": kinds, "d": s1 - s2, "y": y}
+    return out
 
 
 def per_kind(cal: Calibration, scores: np.ndarray, kinds: list[str]) -> list[str]:
@@ -179,7 +171,7 @@ def bench_calibration(args) -> int:
     if not args.no_walkthrough:
         with tempfile.TemporaryDirectory(prefix="joyq-bench-cal-") as tmp:
             os.environ["JOYQ_DATA_DIR"] = str(Path(tmp) / "data")
-            models, _ = walkthrough(Path(tmp), args.count)
+            models = walkthrough(Path(tmp), args.count)
         for when in ("before", "after"):
             m = models.get(when)
             if m is None:

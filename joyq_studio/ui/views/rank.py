@@ -291,7 +291,7 @@ class BucketRow(QFrame):
         self.empty.setVisible(not rows)
 
 
-METHODS = (("a", "A: equal score ranges"), ("b", "B: calibrated"))
+METHODS = (("q", "Q: equal shares"), ("a", "A: equal score ranges"), ("b", "B: calibrated"))
 
 
 ANY_SCORE = -100.0  # the min-score filter's "any score" value
@@ -329,6 +329,7 @@ class RankView(QWidget):
         for key, text in METHODS:
             self.method.addItem(text, key)
         self.method.setToolTip(
+            "Q (default): about a tenth of the folder in each bucket, in score order. "
             "A: the score range split into 10 equal parts. "
             "B: ranks from a sigmoid whose temperature is fitted on your held-out comparisons."
         )
