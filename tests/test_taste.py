@@ -302,7 +302,7 @@ def test_replay_fits_the_stored_comparisons_in_one_go():
     y = answers(E, w_star, i, j, rng)
     comps = [(int(a), int(b), float(o)) for a, b, o in zip(i, j, y)]
     comps += [(0, 1, 1.0, "heldout"), (2, 3, 0.5, "other", 2.0)]
-    tm = TasteModel(E, (w0, 0.0), seed=6)
+    tm = TasteModel(E, (w0, 0.0), seed=6, base_scale_sd=None)  # the plain prior: fit_head's
     tm.replay(comps)
     X = np.concatenate([E[i] - E[j], (E[2] - E[3])[None]])
     ref = fit_head(
@@ -350,7 +350,16 @@ def test_every_criterion_chooses_informative_pairs(criterion):
     E, w_star, w0, rng = world(seed=14, n=600, d=48)
     # (plain logistic likelihood: with a lapse rate, vopt on this near-noiseless rater prefers
     # far pairs whose answers are not coin flips; the closed loop judges that, not this test)
-    tm = TasteModel(E, (w0, 0.0), seed=7, criterion=criterion, reduced_dims=16, mix=TasteMix(0.0, 0.0), lapse=0.0)
+    tm = TasteModel(
+        E,
+        (w0, 0.0),
+        seed=7,
+        criterion=criterion,
+        reduced_dims=16,
+        mix=TasteMix(0.0, 0.0),
+        lapse=0.0,
+        base_scale_sd=None,
+    )
     session(tm, E, w_star, rng, 40)
     # the chosen pairs are closer to a coin flip under the model (its uncertainty included)
     # than uniform pairs are

@@ -66,6 +66,11 @@ ALL_STRATEGIES = STRATEGIES + (
     "model-norep",
     "model-nocap",
     "model-nolapse",
+    "model-forget",
+    "model-rff",
+    "random-scale",
+    "model-scale",
+    "model-scale-explore",
     "model-bald",
     "model-guro",
     "model-eer",
@@ -74,9 +79,17 @@ ALL_STRATEGIES = STRATEGIES + (
 model: TasteModel's default (vopt, lapse, hyperprior, front-loaded held-out, coin-flip cap,
 repetition limit); model-explore: 25% of model pairs uniform (``strategy="vopt-explore"``);
 model-flat: 10% held-out from the start; model-norep: no repetition limit; model-nocap: no
-coin-flip cap; model-nolapse: plain logistic likelihood and a flat hyperprior (the old head);
+coin-flip cap; model-nolapse: plain logistic likelihood and a flat hyperprior (the old head); model-forget:
+forgetting on (half-life 150 fitted clicks); model-rff: the linear head plus random features
+of the embedding (``taste.features``); model-scale(-explore): the base's scale uncertain too
+(``base_scale_sd=1``), without / with 25% uniform pairs; random-scale: uniform pairs, the
+same learner as model-scale;
 model-bald / -guro / -eer: the other criteria."""
 SELECTOR_EVERY = 25
+RFF_SIZE = 256
+"""model-rff: random features appended to the embedding."""
+FORGET_HALF_LIFE = 150.0
+"""model-forget: recency half-life in fitted clicks (the drift world turns over 400 clicks)."""
 MODEL_KWARGS: dict[str, dict] = {
     "model": {},
     "model-explore": {"strategy": "vopt-explore"},
@@ -84,14 +97,18 @@ MODEL_KWARGS: dict[str, dict] = {
     "model-norep": {"repetition_limit": False},
     "model-nocap": {"coinflip_max": 1.0},
     "model-nolapse": {"lapse": 0.0, "alpha_prior_sd": None},
+    "model-forget": {"forget_half_life": FORGET_HALF_LIFE},
+    "random-scale": {"base_scale_sd": 1.0},
+    "model-scale": {"base_scale_sd": 1.0},
+    "model-scale-explore": {"base_scale_sd": 1.0, "strategy": "vopt-explore"},
     "model-bald": {"criterion": "bald"},
     "model-guro": {"criterion": "guro"},
     "model-eer": {"criterion": "eer"},
 }
 
 
-def evaluate(world: World, w: np.ndarray, click: int = 0) -> dict[str, float]:
-    return world.evaluate(w, click)
+def evaluate(world: World, w: np.ndarray, click: int = 0, features: np.ndarray | None = None) -> dict[str, float]:
+    return world.evaluate(w, click, features)
 
 
 # ----------------------------------------------------------------------------- SGD recipe
@@ -165,7 +182,14 @@ def run_strategy(world: World, strategy: str, budgets, seed: int, sgd: bool = Tr
     rng = np.random.default_rng([seed, 7, ALL_STRATEGIES.index(strategy)])
     rater = np.random.default_rng([seed, 99])  # the same rater noise for every strategy
     base = (world.w0, 0.0)
-    tm = TasteModel(world.E, base, seed=seed, **MODEL_KWARGS.get(strategy, {}))
+    feats = None
+    if strategy == "model-rff":  # the linear head plus RFF_SIZE random features
+        from ..taste.features import RandomFeatures
+
+        rf = RandomFeatures(world.E, n_features=RFF_SIZE, seed=seed)
+        feats = rf.transform(world.E)
+        base = (rf.pad_head(world.w0), 0.0)
+    tm = TasteModel(world.E if feats is None else feats, base, seed=seed, **MODEL_KWARGS.get(strategy, {}))
     tm.exclude(world.oos)
     sel = None
     pre: list[tuple[int, int]] | None = None
@@ -174,7 +198,7 @@ def run_strategy(world: World, strategy: str, budgets, seed: int, sgd: bool = Tr
 
         sel = PairSelector.from_model_scores(world.E @ world.w0, (), embeddings=world.E, seed=seed)
         sel.exclude(world.oos)
-    elif strategy == "random":
+    elif strategy in ("random", "random-scale"):
         sh = world.shown
         pre = []
         while len(pre) < budgets[-1]:
@@ -219,7 +243,7 @@ def run_strategy(world: World, strategy: str, budgets, seed: int, sgd: bool = Tr
             def arr(rows_, k, dtype):
                 return np.array([r[k] for r in rows_], dtype=dtype)
 
-            ev_b = evaluate(world, tm.w, c)
+            ev_b = evaluate(world, tm.head()[0] if feats is None else tm.w, c, feats)
             row = {
                 "seed": seed,
                 "world": world.kind,
@@ -351,6 +375,8 @@ def report(rows: list[dict], strategies, budgets) -> tuple[str, list[str]]:
     cols = [(s, "base") for s in strategies] + [
         (s, "random") for s in strategies if s != "random" and "random" in strategies
     ]
+    # the same learner on both sides: the pair choice alone
+    cols += [(s, "random-scale") for s in strategies if s.startswith("model-scale") and "random-scale" in strategies]
     out += ["| clicks | " + " | ".join(f"{a} - {b}" for a, b in cols) + " |", "|" + " ---: |" * (1 + len(cols))]
     worst: dict[tuple[str, str], tuple[float, int]] = {c: (math.inf, 0) for c in cols}
     for bud in budgets:

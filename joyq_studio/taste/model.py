@@ -104,6 +104,12 @@ explore share being the part of the model's pairs replaced by uniform pairs. "ra
 the held-out schedule and repeats but draws every other pair uniformly. Measured against each
 other, world by world, by ``joyq bench taste`` (docs/taste.md)."""
 
+BASE_SCALE_SD = 1.0
+"""The value to pass as ``base_scale_sd`` to let the clicks turn a wrong base round (strategy
+``model-scale`` of the benchmark). Off by default: with a base whose logits are far larger
+than the user's (saturated), the Laplace update learns nothing from pairs the base is sure
+of while the extra direction keeps them looking uncertain (docs/taste.md)."""
+
 COINFLIP_BAND = 0.05
 """A pair is a coin flip when the model's predicted win probability is within 0.5 +- this."""
 
@@ -193,6 +199,7 @@ class _Undo:
     f: np.ndarray
     post: tuple
     next_refit: int
+    c_eff: tuple = ()
 
 
 def _normal_tail(x: np.ndarray) -> np.ndarray:
@@ -236,6 +243,15 @@ class TasteModel:
         folders under 40 images exempt).
     heldout_schedule: front-load held-out pairs (``pacing.heldout_share``: 30% of the first
         100 clicks, then ``mix.heldout``); False = ``mix.heldout`` at random throughout.
+    forget_half_life: forgetting for a drifting taste (off by default; the user turns it on):
+        a fitted click weighs 0.5 ** (age / half-life), age in fitted clicks, and the held-out
+        agreement uses the held-out pairs of the last 2 half-lives only.
+    base_scale_sd: the starting head's scale is uncertain too (None = off, the default;
+        ``BASE_SCALE_SD`` = 1 when on): the prior becomes
+        ``w ~ N(w0, I / alpha + s^2 w0 w0^T / alpha_ref)`` with s = base_scale_sd, so the
+        clicks can shrink, drop or turn round a base that points the wrong way at the cost of
+        one direction. Built as one extra embedding column ``c (w0 . e)`` whose weight has
+        prior mean 1 / c; ``head()`` maps it back.
 
     Attributes: ``alpha`` (the prior strength in use), ``last_kind``, ``shows`` (per-image
     counts), ``available`` (bool mask), ``history`` (list of (i, j, outcome, kind, weight)).
@@ -311,6 +327,8 @@ class TasteModel:
         coinflip_max: float = 0.2,
         repetition_limit: bool = True,
         heldout_schedule: bool = True,
+        forget_half_life: float | None = None,
+        base_scale_sd: float | None = None,
     ) -> None:
         E = np.asarray(embeddings)
         if E.ndim != 2 or E.shape[1] == 0:
@@ -336,8 +354,28 @@ class TasteModel:
         self.strategy = strategy
         self.explore, self.coinflip_max = float(explore), float(coinflip_max)
         self.repetition_limit, self.heldout_schedule = bool(repetition_limit), bool(heldout_schedule)
+        if forget_half_life is not None and not forget_half_life > 0:
+            raise ValueError("forget_half_life must be > 0 (or None: no forgetting)")
+        self.forget_half_life = None if forget_half_life is None else float(forget_half_life)
         self._recent = RecentShows()
         self.n_info_issued, self.n_coinflip_issued = 0, 0
+        self._base_dir: np.ndarray | None = None
+        self._base_c = 1.0
+        self._ref0 = 1.0
+        self.d_in = E.shape[1]
+        if base_scale_sd is not None:  # one extra column carries the base's own direction
+            if not base_scale_sd > 0:
+                raise ValueError("base_scale_sd must be > 0 (or None)")
+            col = (E @ w0.astype(np.float32)).astype(np.float64)
+            rng0 = np.random.default_rng([seed, 17])
+            i0, j0 = rng0.integers(0, len(E), 2048), rng0.integers(0, len(E), 2048)
+            x0 = E[i0].astype(np.float64) - E[j0]
+            ref0 = default_alpha(x0, w0)
+            self._base_c = float(base_scale_sd) * math.sqrt(ref0)
+            self._ref0 = ref0
+            self._base_dir = w0
+            E = np.concatenate([E, (self._base_c * col)[:, None].astype(np.float32)], axis=1)
+            w0 = np.concatenate([np.zeros(self.d_in), [1.0 / self._base_c]])
         self.n, self.d = E.shape
         self.E = E
         self.w0, self.b0 = w0, float(b0)
@@ -353,7 +391,9 @@ class TasteModel:
         self.undo_depth = int(undo_depth)
         self.mean_e = E.mean(axis=0, dtype=np.float64) if self.n else np.zeros(self.d)
         self._build_reduced(int(reduced_dims))
-        self._alpha_ref = self._prior_alpha()
+        # with the base's scale column, the prior's centre stays that of the plain embedding
+        # (the column would otherwise double it and halve the prior variance elsewhere)
+        self._alpha_ref = self._ref0 if self._base_dir is not None else self._prior_alpha()
         self.last_kind: str | None = None
         self.available = np.ones(self.n, dtype=bool)
         self._jitter = np.asarray(self.rng.random(self.n)) * 1e-9
@@ -378,12 +418,16 @@ class TasteModel:
 
         b keeps the pool's mean score where the starting head put it:
         ``b = b0 + (w0 - w) . mean(e)`` (the bias is not identified by pairs)."""
-        return self.w.copy(), self.b0 + float((self.w0 - self.w) @ self.mean_e)
+        b = self.b0 + float((self.w0 - self.w) @ self.mean_e)
+        if self._base_dir is None:
+            return self.w.copy(), b
+        d = self.d_in
+        return self.w[:d] + self.w[d] * self._base_c * self._base_dir, b
 
     def scores(self) -> np.ndarray:
         """(n,) posterior-mean scores ``w . e_i + b`` (exact; one n x d product)."""
-        w, b = self.head()
-        return (self.E @ w.astype(np.float32)).astype(np.float64) + b
+        b = self.b0 + float((self.w0 - self.w) @ self.mean_e)
+        return (self.E @ self.w.astype(np.float32)).astype(np.float64) + b
 
     def score_sd(self, indices: Sequence[int] | np.ndarray | None = None, exact: bool | None = None) -> np.ndarray:
         """Posterior SD of each image's score relative to the pool mean, ``sqrt(c^T Sigma c)``
@@ -405,7 +449,10 @@ class TasteModel:
 
     def heldout_accuracy(self) -> HeldoutAccuracy:
         """The current head's and the starting head's agreement with the held-out clicks."""
-        rows = [(i, j, o) for i, j, o, kind, _ in self._history if kind == "heldout"]
+        start = 0
+        if self.forget_half_life is not None:  # forgetting on: the recent held-out pairs only
+            start = max(0, len(self._history) - int(2 * self.forget_half_life))
+        rows = [(i, j, o) for i, j, o, kind, _ in self._history[start:] if kind == "heldout"]
         if not rows:
             nan = Accuracy(math.nan, 0, math.nan, math.nan)
             return HeldoutAccuracy(nan, nan)
@@ -472,6 +519,7 @@ class TasteModel:
             self._f[: self._m].copy() if fitted else self._f[:0],
             self._post_state(),
             self._next_refit,
+            (self._c_eff, self._c_eff_m),
         )
         self._undo.append(u)
         if len(self._undo) > self.undo_depth:
@@ -516,6 +564,7 @@ class TasteModel:
             self._f[: u.m] = u.f
             self._set_post_state(u.post)
             self._next_refit = u.next_refit
+            self._c_eff, self._c_eff_m = u.c_eff
             self._scores_changed()
         return u.comparison
 
@@ -538,8 +587,11 @@ class TasteModel:
         can be shown at once. The pool mean used for ``head``'s bias and the PCA basis stay
         those of the first images."""
         new = np.ascontiguousarray(np.asarray(new_embeddings), dtype=np.float32)
-        if new.ndim != 2 or new.shape[1] != self.d or not np.all(np.isfinite(new)):
-            raise ValueError(f"new embeddings must be finite and have shape (k, {self.d})")
+        if new.ndim != 2 or new.shape[1] != self.d_in or not np.all(np.isfinite(new)):
+            raise ValueError(f"new embeddings must be finite and have shape (k, {self.d_in})")
+        if self._base_dir is not None:
+            col = self._base_c * (new @ self._base_dir.astype(np.float32))
+            new = np.ascontiguousarray(np.concatenate([new, col[:, None]], axis=1), dtype=np.float32)
         k = len(new)
         if k == 0:
             return
@@ -591,10 +643,12 @@ class TasteModel:
         m = self._m
         tol, alpha_tol = (REFIT_TOL, REFIT_ALPHA_TOL) if live else (1e-7, 1e-3)
         gram = self._gram[:m, :m] if (self._gram is not None and m < self.d) else None
+        if self.forget_half_life is not None:  # new recency weights (a new array: undo keeps the old)
+            self._c_eff, self._c_eff_m = self._decayed(m), m
         fit = fit_head(
             self._X[:m],
             self._y[:m],
-            self._c[:m],
+            self._weights(m),
             self.w0,
             alpha=self._fixed_alpha,
             alpha_init=self.alpha,
@@ -610,6 +664,8 @@ class TasteModel:
         self._f[:m] = (self._X[:m] @ self.w.astype(np.float32)).astype(np.float64)
         self._after_refit()
         self._next_refit = m + 1 if m < self.refit_small else max(m + 1, int(math.ceil(m * self.refit_growth)))
+        if self.forget_half_life is not None:  # the recency weights move: refit often
+            self._next_refit = min(self._next_refit, m + max(1, int(self.forget_half_life / 10)))
         self._scores_changed()
         return fit
 
@@ -672,6 +728,7 @@ class TasteModel:
         self._X = np.zeros((cap, d), dtype=np.float32)
         self._y = np.zeros(cap)
         self._c = np.zeros(cap)
+        self._c_eff, self._c_eff_m = np.zeros(0), 0
         self._f = np.zeros(cap)
         self._gram = np.zeros((cap, cap))
         self.w = self.w0.copy()
@@ -825,7 +882,7 @@ class TasteModel:
         u = self._cov_matvec(x)
         v = float(x @ u)
         m1 = self._m - 1
-        r = float(link_terms(self._f[m1 : m1 + 1], self._y[m1 : m1 + 1], self._c[m1 : m1 + 1], self.lapse)[1][0])
+        r = float(link_terms(self._f[m1 : m1 + 1], self._y[m1 : m1 + 1], self._weights(self._m)[m1:], self.lapse)[1][0])
         ut = u * math.sqrt(r / (1.0 + r * v))
         if self._k == len(self._U):  # (undo snapshots keep the old arrays; rows < k never change)
             self._U = np.concatenate([self._U, np.zeros_like(self._U)])
@@ -842,11 +899,29 @@ class TasteModel:
             if self._newton_step() < NEWTON_TOL:
                 break
 
+    def _decayed(self, m: int) -> np.ndarray:
+        """The user's weights of the first m fitted clicks times the recency weight
+        0.5 ** (age / half-life), age counted in fitted clicks (forgetting on)."""
+        assert self.forget_half_life is not None
+        age = np.arange(m - 1, -1, -1, dtype=np.float64)
+        return self._c[:m] * np.power(0.5, age / self.forget_half_life)
+
+    def _weights(self, m: int) -> np.ndarray:
+        """The weights the posterior uses for the first m fitted clicks: the user's weights,
+        or with forgetting on, the recency weights of the last refit (clicks since weigh 1:
+        the weights change only at refits, so the per-click updates stay consistent)."""
+        if self.forget_half_life is None:
+            return self._c[:m]
+        out = self._c[:m].copy()
+        k = min(self._c_eff_m, m)
+        out[:k] = self._c_eff[:k]
+        return out
+
     def _newton_step(self) -> float:
         """One quasi-Newton step on the mean (Sigma_t as the inverse Hessian), halved until
         the objective drops. Returns the decrement -g . step relative to the objective."""
         m = self._m
-        X, y, c, f = self._X[:m], self._y[:m], self._c[:m], self._f[:m]
+        X, y, c, f = self._X[:m], self._y[:m], self._weights(m), self._f[:m]
         gf, _ = link_terms(f, y, c, self.lapse)
         delta = self.w - self.w0
         g = (X.T @ gf.astype(np.float32)).astype(np.float64) + self.alpha * delta
