@@ -513,9 +513,31 @@ def speed(n: int = 100_000, d: int = DIM, m: int = 5000, clicks: int = 600, seed
     lines.append(
         f"- click -> update -> next pair at n = {n:,} with {m:,} earlier pairs, {clicks} clicks: "
         f"median {np.median(ms):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms "
-        f"(next_pair p99 {np.percentile(nexts, 99) * 1e3:.1f} ms, record p99 "
+        f"(next_pair p95 {np.percentile(nexts, 95) * 1e3:.1f} ms, p99 {np.percentile(nexts, 99) * 1e3:.1f} ms, "
+        f"record p99 "
         f"{np.percentile(recs, 99) * 1e3:.1f} ms)"
     )
+    # each pair strategy's pick time on the same session (the compare session's budget:
+    # next_pair p95 < 30 ms at 100k images)
+    from ..taste import STRATEGIES as PAIR_STRATEGIES
+
+    for name in ("vopt-explore", "bald"):
+        if name not in PAIR_STRATEGIES:
+            continue
+        tm_s = TasteModel(E, (w0, 0.0), seed=seed, strategy=name)
+        tm_s.replay(comps)
+        picks = []
+        for _ in range(min(clicks, 300)):
+            t0 = time.perf_counter()
+            a, b = tm_s.next_pair()
+            picks.append((time.perf_counter() - t0) * 1e3)
+            tm_s.record(a, b, float(rng.random() < _sigmoid(t[a] - t[b])))
+        pk = np.array(picks)
+        lines.append(
+            f"- strategy {name}: next_pair median {np.median(pk):.1f} ms, p95 {np.percentile(pk, 95):.1f} ms, "
+            f"p99 {np.percentile(pk, 99):.1f} ms ({len(pk)} clicks after the same replay)"
+        )
+        del tm_s
     # a fresh session: the first clicks (refits after every click while m <= 32)
     tm2 = TasteModel(E, (w0, 0.0), seed=seed + 1)
     fresh = []
