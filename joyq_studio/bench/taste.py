@@ -5,29 +5,15 @@ shows pairs to that rater (paired seeds: same world and rater for every strategy
 models learn from the answers as they come, and at each budget their accuracy on images
 that were never shown is measured.
 
-World (``make_world``)
-    n images (default 5,000) with d = 1152 embeddings: a random rotation of coordinates with
-    a decaying spectrum (variance of the k-th direction ~ 1/k), 40 content clusters (half
-    of each image's variance is its cluster's), a common offset (raw tower outputs are not
-    centred); 20% of the images are never shown (out-of-sample, "OOS").
-Rater
-    true taste ``t = w* . e``; P(i beats j) = 0.05/2 + 0.95 sigmoid(t_i - t_j) (5% lapses),
-    with the scale of w* set so that the rater agrees with the order of t on 80% of
-    uniform pairs (lapses included).
-Starting head
-    w* rotated (in the plane of w* and an independent direction drawn like it, same norm)
-    until its order agrees with the rater on 75% of uniform pairs; bias 0.
+Worlds (``bench/worlds.py``, ``--world``)
+    clean, wrong-base, nonlinear, lapses, ties, drift: images with d-dimensional embeddings
+    (20% never shown), a simulated rater and a starting head; see that module's docstring.
 Strategies (every pair shown is a click, held-out and repeats too)
     random     uniform pairs of the shown images;
-    fixed-k4   rounds in which every shown image starts 2 pairs (so takes part in k = 4), the
-               partner its next nearest embedding neighbour (cosine) with probability 0.7,
-               else a random image;
-    selector   today's ``pairing.PairSelector`` (info / near / held-out / repeat mix), given
-               the live Bayesian head's scores every 25 clicks (``set_model_scores``);
-    model      ``TasteModel.next_pair`` (the default vopt criterion over bounded candidates,
-               10% held-out, 4% repeats);
-    model-bald, model-guro, model-eer
-               the same with the other criteria (ablations, not in the default run).
+    fixed-k4   ``pairing.fixedk`` pairs with the original recipe's 0.7 near share;
+    selector   ``pairing.PairSelector``, given the live Bayesian head's scores every 25 clicks;
+    model      ``TasteModel.next_pair`` with its defaults;
+    model-...  variants (``MODEL_KWARGS``; ``ALL_STRATEGIES``'s docstring).
 Learners on each strategy's clicks
     bayes      ``TasteModel`` updated after every click (held-out kinds are not fitted);
     sgd        the reference quick recipe (AdamW, lr 0.008, onecycle, batch 256, weight decay
@@ -39,9 +25,14 @@ Learners on each strategy's clicks
                budgets, which is what runs.
 Metrics (at each budget)
     oos_acc    on 4,000 uniform pairs of OOS images: share ordered as the rater's noiseless
-               taste t orders them (the order the user means; the lapse-free truth);
+               taste t (at that moment) orders them (the order the user means);
     oos_agree  the same pairs: expected agreement with the noisy rater;
-    spearman   the whole folder's ranking (all n images) against t.
+    spearman   the whole folder's ranking (all n images) against t;
+    tie_rate, coinflip, log_alpha_rel, norm_ratio
+               share of answers that were ties; share of the strategy's own pairs with a
+               predicted win probability in 0.45-0.55; ln(alpha / alpha_ref); |w| / |w0|.
+"Beyond noise": the 95% interval of a paired difference over the seeds (mean +- 2 SE)
+excludes zero.
 """
 
 from __future__ import annotations
