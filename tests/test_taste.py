@@ -302,7 +302,7 @@ def test_replay_fits_the_stored_comparisons_in_one_go():
     y = answers(E, w_star, i, j, rng)
     comps = [(int(a), int(b), float(o)) for a, b, o in zip(i, j, y)]
     comps += [(0, 1, 1.0, "heldout"), (2, 3, 0.5, "other", 2.0)]
-    tm = TasteModel(E, (w0, 0.0), seed=6)
+    tm = TasteModel(E, (w0, 0.0), seed=6, base_scale_sd=None)  # the plain prior: fit_head's
     tm.replay(comps)
     X = np.concatenate([E[i] - E[j], (E[2] - E[3])[None]])
     ref = fit_head(
@@ -350,7 +350,16 @@ def test_every_criterion_chooses_informative_pairs(criterion):
     E, w_star, w0, rng = world(seed=14, n=600, d=48)
     # (plain logistic likelihood: with a lapse rate, vopt on this near-noiseless rater prefers
     # far pairs whose answers are not coin flips; the closed loop judges that, not this test)
-    tm = TasteModel(E, (w0, 0.0), seed=7, criterion=criterion, reduced_dims=16, mix=TasteMix(0.0, 0.0), lapse=0.0)
+    tm = TasteModel(
+        E,
+        (w0, 0.0),
+        seed=7,
+        criterion=criterion,
+        reduced_dims=16,
+        mix=TasteMix(0.0, 0.0),
+        lapse=0.0,
+        base_scale_sd=None,
+    )
     session(tm, E, w_star, rng, 40)
     # the chosen pairs are closer to a coin flip under the model (its uncertainty included)
     # than uniform pairs are
@@ -461,3 +470,71 @@ def test_reduced_taste_benchmark_runs_every_world():
     )
     md, verdicts = bench.report(rows, ["random", "fixed-k4", "model"], [25, 50])
     assert "Tie rate" in md and "ln(alpha/alpha_ref)" in md and any("model vs random" in v for v in verdicts)
+
+
+def calibrated_world(seed, n=400, d=16):
+    """test world with logits of a sensible size (the rater agrees ~80% with its taste)."""
+    E, w_star, w0, rng = world(seed=seed, n=n, d=d)
+    i, j = random_pairs(rng, np.arange(n), 2000)
+    k = 1.5 / np.std((E[i].astype(float) - E[j]) @ w_star)
+    return E, w_star * k, w0 * k, rng
+
+
+def test_forgetting_follows_a_drifting_taste_and_reads_recent_heldout_pairs():
+    E, w_a, w0, rng = calibrated_world(25)
+    w_b = -w_a  # the user's standard turns round
+    accs = []
+    for hl in (None, 40.0):
+        tm = TasteModel(E, (w0, 0.0), seed=5, forget_half_life=hl, mix=TasteMix(0.10, 0.0), reduced_dims=8)
+        r = np.random.default_rng(5)
+        session(tm, E, w_a, r, 150)
+        session(tm, E, w_b, r, 150)
+        accs.append(accuracy(E, tm.head()[0], w_b, np.arange(400), np.random.default_rng(1)))
+        held = tm.heldout_accuracy().model.count
+        if hl is None:
+            assert held == sum(h[3] == "heldout" for h in tm.history)
+        else:
+            recent = tm.history[-80:]
+            assert held == sum(h[3] == "heldout" for h in recent)
+    assert accs[1] > accs[0] + 0.05
+
+
+def test_an_uncertain_base_scale_lets_the_clicks_turn_a_wrong_base_round():
+    E, w_star, w0, rng = calibrated_world(26)
+    i, j = random_pairs(rng, np.arange(400), 30)
+    comps = [(int(a), int(b), float(o)) for a, b, o in zip(i, j, answers(E, -w0, i, j, rng))]
+    cos = []
+    for sd in (None, 1.0):
+        tm = TasteModel(E, (w0, 0.2), seed=1, base_scale_sd=sd)
+        tm.replay(comps)
+        w, b = tm.head()
+        assert w.shape == w0.shape
+        np.testing.assert_allclose(tm.scores(), E.astype(float) @ w + b, rtol=1e-4, atol=1e-3)
+        cos.append(float(w @ -w0 / np.linalg.norm(w) / np.linalg.norm(w0)))
+    assert cos[1] > 0.5 and cos[1] > cos[0] + 0.1
+    tm.add_images(E[:3])  # new images get the extra column too
+    assert tm.E.shape == (403, 17)
+
+
+def test_random_features_fit_a_taste_that_is_not_linear():
+    from joyq_studio.taste.features import RandomFeatures, select_size
+
+    rng = np.random.default_rng(27)
+    E = rng.normal(size=(600, 8)).astype(np.float32)
+    taste = -3.0 * (E[:, 0].astype(float) ** 2)  # likes the middle, dislikes extremes
+    rf = RandomFeatures(E, n_features=128, n_pcs=8, seed=0)
+    F = rf.transform(E)
+    assert F.shape == (600, 136) and rf.pad_head(np.ones(8)).shape == (136,)
+    i, j = random_pairs(rng, np.arange(600), 400)
+    y = (rng.random(len(i)) < sigmoid(taste[i] - taste[j])).astype(float)
+    size, ev = select_size(E, np.stack([i, j], 1), y, np.zeros(8), sizes=(0, 128))
+    assert size == 128 and ev[128] > ev[0]
+    lin = fit_head(E[i] - E[j], y, None, np.zeros(8), lapse=0.05, alpha_prior_sd=2.0)
+    rff = fit_head(F[i] - F[j], y, None, np.zeros(136), lapse=0.05, alpha_prior_sd=2.0)
+    ti, tj = random_pairs(rng, np.arange(600), 2000)
+    truth = np.sign(taste[ti] - taste[tj])
+
+    def acc(s):
+        return float(np.mean(np.sign(s[ti] - s[tj]) == truth))
+
+    assert acc(F.astype(float) @ rff.w) > acc(E.astype(float) @ lin.w) + 0.1

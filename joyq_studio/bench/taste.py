@@ -5,29 +5,15 @@ shows pairs to that rater (paired seeds: same world and rater for every strategy
 models learn from the answers as they come, and at each budget their accuracy on images
 that were never shown is measured.
 
-World (``make_world``)
-    n images (default 5,000) with d = 1152 embeddings: a random rotation of coordinates with
-    a decaying spectrum (variance of the k-th direction ~ 1/k), 40 content clusters (half
-    of each image's variance is its cluster's), a common offset (raw tower outputs are not
-    centred); 20% of the images are never shown (out-of-sample, "OOS").
-Rater
-    true taste ``t = w* . e``; P(i beats j) = 0.05/2 + 0.95 sigmoid(t_i - t_j) (5% lapses),
-    with the scale of w* set so that the rater agrees with the order of t on 80% of
-    uniform pairs (lapses included).
-Starting head
-    w* rotated (in the plane of w* and an independent direction drawn like it, same norm)
-    until its order agrees with the rater on 75% of uniform pairs; bias 0.
+Worlds (``bench/worlds.py``, ``--world``)
+    clean, wrong-base, nonlinear, lapses, ties, drift: images with d-dimensional embeddings
+    (20% never shown), a simulated rater and a starting head; see that module's docstring.
 Strategies (every pair shown is a click, held-out and repeats too)
     random     uniform pairs of the shown images;
-    fixed-k4   rounds in which every shown image starts 2 pairs (so takes part in k = 4), the
-               partner its next nearest embedding neighbour (cosine) with probability 0.7,
-               else a random image;
-    selector   today's ``pairing.PairSelector`` (info / near / held-out / repeat mix), given
-               the live Bayesian head's scores every 25 clicks (``set_model_scores``);
-    model      ``TasteModel.next_pair`` (the default vopt criterion over bounded candidates,
-               10% held-out, 4% repeats);
-    model-bald, model-guro, model-eer
-               the same with the other criteria (ablations, not in the default run).
+    fixed-k4   ``pairing.fixedk`` pairs with the original recipe's 0.7 near share;
+    selector   ``pairing.PairSelector``, given the live Bayesian head's scores every 25 clicks;
+    model      ``TasteModel.next_pair`` with its defaults;
+    model-...  variants (``MODEL_KWARGS``; ``ALL_STRATEGIES``'s docstring).
 Learners on each strategy's clicks
     bayes      ``TasteModel`` updated after every click (held-out kinds are not fitted);
     sgd        the reference quick recipe (AdamW, lr 0.008, onecycle, batch 256, weight decay
@@ -39,9 +25,14 @@ Learners on each strategy's clicks
                budgets, which is what runs.
 Metrics (at each budget)
     oos_acc    on 4,000 uniform pairs of OOS images: share ordered as the rater's noiseless
-               taste t orders them (the order the user means; the lapse-free truth);
+               taste t (at that moment) orders them (the order the user means);
     oos_agree  the same pairs: expected agreement with the noisy rater;
-    spearman   the whole folder's ranking (all n images) against t.
+    spearman   the whole folder's ranking (all n images) against t;
+    tie_rate, coinflip, log_alpha_rel, norm_ratio
+               share of answers that were ties; share of the strategy's own pairs with a
+               predicted win probability in 0.45-0.55; ln(alpha / alpha_ref); |w| / |w0|.
+"Beyond noise": the 95% interval of a paired difference over the seeds (mean +- 2 SE)
+excludes zero.
 """
 
 from __future__ import annotations
@@ -66,6 +57,11 @@ ALL_STRATEGIES = STRATEGIES + (
     "model-norep",
     "model-nocap",
     "model-nolapse",
+    "model-forget",
+    "model-rff",
+    "random-scale",
+    "model-scale",
+    "model-scale-explore",
     "model-bald",
     "model-guro",
     "model-eer",
@@ -74,9 +70,17 @@ ALL_STRATEGIES = STRATEGIES + (
 model: TasteModel's default (vopt, lapse, hyperprior, front-loaded held-out, coin-flip cap,
 repetition limit); model-explore: 25% of model pairs uniform (``strategy="vopt-explore"``);
 model-flat: 10% held-out from the start; model-norep: no repetition limit; model-nocap: no
-coin-flip cap; model-nolapse: plain logistic likelihood and a flat hyperprior (the old head);
+coin-flip cap; model-nolapse: plain logistic likelihood and a flat hyperprior (the old head); model-forget:
+forgetting on (half-life 150 fitted clicks); model-rff: the linear head plus random features
+of the embedding (``taste.features``); model-scale(-explore): the base's scale uncertain too
+(``base_scale_sd=1``), without / with 25% uniform pairs; random-scale: uniform pairs, the
+same learner as model-scale;
 model-bald / -guro / -eer: the other criteria."""
 SELECTOR_EVERY = 25
+RFF_SIZE = 256
+"""model-rff: random features appended to the embedding."""
+FORGET_HALF_LIFE = 150.0
+"""model-forget: recency half-life in fitted clicks (the drift world turns over 400 clicks)."""
 MODEL_KWARGS: dict[str, dict] = {
     "model": {},
     "model-explore": {"strategy": "vopt-explore"},
@@ -84,14 +88,18 @@ MODEL_KWARGS: dict[str, dict] = {
     "model-norep": {"repetition_limit": False},
     "model-nocap": {"coinflip_max": 1.0},
     "model-nolapse": {"lapse": 0.0, "alpha_prior_sd": None},
+    "model-forget": {"forget_half_life": FORGET_HALF_LIFE},
+    "random-scale": {"base_scale_sd": 1.0},
+    "model-scale": {"base_scale_sd": 1.0},
+    "model-scale-explore": {"base_scale_sd": 1.0, "strategy": "vopt-explore"},
     "model-bald": {"criterion": "bald"},
     "model-guro": {"criterion": "guro"},
     "model-eer": {"criterion": "eer"},
 }
 
 
-def evaluate(world: World, w: np.ndarray, click: int = 0) -> dict[str, float]:
-    return world.evaluate(w, click)
+def evaluate(world: World, w: np.ndarray, click: int = 0, features: np.ndarray | None = None) -> dict[str, float]:
+    return world.evaluate(w, click, features)
 
 
 # ----------------------------------------------------------------------------- SGD recipe
@@ -165,7 +173,14 @@ def run_strategy(world: World, strategy: str, budgets, seed: int, sgd: bool = Tr
     rng = np.random.default_rng([seed, 7, ALL_STRATEGIES.index(strategy)])
     rater = np.random.default_rng([seed, 99])  # the same rater noise for every strategy
     base = (world.w0, 0.0)
-    tm = TasteModel(world.E, base, seed=seed, **MODEL_KWARGS.get(strategy, {}))
+    feats = None
+    if strategy == "model-rff":  # the linear head plus RFF_SIZE random features
+        from ..taste.features import RandomFeatures
+
+        rf = RandomFeatures(world.E, n_features=RFF_SIZE, seed=seed)
+        feats = rf.transform(world.E)
+        base = (rf.pad_head(world.w0), 0.0)
+    tm = TasteModel(world.E if feats is None else feats, base, seed=seed, **MODEL_KWARGS.get(strategy, {}))
     tm.exclude(world.oos)
     sel = None
     pre: list[tuple[int, int]] | None = None
@@ -174,7 +189,7 @@ def run_strategy(world: World, strategy: str, budgets, seed: int, sgd: bool = Tr
 
         sel = PairSelector.from_model_scores(world.E @ world.w0, (), embeddings=world.E, seed=seed)
         sel.exclude(world.oos)
-    elif strategy == "random":
+    elif strategy in ("random", "random-scale"):
         sh = world.shown
         pre = []
         while len(pre) < budgets[-1]:
@@ -219,7 +234,7 @@ def run_strategy(world: World, strategy: str, budgets, seed: int, sgd: bool = Tr
             def arr(rows_, k, dtype):
                 return np.array([r[k] for r in rows_], dtype=dtype)
 
-            ev_b = evaluate(world, tm.w, c)
+            ev_b = evaluate(world, tm.head()[0] if feats is None else tm.w, c, feats)
             row = {
                 "seed": seed,
                 "world": world.kind,
@@ -351,6 +366,8 @@ def report(rows: list[dict], strategies, budgets) -> tuple[str, list[str]]:
     cols = [(s, "base") for s in strategies] + [
         (s, "random") for s in strategies if s != "random" and "random" in strategies
     ]
+    # the same learner on both sides: the pair choice alone
+    cols += [(s, "random-scale") for s in strategies if s.startswith("model-scale") and "random-scale" in strategies]
     out += ["| clicks | " + " | ".join(f"{a} - {b}" for a, b in cols) + " |", "|" + " ---: |" * (1 + len(cols))]
     worst: dict[tuple[str, str], tuple[float, int]] = {c: (math.inf, 0) for c in cols}
     for bud in budgets:
@@ -487,9 +504,31 @@ def speed(n: int = 100_000, d: int = DIM, m: int = 5000, clicks: int = 600, seed
     lines.append(
         f"- click -> update -> next pair at n = {n:,} with {m:,} earlier pairs, {clicks} clicks: "
         f"median {np.median(ms):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms "
-        f"(next_pair p99 {np.percentile(nexts, 99) * 1e3:.1f} ms, record p99 "
+        f"(next_pair p95 {np.percentile(nexts, 95) * 1e3:.1f} ms, p99 {np.percentile(nexts, 99) * 1e3:.1f} ms, "
+        f"record p99 "
         f"{np.percentile(recs, 99) * 1e3:.1f} ms)"
     )
+    # each pair strategy's pick time on the same session (the compare session's budget:
+    # next_pair p95 < 30 ms at 100k images)
+    from ..taste import STRATEGIES as PAIR_STRATEGIES
+
+    for name in ("vopt-explore", "bald"):
+        if name not in PAIR_STRATEGIES:
+            continue
+        tm_s = TasteModel(E, (w0, 0.0), seed=seed, strategy=name)
+        tm_s.replay(comps)
+        picks = []
+        for _ in range(min(clicks, 300)):
+            t0 = time.perf_counter()
+            a, b = tm_s.next_pair()
+            picks.append((time.perf_counter() - t0) * 1e3)
+            tm_s.record(a, b, float(rng.random() < _sigmoid(t[a] - t[b])))
+        pk = np.array(picks)
+        lines.append(
+            f"- strategy {name}: next_pair median {np.median(pk):.1f} ms, p95 {np.percentile(pk, 95):.1f} ms, "
+            f"p99 {np.percentile(pk, 99):.1f} ms ({len(pk)} clicks after the same replay)"
+        )
+        del tm_s
     # a fresh session: the first clicks (refits after every click while m <= 32)
     tm2 = TasteModel(E, (w0, 0.0), seed=seed + 1)
     fresh = []

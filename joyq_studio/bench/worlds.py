@@ -47,7 +47,7 @@ RATER_AGREE = 0.80
 BASE_AGREE = 0.75
 WRONG_BASE_COSINE = -0.5
 TIE_SHARE = 0.25
-DRIFT_CLICKS = 1000
+DRIFT_CLICKS = 400
 DRIFT_COSINE = 0.5
 CLUSTERS = 40
 N_EVAL = 4000
@@ -94,12 +94,13 @@ class World:
                 return 0.5
         return float(u < float(self.p_rater(i, j, click)))
 
-    def evaluate(self, w: np.ndarray, click: int = 0) -> dict[str, float]:
+    def evaluate(self, w: np.ndarray, click: int = 0, features: np.ndarray | None = None) -> dict[str, float]:
         """OOS pair accuracy against the noiseless taste, expected agreement with the rater,
-        Spearman of the whole folder; and the head's norm relative to the starting head's."""
+        Spearman of the whole folder; and the head's norm relative to the starting head's.
+        ``features``: the rows the head scores, when not the embeddings (random features)."""
         from ..metrics import spearman
 
-        s = self.E.astype(np.float64) @ w
+        s = (self.E if features is None else features).astype(np.float64) @ w
         t = self.taste(click)
         i, j = self.eval_i, self.eval_j
         ds, dt = s[i] - s[j], t[i] - t[j]
