@@ -52,12 +52,12 @@ def test_xmp_dialog_dry_run_apply_undo_and_star_import(qtbot, folder):
     imp = StarImportDialog(c, w)
     qtbot.addWidget(imp)
     imp.start()
-    qtbot.waitUntil(lambda: imp.result is not None, timeout=T)
-    assert imp.result.ratings.ours == 20 and imp.result.pairs == 0
+    qtbot.waitUntil(lambda: imp.imported is not None, timeout=T)
+    assert imp.imported.ratings.ours == 20 and imp.imported.pairs == 0
     dlg.undo()
     qtbot.waitUntil(lambda: dlg.task is None and "Undid" in dlg.status.text(), timeout=T)
     assert [p.name for p in folder.glob("*.xmp")] == ["scene0000_clean.png.xmp"]
     assert (folder / "scene0000_clean.png.xmp").read_bytes() == dt
     imp.start()
-    qtbot.waitUntil(lambda: imp.task is None and imp.result.ratings.ours == 0, timeout=T)
+    qtbot.waitUntil(lambda: imp.task is None and imp.imported.ratings.ours == 0, timeout=T)
     assert "1 images have a rating (2 stars: 1)" in imp.status.text()

@@ -745,7 +745,7 @@ class StarImportDialog(_TaskDialog):
         lay.addWidget(self.status, 1)
         lay.addLayout(buttons)
         self.resize(620, 320)
-        self.result = None
+        self.imported = None
         self.status.setText(
             "Images with different stars become comparisons for training; one rated image in five is "
             "kept apart to measure how well the ranking agrees with your stars."
@@ -765,7 +765,7 @@ class StarImportDialog(_TaskDialog):
     def _done(self, result) -> None:
         from ...export.stars import describe
 
-        self.result = result
+        self.imported = result
         r = result.ratings
         per = ", ".join(f"{STAR_NAMES.get(s, s)}: {n}" for s, n in r.per_star().items())
         self.status.setText(
