@@ -128,6 +128,7 @@ def register(sub, model_args) -> None:
     sp.add_argument("--repeats", type=positive_int, default=3, help="runs of each; the median is reported")
     sp.add_argument("--demo", type=nonnegative_int, default=200, help="demo images for the agreement (0: skip)")
     sp.add_argument("--no-train", action="store_true", help="skip the quick training after the first agreement")
+    sp.add_argument("--no-undo", action="store_true", help="export without the undo after each run (large N)")
     sp.set_defaults(handler="joyq_studio.bench.xmp:bench_xmp")
 
     # listed for --help; `joyq bench pairing|taste ...` is handed whole to the module's main()
