@@ -77,6 +77,21 @@ def test_keyword_replaced_not_duplicated_and_ms_photo_scale():
     assert len(twice) == len(dk) + 2 * len(b"     <rdf:li>joyq|quality|8</rdf:li>\n")  # 75 -> 99, 4 -> 5
 
 
+def test_empty_bag_gets_the_keyword_and_an_empty_rating_is_refused():
+    head = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        b'xmlns:xmp="http://ns.adobe.com/xap/1.0/">'
+    )
+    tail = b"</rdf:Description></rdf:RDF></x:xmpmeta>"
+    doc = head + b"<dc:subject><rdf:Bag/></dc:subject><dc:title>x</dc:title>" + tail
+    new = xmp.set_rating(doc, 2, keyword="joyq|quality|4")
+    assert b"<dc:subject><rdf:Bag><rdf:li>joyq|quality|4</rdf:li></rdf:Bag></dc:subject><dc:title>x</dc:title>" in new
+    assert xmp.read(new).stars == 2 and xmp.parse(new).keywords == ["joyq|quality|4"] * 2
+    with pytest.raises(xmp.XmpError, match="not a number"):
+        xmp.set_rating(head + b"<xmp:Rating/>" + tail, 2)
+
+
 def test_minimal_sidecar_and_ms_photo_only():
     assert xmp.read(xmp.set_rating(None, 3)).stars == 3
     ms_only = (

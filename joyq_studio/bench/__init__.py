@@ -147,6 +147,7 @@ def register(sub, model_args) -> None:
     sp.add_argument("--repeats", type=positive_int, default=3, help="runs of each; the median is reported")
     sp.add_argument("--demo", type=nonnegative_int, default=200, help="demo images for the agreement (0: skip)")
     sp.add_argument("--no-train", action="store_true", help="skip the quick training after the first agreement")
+    sp.add_argument("--no-undo", action="store_true", help="export without the undo after each run (large N)")
     sp.set_defaults(handler="joyq_studio.bench.xmp:bench_xmp")
     # issue 21: farthest-point subset speed and the effect of a random projection
     sp = bsub.add_parser("subset", help="farthest-point selection: K of N synthetic embeddings, exact and projected")

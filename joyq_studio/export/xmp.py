@@ -362,6 +362,19 @@ def undo_xmp_export(project: Project, export_dir: Path, manifest: dict, progress
     return undo_caption_export(project, export_dir, manifest, progress)
 
 
+def undo_last_xmp_export(project: Project, progress: Progress = None) -> UndoReport:
+    """Undo the newest XMP export not yet undone (``joyq undo-export`` undoes the newest of any kind)."""
+    with export_lock(project):
+        todo = [
+            (d, m)
+            for d, m in manifests(project)
+            if m.get("kind") == KIND and m.get("status") in ("pending", "complete")
+        ]
+        if not todo:
+            raise ExportError(f"There is no XMP export of {project.folder} left to undo.")
+        return undo_xmp_export(project, *todo[0], progress=progress)
+
+
 def written_by_us(project: Project) -> dict[str, tuple[str, int]]:
     """sidecar (relative path) -> (SHA-256, stars) as the newest XMP export not undone wrote
     it: a sidecar still so carries our rating, not the user's."""

@@ -28,7 +28,13 @@ from .. import __version__
 from ..errors import JoyqError
 from ..settings import DEFAULT_MODEL
 from .controller import DEMO_COUNT, DEMO_SIZE, Controller, TaskStatus
-from .dialogs.export import CaptionExportDialog, CsvExportDialog, FolderExportDialog
+from .dialogs.export import (
+    CaptionExportDialog,
+    CsvExportDialog,
+    FolderExportDialog,
+    StarImportDialog,
+    XmpExportDialog,
+)
 from .dialogs.model import ModelDialog
 from .dialogs.unreadable import UnreadableDialog
 from .session import Session
@@ -189,6 +195,12 @@ class MainWindow(QMainWindow):
             None,
             "Copy or link chosen buckets into a folder of your choice",
         )
+        self.act_xmp = self._action(  # issue 22
+            m, "Export Star Ratings (&XMP)...", self.export_xmp, None, "Write stars into XMP sidecars"
+        )
+        self.act_import_stars = self._action(
+            m, "&Import Star Ratings...", self.import_stars, None, "Turn the stars you already gave into comparisons"
+        )
         self.act_undo_export = self._action(
             m, "&Undo Last Export", c.undo_caption_export, None, "Undo the newest caption export or export to a folder"
         )
@@ -294,6 +306,8 @@ class MainWindow(QMainWindow):
             self.act_csv,
             self.act_captions,
             self.act_folder,
+            self.act_xmp,
+            self.act_import_stars,
             self.act_undo_export,
             self.act_close,
             self.act_undo,
@@ -471,6 +485,26 @@ class MainWindow(QMainWindow):
         if cal is None:
             return
         dlg = CaptionExportDialog(c, cal, self)
+        self.export_dialog = dlg
+        dlg.show()
+
+    def export_xmp(self) -> None:
+        c = self.controller
+        self.rank.commit_label_edits()
+        cal = c.calibration()
+        if cal is None:
+            return
+        self._show_dialog(lambda: XmpExportDialog(c, cal, self))
+
+    def import_stars(self) -> None:
+        self._show_dialog(lambda: StarImportDialog(self.controller, self))
+
+    def _show_dialog(self, make) -> None:
+        try:
+            dlg = make()
+        except JoyqError as e:
+            self.controller.report_error(str(e))
+            return
         self.export_dialog = dlg
         dlg.show()
 

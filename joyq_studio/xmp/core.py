@@ -60,6 +60,7 @@ class _Bag:
     prop: str  # 'dc:subject' or 'lr:hierarchicalSubject' (resolved)
     bag_end: int | None = None  # offset of the bag's end tag '</rdf:Bag>' (None: self-closing bag)
     items: list[Span] = field(default_factory=list)
+    empty_tag: tuple[int, int, str] | None = None  # (start, end, qname) of a self-closing '<rdf:Bag/>'
 
 
 @dataclass
@@ -181,6 +182,8 @@ def _locate(data: bytes, where: str) -> XmpDoc:
                 doc.bag_props.add(full)
                 bags.append(_Bag(full))
             leaves[depth] = end
+        elif bags and depth == desc[-1][0] + 2 and empty and full in (f"{{{NS_RDF}}}Bag", f"{{{NS_RDF}}}Seq"):
+            bags[-1].empty_tag = (pos, end, name)
         elif bags and depth == desc[-1][0] + 3 and full == f"{{{NS_RDF}}}li":
             leaves[depth] = end
 
@@ -188,7 +191,8 @@ def _locate(data: bytes, where: str) -> XmpDoc:
         full, _ = stack.pop()
         depth = len(stack)
         pos = p.CurrentByteIndex
-        real_end = data[pos : pos + 2] == b"</"  # False for a self-closing element
+        # an end tag of its own, not a self-closing element (whose end event points past it)
+        real_end = re.match(rb"</" + re.escape(name.encode()) + rb"\s*>", data[pos : pos + len(name) + 64]) is not None
         leaf = leaves.pop(depth, None)
         if not desc:
             return
@@ -200,9 +204,9 @@ def _locate(data: bytes, where: str) -> XmpDoc:
         elif depth == top + 1:
             if bags and full == bags[-1].prop:
                 doc.bags.append(bags.pop())
-            elif leaf is not None and real_end:
-                _note(doc, full, Span(leaf, pos, data[leaf:pos].decode()))
-        elif bags and depth == top + 2 and full == f"{{{NS_RDF}}}Bag":
+            elif leaf is not None:  # a self-closing one is an empty value (refused if it is a rating)
+                _note(doc, full, Span(leaf, pos, data[leaf:pos].decode()) if real_end else Span(leaf, leaf, ""))
+        elif bags and depth == top + 2 and full in (f"{{{NS_RDF}}}Bag", f"{{{NS_RDF}}}Seq"):
             bags[-1].bag_end = pos if real_end else None
         elif bags and depth == top + 3 and leaf is not None and real_end:
             bags[-1].items.append(Span(leaf, pos, data[leaf:pos].decode()))
@@ -351,8 +355,12 @@ def set_rating(data: bytes | None, stars: int, keyword: str | None = None, where
                     ind = _indent(data, bag.bag_end)
                     li = f"<{rdf}:li>{escape(keyword)}</{rdf}:li>"
                     edits.append((bag.bag_end, bag.bag_end, (f" {li}\n{ind}" if ind else li).encode()))
+                elif bag.empty_tag is not None:
+                    start, stop, name = bag.empty_tag
+                    edits.append((start, stop, f"<{name}><{rdf}:li>{escape(keyword)}</{rdf}:li></{name}>".encode()))
                 else:
-                    raise XmpError(f"{where}: has an empty keyword bag written as one tag; left untouched.")
+                    what = bag.prop.rpartition("}")[2]
+                    raise XmpError(f"{where}: its {what} is not a list we can add a keyword to; left untouched.")
             for uri, wanted, local in ((NS_DC, "dc", "subject"), (NS_LR, "lr", "hierarchicalSubject")):
                 if f"{{{uri}}}{local}" in doc.bag_props:
                     continue

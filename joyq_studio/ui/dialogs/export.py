@@ -570,3 +570,210 @@ class FolderExportDialog(_TaskDialog):
             self.apply_button.setEnabled(False)
         else:
             self.apply_button.setEnabled(self.plan is not None and len(self.plan.items) > 0)
+
+
+# -- issue 22: star ratings into XMP sidecars, and existing star ratings in --------------------
+XMP_NAMING_TEXT = (
+    ("auto", "Follow the sidecars already in the folder"),
+    ("darktable", "IMG_1.JPG.xmp (darktable, digiKam)"),
+    ("adobe", "IMG_1.xmp (Lightroom, Bridge, Capture One)"),
+)
+
+
+class XmpExportDialog(_TaskDialog):
+    """Stars into XMP sidecars: a dry run lists every sidecar that would be created or
+    changed (and which naming, and why); Apply writes exactly that (only the rating and
+    our keyword change, backed up, undoable)."""
+
+    def __init__(self, controller: Controller, cal: Calibration, parent: QWidget | None = None):
+        from PySide6.QtWidgets import QCheckBox
+
+        super().__init__(controller, "Export star ratings (XMP) - JoyQuality Studio", parent)
+        self.cal = cal
+        self.plan = None
+        self.naming = QComboBox(self)
+        for key, text in XMP_NAMING_TEXT:
+            self.naming.addItem(text, key)
+        self.reject_bucket = QComboBox(self)
+        self.reject_bucket.addItem("None", None)
+        for b in range(cal.k - 1):
+            self.reject_bucket.addItem(f"Buckets 0..{b} (up to {cal.labels[b]})", b)
+        self.keyword = QCheckBox("Also write the keyword joyq|quality|BUCKET", self)
+        for w in (self.naming, self.reject_bucket):
+            w.currentIndexChanged.connect(self._invalidate)
+        self.keyword.toggled.connect(self._invalidate)
+        self.table = _table(["sidecar", "action", "stars", "bucket"], self)
+        self.preview_button = QPushButton("Preview (dry run)", self)
+        self.preview_button.clicked.connect(self.preview)
+        self.apply_button = QPushButton("Apply", self)
+        self.apply_button.clicked.connect(self.apply)
+        self.apply_button.setEnabled(False)
+        self.undo_button = QPushButton("Undo last XMP export", self)
+        self.undo_button.clicked.connect(self.undo)
+        close = QPushButton("Close", self)
+        close.clicked.connect(self.reject)
+        form = QFormLayout()
+        form.addRow("Sidecar names", self.naming)
+        form.addRow("Mark as rejected", self.reject_bucket)
+        form.addRow("", self.keyword)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.undo_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.preview_button)
+        buttons.addWidget(self.apply_button)
+        buttons.addWidget(close)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addLayout(buttons)
+        self.resize(820, 520)
+        self.status.setText("Press Preview to see which sidecars would change; nothing is written until Apply.")
+
+    def _invalidate(self, *_) -> None:
+        self.plan = None
+        self.apply_button.setEnabled(False)
+
+    def preview(self) -> None:
+        from ...export.xmp import plan_xmp_export, stars_mapping
+
+        folder, cal = self.folder, self.cal
+        naming, reject, keyword = self.naming.currentData(), self.reject_bucket.currentData(), self.keyword.isChecked()
+
+        def job(report, cancelled):
+            def progress(done, total):
+                if cancelled():
+                    raise Cancelled()
+                report((done, total))
+
+            with Project(folder) as p:
+                stars = stars_mapping(cal.k, None, reject)
+                return plan_xmp_export(p, cal, naming, stars, keyword, progress=progress)
+
+        self.run("xmp-plan", job, self._planned)
+
+    def _planned(self, plan) -> None:
+        self.plan = plan
+        rows = [[c.rel, c.action, str(c.stars), str(c.bucket)] for c in plan.changes[:PREVIEW_ROWS]]
+        rows += [[rel, "left alone", why, ""] for rel, why in plan.skipped[: max(0, PREVIEW_ROWS - len(rows))]]
+        _fill(self.table, rows)
+        self.status.setText(
+            f"Dry run, naming {plan.naming} ({plan.why}): {plan.created} sidecars would be created and "
+            f"{plan.modified} modified; {plan.unchanged} need no change; {len(plan.skipped)} left alone; "
+            f"{plan.not_scored} images are not scored yet. Nothing was written."
+        )
+        self.apply_button.setEnabled(len(plan.changes) > 0)
+
+    def apply(self) -> None:
+        from ...export.xmp import apply_xmp_export
+
+        if self.plan is None:
+            return
+        folder, plan = self.folder, self.plan
+
+        def job(report, cancelled):
+            with Project(folder) as p:
+                return apply_xmp_export(p, plan, progress=lambda d, t: report((d, t)))
+
+        self.run("xmp-apply", job, self._applied)
+
+    def _applied(self, manifest) -> None:
+        n = len(self.plan.changes) if self.plan else 0
+        self._invalidate()
+        self.status.setText(f"Wrote {n} sidecars (backups and manifest: {manifest}). Undo restores them.")
+
+    def undo(self) -> None:
+        from ...export.xmp import undo_last_xmp_export
+
+        folder = self.folder
+
+        def job(report, cancelled):
+            with Project(folder) as p:
+                return undo_last_xmp_export(p, progress=lambda d, t: report((d, t)))
+
+        self.run("xmp-undo", job, self._undone)
+
+    def _undone(self, report) -> None:
+        self._invalidate()
+        self.status.setText(
+            f"Undid the XMP export: {report.restored} sidecars restored, {report.deleted} created ones deleted"
+            + (f"; {len(report.changed_since)} edited since were left alone." if report.changed_since else ".")
+        )
+
+    def _set_busy(self, busy: bool) -> None:
+        self.preview_button.setEnabled(not busy)
+        self.undo_button.setEnabled(not busy)
+        self.apply_button.setEnabled(not busy and self.plan is not None and len(self.plan.changes) > 0)
+
+
+STAR_NAMES = {-1: "rejected", 1: "1 star", 2: "2 stars", 3: "3 stars", 4: "4 stars", 5: "5 stars"}
+
+
+class StarImportDialog(_TaskDialog):
+    """Existing star ratings in as comparisons (kind 'stars'), with the weight training gives
+    them, and the current ranking's agreement with the held-out stars."""
+
+    def __init__(self, controller: Controller, parent: QWidget | None = None):
+        super().__init__(controller, "Import star ratings - JoyQuality Studio", parent)
+        self.origin = QComboBox(self)
+        for key, text in (
+            ("both", "XMP sidecars, then ratings inside the images"),
+            ("xmp", "XMP sidecars only"),
+            ("embedded", "Ratings inside the images only (XMP, EXIF)"),
+        ):
+            self.origin.addItem(text, key)
+        self.weight = QDoubleSpinBox(self)
+        self.weight.setRange(0.5, 1.0)
+        self.weight.setSingleStep(0.05)
+        self.weight.setValue(0.9)
+        self.weight.setToolTip("How much training trusts a star pair: 0.5 not at all, 1 as much as your click")
+        self.import_button = QPushButton("Import", self)
+        self.import_button.clicked.connect(self.start)
+        close = QPushButton("Close", self)
+        close.clicked.connect(self.reject)
+        form = QFormLayout()
+        form.addRow("Read", self.origin)
+        form.addRow("Weight", self.weight)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.import_button)
+        buttons.addWidget(close)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status, 1)
+        lay.addLayout(buttons)
+        self.resize(620, 320)
+        self.imported = None
+        self.status.setText(
+            "Images with different stars become comparisons for training; one rated image in five is "
+            "kept apart to measure how well the ranking agrees with your stars."
+        )
+
+    def start(self) -> None:
+        from ...export.stars import import_star_ratings
+
+        folder, origin, weight = self.folder, self.origin.currentData(), self.weight.value()
+
+        def job(report, cancelled):
+            with Project(folder) as p:
+                return import_star_ratings(p, origin, weight, progress=lambda d, t: report((d, t)))
+
+        self.run("stars-import", job, self._done)
+
+    def _done(self, result) -> None:
+        from ...export.stars import describe
+
+        self.imported = result
+        r = result.ratings
+        per = ", ".join(f"{STAR_NAMES.get(s, s)}: {n}" for s, n in r.per_star().items())
+        self.status.setText(
+            f"{len(r.stars)} images have a rating ({per or 'none'}); {r.ours} written by this app were ignored; "
+            f"{len(r.unreadable)} could not be read. Made {result.pairs} star pairs for training "
+            f"(replacing {result.replaced}); {result.held_out} images held out. Agreement of the current "
+            f"ranking with your held-out stars: {describe(result.agreement)}."
+        )
+
+    def _set_busy(self, busy: bool) -> None:
+        self.import_button.setEnabled(not busy)
