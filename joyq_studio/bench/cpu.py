@@ -59,24 +59,18 @@ def int8_dynamic(model: JoyQuality) -> JoyQuality:
 def variant(model: JoyQuality, name: str) -> tuple[Callable[[torch.Tensor], torch.Tensor], float]:
     """(scores function for normalised fp32 pixels, seconds spent preparing it)."""
     t0 = time.perf_counter()
+    fn: Callable[[torch.Tensor], torch.Tensor]
     if name == "fp32":
-        m: nn.Module = model.float().eval()
-        fn = m
+        fn = model.float().eval()
     elif name == "int8":
-        m = int8_dynamic(model.float().eval())
-        fn = m
+        fn = int8_dynamic(model.float().eval())
     elif name == "bf16":
-        m = copy.deepcopy(model).to(torch.bfloat16).eval()
-
-        def fn(x):
-            return m(x.to(torch.bfloat16)).float()
+        half = copy.deepcopy(model).to(torch.bfloat16).eval()
+        fn = lambda x: half(x.to(torch.bfloat16)).float()  # noqa: E731
     elif name == "compile":
-        m = model.float().eval()
-        compiled = torch.compile(m.embed)
-
-        def fn(x):
-            return m.score_embeddings(compiled(x))
-
+        plain = model.float().eval()
+        compiled = torch.compile(plain.embed)
+        fn = lambda x: plain.score_embeddings(compiled(x))  # noqa: E731
     else:
         raise ValueError(name)
     return fn, time.perf_counter() - t0
