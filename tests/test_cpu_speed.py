@@ -85,3 +85,18 @@ def test_bench_cpu_deviation_flags_a_variant_outside_tolerance():
     assert rows["fp32"]["spearman"] == pytest.approx(1.0) and rows["fp32"]["max_abs_diff"] == 0
     assert rows["bf16"]["max_abs_diff"] > 0  # bf16 does change scores; the check sees it
     assert spearman(np.arange(5.0), np.arange(5.0)[::-1]) == pytest.approx(-1.0)
+
+
+def test_app_shows_the_estimate(qtbot, folder):
+    pytest.importorskip("PySide6")
+    from joyq_studio.ui.window import MainWindow
+
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    infos: list[str] = []
+    w.controller.info.connect(infos.append)
+    assert w.controller.open_folder(str(folder), "tiny")
+    qtbot.waitUntil(lambda: not w.controller.busy_scoring(), timeout=60_000)
+    estimates = [t for t in infos if t.startswith("Estimate:")]
+    assert len(estimates) == 1 and "first 20 images" in estimates[0] and "28 images left" in estimates[0]
