@@ -71,7 +71,7 @@ def cmd_demo(args) -> int:
 
 
 # so400m-512: ~1 TFLOP per image (411 M weights x 1024 tokens x 2, plus attention)
-CPU_SECONDS_PER_IMAGE = "18-60 s"  # `joyq score` and `joyq bench cpu` on the 2-core vm (docs/benchmarks.md)
+CPU_SECONDS_PER_IMAGE = "18-110 s"  # `joyq score` and `joyq bench cpu` on the 2-core vm (docs/benchmarks.md)
 GPU_NOTE = (
     "a GPU is the real answer: about 1 TFLOP per image makes it 1,000 times faster or more "
     "(an estimate from the model's size, not measured here)"
