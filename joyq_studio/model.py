@@ -519,15 +519,27 @@ def pick_device(requested: str | None = None) -> torch.device:
         try:
             device = torch.device(requested)
         except RuntimeError:
-            raise ModelError(f"Unknown device {requested!r}; use cpu, cuda or cuda:N.") from None
+            raise ModelError(f"Unknown device {requested!r}; use cpu, cuda, cuda:N or mps.") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ModelError(f"Device {requested} was requested but no CUDA GPU is available.")
+        if device.type == "mps" and not mps_available():
+            raise ModelError(f"Device {requested} was requested but Apple's Metal (mps) is not available.")
         return device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("mps" if mps_available() else "cpu")
+
+
+def mps_available() -> bool:
+    """Apple silicon GPU (Metal). Untested here: no Mac was at hand (docs/scale.md)."""
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
 
 
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
+    if device.type == "mps":
+        return "Apple GPU (mps, untested)"
     return "CPU"

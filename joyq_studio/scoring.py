@@ -8,9 +8,12 @@ run: it comes back as an error string for that path.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
+import random
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +131,75 @@ def embed_paths(
                 progress(done, len(paths), done / max(time.perf_counter() - t0, 1e-9))
 
 
+ESTIMATE_IMAGES = 20  # the folder's time is estimated from at most this many first images
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The folder's time, from the first ``measured`` images (their per-batch seconds per image)."""
+
+    measured: int
+    remaining: int
+    seconds_per_image: float
+    low: float  # range of the per-batch rates seen (one batch: +-50 %, an honest guess)
+    high: float
+
+    @property
+    def seconds_left(self) -> float:
+        return self.remaining * self.seconds_per_image
+
+    def sentence(self) -> str:
+        lo, hi = self.remaining * self.low, self.remaining * self.high
+        return (
+            f"estimate: {self.remaining} images left at {self.seconds_per_image:.2f} s per image (measured on the "
+            f"first {self.measured} images) = about {format_duration(self.seconds_left)} "
+            f"(range {format_duration(lo)} to {format_duration(hi)})"
+        )
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def make_estimate(batch_seconds: list[tuple[int, float]], remaining: int) -> Estimate:
+    """From (images, seconds) of the first batches; the first batch pays the start-up, so it is
+    left out when there are later ones."""
+    timed = batch_seconds[1:] if len(batch_seconds) > 1 else batch_seconds
+    count = sum(n for n, _ in timed)
+    per = sum(t for _, t in timed) / max(count, 1)
+    rates = [t / max(n, 1) for n, t in timed]
+    low, high = (min(rates), max(rates)) if len(rates) > 1 else (per * 0.5, per * 1.5)
+    return Estimate(sum(n for n, _ in batch_seconds), remaining, per, low, high)
+
+
+def stratified_sample(items: Sequence[tuple[str, str]], n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """A random sample of ``n`` (hash, relative path) items, spread over subfolders in
+    proportion to their size (every subfolder gets at least one when n allows), in path order."""
+    if n >= len(items):
+        return list(items)
+    groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for item in items:
+        groups[str(Path(item[1]).parent)].append(item)
+    rng = random.Random(seed)
+    shares = {g: n * len(members) / len(items) for g, members in groups.items()}
+    take = {g: min(len(groups[g]), max(1 if n >= len(groups) else 0, math.floor(v))) for g, v in shares.items()}
+    # hand out what is left by largest remainder, then by size
+    order = sorted(groups, key=lambda g: (shares[g] - math.floor(shares[g]), len(groups[g])), reverse=True)
+    while sum(take.values()) < n:
+        for g in order:
+            if sum(take.values()) < n and take[g] < len(groups[g]):
+                take[g] += 1
+    while sum(take.values()) > n:  # the at-least-one rule overshot: trim the largest
+        g = max(take, key=lambda k: take[k])
+        take[g] -= 1
+    chosen = [item for g, members in groups.items() for item in rng.sample(members, take[g])]
+    return sorted(chosen, key=lambda item: item[1])
+
+
 @dataclass
 class ScoreSummary:
     scored: int = 0
@@ -135,6 +207,36 @@ class ScoreSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     cancelled: bool = False
     seconds: float = 0.0
+    left_out: int = 0  # images not in the sample (scored by a later run)
+
+
+def _embed_with_estimate(model, paths, device, batch_size, workers, compile, progress, cancel, on_estimate):
+    """embed_paths, the first <= ESTIMATE_IMAGES images on their own (small batches) when an
+    estimate is wanted, so it comes before the hours; batch starts stay indices into ``paths``."""
+    if on_estimate is None or len(paths) <= ESTIMATE_IMAGES:
+        yield from embed_paths(model, paths, device, batch_size, workers, compile, progress, cancel)
+        return
+    first = paths[:ESTIMATE_IMAGES]
+    small = max(1, min(batch_size, ESTIMATE_IMAGES // 4))
+    timed: list[tuple[int, float]] = []
+
+    def shifted(offset: int) -> Progress | None:  # one progress over the whole run
+        if progress is None:
+            return None
+        return lambda done, _total, rate: progress(offset + done, len(paths), rate)
+
+    t0 = time.perf_counter()
+    for batch in embed_paths(model, first, device, small, workers, compile, shifted(0), cancel):
+        timed.append((len(batch.errors), time.perf_counter() - t0))
+        yield batch
+        t0 = time.perf_counter()
+    if cancel and cancel():
+        return
+    on_estimate(make_estimate(timed, len(paths) - len(first)))
+    rest = paths[len(first) :]
+    for batch in embed_paths(model, rest, device, batch_size, workers, compile, shifted(len(first)), cancel):
+        batch.start += len(first)
+        yield batch
 
 
 def _not_numbers(model: JoyQuality) -> ModelError:
@@ -153,11 +255,16 @@ def score_project(
     compile: bool = False,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    sample: int | None = None,
+    on_estimate: Callable[[Estimate], None] | None = None,
 ) -> ScoreSummary:
     """Embed+score every readable image of the project not yet scored by this model.
 
     Results are committed batch by batch, so an interrupted run resumes where it stopped.
     An image whose embedding for this tower is cached is re-scored by the head alone.
+    ``sample``: only a random sample of that many of the images not yet scored, stratified
+    by subfolder (a later run scores the rest). ``on_estimate``: called once with the time
+    the rest will take, measured on the first <= ESTIMATE_IMAGES images (scored first).
     """
     t0 = time.perf_counter()
     mid = model_id(model)
@@ -184,8 +291,14 @@ def score_project(
         have = set(cached_hashes)
         todo = [(h, r) for h, r in todo if h not in have]
 
+    if sample is not None and sample < len(todo):
+        summary.left_out = len(todo) - sample
+        todo = stratified_sample(todo, sample)
+
     paths = [project.folder / rel for _, rel in todo]
-    for batch in embed_paths(model, paths, device, batch_size, workers, compile, progress, cancel):
+    for batch in _embed_with_estimate(
+        model, paths, device, batch_size, workers, compile, progress, cancel, on_estimate
+    ):
         rows, errors = [], []
         for k, err in enumerate(batch.errors):
             digest = todo[batch.start + k][0]

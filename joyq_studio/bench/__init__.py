@@ -6,6 +6,8 @@ instant); each runs from its own module, imported when it is chosen.
 
 from __future__ import annotations
 
+import os
+
 from ..console import nonnegative_int, positive_int
 
 # subcommands that parse their own arguments: `joyq bench NAME ...` hands them the rest
@@ -170,6 +172,28 @@ def register(sub, model_args) -> None:
     )
     sp.add_argument("--model", default="demo", help="the model to measure (default demo)")
     sp.set_defaults(handler="joyq_studio.bench.photos:bench_photos")
+    # issue 23: CPU scoring variants on the so400m shape, and their score deviation
+    sp = bsub.add_parser(
+        "cpu",
+        help="CPU scoring: fp32 vs int8 / bf16 / torch.compile, threads and batch on the so400m shape, "
+        "and each variant's score deviation on real photographs (default run: about 10 minutes)",
+    )
+    sp.add_argument("--model", default="so400m-random", help="the model timed (default so400m-random: the real shape)")
+    sp.add_argument(
+        "--variants", default="fp32,int8,bf16,compile", help="comma-separated (default fp32,int8,bf16,compile)"
+    )
+    sp.add_argument("--threads", type=positive_int, nargs="+", default=[os.cpu_count() or 1], help="thread counts")
+    sp.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1], help="batch sizes (default 1)")
+    sp.add_argument("--repeats", type=positive_int, default=1, help="timed runs per cell, median (default 1)")
+    sp.add_argument(
+        "--check-model",
+        nargs="+",
+        default=["demo", "tiny"],
+        help="models whose score deviation is measured (default demo tiny; pass the real JoyQuality "
+        "repo id or folder to check the tolerance on its real weights)",
+    )
+    sp.add_argument("--photos", type=positive_int, default=48, help="photographs for the deviation (default 48)")
+    sp.set_defaults(handler="joyq_studio.bench.cpu:bench_cpu")
 
     # listed for --help; `joyq bench pairing|taste ...` is handed whole to the module's main()
     bsub.add_parser("pairing", help="simulated raters: pair-selection strategies compared, selector speed at 100k")

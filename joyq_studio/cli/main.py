@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(sp)
     sp.add_argument("--compile", action="store_true", help="torch.compile the tower (faster on big runs)")
     sp.add_argument(
+        "--sample",
+        type=positive_int,
+        metavar="N",
+        help="score only a random sample of N images, spread over the subfolders, so you can start "
+        "comparing while the rest waits for a later run (without --sample)",
+    )
+    sp.add_argument(
         "--ray",
         action="store_true",
         help="score on a Ray cluster: decoding on every CPU, one model "

@@ -44,6 +44,8 @@ def cmd_score(args) -> int:
             workers=args.workers,
             compile=args.compile,
             progress=ProgressLine("scoring"),
+            sample=getattr(args, "sample", None),
+            on_estimate=lambda e: print_estimate(e, device, args.folder),
         )
         # entries the scan could not use (broken links, loops, undecodable names) are failures too
         failed = list(summary.failed)
@@ -57,6 +59,11 @@ def cmd_score(args) -> int:
         same = same_content_note(project.file_hashes())
         if same:
             print(f"note: {same}")
+        if summary.left_out:
+            print(
+                f"scored a random sample (spread over the subfolders); {summary.left_out} images are left for "
+                f"`joyq score {args.folder}` (you can compare the sample meanwhile)"
+            )
         if args.csv:
             rows = write_scores_csv(project, model_id(model).key, Path(args.csv))
             print(f"wrote {rows} scores to {args.csv}")
@@ -69,12 +76,34 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
+# so400m-512: ~1 TFLOP per image (411 M weights x 1024 tokens x 2, plus attention)
+CPU_SECONDS_PER_IMAGE = "18-110 s"  # `joyq score` and `joyq bench cpu` on the 2-core vm (docs/benchmarks.md)
+GPU_NOTE = (
+    "a GPU is the real answer: about 1 TFLOP per image makes it 1,000 times faster or more "
+    "(an estimate from the model's size, not measured here)"
+)
+
+
 def warn_if_cpu(device, model) -> None:
     if device.type == "cpu" and model.embed_dim >= 1024:
         print(
-            "warning: no CUDA GPU; the full JoyQuality model scores only a few images per second on a CPU "
-            "(use a GPU for large folders, or --model demo, the small shipped tower, to try things out).",
+            f"warning: no GPU; on a CPU the full JoyQuality model takes about {CPU_SECONDS_PER_IMAGE} per image "
+            "(measured on a 2-core VM; `joyq bench cpu` measures this machine), so a few thousand images take a "
+            f"day; {GPU_NOTE}. The time for this folder is estimated after its first 20 images; Ctrl-C keeps what "
+            "is scored, --sample N scores a random sample first, --model demo is the small shipped tower.",
             file=sys.stderr,
         )
     else:
         print(f"device: {describe_device(device)}", file=sys.stderr)
+
+
+def print_estimate(estimate, device, folder: str) -> None:
+    text = estimate.sentence()
+    if estimate.seconds_left > 3600:
+        text += (
+            f"; Ctrl-C stops (what is scored is kept, a rerun continues); `joyq score --sample 200 {folder}` "
+            "scores a random sample first so you can start comparing"
+        )
+        if device.type == "cpu":
+            text += f"; {GPU_NOTE}"
+    print(text, file=sys.stderr, flush=True)

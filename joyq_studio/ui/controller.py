@@ -305,6 +305,7 @@ class Controller(QObject):
                     workers=workers,
                     progress=lambda d, t, r: report(("score", d, t, r)),
                     cancel=cancelled,
+                    on_estimate=lambda e: report(("estimate", e.sentence()), force=True),  # issue 23
                 )
                 return rep, summary
 
@@ -345,6 +346,8 @@ class Controller(QObject):
             s.set_model(spec, key, tower, head)
             self.model_changed.emit()
             self.pairs_reseeded.emit()
+        elif kind == "estimate":  # issue 23: the folder's time, from its first 20 images
+            self.report_info(msg[1][0].upper() + msg[1][1:] + "; Cancel keeps what is scored.")
         elif kind == "score":
             _, d, t, rate = msg
             eta = (t - d) / rate if rate else None
