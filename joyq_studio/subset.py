@@ -105,14 +105,18 @@ def farthest_point(
         rows = n if todo is None else todo.size
         rows_read += rows
         for s in range(0, rows, _CHUNK):
-            idx = slice(s, min(s + _CHUNK, n)) if todo is None else todo[s : s + _CHUNK]
-            d2 = norms[idx] + norms[c] - 2.0 * (x[idx] @ centre)
-            np.maximum(d2, 0.0, out=d2)
-            closer = d2 < best[idx]
-            if todo is None:
-                block = np.arange(idx.start, idx.stop)[closer]
+            if todo is None:  # a contiguous block: no gather
+                e = min(s + _CHUNK, n)
+                d2 = norms[s:e] + norms[c] - 2.0 * (x[s:e] @ centre)
+                np.maximum(d2, 0.0, out=d2)
+                closer = d2 < best[s:e]
+                block = np.flatnonzero(closer) + s
             else:
-                block = idx[closer]
+                rows_idx = todo[s : s + _CHUNK]
+                d2 = norms[rows_idx] + norms[c] - 2.0 * (x[rows_idx] @ centre)
+                np.maximum(d2, 0.0, out=d2)
+                closer = d2 < best[rows_idx]
+                block = rows_idx[closer]
             best[block] = d2[closer]
             owner[block] = step
         best[c] = 0.0
