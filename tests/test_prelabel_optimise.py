@@ -29,6 +29,7 @@ from joyq_studio.prelabel.optimise import (
 )
 from joyq_studio.prelabel.prompt import Prompt
 from joyq_studio.store import Project
+from joyq_studio.subset import subset_hashes
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_llm_server import FakeLLM
@@ -232,6 +233,7 @@ def test_the_cap_holds_across_labeller_and_editor_and_a_rerun_resumes(images, fa
     _no_secret_anywhere(project, f, capsys)
 
 
+@pytest.mark.slow
 def test_the_overfitting_gap_is_measured_with_rotating_and_fixed_sets(images, fake, monkeypatch):
     """Measured: the gap between the best round and the held-out figure, both modes."""
     f, url = fake
@@ -241,3 +243,54 @@ def test_the_overfitting_gap_is_measured_with_rotating_and_fixed_sets(images, fa
     assert rot.final is not None and fix.final is not None
     assert rot.overfitting_gap is not None and fix.overfitting_gap is not None
     print(f"gap rotating {rot.overfitting_gap:+.3f}, fixed {fix.overfitting_gap:+.3f}")
+
+
+# -- the recipe end to end, through the CLI ----------------------------------------------------
+def test_the_recipe_end_to_end_on_the_fake_server(tmp_path, fake, monkeypatch, capsys):
+    """folder -> score -> subset -> fixed-k pairs -> compare -> optimise -> prelabel run with the
+    chosen prompt on the subset -> train -> export-pairs (docs/prelabel.md, "The recipe")."""
+    import json
+
+    from joyq_studio.cli.main import main
+
+    f, url = fake
+    monkeypatch.setenv("JOYQ_LLM_API_KEY", SECRET)
+    monkeypatch.setenv("EDITOR_KEY", SECRET)
+    folder = tmp_path / "pool"
+    assert main(["demo", str(folder), "--count", "40"]) == 0
+    assert main(["score", str(folder), "--model", "demo", "--workers", "0"]) == 0
+    assert main(["import-pairs", str(folder), str(folder / "pairs.json")]) == 0  # stands in for your clicks
+    assert main(["subset", str(folder), "--count", "24", "--seed", "1"]) == 0
+    assert main(["pairs", str(folder), "--k", "4", "--pool", "subset", "--out", str(tmp_path / "k4.json")]) == 0
+    assert len(json.loads((tmp_path / "k4.json").read_text())["train"]) == 48
+    common = ["--endpoint", url, "--retries", "1"]
+    assert main(["prelabel", "compare", str(folder), *common, "--model", "fake-vision", "--pairs", "20", "--yes"]) == 0
+    assert main(
+        [
+            "prelabel", "optimise", str(folder), *common, "--model", "fake-vision", "--editor-model", "fake-editor",
+            "--editor-key-env", "EDITOR_KEY", "--rounds", "2", "--pairs-per-round", "10", "--held-out", "10",
+            "--price-in", "1", "--price-out", "2", "--editor-price-in", "3", "--editor-price-out", "6",
+            "--cap", "1", "--yes",
+        ]
+    ) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "chosen: prompt" in out and "held-out pairs no round saw" in out
+    chosen = int(out.split("chosen: prompt ")[1].split(";")[0])
+    assert main(["prelabel", "prompts", str(folder)]) == 0
+    assert f"{chosen}: " in capsys.readouterr().out
+    assert main(
+        [
+            "prelabel", "run", str(folder), *common, "--model", "fake-vision", "--prompt", str(chosen),
+            "--pool", "subset", "--pairs", "20", "--trust", "0.8", "--yes",
+        ]
+    ) == 0  # fmt: skip
+    assert "labelled 20 pairs" in capsys.readouterr().out
+    with Project(folder) as project:
+        members = set(subset_hashes(project))
+        llm = [r for r in project.comparison_records() if r.source]
+        assert len(llm) == 20 and all(r.a in members and r.b in members for r in llm)
+    assert main(["train", str(folder), "--mode", "quick"]) == 0
+    assert main(["export-pairs", str(folder), str(tmp_path / "out.json"), "--llm", "include"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    with Project(folder) as project:
+        _no_secret_anywhere(project, f, capsys)
