@@ -197,7 +197,9 @@ class FakeLLM:
         if b1 == b2:
             return json.dumps({"better": "tie", "reason": "They look the same."})
         first_wins = b1 > b2
-        wrong = _unit("error", *sorted((d1, d2)), self.seed) < self.error_rate_for(prompt)
+        # with prompt_rates, each prompt text errs on its own pairs (as a reworded prompt does)
+        salt = hashlib.blake2b(prompt.encode(), digest_size=6).hexdigest() if self.prompt_rates else ""
+        wrong = _unit("error", *sorted((d1, d2)), self.seed, *([salt] if salt else [])) < self.error_rate_for(prompt)
         if wrong:
             first_wins = not first_wins
         if self.prompt_rates:  # reasons the editor can learn from: a wrong answer ignored brightness

@@ -174,11 +174,13 @@ def test_the_loop_chooses_the_better_prompt_and_measures_it_once_on_unseen_pairs
     f, url = fake
     with labelled(images, 300, llm_pairs=40) as project:
         plan, rep = _optimise(project, url, monkeypatch)
-        # rounds: 0 start, 1 worse (not adopted), 2 better (adopted), 3 neutral, 4 no prompt -> stop
-        assert [r.adopted for r in rep.rounds] == [True, False, True, False, False]
-        assert rep.stopped == "no improvement"
+        # rounds: 0 start, 1 worse (not adopted), 2 better (adopted, clearly), 3 a rewording of
+        # it (as good: adopted or not by chance), 4 no prompt -> stop (no clear gain twice)
+        assert [r.adopted for r in rep.rounds[:3]] == [True, False, True]
+        assert rep.rounds[2].test.verdict == "second better"
+        assert rep.stopped == "no improvement" and len(rep.rounds) == 5
         chosen = pv.version(project, rep.chosen)
-        assert chosen is not None and BEST_HINT in chosen.text and chosen.round == 2
+        assert chosen is not None and BEST_HINT in chosen.text and chosen.round in (2, 3)
         # the final figure: the planted rate of the chosen prompt is inside its interval
         a = rep.final.agreement
         assert a.count == 60 and a.low <= 1 - RATES[BEST_HINT] <= a.high
