@@ -296,3 +296,23 @@ def test_the_recipe_end_to_end_on_the_fake_server(tmp_path, fake, monkeypatch, c
     assert "wrote" in capsys.readouterr().out
     with Project(folder) as project:
         _no_secret_anywhere(project, f, capsys)
+
+
+def test_cli_dry_run_sends_nothing_and_too_few_pairs_exit_2(images, fake, monkeypatch, capsys):
+    from joyq_studio.cli.main import main
+
+    f, url = fake
+    monkeypatch.setenv("JOYQ_LLM_API_KEY", SECRET)
+    with labelled(images, 120) as project:
+        folder = str(project.folder)
+    common = ["--endpoint", url, "--model", "fake-vision", "--editor-model", "fake-editor"]
+    argv = ["prelabel", "optimise", folder, *common, "--rounds", "2", "--pairs-per-round", "40", "--held-out", "40"]
+    assert main([*argv, "--price-in", "1", "--editor-price-in", "3", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "cost: at most about" in out and "<prompt> and </prompt>" in out and "dry run" in out
+    assert f.hits == 0
+    assert main([*argv[:-4], "--rounds", "4", "--pairs-per-round", "40", "--held-out", "40"]) == 2
+    assert "Label 80 more" in capsys.readouterr().err
+    assert main(["prelabel", "compare", folder, "--endpoint", url, "--model", "a", "--price", "a=oops", "--yes"]) == 2
+    assert "MODEL=IN,OUT" in capsys.readouterr().err
+    assert f.hits == 0
