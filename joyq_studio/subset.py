@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import Cancelled, JoyqError
-from .pairing.fixedk import default_tower
 from .store import Project
 
 SUBSET_META = "subset_info"  # JSON: count, seed, dims, tower, created
@@ -168,21 +167,21 @@ class SubsetReport:
 
 def select_subset(
     project: Project,
+    tower: str | None,
     count: int,
     seed: int = 0,
     dims: int | None = None,
-    tower: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> SubsetReport:
-    """Farthest-point subset of the project's readable, embedded images (not stored; see
-    :func:`save_subset`). Raises SubsetError when there are no embeddings."""
+    """Farthest-point subset of the project's readable images embedded by ``tower`` (usually
+    ``pairing.fixedk.default_tower(project)``; None: no embeddings) — not stored, see
+    :func:`save_subset`. Raises SubsetError when there are no embeddings."""
     if count < 1:
         raise SubsetError(f"The subset size must be at least 1, not {count}.")
     if dims is not None and dims < 1:
         raise SubsetError(f"The projection must keep at least 1 dimension, not {dims}.")
     readable = [h for h, _ in project.image_paths()]
-    tower = tower or default_tower(project)
     if not tower:
         raise SubsetError(f"{project.folder}: has no stored embeddings; run `joyq score` on it first.")
     found, matrix = project.embeddings(tower, readable)
