@@ -316,3 +316,50 @@ def test_cli_dry_run_sends_nothing_and_too_few_pairs_exit_2(images, fake, monkey
     assert main(["prelabel", "compare", folder, "--endpoint", url, "--model", "a", "--price", "a=oops", "--yes"]) == 2
     assert "MODEL=IN,OUT" in capsys.readouterr().err
     assert f.hits == 0
+
+
+def test_a_killed_loop_resumes_without_paying_twice(images, fake, monkeypatch, capsys):
+    import os
+    import signal
+    import subprocess
+    import textwrap
+
+    f, url = fake
+    monkeypatch.setenv("JOYQ_LLM_API_KEY", SECRET)
+    monkeypatch.setenv("EDITOR_KEY", SECRET)
+    with labelled(images, 300) as project:
+        folder, db_path = project.folder, project.db_path
+    setup = f"""
+        from joyq_studio.prelabel import EndpointConfig, LLMClient, Pricing, default_prompt
+        from joyq_studio.prelabel.optimise import plan_optimise, run_optimise
+        from joyq_studio.store import Project
+        project = Project({str(folder)!r})
+        lab = LLMClient(EndpointConfig({url!r}, "fake-vision", retries=1, backoff=0.01, concurrency=2))
+        ed = LLMClient(EndpointConfig({url!r}, "fake-editor", key_env="EDITOR_KEY", json_mode=False, retries=1))
+        plan = plan_optimise(project, "fake-vision", "fake-editor", default_prompt(), Pricing(1.0, 2.0),
+                             Pricing(3.0, 6.0), rounds=5, per_round=40, held_out=60)
+    """
+    child = textwrap.dedent(setup) + textwrap.dedent("""
+        def say(line):
+            if line.startswith("round 1"):
+                print("busy", flush=True)
+        run_optimise(project, lab, ed, plan, say=say)
+        print("finished", flush=True)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "busy"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    editor_at_kill = f.editor_calls
+    assert 1 <= editor_at_kill < 4
+    with Project(folder, db_path=db_path) as project:
+        _, rep = _optimise(project, url, monkeypatch)
+        assert rep.final is not None
+        stored = pv.versions(project, rep.plan.run_key)
+        assert f.editor_calls == len(stored) - 1  # each round's reply asked for once
+        repeated = sum(n - 1 for n in f.paid_per_prompt.values() if n > 1)
+        assert repeated <= 2  # at most the calls in flight at the kill
+        _no_secret_anywhere(project, f, capsys)
