@@ -107,6 +107,7 @@ CREATE TABLE IF NOT EXISTS prompt_versions (
     low REAL, high REAL,               -- ... Wilson 95% interval
     cost REAL NOT NULL DEFAULT 0,      -- USD spent measuring (and editing) it
     note TEXT,                         -- e.g. 'held-out', 'chosen', 'no prompt in reply'
+    run TEXT,                          -- the optimisation run (its settings' hash), for resuming
     created REAL NOT NULL
 );
 """

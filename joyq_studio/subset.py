@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import Cancelled, JoyqError
-from .pairing.fixedk import default_tower
 from .store import Project
 
 SUBSET_META = "subset_info"  # JSON: count, seed, dims, tower, created
@@ -105,14 +104,18 @@ def farthest_point(
         rows = n if todo is None else todo.size
         rows_read += rows
         for s in range(0, rows, _CHUNK):
-            idx = slice(s, min(s + _CHUNK, n)) if todo is None else todo[s : s + _CHUNK]
-            d2 = norms[idx] + norms[c] - 2.0 * (x[idx] @ centre)
-            np.maximum(d2, 0.0, out=d2)
-            closer = d2 < best[idx]
-            if todo is None:
-                block = np.arange(idx.start, idx.stop)[closer]
+            if todo is None:  # a contiguous block: no gather
+                e = min(s + _CHUNK, n)
+                d2 = norms[s:e] + norms[c] - 2.0 * (x[s:e] @ centre)
+                np.maximum(d2, 0.0, out=d2)
+                closer = d2 < best[s:e]
+                block = np.flatnonzero(closer) + s
             else:
-                block = idx[closer]
+                rows_idx = todo[s : s + _CHUNK]
+                d2 = norms[rows_idx] + norms[c] - 2.0 * (x[rows_idx] @ centre)
+                np.maximum(d2, 0.0, out=d2)
+                closer = d2 < best[rows_idx]
+                block = rows_idx[closer]
             best[block] = d2[closer]
             owner[block] = step
         best[c] = 0.0
@@ -164,21 +167,21 @@ class SubsetReport:
 
 def select_subset(
     project: Project,
+    tower: str | None,
     count: int,
     seed: int = 0,
     dims: int | None = None,
-    tower: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> SubsetReport:
-    """Farthest-point subset of the project's readable, embedded images (not stored; see
-    :func:`save_subset`). Raises SubsetError when there are no embeddings."""
+    """Farthest-point subset of the project's readable images embedded by ``tower`` (usually
+    ``pairing.fixedk.default_tower(project)``; None: no embeddings) — not stored, see
+    :func:`save_subset`. Raises SubsetError when there are no embeddings."""
     if count < 1:
         raise SubsetError(f"The subset size must be at least 1, not {count}.")
     if dims is not None and dims < 1:
         raise SubsetError(f"The projection must keep at least 1 dimension, not {dims}.")
     readable = [h for h, _ in project.image_paths()]
-    tower = tower or default_tower(project)
     if not tower:
         raise SubsetError(f"{project.folder}: has no stored embeddings; run `joyq score` on it first.")
     found, matrix = project.embeddings(tower, readable)

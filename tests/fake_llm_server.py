@@ -66,12 +66,22 @@ class FakeLLM:
         seed: int = 0,
         input_tokens: int = 700,
         output_tokens: int = 30,
+        prompt_rates: dict[str, float] | None = None,
+        editor_model: str | None = None,
+        editor_plan: tuple[str, ...] = ("better",),
     ):
         self.error_rate, self.position_bias = error_rate, position_bias
         self.malformed, self.rate_429, self.rate_500 = malformed, rate_429, rate_500
         self.slow, self.slow_s = slow, slow_s
         self.model, self.key, self.seed = model, key, seed
         self.input_tokens, self.output_tokens = input_tokens, output_tokens
+        # issue 21: the planted error rate depends on the prompt: the rate of the first
+        # keyword (lower-case) the prompt mentions, else ``error_rate`` (see ``verdict``)
+        self.prompt_rates = dict(prompt_rates or {})
+        self.editor_model, self.editor_plan = editor_model, tuple(editor_plan)
+        self.editor_calls = 0
+        self.paid_per_prompt: Counter = Counter()  # (prompt digest, digest A, digest B) -> 200 replies
+        self.editor_bodies: list[str] = []
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.status = Counter()  # HTTP status -> count (200 includes malformed replies)
@@ -132,6 +142,8 @@ class FakeLLM:
         if self.key is not None and h.headers.get("Authorization") != f"Bearer {self.key}":
             return self.send(h, 401, {"error": {"message": "Incorrect API key provided."}})
         req = json.loads(body)
+        if self.editor_model is not None and req.get("model") == self.editor_model:
+            return self.send(h, 200, self.completion(self.edit(req["messages"][0]["content"])))
         if req.get("model") != self.model:
             return self.send(h, 404, {"error": {"message": f"The model {req.get('model')} does not exist."}})
         if roll < self.rate_429:
@@ -142,13 +154,15 @@ class FakeLLM:
         raw = [base64.b64decode(u.split(",", 1)[1]) for u in images]
         if slow:
             time.sleep(self.slow_s)
-        content = MALFORMED[pick] if bad else self.verdict(raw[0], raw[1])
+        prompt = next((part["text"] for part in req["messages"][0]["content"] if part["type"] == "text"), "")
+        content = MALFORMED[pick] if bad else self.verdict(raw[0], raw[1], prompt)
         digests = tuple(hashlib.blake2b(r, digest_size=8).hexdigest() for r in raw)
         with self.lock:
             if slow:
                 self.late += 1  # meant to outlast the client's timeout: not delivered, not counted as paid
             else:
                 self.paid[digests] += 1
+                self.paid_per_prompt[(hashlib.blake2b(prompt.encode(), digest_size=6).hexdigest(), *digests)] += 1
         self.send(
             h,
             200,
@@ -168,7 +182,14 @@ class FakeLLM:
             },
         )
 
-    def verdict(self, first: bytes, second: bytes) -> str:
+    def error_rate_for(self, prompt: str) -> float:
+        low = prompt.lower()
+        for word, rate in self.prompt_rates.items():
+            if word in low:
+                return rate
+        return self.error_rate
+
+    def verdict(self, first: bytes, second: bytes, prompt: str = "") -> str:
         d1, d2 = (hashlib.blake2b(x, digest_size=8).hexdigest() for x in (first, second))
         if _unit("bias", d1, d2, self.seed) < self.position_bias:
             return json.dumps({"better": "A", "reason": "The first image looks better."})
@@ -176,14 +197,46 @@ class FakeLLM:
         if b1 == b2:
             return json.dumps({"better": "tie", "reason": "They look the same."})
         first_wins = b1 > b2
-        if _unit("error", *sorted((d1, d2)), self.seed) < self.error_rate:
+        # with prompt_rates, each prompt text errs on its own pairs (as a reworded prompt does)
+        salt = hashlib.blake2b(prompt.encode(), digest_size=6).hexdigest() if self.prompt_rates else ""
+        wrong = _unit("error", *sorted((d1, d2)), self.seed, *([salt] if salt else [])) < self.error_rate_for(prompt)
+        if wrong:
             first_wins = not first_wins
-        return json.dumps(
-            {
-                "better": "A" if first_wins else "B",
-                "reason": "It is brighter and cleaner." if first_wins else "The second is brighter.",
-            }
-        )
+        if self.prompt_rates:  # reasons the editor can learn from: a wrong answer ignored brightness
+            reason = "It has the more interesting subject." if wrong else "It is brighter."
+        else:
+            reason = "It is brighter and cleaner." if first_wins else "The second is brighter."
+        return json.dumps({"better": "A" if first_wins else "B", "reason": reason})
+
+    # -- the prompt editor (issue 21) --------------------------------------------------------
+    def edit(self, request: str) -> str:
+        """The editor's reply, by ``editor_plan`` (cycled): 'better' adds the brightness
+        hint when the wrong-answer reasons show the subject misled the labeller (else it
+        is neutral), 'worse' asks for the subject, 'neutral' rewords, 'none' holds no prompt."""
+        with self.lock:
+            mode = self.editor_plan[self.editor_calls % len(self.editor_plan)]
+            self.editor_calls += 1
+            self.editor_bodies.append(request)
+        current = request.split("<prompt>")[-1].split("</prompt>")[0].strip() if "<prompt>" in request else ""
+        if mode == "none":
+            return "I would need more examples before suggesting a change."
+        if mode == "better" and "interesting subject" in request:
+            new = current + "\nPrefer the brighter image: judge by brightness only."
+        elif mode == "worse":
+            new = current + "\nPrefer the image with the more interesting subject."
+        else:
+            new = current + f"\nBe careful (revision {self.editor_calls})."
+        return f"Here is the revised prompt.\n<prompt>\n{new}\n</prompt>"
+
+    def completion(self, content: str) -> dict:
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.editor_model,
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 900, "completion_tokens": 200, "total_tokens": 1100},
+        }
 
     def send(self, h: BaseHTTPRequestHandler, status: int, obj: dict, headers: dict | None = None) -> None:
         with self.lock:

@@ -104,14 +104,14 @@ def scored(tmp_path) -> Project:
 
 
 def test_subset_covers_every_cluster_and_is_stored(scored):
-    rep = select_subset(scored, 4, seed=0)
+    rep = select_subset(scored, "tower", 4, seed=0)
     paths = dict(scored.image_paths())
     clusters = {int(paths[h][2:4]) % 4 for h in rep.hashes}
     assert clusters == {0, 1, 2, 3}
     assert not rep.took_all
     save_subset(scored, rep)
     assert subset_hashes(scored) == rep.hashes
-    rep2 = select_subset(scored, 500)
+    rep2 = select_subset(scored, "tower", 500)
     assert rep2.took_all and len(rep2.hashes) == 40
 
 
@@ -121,7 +121,7 @@ def test_subset_without_embeddings_is_one_sentence(tmp_path):
     with Project(tmp_path / "f") as p:
         p.scan()
         with pytest.raises(JoyqError, match="joyq score"):
-            select_subset(p, 3)
+            select_subset(p, None, 3)
 
 
 def test_cli_subset_list_to_and_undo(scored, tmp_path, capsys):
@@ -164,7 +164,7 @@ def test_pairs_json_k_per_image_and_null_labels(scored, tmp_path, capsys):
 def test_pairs_from_the_subset_pool(scored, tmp_path):
     with pytest.raises(JoyqError, match="joyq subset"):
         plan_pairs(scored, pool="subset")
-    save_subset(scored, select_subset(scored, 10))
+    save_subset(scored, select_subset(scored, "tower", 10))
     plan = plan_pairs(scored, k=2, pool="subset")
     members = set(subset_hashes(scored))
     assert len(plan.pairs) == 10 and all(a in members and b in members for a, b, _ in plan.pairs)

@@ -162,6 +162,9 @@ def register(sub, model_args) -> None:
     sp.add_argument("--clusters", type=positive_int, default=1000, help="cluster directions (default 1000)")
     sp.add_argument("--noise", type=float, default=0.1, help="share of unclustered embeddings (default 0.1)")
     sp.add_argument("--repeats", type=positive_int, default=1, help="exact runs (median)")
+    sp.add_argument(
+        "--exact-count", type=positive_int, help="time the exact run on this many picks and scale (default --count)"
+    )
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(handler="joyq_studio.bench.subset:bench_subset")
 

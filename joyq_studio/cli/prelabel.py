@@ -153,6 +153,12 @@ def register(subparsers) -> None:
         "--restart", action="store_true", help="forget the unfinished pairs of an interrupted run and pick new ones"
     )
     sp.add_argument("--seed", type=int, help="pair-picking seed (default: varies with each run)")
+    sp.add_argument(
+        "--prompt", type=positive_int, metavar="ID", help="a stored prompt version (`prelabel prompts` lists them)"
+    )
+    sp.add_argument(
+        "--pool", choices=("all", "subset"), default="all", help="pick pairs among every image or the `joyq subset`"
+    )
     sp.set_defaults(handler=f"{HERE}:cmd_run")
 
     sp = sub.add_parser(
@@ -167,6 +173,53 @@ def register(subparsers) -> None:
         help=f"the name the key is saved under, as for --key-env elsewhere (default {DEFAULT_KEY_ENV})",
     )
     sp.set_defaults(handler=f"{HERE}:cmd_key")
+    # -- issue 21: compare models and prompts, optimise the prompt, list prompt versions ------
+    sp = sub.add_parser(
+        "compare", help="ask several models (and prompts) about the same pairs you labelled and compare them"
+    )
+    endpoint_args(sp)
+    sp.set_defaults(model=None)
+    for action in sp._actions:  # --model and --prompt-file may be given several times here
+        if action.dest in ("model", "prompt_file"):
+            action.required, action.default = action.dest == "model", None
+            action.__class__ = argparse._AppendAction
+            action.help = (action.help or "") + " (repeat to compare several)"
+    sp.add_argument(
+        "--price",
+        action="append",
+        default=[],
+        metavar="MODEL=IN,OUT",
+        help="a model's own prices per million tokens (default: --price-in/--price-out)",
+    )
+    sp.add_argument("--pairs", type=positive_int, default=100, help="your pairs to ask about (default 100)")
+    sp.set_defaults(handler=f"{HERE}_recipe:cmd_compare")
+
+    sp = sub.add_parser(
+        "optimise",
+        help="let an editor LLM improve the prompt, judged on fresh pairs each round and a final held-out set",
+    )
+    endpoint_args(sp)
+    sp.add_argument("--editor-model", required=True, metavar="NAME", help="the LLM that rewrites the prompt")
+    sp.add_argument("--editor-endpoint", metavar="URL", help="its base URL (default: --endpoint)")
+    sp.add_argument(
+        "--editor-key-env", metavar="VAR", help="environment variable holding the editor's key (default: --key-env)"
+    )
+    sp.add_argument("--editor-price-in", type=_price, default=0.0, metavar="USD", help="editor, per million input")
+    sp.add_argument("--editor-price-out", type=_price, default=0.0, metavar="USD", help="editor, per million output")
+    sp.add_argument("--rounds", type=positive_int, default=4, help="rounds including the start (default 4)")
+    sp.add_argument("--pairs-per-round", type=positive_int, default=40, help="your pairs per round (default 40)")
+    sp.add_argument("--held-out", type=positive_int, help="pairs of the final measurement (default: pairs per round)")
+    sp.add_argument(
+        "--fixed-set", action="store_true", help="reuse one pair set every round (to measure overfitting; not advised)"
+    )
+    sp.add_argument("--patience", type=positive_int, default=2, help="rounds without a clear gain before stopping")
+    sp.add_argument("--seed", type=int, default=0, help="how your pairs are shuffled into sets (default 0)")
+    sp.set_defaults(handler=f"{HERE}_recipe:cmd_optimise")
+
+    sp = sub.add_parser("prompts", help="list the prompt versions stored in the folder, with their agreement")
+    sp.add_argument("folder")
+    sp.add_argument("--show", type=positive_int, metavar="ID", help="print one prompt's full text")
+    sp.set_defaults(handler=f"{HERE}_recipe:cmd_prompts")
 
     sp = sub.add_parser("status", help="LLM labels, spending and whether training uses them")
     sp.add_argument("folder")
@@ -401,6 +454,12 @@ def cmd_run(args) -> int:
 
     config, pricing, prompt = _config(args), _pricing(args), load_prompt(args.prompt_file)
     with _open(args.folder) as project:
+        if getattr(args, "prompt", None) is not None:
+            if args.prompt_file:
+                raise UsageError("Give either --prompt or --prompt-file, not both.")
+            from ..prelabel.prompts import load_version
+
+            prompt = load_version(project, args.prompt)
         plan = plan_run(
             project,
             config.model,
@@ -412,6 +471,7 @@ def cmd_run(args) -> int:
             near_share=args.near_share,
             seed=args.seed,
             resume=not args.restart,
+            pool=getattr(args, "pool", "all"),
         )
         if plan.resumed:
             print(

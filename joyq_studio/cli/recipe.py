@@ -14,10 +14,12 @@ from .common import open_project
 
 
 def cmd_subset(args) -> int:
+    from ..pairing.fixedk import default_tower
     from ..subset import save_subset, select_subset
 
     with open_project(args.folder) as project:
-        report = select_subset(project, args.count, seed=args.seed, dims=args.dims, progress=ProgressLine("selecting"))
+        tower, progress = default_tower(project), ProgressLine("selecting")
+        report = select_subset(project, tower, args.count, seed=args.seed, dims=args.dims, progress=progress)
         save_subset(project, report)
         space = f"{report.dims} random dimensions" if report.dims else "the full embedding"
         print(

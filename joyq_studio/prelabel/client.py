@@ -313,6 +313,46 @@ class LLMClient:
             return self._outcome(resp, attempt + 1, retried)
         raise AssertionError("unreachable")
 
+    def complete(
+        self, text: str, cancel: Callable[[], bool] | None = None, max_tokens: int | None = 2000
+    ) -> tuple[str, int | None, int | None]:
+        """A text-only call (the prompt editor's): (reply text, input tokens, output tokens as
+        reported). Same retries, classification and scrubbing as :meth:`judge`; raises
+        CallFailed / Cancelled as it does."""
+        cfg = self.config
+        kwargs: dict = {}
+        if cfg.temperature is not None:
+            kwargs["temperature"] = cfg.temperature
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
+        messages = [{"role": "user", "content": text}]
+        for attempt in range(cfg.retries + 1):
+            if cancel and cancel():
+                raise Cancelled()
+            try:
+                resp = self._client.chat.completions.create(model=cfg.model, messages=messages, **kwargs)  # type: ignore[arg-type]
+            except Exception as e:  # noqa: BLE001 - classified below
+                why, wait, fatal, status = self._classify(e)
+                if fatal is not None:
+                    raise CallFailed(self.scrub(why), fatal=fatal, status=status) from None
+                if attempt == cfg.retries:
+                    raise CallFailed(
+                        self.scrub(f"{cfg.base_url}: {why} after {attempt + 1} attempts."), status=status
+                    ) from None
+                self._wait(wait if wait is not None else self._backoff(attempt), cancel)
+                continue
+            usage = getattr(resp, "usage", None)
+            try:
+                content = resp.choices[0].message.content or ""
+            except (AttributeError, IndexError, TypeError):
+                content = ""
+            return (
+                self.scrub(str(content)),
+                getattr(usage, "prompt_tokens", None) if usage else None,
+                getattr(usage, "completion_tokens", None) if usage else None,
+            )
+        raise AssertionError("unreachable")
+
     # -- helpers ---------------------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
         base = min(self.config.max_backoff, self.config.backoff * (2**attempt))

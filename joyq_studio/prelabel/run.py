@@ -214,6 +214,7 @@ def plan_run(
     tower: str | None = None,
     seed: int | None = None,
     resume: bool = True,
+    pool: str = "all",
 ) -> RunPlan:
     """The pairs a run will label and its estimated cost (no network, nothing stored).
 
@@ -222,7 +223,8 @@ def plan_run(
     ``resume`` is false, which drops them. Otherwise ``n_pairs`` new pairs are picked by
     ``chooser`` (e.g. the live model's choice) if given, else fixed-k with ``near_share``
     embedding-near pairs; pairs already judged by anyone, or planned for this model and
-    prompt, are not picked again.
+    prompt, are not picked again. ``pool`` "subset": the fixed-k pairs are drawn from the
+    folder's diverse subset (`joyq subset`) only.
     """
     if n_pairs <= 0:
         raise PrelabelError(f"The number of pairs must be at least 1, not {n_pairs}.")
@@ -245,6 +247,12 @@ def plan_run(
                     avoid.add(key)
                     new.append((a, b, "model"))
             new = new[:n_pairs]
+        elif pool != "all":  # issue 21: a pool such as the diverse subset
+            from ..compare.fixedk import pool_embeddings
+            from ..pairing.fixedk import fixed_k_pairs
+
+            hashes, emb, has, used_tower = pool_embeddings(project, pool, tower)
+            new = fixed_k_pairs(hashes, n_pairs, emb, has, near_share=near_share, avoid=avoid, seed=seed)
         else:
             new, used_tower = pick_fixed_k(project, n_pairs, avoid, seed=seed, near_share=near_share, tower=tower)
         if not new:
