@@ -16,8 +16,8 @@ from ..corruptions import STRENGTHS, make_validation_pair
 from ..errors import Cancelled
 from ..images import ImageError, load_rgb, resize_for_model
 from ..metrics import (
-    MIN_PAIRS_TO_TELL,
     AGREEMENT_KEY,
+    MIN_PAIRS_TO_TELL,
     agreement,
     distance_weights,
     format_accuracy,
