@@ -17,7 +17,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QWheelEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
 import joyq_studio  # noqa: E402
 from joyq_studio.ui.window import MainWindow  # noqa: E402
@@ -180,7 +180,7 @@ def judge(qtbot, w: MainWindow, n: int) -> None:
         press(qtbot, w, keys[clean_wins(w)])
 
 
-def test_train_quick_adopt_and_rollback(qtbot, folder40):
+def test_train_quick_adopt_and_rollback(qtbot, folder40, monkeypatch):
     w = open_window(qtbot, folder40)
     c = w.controller
     judge(qtbot, w, 40)
@@ -198,7 +198,10 @@ def test_train_quick_adopt_and_rollback(qtbot, folder40):
     assert panel.plot.loss  # the live plot got the history
     assert panel.table.item(0, 0).text() and panel.table.item(0, 1).text()
     old_key = c.session.model_key
+    asked: list[str] = []  # 40 clicks hold a few held-out pairs: too few to tell, so the app asks first
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.Yes)
     panel.use_button.click()
+    assert len(asked) == 1 and "too few" in asked[0]
     qtbot.waitUntil(lambda: c.session.project.active_version == result.version_id and not c.busy_scoring(), timeout=T)
     assert c.session.model_key == result.record["model_key"] != old_key
     assert c.session.n_scored() == 40
