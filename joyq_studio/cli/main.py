@@ -319,8 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--weight",
         type=positive_float,
-        default=0.9,
-        help="how much training trusts a star pair, 0.5 (not at all) .. 1 (as a click); default 0.9",
+        default=1.0,
+        help="how much training trusts a star pair, 0.5 (not at all) .. 1 (as a click, the default)",
     )
     sp.add_argument(
         "--per-image", type=positive_int, default=8, help="star pairs each rated image appears in, at most (default 8)"

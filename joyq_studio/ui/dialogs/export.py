@@ -726,7 +726,7 @@ class StarImportDialog(_TaskDialog):
         self.weight = QDoubleSpinBox(self)
         self.weight.setRange(0.5, 1.0)
         self.weight.setSingleStep(0.05)
-        self.weight.setValue(0.9)
+        self.weight.setValue(1.0)
         self.weight.setToolTip("How much training trusts a star pair: 0.5 not at all, 1 as much as your click")
         self.import_button = QPushButton("Import", self)
         self.import_button.clicked.connect(self.start)
