@@ -217,7 +217,7 @@ def _embed_with_estimate(model, paths, device, batch_size, workers, compile, pro
         yield from embed_paths(model, paths, device, batch_size, workers, compile, progress, cancel)
         return
     first = paths[:ESTIMATE_IMAGES]
-    small = max(1, min(batch_size, ESTIMATE_IMAGES // 4))
+    small = max(1, min(batch_size, ESTIMATE_IMAGES // 2))  # two batches: the first (start-up) is left out
     timed: list[tuple[int, float]] = []
 
     def shifted(offset: int) -> Progress | None:  # one progress over the whole run
