@@ -341,7 +341,7 @@ def test_a_killed_loop_resumes_without_paying_twice(images, fake, monkeypatch, c
     """
     child = textwrap.dedent(setup) + textwrap.dedent("""
         def say(line):
-            if line.startswith("round 1"):
+            if line.startswith("round 1: prompt"):
                 print("busy", flush=True)
         run_optimise(project, lab, ed, plan, say=say)
         print("finished", flush=True)

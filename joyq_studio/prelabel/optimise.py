@@ -318,6 +318,8 @@ def run_optimise(
             if budget is not None and est_cost > budget:
                 rep.stopped = "cap"
                 break
+            shown = sum(v.usable for v in history)
+            say(f"round {r}: asking the editor ({len(request)} characters, {shown} prompts, {len(reasons)} reasons)")
             try:
                 reply, tin, tout = editor.complete(request, cancel=cancel, max_tokens=EDITOR_OUTPUT_TOKENS)
             except CallFailed as e:
