@@ -26,7 +26,6 @@ Signals, all on the GUI thread:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Callable
@@ -49,6 +48,8 @@ from ..ranking import (
     ranked_images,
     save_calibration,
     set_bucket_override,
+    set_folder_label,
+    with_folder_labels,
 )
 from ..store import Project, data_dir
 from ..tastes import list_tastes, save_taste
@@ -73,7 +74,6 @@ DETECTING = "detecting..."  # the device text until the device task answers
 DEMO_COUNT = 200
 DEMO_SIZE = 512
 SCORE_REFRESH_S = 0.5
-LABELS_KEY = "bucket_labels"  # project meta: the folder's bucket labels (JSON list), whatever the model
 
 ModelChooser = Callable[[str], "str | None"]
 """Asked when a folder's model is a Hugging Face repo that is not downloaded: the repo id
@@ -636,7 +636,6 @@ class Controller(QObject):
         def job(report, cancelled):
             with Project(folder) as p:
                 cal, notes = ensure_calibration(p)
-                cal = _with_folder_labels(p, cal)
                 return cal, notes, ranked_images(p, cal)
 
         self._run_ranking(job)
@@ -652,7 +651,6 @@ class Controller(QObject):
             with Project(folder) as p:
                 cal, notes = calibrate_project(p, method, labels=labels)
                 save_calibration(p, cal)
-                cal = _with_folder_labels(p, cal)
                 return cal, notes, ranked_images(p, cal)
 
         self._run_ranking(job)
@@ -689,28 +687,19 @@ class Controller(QObject):
             self.ranking_stale.emit()
 
     def set_bucket_label(self, bucket: int, text: str) -> bool:
-        """Rename a bucket (saved with the calibration); False when nothing was saved."""
+        """Rename a bucket (the folder's labels, kept through recalibration and retraining:
+        ``ranking.labels``); False when nothing was saved."""
         cal = self.ranking.cal
         if cal is None or self.session is None:
             return False
-        text = " ".join(text.split())
-        if not text:
-            self.report_error(f"The label of bucket {bucket} must not be empty.")
+        if " ".join(text.split()) == cal.labels[bucket]:
             return False
-        if text == cal.labels[bucket]:
-            return False
-        labels = list(cal.labels)
-        labels[bucket] = text
         try:
-            new = cal.with_labels(labels)
-            p = self.session.project
-            save_calibration(p, new)
-            with p.transaction():  # labels belong to the folder: kept for every model and version
-                p.set_meta(LABELS_KEY, json.dumps(labels))
+            labels = set_folder_label(self.session.project, bucket, text, cal.k)
         except Exception as e:  # noqa: BLE001 - shown as one sentence, logged when unexpected
             self.report_error(error_sentence(e))
             return False
-        self.ranking.cal = new
+        self.ranking.cal = with_folder_labels(self.session.project, cal)
         self.ranking.rows = [
             dataclasses.replace(r, label=labels[r.bucket]) if r.bucket == bucket else r for r in self.ranking.rows
         ]
@@ -763,25 +752,3 @@ class Controller(QObject):
         task.succeeded.connect(lambda r: self.notice.emit(undo_summary(r)))
         task.failed.connect(self.report_error)
         self.runner.start(task)
-
-
-def folder_labels(project: Project, k: int) -> list[str] | None:
-    """The bucket labels the user gave this folder (any model), when there are ``k``."""
-    try:
-        labels = json.loads(project.get_meta(LABELS_KEY) or "null")
-    except ValueError:
-        return None
-    if isinstance(labels, list) and len(labels) == k and all(isinstance(x, str) and x.strip() for x in labels):
-        return labels
-    return None
-
-
-def _with_folder_labels(project: Project, cal: Calibration) -> Calibration:
-    """``cal`` with the folder's labels (saved with it, so the CLI's exports agree)."""
-    labels = folder_labels(project, cal.k)
-    if labels is None or labels == list(cal.labels):
-        return cal
-    new = cal.with_labels(labels)
-    new.reason = cal.reason
-    save_calibration(project, new)
-    return new

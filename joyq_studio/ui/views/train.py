@@ -43,6 +43,7 @@ from ...compare import more_clicks
 from ...compare.sources import DEFAULT_HELDOUT_SHARE
 from ...compare.stats import describe, stored_agreement
 from ...metrics import BETTER, MIN_PAIRS_TO_TELL, TARGET_HALF_WIDTH, TOO_FEW, WORSE, format_accuracy
+from ...training.evaluation import robustness_text
 from ..controller import DETECTING, Controller
 from ..util import format_seconds
 from .plot import TrainPlot
@@ -84,6 +85,8 @@ def metric_text(m: dict, key: str, kind: str) -> str:
     if key == "accuracy":
         n = _num(m.get("n_decisive", m.get("n")))
         return format_accuracy(v, None if n is None else int(n), m.get("accuracy_low"), m.get("accuracy_high"))
+    if key in ("jpeg_accuracy", "lowres_accuracy"):  # with its pair count, interval and "too few to tell"
+        return robustness_text(m, key.removesuffix("_accuracy"))
     if key == "n":
         n, d = _num(m.get("n")), _num(m.get("n_decisive"))
         return _fmt(n, "int") + (f" ({int(d)} with a winner)" if n is not None and d is not None and d != n else "")
