@@ -69,6 +69,7 @@ __all__ = [
     "held_out_summary",
     "paired_comparison",
     "format_accuracy",
+    "robustness_text",
     "clicks_needed",
     "shows_change",
     "held_out_sentences",
@@ -906,6 +907,26 @@ def format_accuracy(accuracy: float | None, n: int | None, low: float | None = N
 # --------------------------------------------------------------------------------------
 # Plain-text table
 # --------------------------------------------------------------------------------------
+
+
+def robustness_text(m: Mapping[str, object], task: str) -> str:
+    """A robustness figure (``{task}_accuracy`` with ``_n``, ``_low``, ``_high``) in words, with its
+    count and interval, "too few to tell" below :data:`MIN_PAIRS_TO_TELL` pairs."""
+    value, n = m.get(f"{task}_accuracy"), m.get(f"{task}_n")
+    if not isinstance(value, (int, float)) or math.isnan(value):
+        return "n/a"
+    if not isinstance(n, (int, float)):  # a version recorded before issue 25
+        return f"{value * 100:.1f}% (pair count not recorded)"
+    shown = format_accuracy(
+        float(value), int(n), _float_or_nan(m.get(f"{task}_low")), _float_or_nan(m.get(f"{task}_high"))
+    )
+    if 0 < n < MIN_PAIRS_TO_TELL:
+        shown += f", too few to tell (at least {MIN_PAIRS_TO_TELL} are needed)"
+    return shown
+
+
+def _float_or_nan(v: object) -> float:
+    return float(v) if isinstance(v, (int, float)) else math.nan
 
 
 def _format_value(v: object) -> str:

@@ -299,3 +299,18 @@ def test_the_tastes_library_without_qt(tmp_path):
     (tmp_path / "full").mkdir()
     with pytest.raises(ValueError, match="head-only"):
         save_taste(tmp_path / "full", "x")
+
+
+def test_fixed_k_batches_are_a_source_by_name(tmp_path):
+    rater, project, hashes = _world(tmp_path)
+    cs = _session(project, rater, hashes)
+    cs.record(cs.next_pair(), 1.0)
+    cs.switch_source("fixed-k")
+    assert cs.source_name == "fixed-k" and project.get_meta(SOURCE_META_KEY) == "fixed-k"
+    seen = set()
+    for _ in range(20):
+        p = cs.next_pair()
+        assert p.kind in ("near", "random") and frozenset((p.left, p.right)) not in seen
+        seen.add(frozenset((p.left, p.right)))
+        cs.record(p, 1.0)
+    cs.close()

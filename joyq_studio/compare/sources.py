@@ -26,6 +26,7 @@ from ..errors import JoyqError
 from ..pairing import PairSelector
 from ..pairing.selector import PairMix
 from ..taste import TasteModel
+from .fixedk import FixedKSource
 from .source import HELDOUT, Pair, PairSource
 
 SOURCE_META_KEY = "pair_source"
@@ -307,7 +308,22 @@ def make_openskill(ctx: SourceContext) -> OpenSkillSource:
     return OpenSkillSource(ctx.hashes, ctx.scores, emb, seed=ctx.seed)
 
 
+def make_fixed_k(ctx: SourceContext) -> FixedKSource:
+    """Fixed-k batches (k = 4, the default near share) over the folder's images: near pairs
+    where embeddings are cached, random ones elsewhere. No held-out pairs (nothing is learnt)."""
+    emb, has = None, None
+    if ctx.embeddings is not None and ctx.embedding_hashes:
+        row = {h: r for r, h in enumerate(ctx.embedding_hashes)}
+        emb = np.zeros((len(ctx.hashes), ctx.embeddings.shape[1]), np.float32)
+        has = np.zeros(len(ctx.hashes), bool)
+        for i, h in enumerate(ctx.hashes):
+            r = row.get(h)
+            if r is not None:
+                emb[i], has[i] = ctx.embeddings[r], True
+    return FixedKSource(ctx.hashes, emb, has, seed=ctx.seed)
+
+
 SourceFactory = Callable[[SourceContext], PairSource]
 
-SOURCES: dict[str, SourceFactory] = {"live": make_live, "openskill": make_openskill}
-"""Pair sources by name. Another strategy registers here (``SOURCES["fixed-k"] = ...``)."""
+SOURCES: dict[str, SourceFactory] = {"live": make_live, "openskill": make_openskill, "fixed-k": make_fixed_k}
+"""Pair sources by name; a new strategy is one file and one entry here."""

@@ -17,13 +17,12 @@ from ..errors import Cancelled
 from ..images import ImageError, load_rgb, resize_for_model
 from ..metrics import (
     AGREEMENT_KEY,
-    MIN_PAIRS_TO_TELL,
     agreement,
     distance_weights,
-    format_accuracy,
     kendall_tau,
     pair_distances,
     pair_metrics,
+    robustness_text,
     sigmoid,
     spearman,
 )
@@ -114,24 +113,6 @@ def robustness_sentences(before: Mapping[str, object], after: Mapping[str, objec
         for task, name in ROBUSTNESS_NAMES.items()
         if f"{task}_accuracy" in before or f"{task}_accuracy" in after
     ]
-
-
-def robustness_text(m: Mapping[str, object], task: str) -> str:
-    value, n = m.get(f"{task}_accuracy"), m.get(f"{task}_n")
-    if not isinstance(value, (int, float)) or math.isnan(value):
-        return "n/a"
-    if not isinstance(n, (int, float)):  # a version recorded before issue 25
-        return f"{value * 100:.1f}% (pair count not recorded)"
-    shown = format_accuracy(
-        float(value), int(n), _float_or_nan(m.get(f"{task}_low")), _float_or_nan(m.get(f"{task}_high"))
-    )
-    if 0 < n < MIN_PAIRS_TO_TELL:
-        shown += f", too few to tell (at least {MIN_PAIRS_TO_TELL} are needed)"
-    return shown
-
-
-def _float_or_nan(v: object) -> float:
-    return float(v) if isinstance(v, (int, float)) else math.nan
 
 
 def metrics_from_scores(

@@ -42,8 +42,7 @@ from PySide6.QtWidgets import (
 from ...compare import more_clicks
 from ...compare.sources import DEFAULT_HELDOUT_SHARE
 from ...compare.stats import describe, stored_agreement
-from ...metrics import BETTER, MIN_PAIRS_TO_TELL, TARGET_HALF_WIDTH, TOO_FEW, WORSE, format_accuracy
-from ...training.evaluation import robustness_text
+from ...metrics import BETTER, MIN_PAIRS_TO_TELL, TARGET_HALF_WIDTH, TOO_FEW, WORSE, format_accuracy, robustness_text
 from ..controller import DETECTING, Controller
 from ..util import format_seconds
 from .plot import TrainPlot
