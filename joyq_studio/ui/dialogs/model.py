@@ -85,7 +85,7 @@ class ModelDialog(QDialog):
             + (
                 " On a CPU the full model takes about 18-110 s per image (measured on a 2-core computer), so a "
                 "few thousand images take a day, and a GPU is 1,000 times faster or more; scoring first estimates "
-                "the folder's time from its first 20 images. The small demo model is instant."
+                "the folder's time from its first 20 images; the small demo model is instant."
                 if cpu
                 else ""
             )
