@@ -26,6 +26,7 @@ from ..training import (
 from ..training.evaluation import ROBUSTNESS_NAMES, robustness_sentences, robustness_text
 from ..training.versions import adoption_warning
 from .common import open_project
+from .model import ensure_downloaded
 
 TABLE_KEYS = [
     "n",
@@ -92,6 +93,7 @@ def cmd_train(args) -> int:
         for w in data.warnings:
             print(f"warning: {w}", file=sys.stderr)
         out = Path(args.out) if args.out else data_dir() / "versions"
+        ensure_downloaded(args.model or DEFAULT_MODEL)  # what, how big and where first; byte progress
         result = run_training(data, args.model or DEFAULT_MODEL, cfg, out, progress)
     else:
         with open_project(args.folder) as project, contextlib.ExitStack() as stack:
@@ -99,6 +101,7 @@ def cmd_train(args) -> int:
             pool = [stack.enter_context(open_project(other)) for other in args.pool]
             for other in pool:
                 other.scan()
+            ensure_downloaded(args.model or project.active_model_spec(DEFAULT_MODEL))
             result = train_project(project, cfg, progress, start_spec=args.model, pool=pool)
             for w in result.record["warnings"]:
                 print(f"warning: {w}", file=sys.stderr)
@@ -145,6 +148,7 @@ def held_out_lines(before: dict, after: dict, change: dict | None) -> list[str]:
 
 def cmd_eval(args) -> int:
     data = load_pairs_json(args.pairs)
+    ensure_downloaded(args.model or DEFAULT_MODEL)
     model = load_model(args.model or DEFAULT_MODEL)
     device = pick_device(args.device)
     metrics = evaluate_pairs(data, model, device, split=args.split, progress=None if args.json else ConsoleProgress())
