@@ -20,6 +20,7 @@ from ..export import (
     undo_latest_export,
     write_csv,
 )
+from ..export.xmp import files_word
 from ..ranking import (
     DEFAULT_K,
     Calibration,
@@ -38,7 +39,7 @@ from ..ranking import (
 )
 from ..store import Project
 from .common import open_project, print_unreadable, scan_with_progress
-from .ratings import check_xmp_args, export_xmp, files_word
+from .ratings import check_xmp_args, export_xmp
 
 MAX_LISTED = 50
 

@@ -6,10 +6,8 @@ arguments are declared in :mod:`joyq_studio.cli.main` (docs/xmp.md).
 
 from __future__ import annotations
 
-import json
-
 from ..console import EXIT_FAILED_FILES, EXIT_OK, ProgressLine, UsageError
-from ..export.xmp import KIND, apply_xmp_export, plan_xmp_export, stars_mapping
+from ..export.xmp import apply_xmp_export, plan_xmp_export, stars_mapping
 from ..ranking import Calibration
 from ..store import Project
 from .common import open_project, scan_with_progress
@@ -69,15 +67,6 @@ def export_xmp(project: Project, cal: Calibration, args) -> int:
         print(f"wrote {len(plan.changes)} sidecars; backups and manifest in {manifest.parent}")
         print(f"undo with: joyq undo-export {project.folder}")
     return EXIT_FAILED_FILES if plan.skipped else EXIT_OK
-
-
-def files_word(report) -> str:
-    """'sidecars' for an undone XMP export, else 'captions'."""
-    try:
-        manifest = json.loads((report.export_dir / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "captions"
-    return "sidecars" if isinstance(manifest, dict) and manifest.get("kind") == KIND else "captions"
 
 
 def cmd_import_ratings(args) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -386,3 +387,12 @@ def written_by_us(project: Project) -> dict[str, tuple[str, int]]:
             if isinstance(e, dict) and isinstance(e.get("caption"), str) and isinstance(e.get("new_sha256"), str):
                 out.setdefault(e["caption"], (e["new_sha256"], int(e.get("stars", 0))))
     return out
+
+
+def files_word(report) -> str:
+    """What an undone caption-style export restored: 'sidecars' for an XMP export, else 'captions'."""
+    try:
+        manifest = json.loads((report.export_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "captions"
+    return "sidecars" if isinstance(manifest, dict) and manifest.get("kind") == KIND else "captions"

@@ -12,6 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings
 
 from ..errors import JoyqError
+from ..export.xmp import files_word
 from ..resources import DEMO_MODEL_DIR
 from ..settings import DEFAULT_MODEL
 from ..store import data_dir
@@ -106,7 +107,11 @@ def undo_summary(report) -> str:
             f", {report.already_gone} were already gone" if report.already_gone else ""
         )
     else:
-        text = f"Undid the caption export: {report.restored} captions restored, {report.deleted} created ones deleted"
+        what = files_word(report)  # captions, or XMP sidecars
+        text = (
+            f"Undid the {'XMP' if what == 'sidecars' else 'caption'} export: {report.restored} {what} restored, "
+            f"{report.deleted} created ones deleted"
+        )
     if report.changed_since:
         text += (
             f"; {len(report.changed_since)} edited since the export were left alone "
