@@ -85,3 +85,22 @@ def test_clicks_pooled_across_folders_count_once_per_image(tmp_path, capsys):
     assert main(["train", str(first), "--pool", str(second)]) == 0
     with Project(first) as a:
         assert "pooled folder" in a.versions()[0]["source"]
+
+
+def test_trains_on_labels_of_trust_below_one_without_held_out_clicks(tmp_path, capsys):
+    """Star or LLM labels (weight < 1) and no held-out clicks of the user: the test pairs are cut
+    from them, and are judged by their side (this crashed with a traceback before)."""
+    folder = tmp_path / "stars"
+    assert main(["demo", str(folder), "--count", "40"]) == 0
+    assert main(["score", str(folder), "--model", "demo", "--workers", "0"]) == 0
+    with Project(folder) as p:
+        assert not p.comparison_records()
+        hashes = [h for h, _ in p.image_paths()]
+        rows = []
+        for i in range(len(hashes)):
+            for j in range(i + 1, min(i + 6, len(hashes))):
+                rows.append((hashes[i], hashes[j], 1.0 if (i + j) % 3 else 0.0, "train", "stars", "stars", 0.8))
+        p.add_comparisons(rows)
+    capsys.readouterr()
+    assert main(["train", str(folder)]) == 0
+    assert "new version:" in capsys.readouterr().out

@@ -85,6 +85,9 @@ def run_training(
     model = load_model(start_spec)
     train_mask, val_mask, test_mask = prepare_splits(data, cfg)
     ta, tb, ty = data.subset(test_mask)
+    # a soft target (a star or LLM label of trust < 1, held out when the user has no held-out
+    # clicks) is judged by its side: the metrics compare a model with an outcome
+    ty = 0.5 + 0.5 * np.sign(np.asarray(ty, dtype=np.float64) - 0.5)
     test_items = np.unique(np.concatenate([ta, tb])) if len(ta) else np.zeros(0, dtype=np.int64)
     es = EvalSet(ta, tb, ty, test_items, ranking=data.ranking)
     if progress:
