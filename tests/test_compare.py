@@ -299,3 +299,18 @@ def test_the_tastes_library_without_qt(tmp_path):
     (tmp_path / "full").mkdir()
     with pytest.raises(ValueError, match="head-only"):
         save_taste(tmp_path / "full", "x")
+
+
+def test_undo_after_reopening_skips_an_imported_pairs_file(tmp_path):
+    rater, project, hashes = _world(tmp_path)
+    cs = _session(project, rater, hashes)
+    p = cs.next_pair()
+    cs.record(p, 1.0)
+    cs.close()
+    project.add_comparisons([(hashes[0], hashes[1], 1.0, "train", "import")])  # newest: a pairs file
+    cs = _session(project, rater, hashes)
+    assert cs.can_undo()
+    back = cs.undo()
+    assert (back.pair.left, back.pair.right) == (p.left, p.right)
+    assert [r.kind for r in project.comparison_records()] == ["import"]
+    cs.close()
