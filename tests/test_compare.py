@@ -313,4 +313,16 @@ def test_fixed_k_batches_are_a_source_by_name(tmp_path):
         assert p.kind in ("near", "random") and frozenset((p.left, p.right)) not in seen
         seen.add(frozenset((p.left, p.right)))
         cs.record(p, 1.0)
+def test_undo_after_reopening_skips_an_imported_pairs_file(tmp_path):
+    rater, project, hashes = _world(tmp_path)
+    cs = _session(project, rater, hashes)
+    p = cs.next_pair()
+    cs.record(p, 1.0)
+    cs.close()
+    project.add_comparisons([(hashes[0], hashes[1], 1.0, "train", "import")])  # newest: a pairs file
+    cs = _session(project, rater, hashes)
+    assert cs.can_undo()
+    back = cs.undo()
+    assert (back.pair.left, back.pair.right) == (p.left, p.right)
+    assert [r.kind for r in project.comparison_records()] == ["import"]
     cs.close()

@@ -58,6 +58,8 @@ SPACING_MAX = 2
 SPACING_MIN_IMAGES = 40
 SPACING_TRIES = 8
 PREFETCH = 3
+UNDO_LOOKBACK = 100
+"""After reopening, undo looks this far back (newest first) for the user's last click."""
 BUSY_KIND = "random"
 """Kind of the pair shown when nothing is prepared and the source is busy learning."""
 
@@ -413,8 +415,8 @@ class CompareSession:
 
     def _newest_user_comparison(self):
         """The newest stored click of the user (a pairs file's rows are not undone one by one)."""
-        rows = self.project.recent_comparisons(limit=1, user_only=True)
-        return rows[0] if rows and rows[0].kind != "import" else None
+        rows = self.project.recent_comparisons(limit=UNDO_LOOKBACK, user_only=True)
+        return next((r for r in rows if r.kind != "import"), None)
 
     def undo(self) -> Click | None:
         """Take back the newest click or skip of this session (queued or learnt), else, after
