@@ -313,6 +313,8 @@ def test_fixed_k_batches_are_a_source_by_name(tmp_path):
         assert p.kind in ("near", "random") and frozenset((p.left, p.right)) not in seen
         seen.add(frozenset((p.left, p.right)))
         cs.record(p, 1.0)
+
+
 def test_undo_after_reopening_skips_an_imported_pairs_file(tmp_path):
     rater, project, hashes = _world(tmp_path)
     cs = _session(project, rater, hashes)
