@@ -503,6 +503,7 @@ class Controller(QObject):
                     p, version_id, device=device, progress=lambda d, t, r: report(("score", d, t, r)), cancel=cancelled
                 )
                 v = p.version(version_id)
+                assert v is not None  # adopt() just made it the active version
                 p.set_current_model_key(v["model_key"])
                 return {**v, "_head": version_head(v["path"])}
 
