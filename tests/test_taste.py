@@ -538,3 +538,12 @@ def test_random_features_fit_a_taste_that_is_not_linear():
         return float(np.mean(np.sign(s[ti] - s[tj]) == truth))
 
     assert acc(F.astype(float) @ rff.w) > acc(E.astype(float) @ lin.w) + 0.1
+
+
+def test_replayed_foreign_clicks_do_not_start_a_run_of_heldout_pairs():
+    E, w_star, w0, rng = world(seed=28, n=300, d=16)
+    i, j = random_pairs(rng, np.arange(300), 200)
+    tm = TasteModel(E, (w0, 0.0), seed=2, reduced_dims=8)
+    tm.replay([(int(a), int(b), float(o)) for a, b, o in zip(i, j, answers(E, w_star, i, j, rng))])
+    kinds = [tm.next_pair_with_kind()[2] for _ in range(20)]
+    assert kinds.count("heldout") == heldout_target(20)  # the schedule starts afresh: 6 of 20

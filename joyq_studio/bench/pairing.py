@@ -42,6 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from joyq_studio.metrics import rankdata
+from joyq_studio.metrics import spearman as _spearman
 from joyq_studio.pairing import PairSelector
 from joyq_studio.pairing.fixedk import ORIGINAL_NEAR_SHARE
 
@@ -130,26 +132,15 @@ def bt_map(
 
 
 def rank_avg(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n, ties get their average rank."""
-    x = np.asarray(x)
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    start = np.flatnonzero(np.concatenate([[True], xs[1:] != xs[:-1]]))
-    counts = np.diff(np.append(start, len(x)))
-    ranks = np.empty(len(x))
-    ranks[order] = np.repeat(start + (counts - 1) / 2.0 + 1.0, counts)
-    return ranks
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    den = math.sqrt(float(a @ a) * float(b @ b))
-    return float(a @ b) / den if den > 0 else 0.0
+    """Ranks 1..n, ties get their average rank (``metrics.rankdata``)."""
+    return np.asarray(rankdata(np.asarray(x, dtype=np.float64)), dtype=np.float64)
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation of average ranks."""
-    return _pearson(rank_avg(x), rank_avg(y))
+    """THE Spearman (``metrics.spearman``); 0 instead of NaN for a constant ranking (an
+    estimate before any comparison), so medians over seeds stay defined."""
+    r = _spearman(x, y)
+    return 0.0 if math.isnan(r) else r
 
 
 def kendall(x: np.ndarray, y: np.ndarray) -> float:

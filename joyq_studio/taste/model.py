@@ -562,7 +562,10 @@ class TasteModel(PairChooser):
         if self.heldout_schedule:
             n_held = sum(1 for h in self._history if h[3] == "heldout")
             n_held += sum(1 for k in self._pending.values() if k == "heldout")
-            if heldout_due(len(self._history) + len(self._pending), n_held, self.mix.heldout):
+            # clicks this source did not issue (kind "other": imported, from elsewhere) do not
+            # count, or reopening such a project would demand a long run of held-out pairs
+            n_ours = sum(1 for h in self._history if h[3] != "other") + len(self._pending)
+            if heldout_due(n_ours, n_held, self.mix.heldout):
                 kind, pair = "heldout", self._pick_heldout(n_av)
             elif u < self.mix.repeat:
                 kind, pair = "repeat", self._pick_repeat(n_av)
