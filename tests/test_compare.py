@@ -21,7 +21,7 @@ from joyq_studio.bench.click import make_rater, synthetic_project
 from joyq_studio.compare import SOURCE_META_KEY, CompareSession, Pair, more_clicks, more_clicks_sentence
 from joyq_studio.compare.session import SPACING_MAX, SPACING_WINDOW
 from joyq_studio.compare.sources import LiveSource
-from joyq_studio.compare.stats import adoption_warning, plural
+from joyq_studio.compare.stats import Schedule, adoption_warning, plural
 from joyq_studio.metrics import MIN_PAIRS_TO_TELL, agreement
 from joyq_studio.store import Project
 
@@ -233,8 +233,9 @@ def test_statistics_count_and_interval_and_the_one_more_clicks_rule(tmp_path):
     rater, project, hashes = _world(tmp_path)
     cs = _session(project, rater, hashes)
     st = cs.stats()
-    assert st.total == 0 and st.predicted.count == 0 and st.heldout_share == pytest.approx(0.1)
-    assert st.clicks_to_tell == more_clicks(MIN_PAIRS_TO_TELL, 0.1) == 300
+    assert st.total == 0 and st.predicted.count == 0 and st.schedule == Schedule(0, 0)
+    # the front-loaded schedule (30% of the first 100 clicks held out): 100 clicks to tell, not 300
+    assert st.clicks_to_tell == more_clicks(MIN_PAIRS_TO_TELL, Schedule()) == 100
     p = cs.next_pair()
     cs.record(p, 1.0)
     st = cs.stats()
@@ -253,7 +254,9 @@ def test_statistics_count_and_interval_and_the_one_more_clicks_rule(tmp_path):
     y = np.array([o for _, o in held])
     assert st.heldout_base == agreement(x @ rater.w0, y)
     assert st.heldout_live is not None and st.heldout_live.count == st.heldout_base.count == len(held)
-    assert st.clicks_to_tell == more_clicks(MIN_PAIRS_TO_TELL - len(held), 0.1)
+    assert st.schedule == Schedule(41, len(held))
+    assert st.clicks_to_tell == more_clicks(MIN_PAIRS_TO_TELL - len(held), st.schedule)
+    assert st.clicks_to_tell == 100 - 41  # the schedule holds exactly 30 out by click 100
     text = "\n".join(st.lines())
     assert "predicted before learning" in text and "too few to tell" in text
     cs.close()
@@ -261,8 +264,12 @@ def test_statistics_count_and_interval_and_the_one_more_clicks_rule(tmp_path):
 
 def test_wording():
     assert plural(1, "comparison") == "1 comparison" and plural(2, "comparison") == "2 comparisons"
-    assert more_clicks_sentence(16, 0.1, "to go") == "about 160 more clicks (16 more held-out pairs, one in 10) to go"
-    assert more_clicks_sentence(0, 0.1, "to go") == ""
+    assert (
+        more_clicks_sentence(16, Schedule(200, 30), "to go") == "about 160 more clicks (16 more held-out pairs) to go"
+    )
+    assert more_clicks_sentence(16, Schedule(0, 0), "to go") == "about 54 more clicks (16 more held-out pairs) to go"
+    assert more_clicks_sentence(0, Schedule(), "to go") == ""
+    assert "holds no pairs out" in more_clicks_sentence(5, Schedule(steady=0.0, early=0.0), "to go")
     assert "too few to tell" in adoption_warning("too few to tell", 7, "this model")
     assert "worse" in adoption_warning("worse", 60, "the live model")
     assert adoption_warning("better", 60, "this model") == ""
@@ -274,12 +281,14 @@ def test_pair_dataclass_is_shared():
     assert Pair is SourcePair
 
 
-def test_one_heldout_share_behind_the_more_clicks_rule():
-    from joyq_studio.compare.sources import DEFAULT_HELDOUT_SHARE
+def test_the_more_clicks_rule_follows_the_schedule_the_sources_use():
+    """The app, the train view and `joyq train` all say how many more clicks from the
+    schedule both pair sources follow (taste.pacing), counted from the project as stored."""
     from joyq_studio.pairing.selector import PairMix
     from joyq_studio.taste.model import TasteMix
+    from joyq_studio.taste.pacing import STEADY_SHARE
 
-    assert TasteMix().heldout == PairMix().heldout == DEFAULT_HELDOUT_SHARE
+    assert TasteMix().heldout == PairMix().heldout == Schedule().steady == STEADY_SHARE
 
 
 def test_the_tastes_library_without_qt(tmp_path):

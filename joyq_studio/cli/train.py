@@ -8,8 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..compare.sources import DEFAULT_HELDOUT_SHARE
-from ..compare.stats import more_clicks_sentence
+from ..compare.stats import Schedule, more_clicks_sentence
 from ..console import EXIT_OK, ProgressLine, UsageError
 from ..metrics import format_metrics_table, held_out_sentences
 from ..model import load_model, pick_device
@@ -88,6 +87,7 @@ def cmd_train(args) -> int:
         raise UsageError("give either a FOLDER (train on its comparisons) or --pairs DATASET.json, not both.")
     cfg = config_from_args(args)
     progress = ConsoleProgress()
+    schedule = Schedule()  # where the folder's clicks stand in the held-out schedule
     if args.pairs:
         data = load_pairs_json(args.pairs)
         for w in data.warnings:
@@ -103,11 +103,12 @@ def cmd_train(args) -> int:
                 other.scan()
             ensure_downloaded(args.model or project.active_model_spec(DEFAULT_MODEL))
             result = train_project(project, cfg, progress, start_spec=args.model, pool=pool)
+            schedule = Schedule.of_project(project)
             for w in result.record["warnings"]:
                 print(f"warning: {w}", file=sys.stderr)
             if args.adopt:
                 adopt(project, result.version_id, device=args.device)
-    print_result(result)
+    print_result(result, schedule)
     if args.adopt and args.pairs:
         print("note: --adopt applies to a project folder; a --pairs run has no project to adopt into.")
     elif args.adopt:
@@ -117,7 +118,7 @@ def cmd_train(args) -> int:
     return EXIT_OK
 
 
-def print_result(result) -> None:
+def print_result(result, schedule: Schedule | None = None) -> None:
     counts = result.record["counts"]
     print(
         f"\npairs: {counts['train']} train, {counts['validation']} validation (best step "
@@ -129,20 +130,20 @@ def print_result(result) -> None:
             keys=[k for k in TABLE_KEYS if k in result.before or k in result.after],
         )
     )
-    for line in held_out_lines(result.before, result.after, result.record.get("change")):
+    for line in held_out_lines(result.before, result.after, result.record.get("change"), schedule or Schedule()):
         print(line)
     for line in robustness_sentences(result.before, result.after):  # with their counts (issue 25)
         print(line)
     print(f"\nnew version: {result.version_id}\npath: {result.path}")
 
 
-def held_out_lines(before: dict, after: dict, change: dict | None) -> list[str]:
+def held_out_lines(before: dict, after: dict, change: dict | None, schedule: Schedule) -> list[str]:
     """:func:`joyq_studio.metrics.held_out_sentences`, after a blank line, and what the
     held-out pairs still needed mean in clicks (the compare loop's one rule, as the app says)."""
     lines = ["", *held_out_sentences(before, after, change)]
     more = after.get("more_pairs_needed")
     if isinstance(more, int) and more > 0:
-        lines.append(f"that is {more_clicks_sentence(more, DEFAULT_HELDOUT_SHARE, 'of comparing in the app')}.")
+        lines.append(f"that is {more_clicks_sentence(more, schedule, 'of comparing in the app')}.")
     return lines
 
 

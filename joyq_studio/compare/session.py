@@ -51,7 +51,7 @@ from .sources import (
     SourceUnavailable,
     Statistics,
 )
-from .stats import CompareStats, adoption_warning, retrain_hint, self_agreement_figure
+from .stats import CompareStats, Schedule, adoption_warning, retrain_hint, self_agreement_figure
 
 SPACING_WINDOW = 20
 SPACING_MAX = 2
@@ -83,7 +83,7 @@ class _Figures:
     heldout_live: Agreement | None
     heldout_base: Agreement
     self_agreement: Agreement
-    heldout_share: float
+    schedule: Schedule
 
 
 _NAN = Agreement(math.nan, 0, math.nan, math.nan)
@@ -136,7 +136,7 @@ class CompareSession:
         self._last_answered: tuple[str, str] | None = None
         self._state = threading.Lock()
         self._source_lock = threading.RLock()
-        self._figures = _Figures(None, _NAN, _NAN, 0.1)
+        self._figures = _Figures(None, _NAN, _NAN, Schedule(steady=0.0, early=0.0))
         self._wake = threading.Condition(self._state)
         self._stop = False
         self._busy = False
@@ -469,14 +469,14 @@ class CompareSession:
         """Take the source's figures (``_source_lock`` held)."""
         source = self.source
         if not isinstance(source, Statistics):
-            self._figures = _Figures(None, _NAN, _NAN, 0.1)
+            self._figures = _Figures(None, _NAN, _NAN, Schedule(steady=0.0, early=0.0))
             return
         live_d, base_d, y = source.heldout()
         self._figures = _Figures(
             None if live_d is None else agreement(live_d, y),
             agreement(base_d, y),
             self_agreement_figure(*source.self_agreement()),
-            source.heldout_share,
+            source.schedule(),
         )
 
     def heldout_change(self) -> dict | None:
@@ -529,7 +529,7 @@ class CompareSession:
             heldout_base=f.heldout_base,
             base_name=self.base_name,
             self_agreement=f.self_agreement,
-            heldout_share=f.heldout_share,
+            schedule=f.schedule,
             retrain_hint=retrain_hint(
                 total, since, trained_at is not None, f.heldout_live, f.heldout_base, self.base_name
             ),

@@ -24,20 +24,18 @@ import numpy as np
 
 from ..errors import JoyqError
 from ..pairing import PairSelector
-from ..pairing.selector import PairMix
 from ..taste import TasteModel
 from .fixedk import FixedKSource
 from .source import HELDOUT, Pair, PairSource
+from .stats import Schedule
 
 SOURCE_META_KEY = "pair_source"
 """Project meta key holding the name of the pair source the user chose."""
 
 DEFAULT_SOURCE = "live"
-DEFAULT_HELDOUT_SHARE = 0.1
-"""The held-out share of both sources (TasteMix and PairMix default to it; tests check it)."""
 FALLBACK_SOURCE = "openskill"
 
-LIVE_KINDS = ("info", "repeat", HELDOUT)
+LIVE_KINDS = ("info", "repeat", "explore", HELDOUT)
 """Kinds the live model keeps as they are; every other stored kind is fitted as "other"."""
 
 
@@ -62,8 +60,9 @@ class SourceContext:
 class Statistics(Protocol):
     """What the session asks a source for its figures (both adapters answer it)."""
 
-    #: share of pairs the source holds out (uniform, never fitted): the "how many more" rule
-    heldout_share: float
+    def schedule(self) -> Schedule:
+        """Where the source stands in its held-out schedule: the "how many more clicks" rule."""
+        ...
 
     def predict(self, pair: Pair) -> float:
         """s_left - s_right under the model as it is now (NaN: cannot tell)."""
@@ -94,7 +93,6 @@ class LiveSource:
         self.model = TasteModel(embeddings, base_head, seed=seed)
         self.hashes = list(hashes)
         self.index = {h: i for i, h in enumerate(self.hashes)}
-        self.heldout_share = float(self.model.mix.heldout)
         self._queue: list[tuple[int, int, float, str]] = []
         self._ledger: list[bool] = []  # True: a record, False: a skip (undo takes the newest)
 
@@ -178,6 +176,9 @@ class LiveSource:
     def self_agreement(self) -> tuple[float, int]:
         return self.model.self_agreement()
 
+    def schedule(self) -> Schedule:
+        return schedule_of(self.model.history, self.model.mix.heldout)
+
 
 class OpenSkillSource:
     """The OpenSkill selector on the model's scores as a :class:`PairSource` (its update is
@@ -198,7 +199,6 @@ class OpenSkillSource:
         if len(self.hashes) < 2:
             raise SourceUnavailable("Fewer than 2 images can be shown, so there is no pair to compare.")
         finite = np.isfinite(self.scores)
-        self.heldout_share = float(PairMix().heldout)
         if finite.all():
             self.selector = PairSelector.from_model_scores(self.scores, [], embeddings, seed=seed)
         else:
@@ -279,6 +279,16 @@ class OpenSkillSource:
         first, _ = self.selector.repeat_outcomes()
         n = len(first)
         return (self.selector.self_agreement() if n else math.nan), n
+
+    def schedule(self) -> Schedule:
+        return schedule_of(self.selector.history, self.selector.mix.heldout)
+
+
+def schedule_of(history: Sequence[tuple], steady: float) -> Schedule:
+    """A source's place in the held-out schedule from its booked history (kind at index 3;
+    pairs it did not issue, kind "other", do not count, as in ``taste.pacing``)."""
+    ours = [h[3] for h in history if h[3] != "other"]
+    return Schedule(len(ours), sum(k == HELDOUT for k in ours), steady)
 
 
 def make_live(ctx: SourceContext) -> LiveSource:

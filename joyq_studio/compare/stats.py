@@ -22,10 +22,10 @@ from ..metrics import (
     TOO_FEW,
     WORSE,
     Agreement,
-    clicks_needed,
     format_accuracy,
     wilson_interval,
 )
+from ..taste.pacing import HELDOUT_EARLY, STEADY_SHARE, clicks_for_heldout
 
 PREDICTED_NAME = "predicted before learning"
 """What the predict-then-update figure is called wherever it is shown."""
@@ -36,22 +36,46 @@ def plural(n: int, word: str, words: str | None = None) -> str:
     return f"{n} {word if n == 1 else (words or word + 's')}"
 
 
-def more_clicks(more_pairs: int, heldout_share: float) -> int:
-    """THE "how many more clicks" rule, in the app and the CLI alike: the clicks that yield
-    ``more_pairs`` more held-out pairs at the held-out share of the pair source in use."""
-    return clicks_needed(max(0, int(more_pairs)), heldout_share)
+@dataclass(frozen=True)
+class Schedule:
+    """Where a pair source stands in its held-out schedule (``taste.pacing``: 30% of the first
+    100 clicks held out, then ``steady``): ``clicks`` it issued and counts, ``heldout`` of them."""
+
+    clicks: int = 0
+    heldout: int = 0
+    steady: float = STEADY_SHARE
+    early: float = HELDOUT_EARLY  # 0 and 0: a source that holds nothing out
+
+    @classmethod
+    def of_project(cls, project) -> Schedule:
+        """The schedule as a project's stored comparisons place it (the user's own clicks,
+        imported pairs and other sources' labels left out; held-out = the 'test' split)."""
+        clicks, held = project.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(split = 'test'), 0) FROM comparisons"
+            " WHERE source IS NULL AND kind NOT IN ('import', 'stars')"
+        ).fetchone()
+        return cls(int(clicks), int(held))
 
 
-def more_clicks_sentence(more_pairs: int, heldout_share: float, purpose: str) -> str:
-    """``"about 160 more clicks (16 more held-out pairs, one in 10) <purpose>"``; '' when none."""
+def more_clicks(more_pairs: int, schedule: Schedule) -> int:
+    """THE "how many more clicks" rule, in the app and the CLI alike: the clicks until
+    ``more_pairs`` more held-out pairs exist under the held-out schedule in use
+    (:func:`joyq_studio.taste.clicks_for_heldout`); -1 when the source holds none out."""
+    if more_pairs <= 0:
+        return 0
+    return clicks_for_heldout(
+        schedule.heldout + int(more_pairs), schedule.clicks, schedule.heldout, schedule.steady, schedule.early
+    )
+
+
+def more_clicks_sentence(more_pairs: int, schedule: Schedule, purpose: str) -> str:
+    """``"about 70 more clicks (16 more held-out pairs) <purpose>"``; '' when none."""
     if more_pairs <= 0:
         return ""
-    clicks = more_clicks(more_pairs, heldout_share)
-    one_in = round(1.0 / heldout_share) if heldout_share > 0 else 0
-    return (
-        f"about {plural(clicks, 'more click')} ({plural(int(more_pairs), 'more held-out pair')}, "
-        f"one in {one_in}) {purpose}"
-    )
+    clicks = more_clicks(more_pairs, schedule)
+    if clicks < 0:
+        return "this pair source holds no pairs out: switch to the live model's pairs for a held-out figure"
+    return f"about {plural(clicks, 'more click')} ({plural(int(more_pairs), 'more held-out pair')}) {purpose}"
 
 
 def self_agreement_figure(value: float, count: int) -> Agreement:
@@ -78,7 +102,7 @@ class CompareStats:
     heldout_base: Agreement
     base_name: str
     self_agreement: Agreement
-    heldout_share: float
+    schedule: Schedule
     retrain_hint: str
 
     @property
@@ -92,7 +116,7 @@ class CompareStats:
     @property
     def clicks_to_tell(self) -> int:
         """Clicks until the held-out figure can tell (MIN_PAIRS_TO_TELL decisive pairs)."""
-        return more_clicks(MIN_PAIRS_TO_TELL - self.heldout_count, self.heldout_share)
+        return more_clicks(MIN_PAIRS_TO_TELL - self.heldout_count, self.schedule)
 
     def lines(self) -> list[str]:
         """The figures in plain words (the CLI prints them; the app's strip shows them)."""
@@ -107,7 +131,7 @@ class CompareStats:
         if not self.enough:
             held += (
                 f"; too few to tell ({MIN_PAIRS_TO_TELL} needed, "
-                f"{more_clicks_sentence(MIN_PAIRS_TO_TELL - self.heldout_count, self.heldout_share, 'to go')})"
+                f"{more_clicks_sentence(MIN_PAIRS_TO_TELL - self.heldout_count, self.schedule, 'to go')})"
             )
         out.append(held)
         if self.self_agreement.count:

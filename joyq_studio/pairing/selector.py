@@ -705,6 +705,8 @@ class PairSelector:
         )
 
     def _pick_near(self):
+        if self._near_index is None:  # no embeddings: near pairs are never drawn (PairMix)
+            return None
         elig = self._eligible()
         sample = self.rng.integers(0, self.n, size=64)
         sample = sample[elig[sample]]

@@ -478,7 +478,7 @@ def heldout_text(st: CompareStats) -> str:
     tell" and how many more clicks (the compare loop's one rule)."""
     pairs = plural(st.heldout_count, "held-out pair")
     if not st.enough:
-        more = more_clicks_sentence(MIN_PAIRS_TO_TELL - st.heldout_count, st.heldout_share, "to go")
+        more = more_clicks_sentence(MIN_PAIRS_TO_TELL - st.heldout_count, st.schedule, "to go")
         return f"{pairs}: too few to tell ({MIN_PAIRS_TO_TELL} needed, {more})"
     if st.heldout_live is None:
         return f"{st.base_name} on {pairs}: {describe(st.heldout_base)}"

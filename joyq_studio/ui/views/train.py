@@ -39,9 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...compare import more_clicks
-from ...compare.sources import DEFAULT_HELDOUT_SHARE
-from ...compare.stats import describe, stored_agreement
+from ...compare.stats import Schedule, describe, more_clicks_sentence, stored_agreement
 from ...metrics import BETTER, MIN_PAIRS_TO_TELL, TARGET_HALF_WIDTH, TOO_FEW, WORSE, format_accuracy, robustness_text
 from ..controller import DETECTING, Controller
 from ..util import format_seconds
@@ -96,12 +94,7 @@ def metric_text(m: dict, key: str, kind: str) -> str:
     return text
 
 
-def clicks_for_pairs(pairs: int, share: float = DEFAULT_HELDOUT_SHARE) -> int:
-    """Clicks that bring about ``pairs`` more held-out pairs: the compare loop's one rule."""
-    return more_clicks(pairs, share)
-
-
-def verdict_text(change: dict | None, after: dict) -> str:
+def verdict_text(change: dict | None, after: dict, schedule: Schedule | None = None) -> str:
     """The paired before/after verdict in words; below 30 pairs: too few to tell, and how
     many more clicks would bring the accuracy interval to +-5 points."""
     n = _num((change or {}).get("n_decisive", after.get("n_decisive", after.get("n"))))
@@ -109,10 +102,8 @@ def verdict_text(change: dict | None, after: dict) -> str:
     points = f"\u00b1{100 * TARGET_HALF_WIDTH:.0f} points"
     need = ""
     if more is not None and more > 0:
-        need = (
-            f" About {clicks_for_pairs(int(more))} more clicks (about {int(more)} more held-out pairs) "
-            f"would narrow the accuracy interval to {points}."
-        )
+        clicks = more_clicks_sentence(int(more), schedule or Schedule(), "would narrow the accuracy interval to")
+        need = f" {clicks[:1].upper()}{clicks[1:]} {points}."
     if change is None:
         return "No paired comparison was recorded for this version." + need
     if change.get("verdict") == TOO_FEW:
@@ -486,6 +477,11 @@ class TrainPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.refresh()
 
+    def _schedule(self) -> Schedule:
+        """Where the folder's clicks stand in the held-out schedule (the one "more clicks" rule)."""
+        session = self.session
+        return Schedule.of_project(session.project) if session is not None else Schedule()
+
     def _show_table(self, before: dict, after: dict, change: dict | None = None) -> None:
         """Before and after with counts and intervals; an arrow and a colour only on the
         figure the paired comparison found beyond noise (accuracy or log loss)."""
@@ -506,7 +502,7 @@ class TrainPanel(QWidget):
             for col, cell in enumerate((old, item)):
                 cell.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 self.table.setItem(row, col, cell)
-        self.verdict.setText(verdict_text(change, after))
+        self.verdict.setText(verdict_text(change, after, self._schedule()))
 
     def confirm_adopt(self, record: dict | None) -> bool:
         """A version worse than its starting model beyond noise is adopted only when the
@@ -568,7 +564,7 @@ class TrainPanel(QWidget):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, v["id"])
                 if change and col == 4:
-                    item.setToolTip(verdict_text(change, after))
+                    item.setToolTip(verdict_text(change, after, self._schedule()))
                 if v["id"] == active:
                     f = item.font()
                     f.setBold(True)
