@@ -336,7 +336,7 @@ def test_train_table_shows_counts_intervals_and_too_few(qtbot, folder40, monkeyp
     assert "(95%: 0.500\u20130.700)" in panel.table.item(1, 1).text()  # log loss with its bootstrap interval
     assert "(95%: 0.050\u20130.200)" in panel.table.item(2, 1).text()  # ECE too
     v = panel.verdict.text()
-    assert v.startswith("Too few to tell: 7 held-out pairs") and "3300 more clicks" in v and "\u00b15 points" in v
+    assert v.startswith("Too few to tell: 7 held-out pairs") and "3100 more clicks" in v and "\u00b15 points" in v
     # worse beyond noise: an arrow, red, and adopting asks first, saying by how much
     panel._on_done(fake_result("worse", 120, 0.8, 0.6))
     assert "\u25bc" in panel.table.item(0, 1).text()

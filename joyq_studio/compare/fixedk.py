@@ -29,44 +29,9 @@ import numpy as np
 
 from ..errors import ExportError, JoyqError, NoPairAvailable
 from ..fsio import atomic_write, describe_error
-from ..pairing.fixedk import DEFAULT_NEAR_SHARE, default_tower, fixed_k_pairs
+from ..pairing.fixedk import DEFAULT_NEAR_SHARE, fixed_k_pairs, pool_embeddings
 from ..store import Project
 from .source import Pair
-
-POOLS = ("all", "subset")
-
-
-def pool_embeddings(
-    project: Project, pool: str = "all", tower: str | None = None
-) -> tuple[list[str], np.ndarray | None, np.ndarray | None, str | None]:
-    """(hashes, embeddings or None, has-embedding mask or None, tower) of a pool: every
-    readable image ("all") or the stored diverse subset ("subset", see :mod:`..subset`)."""
-    from ..subset import subset_hashes
-
-    readable = [h for h, _ in project.image_paths()]
-    if pool == "subset":
-        present = set(readable)
-        stored = subset_hashes(project)
-        if not stored:
-            raise JoyqError(f"{project.folder}: has no diverse subset yet; make one with `joyq subset` first.")
-        hashes = [h for h in stored if h in present]
-    elif pool == "all":
-        hashes = readable
-    else:
-        raise JoyqError(f"Unknown pool {pool!r}; use one of {', '.join(POOLS)}.")
-    tower = tower or default_tower(project)
-    if not tower:
-        return hashes, None, None, None
-    found, matrix = project.embeddings(tower, hashes)
-    if len(found) < 2:
-        return hashes, None, None, None
-    row = {h: r for r, h in enumerate(found)}
-    emb = np.zeros((len(hashes), matrix.shape[1]), np.float32)
-    has = np.zeros(len(hashes), bool)
-    for i, h in enumerate(hashes):
-        if h in row:
-            emb[i], has[i] = matrix[row[h]], True
-    return hashes, emb, has, tower
 
 
 def pairs_for_k(n_images: int, k: int) -> int:

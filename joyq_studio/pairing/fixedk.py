@@ -19,7 +19,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..errors import JoyqError
 from ..store import Project
+from ..subset import subset_hashes
 
 #: The default share of near (embedding-neighbour) pairs: the original dataset's author
 #: advises 0.5 in hindsight; 0.7 (:data:`ORIGINAL_NEAR_SHARE`) is the original recipe.
@@ -131,6 +133,40 @@ def _random_partner(i, free, hashes, avoid, rng, tries: int = 20) -> int | None:
     return None
 
 
+POOLS = ("all", "subset")
+
+
+def pool_embeddings(
+    project: Project, pool: str = "all", tower: str | None = None
+) -> tuple[list[str], np.ndarray | None, np.ndarray | None, str | None]:
+    """(hashes, embeddings or None, has-embedding mask or None, tower) of a pool: every
+    readable image ("all") or the stored diverse subset ("subset", see :mod:`..subset`)."""
+    readable = [h for h, _ in project.image_paths()]
+    if pool == "subset":
+        present = set(readable)
+        stored = subset_hashes(project)
+        if not stored:
+            raise JoyqError(f"{project.folder}: has no diverse subset yet; make one with `joyq subset` first.")
+        hashes = [h for h in stored if h in present]
+    elif pool == "all":
+        hashes = readable
+    else:
+        raise JoyqError(f"Unknown pool {pool!r}; use one of {', '.join(POOLS)}.")
+    tower = tower or default_tower(project)
+    if not tower:
+        return hashes, None, None, None
+    found, matrix = project.embeddings(tower, hashes)
+    if len(found) < 2:
+        return hashes, None, None, None
+    row = {h: r for r, h in enumerate(found)}
+    emb = np.zeros((len(hashes), matrix.shape[1]), np.float32)
+    has = np.zeros(len(hashes), bool)
+    for i, h in enumerate(hashes):
+        if h in row:
+            emb[i], has[i] = matrix[row[h]], True
+    return hashes, emb, has, tower
+
+
 def pick_fixed_k(
     project: Project,
     n_pairs: int,
@@ -138,20 +174,9 @@ def pick_fixed_k(
     seed: int = 0,
     near_share: float = DEFAULT_NEAR_SHARE,
     tower: str | None = None,
+    pool: str = "all",
 ) -> tuple[list[tuple[str, str, str]], str | None]:
-    """Fixed-k pairs over the project's readable images; returns (pairs, tower used or None)."""
-    hashes = [h for h, _ in project.image_paths()]
-    tower = tower or default_tower(project)
-    emb, has = None, None
-    if tower:
-        found, matrix = project.embeddings(tower, hashes)
-        if len(found) >= 2:
-            row = {h: r for r, h in enumerate(found)}
-            emb = np.zeros((len(hashes), matrix.shape[1]), np.float32)
-            has = np.zeros(len(hashes), bool)
-            for i, h in enumerate(hashes):
-                if h in row:
-                    emb[i], has[i] = matrix[row[h]], True
-        else:
-            tower = None
+    """Fixed-k pairs over a pool of the project's readable images (:func:`pool_embeddings`);
+    returns (pairs, tower used or None)."""
+    hashes, emb, has, tower = pool_embeddings(project, pool, tower)
     return fixed_k_pairs(hashes, n_pairs, emb, has, near_share=near_share, avoid=avoid, seed=seed), tower

@@ -247,14 +247,10 @@ def plan_run(
                     avoid.add(key)
                     new.append((a, b, "model"))
             new = new[:n_pairs]
-        elif pool != "all":  # issue 21: a pool such as the diverse subset
-            from ..compare.fixedk import pool_embeddings
-            from ..pairing.fixedk import fixed_k_pairs
-
-            hashes, emb, has, used_tower = pool_embeddings(project, pool, tower)
-            new = fixed_k_pairs(hashes, n_pairs, emb, has, near_share=near_share, avoid=avoid, seed=seed)
-        else:
-            new, used_tower = pick_fixed_k(project, n_pairs, avoid, seed=seed, near_share=near_share, tower=tower)
+        else:  # every readable image, or a pool such as the diverse subset (issue 21)
+            new, used_tower = pick_fixed_k(
+                project, n_pairs, avoid, seed=seed, near_share=near_share, tower=tower, pool=pool
+            )
         if not new:
             raise PrelabelError(
                 f"{project.folder}: no new pair is left to label (every pair of its images is judged or planned)."
