@@ -594,13 +594,13 @@ def test_import_missing_file(project, tmp_path):
 
 
 def test_export_and_import_round_trip(project, folder, tmp_path):
-    def H(name):
+    def hash_of(name):
         return h(project, name)
 
-    project.add_comparison(H("a.jpg"), H("b.png"), 1.0)
-    project.add_comparison(H("c.jpg"), H("d.png"), 0.0)
-    project.add_comparison(H("e.jpg"), H("f.png"), 0.5)
-    project.add_comparison(H("sub/g.jpg"), H("sub/h.png"), 1.0, split="test")
+    project.add_comparison(hash_of("a.jpg"), hash_of("b.png"), 1.0)
+    project.add_comparison(hash_of("c.jpg"), hash_of("d.png"), 0.0)
+    project.add_comparison(hash_of("e.jpg"), hash_of("f.png"), 0.5)
+    project.add_comparison(hash_of("sub/g.jpg"), hash_of("sub/h.png"), 1.0, split="test")
     out = tmp_path / "ds.json"
     report = export_pairs(project, out)
     data = json.loads(out.read_text(encoding="utf-8"))

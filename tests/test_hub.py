@@ -23,7 +23,7 @@ from joyq_studio.errors import Cancelled
 from joyq_studio.model import load_model, save_model, tiny_model
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_hub_server import FakeHub  # noqa: E402
+from fake_hub_server import FakeHub
 
 REPO = "fancyfeast/joyquality-tiny-test"
 ROOT = Path(__file__).resolve().parent.parent

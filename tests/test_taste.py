@@ -61,7 +61,7 @@ def test_recovers_a_planted_head_better_than_the_base():
     train, test = np.arange(300), np.arange(300, 400)
     i, j = random_pairs(rng, train, 800)
     fit = fit_head(E[i] - E[j], answers(E, w_star, i, j, rng), None, w0)
-    cos = lambda a, b: a @ b / np.linalg.norm(a) / np.linalg.norm(b)  # noqa: E731
+    cos = lambda a, b: a @ b / np.linalg.norm(a) / np.linalg.norm(b)
     assert cos(fit.w, w_star) > cos(w0, w_star) + 0.2
     base, ours = accuracy(E, w0, w_star, test, rng), accuracy(E, fit.w, w_star, test, rng)
     assert ours > base + 0.05, (base, ours)
@@ -117,7 +117,7 @@ def test_map_minimises_the_objective():
     y = (rng.random(60) < 0.6).astype(float)
     w0 = rng.normal(size=10)
     fit = fit_head(X, y, None, w0, alpha=0.7)
-    obj = lambda w: pair_loss(X @ w, y, np.ones(60)) + 0.35 * np.sum((w - w0) ** 2)  # noqa: E731
+    obj = lambda w: pair_loss(X @ w, y, np.ones(60)) + 0.35 * np.sum((w - w0) ** 2)
     g = X.T @ (sigmoid(X @ fit.w) - y) + 0.7 * (fit.w - w0)
     assert np.abs(g).max() < 1e-6
     for _ in range(20):

@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from joyq_studio.bench.click import make_rater, synthetic_project  # noqa: E402
+from joyq_studio.bench.click import make_rater, synthetic_project
 
 N = 20_000
 CLICKS = 200

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from joyq_studio.ui.controller import Controller, TaskStatus  # noqa: E402
+from joyq_studio.ui.controller import Controller, TaskStatus
 
 T = 30_000
 

@@ -16,11 +16,11 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
-from PySide6.QtGui import QWheelEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication, QMessageBox
 
-from joyq_studio.ui.window import MainWindow  # noqa: E402
+from joyq_studio.ui.window import MainWindow
 
 T = 30_000
 
@@ -373,7 +373,7 @@ def test_rank_filter_override_file_manager_and_caption(qtbot, folder40, monkeypa
     w = open_window(qtbot, folder40)
     show_rank(qtbot, w)
     rank, c = w.rank, w.controller
-    shown = lambda: sum(r.model.rowCount() for r in rank.bucket_rows)  # noqa: E731
+    shown = lambda: sum(r.model.rowCount() for r in rank.bucket_rows)
     assert shown() == 40
     rank.search.setText("_CLEAN")  # by name, case does not matter
     n_clean = sum("_clean" in r.path for r in c.ranking.rows)

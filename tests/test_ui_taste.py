@@ -16,13 +16,13 @@ from PIL import Image
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtWidgets import QMessageBox  # noqa: E402
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 
-from joyq_studio.demo import make_demo_folder  # noqa: E402
-from joyq_studio.metrics import WORSE, paired_comparison  # noqa: E402
-from joyq_studio.taste import wilson_interval  # noqa: E402
-from joyq_studio.ui.window import MainWindow  # noqa: E402
+from joyq_studio.demo import make_demo_folder
+from joyq_studio.metrics import WORSE, paired_comparison
+from joyq_studio.taste import wilson_interval
+from joyq_studio.ui.window import MainWindow
 
 T = 30_000
 

@@ -15,12 +15,12 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
-from PySide6.QtGui import QWheelEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication, QMessageBox
 
-import joyq_studio  # noqa: E402
-from joyq_studio.ui.window import MainWindow  # noqa: E402
+import joyq_studio
+from joyq_studio.ui.window import MainWindow
 
 T = 30_000  # generous timeouts (ms): a busy CI box must not flake
 

@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from joyq_studio import xmp  # noqa: E402
-from joyq_studio.ui.window import MainWindow  # noqa: E402
+from joyq_studio import xmp
+from joyq_studio.ui.window import MainWindow
 
 T = 30_000
 

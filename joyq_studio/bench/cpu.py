@@ -66,11 +66,11 @@ def variant(model: JoyQuality, name: str) -> tuple[Callable[[torch.Tensor], torc
         fn = int8_dynamic(model.float().eval())
     elif name == "bf16":
         half = copy.deepcopy(model).to(torch.bfloat16).eval()
-        fn = lambda x: half(x.to(torch.bfloat16)).float()  # noqa: E731
+        fn = lambda x: half(x.to(torch.bfloat16)).float()
     elif name == "compile":
         plain = model.float().eval()
         compiled = torch.compile(plain.embed)
-        fn = lambda x: plain.score_embeddings(compiled(x))  # noqa: E731
+        fn = lambda x: plain.score_embeddings(compiled(x))
     else:
         raise ValueError(name)
     return fn, time.perf_counter() - t0

@@ -30,7 +30,7 @@ def import_ray():
     try:
         import pyarrow  # noqa: F401
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError:
         raise ClusterError(
             f"scoring with --ray needs Ray Data and pyarrow, which are not installed: {INSTALL_HINT}"

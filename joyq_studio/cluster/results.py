@@ -150,7 +150,7 @@ def job_lock(out_dir: Path):
     path = out_dir / JOB_LOCK
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        f = open(path, "a+b")  # noqa: SIM115 - closed by the with below
+        f = open(path, "a+b")
     except OSError as e:
         raise ClusterError(f"{path}: cannot open the job lock ({e.strerror or e}).") from None
     with f:

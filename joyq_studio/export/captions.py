@@ -439,7 +439,7 @@ def export_lock(project: Project):
     its process ends, so a crash leaves nothing stale behind."""
     path = project.dir / "exports.lock"
     try:
-        f = open(path, "a+b")  # noqa: SIM115 - closed by the with below, after the error handling
+        f = open(path, "a+b")
     except OSError as e:
         raise ExportError(f"{path}: cannot open the export lock ({describe_error(e)}); nothing was changed.") from None
     with f:

@@ -116,7 +116,7 @@ class ExportJournal:
         journal = cls(export_dir, header, [])
         try:
             write_json(export_dir / MANIFEST, {**journal._summary(), "status": "pending"})
-            journal._file = open(export_dir / JOURNAL, "ab")  # noqa: SIM115 - closed by commit/close
+            journal._file = open(export_dir / JOURNAL, "ab")
             journal._append(header)
             fd = os.open(export_dir, os.O_RDONLY)  # the journal's name itself must survive a crash
             try:

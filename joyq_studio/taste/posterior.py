@@ -54,20 +54,20 @@ class Posterior(Ledger):
         fit = self._fit
         qv = fit.basis.T @ self._V  # (r', r)
         self._S0r = np.eye(self._r) / fit.alpha + (qv.T * fit.shrink()) @ qv
-        self._trS0 = self.d / fit.alpha + float(np.sum(fit.shrink()))
+        self._tr_s0 = self.d / fit.alpha + float(np.sum(fit.shrink()))
         # with many directions learned, one dense float32 pass beats two through the basis
         self._S0 = fit.covariance().astype(np.float32) if fit.lam.size > self.d // 2 else None
         self._U = np.zeros((16, self.d))
         self._Ur = np.zeros((16, self._r))
         self._k = 0
         self._Sr = self._S0r.copy()
-        self._trU = 0.0
+        self._tr_u = 0.0
 
     def _post_state(self) -> tuple:
-        return (self._S0r, self._trS0, self._U, self._Ur, self._k, self._trU, self._S0)
+        return (self._S0r, self._tr_s0, self._U, self._Ur, self._k, self._tr_u, self._S0)
 
     def _set_post_state(self, s: tuple) -> None:
-        self._S0r, self._trS0, self._U, self._Ur, self._k, self._trU, self._S0 = s
+        self._S0r, self._tr_s0, self._U, self._Ur, self._k, self._tr_u, self._S0 = s
         k = self._k
         self._Sr = self._S0r - self._Ur[:k].T @ self._Ur[:k]
 
@@ -99,7 +99,7 @@ class Posterior(Ledger):
         """Mean posterior variance outside the PCA subspace."""
         if self._r >= self.d:
             return 0.0
-        return max((self._trS0 - self._trU - float(np.trace(self._Sr))) / (self.d - self._r), 0.0)
+        return max((self._tr_s0 - self._tr_u - float(np.trace(self._Sr))) / (self.d - self._r), 0.0)
 
     def _var_reduced(self, idx: np.ndarray) -> np.ndarray:
         """Approximate score variance of images idx: z^T Sigma_r z + sigma_perp^2 q."""
@@ -161,7 +161,7 @@ class Posterior(Ledger):
         self._Ur[self._k] = ur
         self._k += 1
         self._Sr = self._Sr - np.outer(ur, ur)
-        self._trU += float(ut @ ut)
+        self._tr_u += float(ut @ ut)
         # 2. Newton steps on the mean, Sigma_t as the inverse Hessian: one, or up to
         #    NEWTON_STEPS while a surprising answer keeps moving the mean
         for _ in range(NEWTON_STEPS):

@@ -113,8 +113,8 @@ class TasteState:
     _S0: np.ndarray | None
     _S0r: np.ndarray
     _Sr: np.ndarray
-    _trS0: float
-    _trU: float
+    _tr_s0: float
+    _tr_u: float
     _U: np.ndarray
     _Ur: np.ndarray
     _k: int

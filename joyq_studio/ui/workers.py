@@ -83,7 +83,7 @@ class Task(QThread):
     def cancel(self) -> None:
         self._cancel = True
 
-    def run(self) -> None:  # noqa: D401 - QThread entry point
+    def run(self) -> None:
         try:
             result = self.fn(self.report, self.is_cancelled)
         except BaseException as e:  # noqa: BLE001 - every outcome must reach the GUI
