@@ -501,3 +501,19 @@ def test_prelabel_menu_opens_the_dialog_and_refreshes_counts(qtbot, folder40, mo
     assert f"{n0 + 5} comparisons" in w.compare.status.text()
     w.controller.close_project()
     assert not w.act_prelabel.isEnabled()
+
+
+def test_pairs_from_menu_switches_the_source_and_the_folder_remembers_it(qtbot, folder40):
+    w = open_window(qtbot, folder40)
+    s = w.controller.session
+    assert s.pair_source == "live"
+    w.sources_menu.aboutToShow.emit()
+    assert [a.isChecked() for a in w.sources_menu.actions()] == [True, False, False]
+    w.set_pair_source("fixed-k")
+    assert s.pair_source == "fixed-k" and s.project.get_meta("pair_source") == "fixed-k"
+    for _ in range(2):  # the pair on screen was the live model's; the next one is fixed-k's
+        press(qtbot, w, Qt.Key.Key_Left)
+    assert s.project.comparisons()[-1][5] in ("near", "random")
+    w.close()
+    w2 = open_window(qtbot, folder40)
+    assert w2.controller.session.pair_source == "fixed-k"

@@ -321,6 +321,17 @@ class Session(QObject):
         versions = self.project.versions()
         return max((v.get("created", 0.0) for v in versions), default=None)
 
+    @property
+    def pair_source(self) -> str:
+        """The pair source asked for (the one in use may be the fallback: ``live_note``)."""
+        return self.compare.requested if self.compare is not None else ""
+
+    def set_pair_source(self, name: str) -> None:
+        """Pairs from the source called ``name`` from now on, saved for this folder."""
+        if self.compare is not None:
+            self.compare.switch_source(name)
+            self.changed.emit()
+
     def compare_stats(self) -> CompareStats | None:
         """The compare loop's figures as of its last update (never waits)."""
         return self.compare.stats() if self.compare is not None else None

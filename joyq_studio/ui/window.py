@@ -11,6 +11,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QDialog,
     QFileDialog,
     QLabel,
@@ -44,6 +45,13 @@ from .views.message_bar import MessageBar
 from .views.rank import RankView
 from .views.train import TrainPanel
 from .views.welcome import WelcomePage
+
+#: The pair sources the Model menu offers (``compare.SOURCES``), in words.
+PAIR_SOURCES = {
+    "live": "The Live Model (the pair it learns most from)",
+    "openskill": "The Model's Scores (OpenSkill)",
+    "fixed-k": "Fixed-k Batches (every image in 4 pairs)",
+}
 
 TITLE = "JoyQuality Studio"
 
@@ -245,6 +253,8 @@ class MainWindow(QMainWindow):
         )
         self.tastes_menu = m.addMenu("Start From a Saved T&aste")
         self.tastes_menu.aboutToShow.connect(self._fill_tastes)
+        self.sources_menu = m.addMenu("Pairs &From")
+        self.sources_menu.aboutToShow.connect(self._fill_sources)
         m.addSeparator()
         self.act_prelabel = self._action(
             m,
@@ -292,6 +302,32 @@ class MainWindow(QMainWindow):
             a.triggered.connect(lambda _=False, p=t["path"]: c.start_from_taste(p))
         if not tastes:
             self.tastes_menu.addAction("(none saved yet)").setEnabled(False)
+
+    def _fill_sources(self) -> None:
+        """Where the next pairs come from (``compare.SOURCES``); the choice is saved per folder."""
+        self.sources_menu.clear()
+        s = self.controller.session
+        for name, text in PAIR_SOURCES.items():
+            a = self.sources_menu.addAction(text)
+            a.setCheckable(True)
+            a.setChecked(s is not None and s.pair_source == name)
+            a.setEnabled(s is not None)
+            a.triggered.connect(lambda _=False, n=name: self.set_pair_source(n))
+
+    def set_pair_source(self, name: str) -> None:
+        """Take the next pairs from the source called ``name`` (every click is replayed into it)."""
+        s = self.controller.session
+        if s is None:
+            return
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            s.set_pair_source(name)
+        except JoyqError as e:
+            self.controller.report_error(str(e))
+            return
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.compare.reseed()
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
