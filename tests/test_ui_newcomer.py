@@ -517,3 +517,15 @@ def test_pairs_from_menu_switches_the_source_and_the_folder_remembers_it(qtbot, 
     w.close()
     w2 = open_window(qtbot, folder40)
     assert w2.controller.session.pair_source == "fixed-k"
+
+
+def test_the_rank_view_follows_a_calibration_with_another_number_of_buckets(qtbot, folder40):
+    """K != 10 end to end (issue 25): calibrated by `joyq calibrate --buckets 5`, shown as five buckets."""
+    from joyq_studio.cli import main
+
+    open_window(qtbot, folder40).close()
+    assert main(["calibrate", str(folder40), "--buckets", "5"]) == 0
+    w = open_window(qtbot, folder40)
+    show_rank(qtbot, w)
+    assert [r.title.text() for r in w.rank.bucket_rows][::4] == ["<b>Bucket 4 (best)</b>", "<b>Bucket 0 (worst)</b>"]
+    assert len(w.rank.bucket_rows) == 5 and sum(w.rank.hist.counts) == 40
