@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
+from conftest import open_window, press  # the UI tests' shared helpers; folder40 is a fixture there
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -23,32 +24,6 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from joyq_studio.ui.window import MainWindow
 
 T = 30_000
-
-
-@pytest.fixture(scope="module")
-def folder40(tmp_path_factory) -> Path:
-    from joyq_studio.demo import make_demo_folder
-
-    folder = tmp_path_factory.mktemp("ui-newcomer") / "images"
-    make_demo_folder(folder, count=40, seed=0, size=256)
-    return folder
-
-
-def open_window(qtbot, folder, model="tiny") -> MainWindow:
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    c = w.controller
-    assert c.open_folder(str(folder), model), c.last_error
-    qtbot.waitUntil(lambda: not c.busy_scoring(), timeout=T)
-    qtbot.waitUntil(w.compare.ready, timeout=T)
-    return w
-
-
-def press(qtbot, w: MainWindow, key) -> None:
-    qtbot.keyClick(w.compare, key)
-    qtbot.waitUntil(w.compare.ready, timeout=T)
 
 
 def show_rank(qtbot, w: MainWindow) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
+from conftest import open_window, press  # the UI tests' shared helpers; folder40 is a fixture there
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -23,33 +24,6 @@ import joyq_studio
 from joyq_studio.ui.window import MainWindow
 
 T = 30_000  # generous timeouts (ms): a busy CI box must not flake
-
-
-@pytest.fixture(scope="module")
-def folder40(tmp_path_factory) -> Path:
-    from joyq_studio.demo import make_demo_folder
-
-    folder = tmp_path_factory.mktemp("ui-demo") / "images"
-    make_demo_folder(folder, count=40, seed=0, size=256)
-    return folder
-
-
-def open_window(qtbot, folder, model="tiny") -> MainWindow:
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    c = w.controller
-    assert c.open_folder(str(folder), model), c.last_error
-    qtbot.waitUntil(lambda: not c.busy_scoring(), timeout=T)
-    qtbot.waitUntil(w.compare.ready, timeout=T)
-    return w
-
-
-def press(qtbot, w: MainWindow, key, modifier=Qt.KeyboardModifier.NoModifier) -> None:
-    """One key on the compare view, then wait until the next pair is on screen."""
-    qtbot.keyClick(w.compare, key, modifier)
-    qtbot.waitUntil(w.compare.ready, timeout=T)
 
 
 def outcomes(w: MainWindow) -> list[tuple[str, str, float, str, str]]:
