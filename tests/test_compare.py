@@ -337,3 +337,19 @@ def test_undo_after_reopening_skips_an_imported_pairs_file(tmp_path):
     assert (back.pair.left, back.pair.right) == (p.left, p.right)
     assert [r.kind for r in project.comparison_records()] == ["import"]
     cs.close()
+
+
+def test_forgetting_for_a_drifting_taste_is_a_saved_choice(tmp_path):
+    rater, project, hashes = _world(tmp_path)
+    cs = _session(project, rater, hashes)
+    assert cs.forget_half_life is None and cs.source.model.forget_half_life is None
+    for _ in range(5):
+        cs.record(cs.next_pair(), 1.0)
+    cs.set_forgetting(100)
+    assert cs.source.model.forget_half_life == 100 and len(cs.source.model.history) == 5  # replayed
+    cs.close()
+    cs = _session(project, rater, hashes)  # remembered for the folder
+    assert cs.source.model.forget_half_life == 100
+    cs.set_forgetting(None)
+    assert cs.source.model.forget_half_life is None
+    cs.close()

@@ -504,3 +504,17 @@ def test_the_rank_view_follows_a_calibration_with_another_number_of_buckets(qtbo
     show_rank(qtbot, w)
     assert [r.title.text() for r in w.rank.bucket_rows][::4] == ["<b>Bucket 4 (best)</b>", "<b>Bucket 0 (worst)</b>"]
     assert len(w.rank.bucket_rows) == 5 and sum(w.rank.hist.counts) == 40
+
+
+def test_forget_older_clicks_is_a_checkable_choice_the_folder_keeps(qtbot, folder40):
+    w = open_window(qtbot, folder40)
+    s = w.controller.session
+    assert not s.forgetting and not w.act_forget.isChecked()
+    w.act_forget.trigger()  # checks it and turns forgetting on
+    assert s.forgetting and s.live is not None and s.live.forget_half_life == 100
+    press(qtbot, w, Qt.Key.Key_Left)
+    w.close()
+    w2 = open_window(qtbot, folder40)
+    assert w2.controller.session.forgetting
+    w2.act_forget.trigger()
+    assert not w2.controller.session.forgetting

@@ -45,6 +45,7 @@ from .source import HELDOUT, Pair, PairSource
 from .sources import (
     DEFAULT_SOURCE,
     FALLBACK_SOURCE,
+    FORGET_META_KEY,
     SOURCE_META_KEY,
     SOURCES,
     SourceContext,
@@ -165,7 +166,24 @@ class CompareSession:
             embedding_hashes=emb_hashes,
             embeddings=emb,
             base_head=self.base_head,
+            forget_half_life=self.forget_half_life,
         )
+
+    @property
+    def forget_half_life(self) -> float | None:
+        """The half-life (clicks) with which the live model forgets older clicks, or None."""
+        value = self.project.get_meta(FORGET_META_KEY)
+        try:
+            half_life = float(value) if value else None
+        except ValueError:
+            return None
+        return half_life if half_life is not None and half_life > 0 else None
+
+    def set_forgetting(self, half_life: float | None) -> None:
+        """Forget older clicks (a taste that drifts) with ``half_life`` clicks, or not (None);
+        saved for this folder; the source is rebuilt with every stored click replayed."""
+        self.project.set_meta(FORGET_META_KEY, "" if half_life is None else str(float(half_life)))
+        self.switch_source(self.requested or DEFAULT_SOURCE, save=False)
 
     def judgements(self) -> list[tuple[Pair, float]]:
         """Stored comparisons the source learns from, oldest first (the user's and the

@@ -32,6 +32,13 @@ from .stats import Schedule
 SOURCE_META_KEY = "pair_source"
 """Project meta key holding the name of the pair source the user chose."""
 
+FORGET_META_KEY = "forget_half_life"
+"""Project meta key: the live model forgets older clicks with this half-life (in clicks) when
+set: for a taste that drifts; its held-out figure then uses recent held-out pairs only."""
+
+FORGET_HALF_LIFE = 100
+"""The half-life (clicks) the app turns on."""
+
 DEFAULT_SOURCE = "live"
 FALLBACK_SOURCE = "openskill"
 
@@ -54,6 +61,7 @@ class SourceContext:
     embedding_hashes: list[str] = field(default_factory=list)
     embeddings: np.ndarray | None = None
     base_head: tuple[np.ndarray, float] | None = None
+    forget_half_life: float | None = None  # forgetting for a drifting taste (the user turns it on)
 
 
 @runtime_checkable
@@ -88,9 +96,14 @@ class LiveSource:
     name = "live"
 
     def __init__(
-        self, hashes: Sequence[str], embeddings: np.ndarray, base_head: tuple[np.ndarray, float], seed: int = 0
+        self,
+        hashes: Sequence[str],
+        embeddings: np.ndarray,
+        base_head: tuple[np.ndarray, float],
+        seed: int = 0,
+        forget_half_life: float | None = None,
     ) -> None:
-        self.model = TasteModel(embeddings, base_head, seed=seed)
+        self.model = TasteModel(embeddings, base_head, seed=seed, forget_half_life=forget_half_life)
         self.hashes = list(hashes)
         self.index = {h: i for i, h in enumerate(self.hashes)}
         self._queue: list[tuple[int, int, float, str]] = []
@@ -164,7 +177,10 @@ class LiveSource:
         return float((E[ij[0]].astype(np.float64) - E[ij[1]]) @ self.model.w)
 
     def heldout(self) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-        rows = [(i, j, o) for i, j, o, kind, _ in self.model.history if kind == HELDOUT]
+        history, half_life = self.model.history, self.model.forget_half_life
+        if half_life is not None:  # forgetting on: the recent held-out pairs only (as TasteModel)
+            history = history[max(0, len(history) - int(2 * half_life)) :]
+        rows = [(i, j, o) for i, j, o, kind, _ in history if kind == HELDOUT]
         if not rows:
             empty = np.zeros(0)
             return empty, empty, empty
@@ -308,7 +324,9 @@ def make_live(ctx: SourceContext) -> LiveSource:
             f"The cached embeddings ({ctx.embeddings.shape[1]}-d) do not match the model's head "
             f"({len(w)}-d); pairs come from the model's scores."
         )
-    return LiveSource(ctx.embedding_hashes, ctx.embeddings, ctx.base_head, seed=ctx.seed)
+    return LiveSource(
+        ctx.embedding_hashes, ctx.embeddings, ctx.base_head, seed=ctx.seed, forget_half_life=ctx.forget_half_life
+    )
 
 
 def make_openskill(ctx: SourceContext) -> OpenSkillSource:

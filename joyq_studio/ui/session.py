@@ -26,7 +26,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ..compare import CompareSession, CompareStats, Pair
 from ..compare.session import Click
-from ..compare.sources import LiveSource, OpenSkillSource
+from ..compare.sources import FORGET_HALF_LIFE, LiveSource, OpenSkillSource
 from ..metrics import MIN_PAIRS_TO_TELL, Agreement
 from ..pairing import PairSelector
 from ..settings import DEFAULT_MODEL
@@ -330,6 +330,16 @@ class Session(QObject):
         """Pairs from the source called ``name`` from now on, saved for this folder."""
         if self.compare is not None:
             self.compare.switch_source(name)
+            self.changed.emit()
+
+    @property
+    def forgetting(self) -> bool:
+        """Whether the live model forgets older clicks (a taste that drifts), for this folder."""
+        return self.compare is not None and self.compare.forget_half_life is not None
+
+    def set_forgetting(self, on: bool) -> None:
+        if self.compare is not None:
+            self.compare.set_forgetting(FORGET_HALF_LIFE if on else None)
             self.changed.emit()
 
     def compare_stats(self) -> CompareStats | None:

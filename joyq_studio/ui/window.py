@@ -255,6 +255,15 @@ class MainWindow(QMainWindow):
         self.tastes_menu.aboutToShow.connect(self._fill_tastes)
         self.sources_menu = m.addMenu("Pairs &From")
         self.sources_menu.aboutToShow.connect(self._fill_sources)
+        self.act_forget = self._action(
+            m,
+            "Forget &Older Clicks (a Taste That Drifts)",
+            self.toggle_forgetting,
+            None,
+            "The live model weighs recent clicks more (half-life 100 clicks); its held-out figure uses recent pairs",
+        )
+        self.act_forget.setCheckable(True)
+        m.aboutToShow.connect(self._sync_model_menu)
         m.addSeparator()
         self.act_prelabel = self._action(
             m,
@@ -302,6 +311,23 @@ class MainWindow(QMainWindow):
             a.triggered.connect(lambda _=False, p=t["path"]: c.start_from_taste(p))
         if not tastes:
             self.tastes_menu.addAction("(none saved yet)").setEnabled(False)
+
+    def _sync_model_menu(self) -> None:
+        s = self.controller.session
+        self.act_forget.setChecked(s is not None and s.forgetting)
+
+    def toggle_forgetting(self) -> None:
+        s = self.controller.session
+        if s is None:
+            return
+        on = not s.forgetting  # the folder's choice, whatever the menu showed
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            s.set_forgetting(on)
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.act_forget.setChecked(on)
+        self.compare.reseed()
 
     def _fill_sources(self) -> None:
         """Where the next pairs come from (``compare.SOURCES``); the choice is saved per folder."""
@@ -353,6 +379,7 @@ class MainWindow(QMainWindow):
             self.act_choose_model,
             self.act_rescore,
             self.act_prelabel,
+            self.act_forget,
             *self.act_tabs,
         ):
             a.setEnabled(has_project)
