@@ -252,6 +252,8 @@ def test_rank_status_reads_as_plain_sentences(qtbot, folder40):
     assert text.startswith("40 images ranked into buckets 0 (worst) to 9 (best).")
     assert "Quantile buckets were used (the default)" in text  # which method, and why (issue 25)
     assert "calibrated now" not in text and "; method" not in text
+    # a ranking still in flight (a rescore after the live model's build) would take this request
+    qtbot.waitUntil(lambda: w.controller.ranking.task is None, timeout=T)
     with qtbot.waitSignal(w.rank.ranked, timeout=T):
         w.controller.recalibrate("b")  # too few held-out comparisons: A, said in one sentence
     text = w.rank.notes.text()
