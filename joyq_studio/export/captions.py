@@ -273,8 +273,12 @@ def _is_read_only(path: Path, st: os.stat_result) -> bool:
     return not (st.st_mode & 0o222) or not os.access(path, os.W_OK)
 
 
-def _read_existing(path: Path) -> tuple[bytes | None, str | None]:
-    """(bytes or None if missing, reason it must be left alone or None)."""
+def read_sidecar_file(
+    path: Path, max_bytes: int = MAX_CAPTION_BYTES, what: str = "a caption"
+) -> tuple[bytes | None, str | None]:
+    """An existing sidecar (a caption, an XMP file) we may change: (bytes or None if missing,
+    the reason it must be left alone or None). Links, folders, read-only and oversized files
+    are left alone."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -282,13 +286,13 @@ def _read_existing(path: Path) -> tuple[bytes | None, str | None]:
     except OSError as e:
         return None, f"cannot be read ({describe_error(e)})"
     if stat.S_ISDIR(st.st_mode):
-        return None, "is a folder, not a caption file"
+        return None, f"is a folder, not {what} file"
     if stat.S_ISLNK(st.st_mode):
         return None, "is a symbolic link; left alone"
     if not stat.S_ISREG(st.st_mode):
         return None, "is not a regular file"
-    if st.st_size > MAX_CAPTION_BYTES:
-        return None, f"is {st.st_size:,} bytes, too large for a caption"
+    if st.st_size > max_bytes:
+        return None, f"is {st.st_size:,} bytes, too large for {what}; left alone"
     if _is_read_only(path, st):
         return None, "is read-only"
     try:
@@ -367,7 +371,7 @@ def plan_caption_export(
         if problem:
             plan.skipped.append((rel, problem))
             continue
-        data, problem = _read_existing(path)
+        data, problem = read_sidecar_file(path)
         if problem:
             plan.skipped.append((rel, problem))
             continue
@@ -658,6 +662,15 @@ def manifests(project: Project) -> list[tuple[Path, dict]]:
         if isinstance(manifest, dict) and isinstance(manifest.get("files", []), list):
             out.append((d, manifest))
     return out
+
+
+def newest_undoable(project: Project, kind: str | None = None, what: str = "export") -> tuple[Path, dict]:
+    """(export dir, manifest) of the newest export (of ``kind``, any when None) not yet undone;
+    ExportError naming ``what`` when there is none."""
+    for d, m in manifests(project):
+        if m.get("status") in ("pending", "complete") and (kind is None or m.get("kind") == kind):
+            return d, m
+    raise ExportError(f"There is no {what} of {project.folder} left to undo.")
 
 
 def _valid_entry(e) -> bool:

@@ -40,7 +40,7 @@ from ..fsio import NAME_MAX, atomic_write, describe_error, temp_path, write_json
 from ..ranking.calibration import Calibration
 from ..ranking.rows import RankedImage, ranked_images
 from ..store import Project
-from .captions import export_lock, manifests, new_export_dir
+from .captions import export_lock, manifests, new_export_dir, newest_undoable
 from .journal import MANIFEST, ExportJournal
 
 Progress = Callable[[int, int], None] | None
@@ -384,11 +384,5 @@ def undo_link_export(project: Project, export_dir: Path, manifest: dict, progres
 def undo_last_link_export(project: Project, progress: Progress = None) -> LinkUndoReport:
     """Undo the newest curation export not yet undone."""
     with export_lock(project):
-        todo = [
-            (d, m)
-            for d, m in manifests(project)
-            if m.get("kind") == KIND and m.get("status") in ("pending", "complete")
-        ]
-        if not todo:
-            raise ExportError(f"There is no export to a destination folder of {project.folder} left to undo.")
-        return undo_link_export(project, *todo[0], progress=progress)
+        dest_export = newest_undoable(project, KIND, "export to a destination folder")
+        return undo_link_export(project, *dest_export, progress=progress)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import ExportError
 from ..store import Project
-from .captions import Progress, UndoReport, export_lock, manifests, undo_caption_export
+from .captions import Progress, UndoReport, export_lock, newest_undoable, undo_caption_export
 from .links import KIND as LINKS
 from .links import LinkUndoReport, undo_link_export
 from .xmp import KIND as XMP
@@ -15,10 +14,7 @@ def undo_latest_export(project: Project, progress: Progress = None) -> UndoRepor
     """Undo the newest export not yet undone: a caption export (:class:`UndoReport`) or an
     export to a destination folder (:class:`LinkUndoReport`). Run again for the one before."""
     with export_lock(project):
-        todo = [(d, m) for d, m in manifests(project) if m.get("status") in ("pending", "complete")]
-        if not todo:
-            raise ExportError(f"There is no export of {project.folder} left to undo.")
-        export_dir, manifest = todo[0]
+        export_dir, manifest = newest_undoable(project)
         if manifest.get("kind") == LINKS:
             return undo_link_export(project, export_dir, manifest, progress)
         if manifest.get("kind") == XMP:

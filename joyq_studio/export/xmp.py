@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,8 @@ from .captions import (
     inside_folder,
     manifests,
     new_export_dir,
+    newest_undoable,
+    read_sidecar_file,
     undo_caption_export,
 )
 
@@ -159,28 +160,6 @@ def _sha(data: bytes | None) -> str | None:
     return None if data is None else hashlib.sha256(data).hexdigest()
 
 
-def _read_sidecar(path: Path) -> tuple[bytes | None, str | None]:
-    """(bytes or None when missing, why it must be left alone or None)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None, None
-    except OSError as e:
-        return None, f"cannot be read ({describe_error(e)})"
-    if stat.S_ISLNK(st.st_mode):
-        return None, "is a symbolic link; left alone"
-    if not stat.S_ISREG(st.st_mode):
-        return None, "is not a regular file"
-    if st.st_size > MAX_XMP_BYTES:
-        return None, f"is {st.st_size:,} bytes, more than an XMP sidecar may be; left alone"
-    if not (st.st_mode & 0o222) or not os.access(path, os.W_OK):
-        return None, "is read-only"
-    try:
-        return path.read_bytes(), None
-    except OSError as e:
-        return None, f"cannot be read ({describe_error(e)})"
-
-
 def _unsafe(project: Project, path: Path) -> str | None:
     if not inside_folder(project, path):
         return f"its folder is, through a symbolic link, outside {project.folder}; nothing is written there"
@@ -226,7 +205,7 @@ def plan_xmp_export(
             continue
         problem = _unsafe(project, path)
         if problem is None:
-            old, problem = _read_sidecar(path)
+            old, problem = read_sidecar_file(path, MAX_XMP_BYTES, "an XMP sidecar")
         if problem is not None:
             plan.skipped.append((rel, problem))
             continue
@@ -366,14 +345,7 @@ def undo_xmp_export(project: Project, export_dir: Path, manifest: dict, progress
 def undo_last_xmp_export(project: Project, progress: Progress = None) -> UndoReport:
     """Undo the newest XMP export not yet undone (``joyq undo-export`` undoes the newest of any kind)."""
     with export_lock(project):
-        todo = [
-            (d, m)
-            for d, m in manifests(project)
-            if m.get("kind") == KIND and m.get("status") in ("pending", "complete")
-        ]
-        if not todo:
-            raise ExportError(f"There is no XMP export of {project.folder} left to undo.")
-        return undo_xmp_export(project, *todo[0], progress=progress)
+        return undo_xmp_export(project, *newest_undoable(project, KIND, "XMP export"), progress=progress)
 
 
 def written_by_us(project: Project) -> dict[str, tuple[str, int]]:
