@@ -16,13 +16,13 @@ from PIL import Image
 
 pytest.importorskip("pytestqt")
 
+from conftest import open_window
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from joyq_studio.demo import make_demo_folder
 from joyq_studio.metrics import WORSE, paired_comparison
 from joyq_studio.taste import wilson_interval
-from joyq_studio.ui.window import MainWindow
 
 T = 30_000
 
@@ -36,18 +36,6 @@ def warmth(path) -> float:
     """Mean red minus mean blue of the image (0..1 scale): how warm its colours are."""
     im = np.asarray(Image.open(path).convert("RGB").resize((64, 64)), dtype=np.float64) / 255.0
     return float(im[..., 0].mean() - im[..., 2].mean())
-
-
-def open_window(qtbot, folder, model="demo") -> MainWindow:
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    c = w.controller
-    assert c.open_folder(str(folder), model), c.last_error
-    qtbot.waitUntil(lambda: not c.busy_scoring(), timeout=T)
-    qtbot.waitUntil(w.compare.ready, timeout=T)
-    return w
 
 
 def _z(values: dict[str, float]) -> dict[str, float]:
@@ -92,7 +80,7 @@ def fmt(name: str, acc) -> str:
 
 def test_scripted_person_teaches_the_live_model_a_planted_taste(qtbot, demo_folder, monkeypatch):
     t0 = time.perf_counter()
-    w = open_window(qtbot, demo_folder)
+    w = open_window(qtbot, demo_folder, model="demo")
     c, view = w.controller, w.compare
     s = c.session
     assert s.live is not None, s.live_note
@@ -109,13 +97,13 @@ def test_scripted_person_teaches_the_live_model_a_planted_taste(qtbot, demo_fold
     assert s.project.comparison_count() == CLICKS
     assert len(s.live.history) == CLICKS
     # the status strip: accuracy on held-out pairs only, live next to base, with count
-    held = s.heldout()
-    assert held.count == sum(1 for h in s.live.history if h[3] == "heldout") > 0
+    held = s.compare_stats()
+    assert held is not None and held.heldout_count == sum(1 for h in s.live.history if h[3] == "heldout") > 0
     # the strip catches up when the worker has learnt the last clicks
-    qtbot.waitUntil(lambda: f"{held.count} held-out pair" in view.status.text(), timeout=T)
+    qtbot.waitUntil(lambda: f"{held.heldout_count} held-out pair" in view.status.text(), timeout=T)
     text = view.status.text()
     assert "agrees with your last" not in text and "predicted before learning" in text
-    assert ("too few to tell" in text) == (held.count < 30)
+    assert ("too few to tell" in text) == (held.heldout_count < 30)
 
     # 500 pairs the person labels, never shown
     hashes = sorted(s.hashes)
@@ -127,7 +115,8 @@ def test_scripted_person_teaches_the_live_model_a_planted_taste(qtbot, demo_fold
     acc_base, acc_live = agreement(base, pairs, y), agreement(live, pairs, y)
     change = paired_comparison(acc_base[3], acc_live[3], y)
     print(
-        f"\n{CLICKS} clicks in {t_click:.1f} s; {held.count} held-out among them; on {TEST_PAIRS} unseen pairs: "
+        f"\n{CLICKS} clicks in {t_click:.1f} s; {held.heldout_count} held-out among them; "
+        f"on {TEST_PAIRS} unseen pairs: "
         f"{fmt('live', acc_live)}, {fmt('base', acc_base)}; paired: {change['sentence']}"
     )
     assert acc_live[0] > acc_base[0]
@@ -161,7 +150,7 @@ def test_scripted_person_teaches_the_live_model_a_planted_taste(qtbot, demo_fold
 
 
 def test_use_the_live_model_adopts_its_head_reversibly_and_the_taste_travels(qtbot, demo_folder, tmp_path, monkeypatch):
-    w = open_window(qtbot, demo_folder)
+    w = open_window(qtbot, demo_folder, model="demo")
     c, view = w.controller, w.compare
     s = c.session
     assert not view.b_live.isEnabled()  # nothing learnt yet

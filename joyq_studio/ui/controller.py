@@ -461,7 +461,9 @@ class Controller(QObject):
         if s is None or s.live is None or self.busy_scoring() or not s.model_spec:
             return False
         w, b = s.live.head()
-        held = s.heldout()
+        held = s.compare_stats()
+        if held is None:
+            return False
         spec = s.model_spec
 
         def metrics(a) -> dict:  # metrics.agreement, under its key (the old "accuracy" key kept for readers)
@@ -475,9 +477,9 @@ class Controller(QObject):
             }
 
         record = {
-            "metrics_before": metrics(held.base),
-            "metrics_after": metrics(held.live),
-            "counts": {"train": s.live.n_fitted, "test": held.count, "images": s.live.n},
+            "metrics_before": metrics(held.heldout_base),
+            "metrics_after": metrics(held.heldout_live),
+            "counts": {"train": s.live.n_fitted, "test": held.heldout_count, "images": s.live.n},
             "alpha": float(s.live.alpha),
         }
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
@@ -27,7 +26,6 @@ from PySide6.QtCore import QObject, Signal
 from ..compare import CompareSession, CompareStats, Pair
 from ..compare.session import Click
 from ..compare.sources import FORGET_HALF_LIFE, LiveSource, OpenSkillSource
-from ..metrics import MIN_PAIRS_TO_TELL, Agreement
 from ..pairing import PairSelector
 from ..settings import DEFAULT_MODEL
 from ..store import Project
@@ -45,24 +43,6 @@ rebuilds it once."""
 
 UndoEntry = Click
 """What ``undo`` returns (the click or skip taken back, with its pair)."""
-
-
-@dataclass(frozen=True)
-class HeldoutStats:
-    """The live model and the model it started from, on the same held-out pairs
-    (:func:`joyq_studio.metrics.agreement`)."""
-
-    live: Agreement | None  # None: no live model (the fallback selector)
-    base: Agreement
-    base_name: str  # "adopted model" or "base model"
-
-    @property
-    def count(self) -> int:
-        return self.base.count
-
-    @property
-    def enough(self) -> bool:
-        return self.count >= MIN_PAIRS_TO_TELL
 
 
 class Session(QObject):
@@ -345,12 +325,3 @@ class Session(QObject):
     def compare_stats(self) -> CompareStats | None:
         """The compare loop's figures as of its last update (never waits)."""
         return self.compare.stats() if self.compare is not None else None
-
-    def heldout(self) -> HeldoutStats:
-        """Agreement on the held-out pairs (the only unbiased test): the live model's and the
-        current model's on the same pairs, each with its count and Wilson 95% interval."""
-        st = self.compare_stats()
-        if st is None:
-            nan = Agreement(math.nan, 0, math.nan, math.nan)
-            return HeldoutStats(None, nan, self.base_name())
-        return HeldoutStats(st.heldout_live, st.heldout_base, st.base_name)
