@@ -294,11 +294,18 @@ class LLMClient:
         if cfg.max_tokens is not None:
             kwargs["max_tokens"] = cfg.max_tokens
         retried: list[str] = []
+        resp, attempts = self._create(messages, kwargs, cancel, retried)
+        return self._outcome(resp, attempts, retried)
+
+    def _create(self, messages: list, kwargs: dict, cancel: Callable[[], bool] | None, retried: list[str]):
+        """One chat completion with the retries, waits and classification every call shares:
+        (response, attempts); the reasons of retried attempts (scrubbed) go into ``retried``."""
+        cfg = self.config
         for attempt in range(cfg.retries + 1):
             if cancel and cancel():
                 raise Cancelled()
             try:
-                resp = self._client.chat.completions.create(model=cfg.model, messages=messages, **kwargs)  # type: ignore[arg-type]
+                resp = self._client.chat.completions.create(model=cfg.model, messages=messages, **kwargs)
             except Exception as e:  # noqa: BLE001 - classified below
                 why, wait, fatal, status = self._classify(e)
                 if fatal is not None:
@@ -310,7 +317,7 @@ class LLMClient:
                     ) from None
                 self._wait(wait if wait is not None else self._backoff(attempt), cancel)
                 continue
-            return self._outcome(resp, attempt + 1, retried)
+            return resp, attempt + 1
         raise AssertionError("unreachable")
 
     def complete(
@@ -326,32 +333,17 @@ class LLMClient:
         if max_tokens is not None:
             kwargs["max_tokens"] = max_tokens
         messages = [{"role": "user", "content": text}]
-        for attempt in range(cfg.retries + 1):
-            if cancel and cancel():
-                raise Cancelled()
-            try:
-                resp = self._client.chat.completions.create(model=cfg.model, messages=messages, **kwargs)  # type: ignore[arg-type]
-            except Exception as e:  # noqa: BLE001 - classified below
-                why, wait, fatal, status = self._classify(e)
-                if fatal is not None:
-                    raise CallFailed(self.scrub(why), fatal=fatal, status=status) from None
-                if attempt == cfg.retries:
-                    raise CallFailed(
-                        self.scrub(f"{cfg.base_url}: {why} after {attempt + 1} attempts."), status=status
-                    ) from None
-                self._wait(wait if wait is not None else self._backoff(attempt), cancel)
-                continue
-            usage = getattr(resp, "usage", None)
-            try:
-                content = resp.choices[0].message.content or ""
-            except (AttributeError, IndexError, TypeError):
-                content = ""
-            return (
-                self.scrub(str(content)),
-                getattr(usage, "prompt_tokens", None) if usage else None,
-                getattr(usage, "completion_tokens", None) if usage else None,
-            )
-        raise AssertionError("unreachable")
+        resp, _ = self._create(messages, kwargs, cancel, [])
+        usage = getattr(resp, "usage", None)
+        try:
+            content = resp.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError):
+            content = ""
+        return (
+            self.scrub(str(content)),
+            getattr(usage, "prompt_tokens", None) if usage else None,
+            getattr(usage, "completion_tokens", None) if usage else None,
+        )
 
     # -- helpers ---------------------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
