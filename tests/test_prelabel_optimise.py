@@ -359,7 +359,8 @@ def test_a_killed_loop_resumes_without_paying_twice(images, fake, monkeypatch, c
         _, rep = _optimise(project, url, monkeypatch)
         assert rep.final is not None
         stored = pv.versions(project, rep.plan.run_key)
-        assert f.editor_calls == len(stored) - 1  # each round's reply asked for once
+        # each round's reply asked for once, but for the editor call in flight at the kill
+        assert len(stored) - 1 <= f.editor_calls <= len(stored)
         repeated = sum(n - 1 for n in f.paid_per_prompt.values() if n > 1)
         assert repeated <= 2  # at most the calls in flight at the kill
         _no_secret_anywhere(project, f, capsys)
