@@ -213,7 +213,7 @@ def test_tiny_sets_keep_working_past_all_pairs():
     sel = PairSelector(5, seed=0)
     judge = _rater(np.arange(5.0))
     _run(sel, judge, 80)  # 8x the 10 distinct pairs
-    count = {(k // 5, k % 5): c for k, c in sel._pair_count.items()}
+    count = {(k // 5, k % 5): c for k, c in sel.ledger.pair_count.items()}
     assert len(count) == 10 and max(count.values()) <= 1 + 3 * 80 // 10  # the pair limit
     # repeats go where they are informative: neighbours in quality, not foregone pairs
     near = sum(c for (a, b), c in count.items() if b - a == 1)

@@ -224,7 +224,7 @@ def test_undo_restores_the_exact_state():
     after = (tm.scores(), tm.score_sd(), tm.head()[0], tm.alpha, tm.history, tm.shows.copy())
     for x, y in zip(state, after):
         assert np.array_equal(np.asarray(x, dtype=object), np.asarray(y, dtype=object))
-    assert tm._pending == {tm._key(i, j): kind}  # the undone pair is pending again
+    assert tm.ledger.pending == {tm.ledger.key(i, j): kind}  # the undone pair is pending again
     # several steps back, through refits
     for _ in range(10):
         tm.undo()

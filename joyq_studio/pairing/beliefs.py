@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..taste.ledger import self_agreement  # noqa: F401  (re-exported: the one formula lives with the ledger)
+
 BETA = 1.0 / math.sqrt(2.0)
 """openskill performance noise; ``2 beta^2 = 1`` makes its model the unit-logit BT model."""
 
@@ -166,22 +168,6 @@ def prior_from_scores(
     var_s = float(np.mean(sc * sc)) if s.size else 0.0
     sigma = np.full(s.shape, math.sqrt(r2 + max(slope_var, 0.0) * k * var_s))
     return mu, sigma
-
-
-def self_agreement(
-    first_outcomes: Sequence[float] | np.ndarray, repeat_outcomes: Sequence[float] | np.ndarray
-) -> float:
-    """Share of repeated pairs the user judged the same way twice.
-
-    Both sequences give P(first-listed image won) in the *same* orientation per pair.
-    Agreement of one pair is 1 - |o1 - o2| (win/win 1, win/loss 0, tie/win 0.5).
-    Returns nan when there are no repeats.
-    """
-    a = np.asarray(first_outcomes, dtype=np.float64)
-    b = np.asarray(repeat_outcomes, dtype=np.float64)
-    if a.size == 0:
-        return math.nan
-    return float(np.mean(1.0 - np.abs(a - b)))
 
 
 def model_agreement(

@@ -26,10 +26,12 @@ The next pair is a documented mix (``PairMix``):
 * ``repeat``  an earlier pair shown again to measure the user's own consistency (none
               during the first min(200, n / 2) comparisons).
 
-Rules: never return a self-pair; never repeat a pair by accident (a pair is shown again
-only as a ``repeat``, or in tiny sets once a third of all pairs have been used, see
-``_pair_limit``); cap how often one image is shown (``max_shows``); a pair that was
-issued and not yet recorded is not issued again.
+Rules (the ledger's, ``taste.ledger.PairLedger``, shared with the live head): never return
+a self-pair; never repeat a pair by accident (a pair is shown again only as a ``repeat``,
+or in tiny sets once a third of all pairs have been used, see ``PairLedger.pair_limit``);
+cap how often one image is shown (``max_shows``); a pair that was issued and not yet
+recorded is not issued again, a skipped one never again (in tiny sets whose every pair is
+used, any available pair is shown rather than none).
 
 Everything is numpy arrays; per-item Python objects are too slow for candidate search over
 100k images. This module never imports Qt.
@@ -45,7 +47,8 @@ import numpy as np
 from openskill.models import BradleyTerryFull
 
 from ..errors import NoPairAvailable
-from ..taste.pacing import SMALL_FOLDER, RecentShows, heldout_due
+from ..taste.ledger import Comparison as Entry
+from ..taste.ledger import PairLedger
 from .beliefs import (
     BETA,
     PRIOR_SLOPE_REL_SD,
@@ -57,16 +60,11 @@ from .beliefs import (
     fit_slope,
     model_agreement,
     prior_from_scores,
-    self_agreement,
     win_probability,
 )
 
 KINDS: tuple[str, ...] = ("info", "near", "heldout", "repeat")
 """Kinds of pair returned by ``next_pair``; recorded pairs not issued by us are "other"."""
-
-REPEAT_START = 200
-"""No repeats during the first min(REPEAT_START, n_available / 2) comparisons: at tiny
-budgets every comparison that shows two new images is worth more to the ranking."""
 
 DENSE_MAX = 2048
 """Up to this many items pair counts also live in a dense matrix, so that a session that has
@@ -257,7 +255,6 @@ class PairSelector:
         # pacing (taste.pacing, shared with TasteModel): no image more than twice in any 20
         # consecutive pairs; held-out pairs front-loaded (30% of the first 100, then mix.heldout)
         self.repetition_limit, self.heldout_schedule = bool(repetition_limit), bool(heldout_schedule)
-        self._recent = RecentShows()
         self._tired = np.zeros(n, dtype=bool)
         self.available = np.ones(n, dtype=bool)
         self.temperature: float | None = None
@@ -271,7 +268,7 @@ class PairSelector:
         self._tri: tuple[np.ndarray, np.ndarray] | None = None
         if n * (n - 1) // 2 <= 4096:  # tiny n: score all pairs
             self._tri = np.triu_indices(n, 1)
-        self._dense = n <= DENSE_MAX  # small n: pair counts in an (n, n) matrix
+        self.ledger = PairLedger(n, DENSE_MAX)
         self._reset_state()
 
     # ------------------------------------------------------------------ construction
@@ -327,9 +324,10 @@ class PairSelector:
         s = np.asarray(scores, dtype=np.float64)
         if s.shape != (self.n,) or not np.all(np.isfinite(s)):
             raise ValueError(f"scores must be {self.n} finite numbers")
-        fit = [c for c, f in zip(self._history, self._fresh) if f or c[3] == "heldout"]
+        led = self.ledger
+        fit = [c for c, f in zip(led.history, led.fresh) if f or c[3] == "heldout"]
         if not fit:
-            fit = self._history
+            fit = led.history
         if fit:
             h = np.array([c[:3] for c in fit], dtype=np.float64)
             d, o = s[h[:, 0].astype(np.int64)] - s[h[:, 1].astype(np.int64)], h[:, 2]
@@ -353,18 +351,9 @@ class PairSelector:
         return self.temperature
 
     def _reset_state(self) -> None:
-        n = self.n
         self.mu = self.prior_mu.copy()
         self.sigma = self.prior_sigma.copy()
-        self.shows = np.zeros(n, dtype=np.int64)
-        self._history: list[tuple[int, int, float, str]] = []
-        self._pair_count: dict[int, int] = {}
-        self._counts = np.zeros((n, n) if self._dense else (0, 0), dtype=np.int32)
-        self._first_idx: dict[int, int] = {}
-        self._repeated: set[int] = set()
-        self._pending: dict[int, str] = {}
-        self._fresh: list[bool] = []  # both images unseen when this pair was recorded
-        self._recent.clear()
+        self.ledger.reset()
         self._rebuild_order()
 
     def _rebuild_order(self) -> None:
@@ -379,11 +368,16 @@ class PairSelector:
     @property
     def history(self) -> list[tuple[int, int, float, str]]:
         """All recorded comparisons in order, as (i, j, outcome, kind)."""
-        return list(self._history)
+        return [c[:4] for c in self.ledger.history]
 
     @property
     def n_comparisons(self) -> int:
-        return len(self._history)
+        return len(self.ledger.history)
+
+    @property
+    def shows(self) -> np.ndarray:
+        """How often each image has been shown in a recorded comparison."""
+        return self.ledger.shows
 
     def exclude(self, indices: Iterable[int] | np.ndarray) -> None:
         """Never offer these images (e.g. not scored yet) until ``include``-d again."""
@@ -410,18 +404,9 @@ class PairSelector:
         if n_av < 2:
             raise NoPairAvailable("Fewer than 2 images are available to compare.")
         kind = KINDS[min(int(np.searchsorted(self._cum_kind, self.rng.random(), side="right")), 3)]
-        self._tired = np.zeros(self.n, dtype=bool)
-        if self.repetition_limit and n_av >= SMALL_FOLDER:
-            tired = self._recent.tired(self.n)
-            if np.count_nonzero(self.available & ~tired) >= 2:
-                self._tired = tired
+        self._tired = self.ledger.tired(self.available, n_av, self.repetition_limit)
         if self.heldout_schedule:
-            n_held = sum(1 for c in self._history if c[3] == "heldout")
-            n_held += sum(1 for k in self._pending.values() if k == "heldout")
-            # clicks this source did not issue (kind "other": imported, from elsewhere) do not
-            # count, or reopening such a project would demand a long run of held-out pairs
-            n_ours = sum(1 for h in self._history if h[3] != "other") + len(self._pending)
-            if heldout_due(n_ours, n_held, self.mix.heldout):
+            if self.ledger.heldout_due(self.mix.heldout):
                 kind = "heldout"
             elif kind == "heldout":
                 kind = "info"
@@ -431,22 +416,20 @@ class PairSelector:
         elif kind == "heldout":
             pair = self._pick_heldout(n_av)
         elif kind == "repeat":
-            pair = self._pick_repeat()
+            pair = self._pick_repeat(n_av)
         if pair is None:
             kind = "info"
             pair = self._pick_info(n_av)
         i, j = pair
         if kind != "repeat" and self.rng.random() < 0.5:  # random sides: no position bias
             i, j = j, i
-        if self.repetition_limit:
-            self._recent.add(i, j)
-        self._pending[self._key(i, j)] = kind
+        self.ledger.issue(i, j, kind, spacing=self.repetition_limit)
         self.last_kind = kind
         return int(i), int(j), kind
 
     def skip(self, i: int, j: int) -> None:
-        """Forget a pending pair that the user skipped (it may be offered again later)."""
-        self._pending.pop(self._key(i, j), None)
+        """The user skipped a pending pair: it is not offered again."""
+        self.ledger.skip(i, j)
 
     def record(self, i: int, j: int, outcome: float, kind: str | None = None) -> None:
         """Record one comparison and update both beliefs with openskill.
@@ -462,7 +445,7 @@ class PairSelector:
     def replay(self, comparisons: Iterable[Comparison] | None = None) -> None:
         """Reset beliefs to the priors and apply ``comparisons`` (default: our own history)
         in order. Pending pairs are dropped."""
-        comps = self._history if comparisons is None else [self._normalise(c) for c in comparisons]
+        comps = self.ledger.history if comparisons is None else [self._normalise(c) for c in comparisons]
         self._reset_state()
         for c in comps:
             self._apply(c)
@@ -474,52 +457,35 @@ class PairSelector:
 
     def repeat_outcomes(self) -> tuple[np.ndarray, np.ndarray]:
         """(first, repeat) outcomes of every repeated pair, both oriented as (min, max) index."""
-        first, again = [], []
-        for k, (i, j, o, kind) in enumerate(self._history):
-            if kind != "repeat":
-                continue
-            key = self._key(i, j)
-            k0 = self._first_idx.get(key)
-            if k0 is None or k0 >= k:
-                continue
-            i0, _, o0, _ = self._history[k0]
-            first.append(o0 if i0 < self._history[k0][1] else 1.0 - o0)
-            again.append(o if i < j else 1.0 - o)
-        return np.asarray(first), np.asarray(again)
+        return self.ledger.repeat_outcomes()
 
     def self_agreement(self) -> float:
         """The user's agreement with themselves on repeated pairs (nan if none yet)."""
-        return self_agreement(*self.repeat_outcomes())
+        return self.ledger.self_agreement()[0]
 
     def model_agreement(self, scores: Sequence[float] | np.ndarray, last_n: int | None = 200) -> float:
         """Agreement of the model's ``scores`` with the user over the last ``last_n`` comparisons."""
-        if not self._history:
+        history = self.ledger.history
+        if not history:
             return math.nan
         s = np.asarray(scores, dtype=np.float64)
-        h = self._history[-last_n:] if last_n else self._history
+        h = history[-last_n:] if last_n else history
         arr = np.array([c[:3] for c in h], dtype=np.float64)
         ii, jj = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64)
         return model_agreement(s[ii] - s[jj], arr[:, 2])
 
     # ------------------------------------------------------------------ internals
 
-    def _key(self, i: int, j: int) -> int:
-        return int(i) * self.n + int(j) if i < j else int(j) * self.n + int(i)
+    def _normalise(self, c: Comparison) -> Entry:
+        kind = c[3] if len(c) > 3 else None
+        entry = self.ledger.normalise(c[0], c[1], c[2], kind)
+        if entry[2] not in (0.0, 0.5, 1.0):
+            raise ValueError(f"outcome must be 1.0 (i won), 0.0 (j won) or 0.5 (tie), not {c[2]}")
+        return entry
 
-    def _normalise(self, c: Comparison) -> tuple[int, int, float, str]:
-        i, j, o = int(c[0]), int(c[1]), float(c[2])
-        kind = c[3] if len(c) > 3 and c[3] is not None else None
-        if not (0 <= i < self.n and 0 <= j < self.n) or i == j:
-            raise ValueError(f"bad pair ({i}, {j}) for {self.n} items")
-        if o not in (0.0, 0.5, 1.0):
-            raise ValueError(f"outcome must be 1.0 (i won), 0.0 (j won) or 0.5 (tie), not {o}")
-        if kind is None:
-            kind = self._pending.get(self._key(i, j), "other")
-        return i, j, o, str(kind)
-
-    def _apply(self, c: tuple[int, int, float, str]) -> None:
-        """openskill BradleyTerryFull update of items i and j, plus the bookkeeping."""
-        i, j, o, kind = c
+    def _apply(self, c: Entry) -> None:
+        """openskill BradleyTerryFull update of items i and j, then the ledger's booking."""
+        i, j, o = c[0], c[1], c[2]
         ra, rb = self._ra, self._rb
         ra.mu, ra.sigma = float(self.mu[i]), float(self.sigma[i])
         rb.mu, rb.sigma = float(self.mu[j]), float(self.sigma[j])
@@ -527,20 +493,7 @@ class PairSelector:
         (na,), (nb,) = self.model.rate([[ra], [rb]], ranks=ranks)
         self.mu[i], self.sigma[i] = na.mu, na.sigma
         self.mu[j], self.sigma[j] = nb.mu, nb.sigma
-        key = self._key(i, j)
-        self._pending.pop(key, None)
-        self._fresh.append(bool(self.shows[i] == 0 and self.shows[j] == 0))
-        self.shows[i] += 1
-        self.shows[j] += 1
-        self._pair_count[key] = self._pair_count.get(key, 0) + 1
-        if self._dense:
-            self._counts[i, j] += 1
-            self._counts[j, i] += 1
-        if kind == "repeat":
-            self._repeated.add(key)
-        else:
-            self._first_idx.setdefault(key, len(self._history))
-        self._history.append(c)
+        self.ledger.book(c)
 
     def _reposition(self, k: int) -> None:
         """Move item k to its new place in the mu order in O(distance moved)."""
@@ -562,44 +515,25 @@ class PairSelector:
         self._pos[order[lo:hi]] = np.arange(lo, hi)
 
     def _eligible(self) -> np.ndarray:
-        """Available images under the show cap (falls back to all available ones)."""
-        cap = self.max_shows
-        if cap is None:
-            n_av = max(int(self.available.sum()), 1)
-            cap = int(3.0 * 2.0 * len(self._history) / n_av) + 6
-        elig = self.available & (self.shows < cap)
-        if np.count_nonzero(elig) < 2:
-            elig = self.available
+        """Available images under the show cap, rested by the spacing rule when it leaves two."""
+        elig = self.ledger.eligible(self.available, self.max_shows)
         rested = elig & ~self._tired
         return rested if np.count_nonzero(rested) >= 2 else elig
 
     def _pair_limit(self, n_av: int) -> int:
-        """A pair may be offered while its count is below this limit:
-
-            limit = 1 + floor(pair_reuse * m / n_pairs),   n_pairs = n_av (n_av - 1) / 2,
-
-        i.e. 1 (never repeat) until the session has used 1/pair_reuse of all distinct pairs;
-        only tiny sets with big budgets (the all-pairs protocols) ever get there."""
-        n_pairs = n_av * (n_av - 1) // 2
-        return 1 + int(self.pair_reuse * len(self._history) // n_pairs)
+        return self.ledger.pair_limit(n_av, self.pair_reuse)
 
     def _first_allowed(self, a: np.ndarray, b: np.ndarray, score: np.ndarray, limit: int):
-        """Best-scoring candidate (a, b) that is not a self-pair, pending or over ``limit``."""
+        """Best-scoring candidate (a, b) the ledger allows under ``limit``."""
+        allowed = self.ledger.allowed
         t = int(np.argmax(score))  # usually the best one is allowed: skip the sort
-        if np.isfinite(score[t]) and a[t] != b[t]:
-            key = self._key(a[t], b[t])
-            if key not in self._pending and self._pair_count.get(key, 0) < limit:
-                return int(a[t]), int(b[t])
+        if np.isfinite(score[t]) and allowed(int(a[t]), int(b[t]), limit):
+            return int(a[t]), int(b[t])
         for t in np.argsort(-score, kind="stable"):
             if not np.isfinite(score[t]):
                 break
-            i, j = int(a[t]), int(b[t])
-            if i == j:
-                continue
-            key = self._key(i, j)
-            if key in self._pending or self._pair_count.get(key, 0) >= limit:
-                continue
-            return i, j
+            if allowed(int(a[t]), int(b[t]), limit):
+                return int(a[t]), int(b[t])
         return None
 
     def _pick_info(self, n_av: int) -> tuple[int, int]:
@@ -623,7 +557,7 @@ class PairSelector:
         b = self._order[pos].ravel()
         ok = elig[b] & (a != b)
         pair = self._best_allowed(a[ok], b[ok], limit)
-        if pair is None and self._dense:  # windows used up: anchors x every eligible image
+        if pair is None and self.ledger.counts is not None:  # windows used up: anchors x every eligible image
             idx = np.flatnonzero(elig)
             a, b = np.repeat(anchors, len(idx)), np.tile(idx, len(anchors))
             pair = self._best_allowed(a[a != b], b[a != b], limit)
@@ -648,60 +582,39 @@ class PairSelector:
         return sig * dens**self.rank_weight * (1.0 + jit)
 
     def _fallback(self, elig: np.ndarray, limit: int) -> tuple[int, int]:
-        pair = None
-        if self._dense:  # score every eligible pair
+        led, pair = self.ledger, None
+        if led.counts is not None:  # score every eligible pair
             idx = np.flatnonzero(elig)
             a, b = np.triu_indices(len(idx), 1)
             pair = self._best_allowed(idx[a], idx[b], limit)
         if pair is None:
-            pair = self._random_pair(elig, limit)
-        if pair is None:  # all allowed pairs are used or pending (tiny n): any available pair
-            pair = self._random_pair(self.available, 1 << 62, tries=256, ignore_pending=True)
+            pair = led.random_pair(self.rng, elig, limit)
+        if pair is None:  # every allowed pair is used, pending or skipped (tiny n): any available pair
+            idx = np.flatnonzero(self.available)
+            if len(idx) >= 2:
+                i, j = self.rng.choice(idx, 2, replace=False)
+                pair = int(i), int(j)
         if pair is None:
             raise NoPairAvailable("Every pair of the available images has been shown or excluded.")
         return pair
 
     def _best_allowed(self, a: np.ndarray, b: np.ndarray, limit: int):
-        """Highest-EIG candidate not yet compared ``limit`` times (vectorised when dense)."""
-        if self._dense and a.size:
-            ok = self._counts[a, b] < limit
+        """Highest-EIG candidate the ledger allows (vectorised count check when dense)."""
+        counts = self.ledger.counts
+        if counts is not None and a.size:
+            ok = counts[a, b] < limit
             a, b = a[ok], b[ok]
         if a.size == 0:
             return None
         eig = expected_info_gain(self.mu[a], self.sigma[a], self.mu[b], self.sigma[b])
         return self._first_allowed(a, b, eig, limit)
 
-    def _random_pair(
-        self, mask: np.ndarray, limit: int, tries: int = 64, fresh: bool = False, ignore_pending: bool = False
-    ):
-        """Uniform pair of distinct items in ``mask`` that is not pending and under ``limit``
-        (never compared if ``fresh``), by rejection sampling; None if ``tries`` draws fail."""
-        if mask.all():
-            idx = None
-            m = self.n
-        else:
-            idx = np.flatnonzero(mask)
-            m = len(idx)
-        if m < 2:
-            return None
-        draws = self.rng.integers(0, m, size=(tries, 2))
-        for x, y in draws:
-            if x == y:
-                continue
-            i, j = (int(x), int(y)) if idx is None else (int(idx[x]), int(idx[y]))
-            key = self._key(i, j)
-            if (key in self._pending and not ignore_pending) or self._pair_count.get(key, 0) >= (1 if fresh else limit):
-                continue
-            return i, j
-        return None
-
     def _pick_heldout(self, n_av: int):
-        """Uniform over available pairs never compared before (not pending), within the
-        repetition limit when it allows a pair."""
-        limit = self._pair_limit(n_av)
-        rested = self.available & ~self._tired
-        return self._random_pair(rested, limit, tries=64, fresh=True) or self._random_pair(
-            self.available, limit, tries=64, fresh=True
+        """Uniform over available pairs never compared, pending or skipped, within the
+        spacing rule when it allows a pair."""
+        led = self.ledger
+        return led.random_pair(self.rng, self.available & ~self._tired, 1) or led.random_pair(
+            self.rng, self.available, 1
         )
 
     def _pick_near(self):
@@ -721,17 +634,6 @@ class PairSelector:
             return None
         return self._best_allowed(np.full(nb.size, anchor), nb, self._pair_limit(int(self.available.sum())))
 
-    def _pick_repeat(self):
-        """An earlier (non-repeat) pair, >= repeat_gap comparisons old, not yet repeated."""
-        m = len(self._history) - self.repeat_gap
-        if m <= 0 or len(self._history) < min(REPEAT_START, int(self.available.sum()) // 2):
-            return None
-        for k in self.rng.integers(0, m, size=8):
-            i, j, _, kind = self._history[int(k)]
-            key = self._key(i, j)
-            if kind == "repeat" or key in self._repeated or key in self._pending:
-                continue
-            if not (self.available[i] and self.available[j]) or self._tired[i] or self._tired[j]:
-                continue
-            return (j, i) if self.rng.random() < 0.5 else (i, j)
-        return None
+    def _pick_repeat(self, n_av: int):
+        """An earlier pair shown again (``PairLedger.pick_repeat``), both images available and rested."""
+        return self.ledger.pick_repeat(self.rng, self.repeat_gap, n_av, self.available, self._tired)

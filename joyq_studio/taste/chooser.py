@@ -11,9 +11,8 @@ import numpy as np
 from ..errors import NoPairAvailable
 from .acquisition import test_variance_reduction
 from .head import sigmoid
-from .pacing import SMALL_FOLDER
 from .posterior import Posterior
-from .state import COINFLIP_BAND, EER_PAIRS, FULL_RESCORE_MACS, REPEAT_START, ROLL_MACS
+from .state import COINFLIP_BAND, EER_PAIRS, FULL_RESCORE_MACS, ROLL_MACS
 
 
 def _normal_tail(x: np.ndarray) -> np.ndarray:
@@ -48,6 +47,12 @@ class PairChooser(Posterior):
                 self._order = np.argsort(s, kind="stable")
                 self._pos[self._order] = np.arange(n)
         return s, self._pos
+
+    def _eligible(self) -> np.ndarray:
+        return self.ledger.eligible(self.available, self.max_shows)
+
+    def _pair_limit(self, n_av: int) -> int:
+        return self.ledger.pair_limit(n_av, self.pair_reuse)
 
     def _pick_info(self, n_av: int) -> tuple[int, int]:
         elig = self._eligible()
@@ -143,8 +148,9 @@ class PairChooser(Posterior):
     def _best(self, a: np.ndarray, b: np.ndarray, crit: np.ndarray, limit: int) -> tuple[int, int] | None:
         """The ``shortlist`` best allowed candidates by the cheap criterion, re-scored exactly;
         the best of those."""
-        if self._counts is not None:
-            ok = self._counts[a, b] < limit
+        led = self.ledger
+        if led.counts is not None:
+            ok = led.counts[a, b] < limit
             a, b, crit = a[ok], b[ok], crit[ok]
             if a.size == 0:
                 return None
@@ -158,8 +164,8 @@ class PairChooser(Posterior):
                 if not np.isfinite(crit[t_]):
                     break
                 i, j = int(a[t_]), int(b[t_])
-                key = self._key(i, j)
-                if key in seen or not self._allowed(i, j, limit):
+                key = led.key(i, j)
+                if key in seen or not led.allowed(i, j, limit):
                     continue
                 seen.add(key)
                 short.append((i, j))
@@ -244,25 +250,16 @@ class PairChooser(Posterior):
             out += py * np.mean(_normal_tail(np.abs(a_new) / np.sqrt(v_new)), axis=0)
         return out
 
-    def _random_pair(self, mask: np.ndarray, limit: int, tries: int = 64, fresh: bool = False):
-        idx = np.flatnonzero(mask)
-        if len(idx) < 2:
-            return None
-        for x, y in self.rng.integers(0, len(idx), size=(tries, 2)):
-            i, j = int(idx[x]), int(idx[y])
-            if self._allowed(i, j, 1 if fresh else limit):
-                return i, j
-        return None
-
     def _fallback(self, elig: np.ndarray, limit: int, n_av: int) -> tuple[int, int]:
-        pair = self._random_pair(elig, limit) or self._random_pair(self.available, limit)
-        if pair is None and self._counts is not None:  # small: search every available pair
+        led = self.ledger
+        pair = led.random_pair(self.rng, elig, limit) or led.random_pair(self.rng, self.available, limit)
+        if pair is None and led.counts is not None:  # small: search every available pair
             idx = np.flatnonzero(self.available)
             a, b = np.triu_indices(len(idx), 1)
             a, b = idx[a], idx[b]
-            ok = self._counts[a, b] < limit
+            ok = led.counts[a, b] < limit
             for t in self.rng.permutation(np.flatnonzero(ok)):
-                if self._allowed(int(a[t]), int(b[t]), limit):
+                if led.allowed(int(a[t]), int(b[t]), limit):
                     return int(a[t]), int(b[t])
         if pair is None:
             raise NoPairAvailable("Every pair of the images that can be shown is already compared, pending or skipped.")
@@ -271,33 +268,12 @@ class PairChooser(Posterior):
     def _pick_heldout(self, n_av: int):
         """Uniform over available pairs never compared before (not pending, not skipped),
         within the repetition limit when it allows a pair."""
-        return self._random_pair(self.available & ~self._tired, 1, fresh=True) or self._random_pair(
-            self.available, 1, fresh=True
+        led = self.ledger
+        return led.random_pair(self.rng, self.available & ~self._tired, 1) or led.random_pair(
+            self.rng, self.available, 1
         )
 
-    def _tired_mask(self, n_av: int) -> np.ndarray:
-        """Images the repetition limit rests for the next pair (none in small folders, or
-        when fewer than 2 images would be left)."""
-        if not self.repetition_limit or n_av < SMALL_FOLDER:
-            return np.zeros(self.n, dtype=bool)
-        tired = self._recent.tired(self.n)
-        if np.count_nonzero(self.available & ~tired) < 2:
-            return np.zeros(self.n, dtype=bool)
-        return tired
-
     def _pick_repeat(self, n_av: int):
-        """An earlier fitted pair (not held-out, not a repeat), >= repeat_gap clicks old, not
-        repeated yet, both images eligible (available and under the show cap)."""
-        m = len(self._history) - self.repeat_gap
-        if m <= 0 or len(self._history) < min(REPEAT_START, n_av // 2):
-            return None
-        elig = self._eligible()
-        for k in self.rng.integers(0, m, size=8):
-            i, j, _, kind, weight = self._history[int(k)]
-            key = self._key(i, j)
-            if kind in ("repeat", "heldout") or weight <= 0 or key in self._repeated or key in self._pending:
-                continue
-            if key in self._skipped or not (elig[i] and elig[j]) or self._tired[i] or self._tired[j]:
-                continue
-            return i, j
-        return None
+        """An earlier fitted pair shown again (``PairLedger.pick_repeat``), both images
+        eligible (available, under the show cap) and rested."""
+        return self.ledger.pick_repeat(self.rng, self.repeat_gap, n_av, self._eligible(), self._tired)

@@ -55,9 +55,10 @@ the closed-loop benchmark (``joyq bench taste``) compares them.
 
 Rules: never a self-pair; never a pair by accident again (a pair is shown again only as a
 ``repeat``, or in tiny folders once a third of all pairs have been used, see
-``_pair_limit``); a pair that was issued and not recorded is not issued again, and a
-``skip``-ped pair never again; images shown ``max_shows`` times (default 3 x the mean + 6)
-rest while others are eligible. ``NoPairAvailable`` when nothing can be shown.
+``PairLedger.pair_limit``); a pair that was issued and not recorded is not issued again,
+and a ``skip``-ped pair never again; images shown ``max_shows`` times (default 3 x the mean
++ 6) rest while others are eligible. These rules are the ledger's (``ledger.py``), shared
+with the OpenSkill selector. ``NoPairAvailable`` when nothing can be shown.
 
 Cost per click at n images, d dims, m fitted pairs: O(m d) per Newton step, O(d^2) for the
 covariance products, O(anchor_sample (r^2 + anchors r)) for the choice, and the score cache
@@ -67,8 +68,8 @@ head returned to the caller are always exact (``scores`` is a fresh ``E w``). Me
 ``docs/taste.md``: p99 25 ms per click at 100k images x 1152 dims with 5,000 earlier pairs.
 Small BLAS calls dominate: on a busy 2-core machine one BLAS thread is much faster than two.
 
-The class is put together from one part per idea (``state.py`` says how): ``ledger.py``
-(pairs shown, pending, recorded, skipped), ``posterior.py`` (the posterior, its updates and
+The class is put together from one part per idea (``state.py`` says how): its ``ledger``
+(``ledger.PairLedger``: pairs shown, pending, recorded, skipped), ``posterior.py`` (the posterior, its updates and
 refits), ``chooser.py`` (which pair next); this module holds the public API.
 
 Everything is numpy arrays; nothing here imports Qt, the CLI or the benchmarks.
@@ -87,7 +88,7 @@ from ..metrics import wilson_interval  # the one Wilson interval
 from .acquisition import criterion as _criterion
 from .chooser import PairChooser
 from .head import ALPHA_PRIOR_SD, DEFAULT_LAPSE, default_alpha, fit_head, sigmoid
-from .pacing import RecentShows, heldout_due
+from .ledger import PairLedger
 from .state import (  # noqa: F401  (re-exported: the constants lived here)
     COINFLIP_BAND,
     DENSE_MAX,
@@ -97,7 +98,6 @@ from .state import (  # noqa: F401  (re-exported: the constants lived here)
     NEWTON_TOL,
     REFIT_ALPHA_TOL,
     REFIT_TOL,
-    REPEAT_START,
     ROLL_MACS,
     TEST_CRITERIA,
     _Undo,
@@ -266,7 +266,6 @@ class TasteModel(PairChooser):
         if forget_half_life is not None and not forget_half_life > 0:
             raise ValueError("forget_half_life must be > 0 (or None: no forgetting)")
         self.forget_half_life = None if forget_half_life is None else float(forget_half_life)
-        self._recent = RecentShows()
         self.n_info_issued, self.n_coinflip_issued = 0, 0
         self._base_dir: np.ndarray | None = None
         self._base_c = 1.0
@@ -306,7 +305,7 @@ class TasteModel(PairChooser):
         self.last_kind: str | None = None
         self.available = np.ones(self.n, dtype=bool)
         self._jitter = np.asarray(self.rng.random(self.n)) * 1e-9
-        self._skipped = set()
+        self.ledger = PairLedger(self.n, DENSE_MAX)
         self._ct_cache = None
         self._reset()
 
@@ -315,7 +314,12 @@ class TasteModel(PairChooser):
     @property
     def history(self) -> list[tuple[int, int, float, str, float]]:
         """Every recorded comparison, in order: (i, j, outcome, kind, weight)."""
-        return list(self._history)
+        return list(self.ledger.history)
+
+    @property
+    def shows(self) -> np.ndarray:
+        """How often each image has been shown in a recorded comparison."""
+        return self.ledger.shows
 
     @property
     def n_fitted(self) -> int:
@@ -360,8 +364,8 @@ class TasteModel(PairChooser):
         """The current head's and the starting head's agreement with the held-out clicks."""
         start = 0
         if self.forget_half_life is not None:  # forgetting on: the recent held-out pairs only
-            start = max(0, len(self._history) - int(2 * self.forget_half_life))
-        rows = [(i, j, o) for i, j, o, kind, _ in self._history[start:] if kind == "heldout"]
+            start = max(0, len(self.ledger.history) - int(2 * self.forget_half_life))
+        rows = [(i, j, o) for i, j, o, kind, _ in self.ledger.history[start:] if kind == "heldout"]
         if not rows:
             nan = Accuracy(math.nan, 0, math.nan, math.nan)
             return HeldoutAccuracy(nan, nan)
@@ -379,16 +383,7 @@ class TasteModel(PairChooser):
 
     def self_agreement(self) -> tuple[float, int]:
         """(share of repeated pairs answered the same way twice, number of repeats)."""
-        first: dict[int, float] = {}
-        agree = []
-        for i, j, o, kind, _ in self._history:
-            key = self._key(i, j)
-            o_canon = o if i < j else 1.0 - o
-            if kind == "repeat" and key in first:
-                agree.append(1.0 - abs(first[key] - o_canon))
-            elif kind != "repeat":
-                first.setdefault(key, o_canon)
-        return (float(np.mean(agree)) if agree else math.nan), len(agree)
+        return self.ledger.self_agreement()
 
     def win_probability(self, i, j) -> np.ndarray:
         """Predictive P(i beats j) integrating over the posterior (MacKay's probit
@@ -407,18 +402,13 @@ class TasteModel(PairChooser):
         under, else "other". Held-out kinds are kept for testing and never fitted. ``weight``
         scales the label's likelihood (labels from other sources); weight 0 is kept but not
         fitted."""
-        c = self._normalise(i, j, outcome, kind, weight)
+        c = self.ledger.normalise(i, j, outcome, kind, weight)
         i, j, o, kind, weight = c
-        key = self._key(i, j)
         fitted = kind != "heldout" and weight > 0
         # the posterior's arrays are replaced, never written in place, below row m / k:
         # references are enough, except for the fitted logits, which every step rewrites
         u = _Undo(
-            c,
-            key,
-            dict(self._pending),
-            key not in self._first_idx and kind != "repeat",
-            kind == "repeat" and key not in self._repeated,
+            dict(self.ledger.pending),
             dict(self.rng.bit_generator.state),
             fitted,
             self._m,
@@ -433,7 +423,7 @@ class TasteModel(PairChooser):
         self._undo.append(u)
         if len(self._undo) > self.undo_depth:
             del self._undo[0]
-        self._book(c)
+        self.ledger.book(c)
         if fitted:
             self._add_fitted(i, j, o, weight)
 
@@ -442,30 +432,16 @@ class TasteModel(PairChooser):
         exactly as they were before it, and the pair is pending again (issued, so the app
         can show it again). Pairs issued after it are forgotten; skips, exclusions and added
         images stay. Returns the comparison taken back, or None if there is none."""
-        if not self._history:
+        led = self.ledger
+        if not led.history:
             return None
         if not self._undo:  # older than undo_depth: rebuild by a replay
-            last = self._history[-1]
-            self.replay(self._history[:-1])
+            last = led.history[-1]
+            self.replay(led.history[:-1])
             return last
         u = self._undo.pop()
-        i, j, o, kind, weight = u.comparison
-        self._history.pop()
-        self.shows[i] -= 1
-        self.shows[j] -= 1
-        cnt = self._pair_count[u.key] - 1
-        if cnt:
-            self._pair_count[u.key] = cnt
-        else:
-            del self._pair_count[u.key]
-        if self._counts is not None:
-            self._counts[i, j] -= 1
-            self._counts[j, i] -= 1
-        if u.first_set:
-            del self._first_idx[u.key]
-        if u.repeated_added:
-            self._repeated.discard(u.key)
-        self._pending = {k: v for k, v in u.pending.items() if k not in self._skipped}
+        c = led.unbook_last()
+        led.pending = {k: v for k, v in u.pending.items() if k not in led.skipped}
         self.rng.bit_generator.state = u.rng_state
         if u.fitted:
             self._m = u.m
@@ -475,14 +451,12 @@ class TasteModel(PairChooser):
             self._next_refit = u.next_refit
             self._c_eff, self._c_eff_m = u.c_eff
             self._scores_changed()
-        return u.comparison
+        return c
 
     def skip(self, i: int, j: int) -> None:
         """The user skipped the pair: it is no longer pending and is never issued again
         (it can still be recorded)."""
-        key = self._key(int(i), int(j))
-        self._pending.pop(key, None)
-        self._skipped.add(key)
+        self.ledger.skip(int(i), int(j))
 
     def exclude(self, indices: Iterable[int] | np.ndarray) -> None:
         """Never show these images (deleted, unreadable, or kept out of sample) until ``include``-d."""
@@ -511,18 +485,10 @@ class TasteModel(PairChooser):
         self._q = np.concatenate([self._q, q])
         self.n += k
         self.available = np.concatenate([self.available, np.ones(k, dtype=bool)])
-        self.shows = np.concatenate([self.shows, np.zeros(k, dtype=np.int64)])
         self._jitter = np.concatenate([self._jitter, self.rng.random(k) * 1e-9])
-        # keys i * n + j depend on n: re-key every dictionary
-        old_n = self.n - k
-        self._rekey(old_n)
-        if self._counts is not None:
-            if self.n <= DENSE_MAX:
-                c = np.zeros((self.n, self.n), dtype=np.int32)
-                c[:old_n, :old_n] = self._counts
-                self._counts = c
-            else:
-                self._counts = None
+        rekey = self.ledger.grow(k)
+        for u in self._undo:
+            u.pending = {rekey(x): v for x, v in u.pending.items()}
         self._s = None
         self._ct_cache = None
         self._scores_changed()
@@ -532,12 +498,12 @@ class TasteModel(PairChooser):
         in one go: one refit instead of one update per click (5k pairs in about a second).
         Pending pairs and the undo history are dropped; skips and exclusions stay."""
         comps = [
-            self._normalise(c[0], c[1], c[2], c[3] if len(c) > 3 else None, c[4] if len(c) > 4 else 1.0)
+            self.ledger.normalise(c[0], c[1], c[2], c[3] if len(c) > 3 else None, c[4] if len(c) > 4 else 1.0)
             for c in comparisons
         ]
         self._reset()
         for c in comps:
-            self._book(c)
+            self.ledger.book(c)
             i, j, o, kind, weight = c
             if kind != "heldout" and weight > 0:
                 self._append_fitted(i, j, o, weight)
@@ -556,16 +522,12 @@ class TasteModel(PairChooser):
         n_av = int(np.count_nonzero(self.available))
         if n_av < 2:
             raise NoPairAvailable("Fewer than 2 images can be shown, so there is no pair to compare.")
-        self._tired = self._tired_mask(n_av)
+        led = self.ledger
+        self._tired = led.tired(self.available, n_av, self.repetition_limit)
         u = self.rng.random()
         kind, pair = "info", None
         if self.heldout_schedule:
-            n_held = sum(1 for h in self._history if h[3] == "heldout")
-            n_held += sum(1 for k in self._pending.values() if k == "heldout")
-            # clicks this source did not issue (kind "other": imported, from elsewhere) do not
-            # count, or reopening such a project would demand a long run of held-out pairs
-            n_ours = sum(1 for h in self._history if h[3] != "other") + len(self._pending)
-            if heldout_due(n_ours, n_held, self.mix.heldout):
+            if led.heldout_due(self.mix.heldout):
                 kind, pair = "heldout", self._pick_heldout(n_av)
             elif u < self.mix.repeat:
                 kind, pair = "repeat", self._pick_repeat(n_av)
@@ -575,17 +537,15 @@ class TasteModel(PairChooser):
             kind, pair = "repeat", self._pick_repeat(n_av)
         if pair is None and self.explore > 0 and self.rng.random() < self.explore:
             limit = self._pair_limit(n_av)
-            kind, pair = "explore", self._random_pair(self._eligible() & ~self._tired, limit)
+            kind, pair = "explore", led.random_pair(self.rng, self._eligible() & ~self._tired, limit)
         if pair is None:
             kind, pair = "info", self._pick_info(n_av)
             self.n_info_issued += 1
             self.n_coinflip_issued += int(self._last_coinflip)
         i, j = pair
-        if self.repetition_limit:
-            self._recent.add(i, j)
         if self.rng.random() < 0.5:  # random sides: no position bias
             i, j = j, i
-        self._pending[self._key(i, j)] = kind
+        led.issue(i, j, kind, spacing=self.repetition_limit)
         self.last_kind = kind
         return int(i), int(j), kind
 
@@ -594,13 +554,7 @@ class TasteModel(PairChooser):
     def _reset(self) -> None:
         """Empty history and data; the posterior is the prior."""
         d = self.d
-        self.shows = np.zeros(self.n, dtype=np.int64)
-        self._history = []
-        self._pair_count = {}
-        self._pending = {}
-        self._first_idx = {}
-        self._repeated = set()
-        self._counts = np.zeros((self.n, self.n), dtype=np.int32) if self.n <= DENSE_MAX else None
+        self.ledger.reset()
         self._undo = []
         cap = 64
         self._m = 0
@@ -617,7 +571,6 @@ class TasteModel(PairChooser):
         self._next_refit = 1
         self._s = None
         self._roll = 0
-        self._recent.clear()
         self._tired = np.zeros(self.n, dtype=bool)
         self._last_coinflip = False
         self._limit_coinflips = False

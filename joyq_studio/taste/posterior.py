@@ -9,11 +9,10 @@ import math
 import numpy as np
 
 from .head import HeadFit, fit_head, link_terms, pair_loss
-from .ledger import Ledger
-from .state import NEWTON_STEPS, NEWTON_TOL, REFIT_ALPHA_TOL, REFIT_TOL
+from .state import NEWTON_STEPS, NEWTON_TOL, REFIT_ALPHA_TOL, REFIT_TOL, TasteState
 
 
-class Posterior(Ledger):
+class Posterior(TasteState):
     """The posterior (``TasteModel``'s second part)."""
 
     def refit(self, live: bool = False) -> HeadFit:

@@ -1,10 +1,10 @@
 """What the parts of the live head share: its state, its constants and its undo record.
 
-``TasteModel`` (``model.py``) is put together from three parts, one idea each, over this
-state: ``Ledger`` (``ledger.py``: the pairs shown, pending, recorded and skipped, and the
-rules they impose), ``Posterior`` (``posterior.py``: the Laplace posterior, its per-click
-updates and refits) and ``PairChooser`` (``chooser.py``: which pair next). Nothing here
-imports Qt, the CLI or the benchmarks.
+``TasteModel`` (``model.py``) is put together from one part per idea over this state: its
+``ledger`` (``ledger.PairLedger``, shared with the OpenSkill selector: the pairs shown,
+pending, recorded and skipped, and the rules they impose), ``Posterior`` (``posterior.py``:
+the Laplace posterior, its per-click updates and refits) and ``PairChooser``
+(``chooser.py``: which pair next). Nothing here imports Qt, the CLI or the benchmarks.
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ from typing import Any
 import numpy as np
 
 from .head import HeadFit
-from .pacing import RecentShows
+from .ledger import PairLedger
 
 COINFLIP_BAND = 0.05
 """A pair is a coin flip when the model's predicted win probability is within 0.5 +- this."""
-
-REPEAT_START = 200
-"""No repeats during the first min(REPEAT_START, n_available / 2) recorded comparisons."""
 
 FULL_RESCORE_MACS = 2_000_000
 """Up to n d = this, the score cache is recomputed whole (E w) when the head has changed."""
@@ -58,11 +55,7 @@ EER_PAIRS = 1024
 class _Undo:
     """What ``record`` changed, to take it back exactly."""
 
-    comparison: tuple[int, int, float, str, float]
-    key: int
     pending: dict[int, str]
-    first_set: bool
-    repeated_added: bool
     rng_state: dict
     fitted: bool
     m: int
@@ -81,15 +74,8 @@ class TasteState:
     E: np.ndarray
     w: np.ndarray
     alpha: float
-    shows: np.ndarray
+    ledger: PairLedger
     available: np.ndarray
-    _history: list[tuple[int, int, float, str, float]]
-    _pair_count: dict[int, int]
-    _pending: dict[int, str]
-    _first_idx: dict[int, int]
-    _repeated: set[int]
-    _skipped: set[int]
-    _counts: np.ndarray | None
     _undo: list[_Undo]
     _m: int
     _X: np.ndarray
@@ -136,7 +122,6 @@ class TasteState:
     repetition_limit: bool
     heldout_schedule: bool
     forget_half_life: float | None
-    _recent: RecentShows
     n_info_issued: int
     n_coinflip_issued: int
     w0: np.ndarray
