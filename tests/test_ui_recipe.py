@@ -34,7 +34,7 @@ from test_prelabel import MODEL, SECRET, labelled_project
 images = test_prelabel.images  # the module-scoped image folder fixture
 
 T = UI_TIMEOUT_MS
-INTERVAL = re.compile(r"^\d+% \(95% interval \d+%-\d+%, \d+ pairs\)$")
+INTERVAL = re.compile(r"^\d+% \(\d+%-\d+%, 40 pairs\)$")  # under "Agreement (95% interval, pairs)"
 
 
 def serve(**kwargs) -> FakeLLM:
@@ -102,10 +102,11 @@ def test_compare_two_models_side_by_side_names_the_better_one(qtbot, images, mon
         assert len(rows) == 2 and fake.paid_calls == 160
         good, poor = rows
         assert good[0].startswith(MODEL) and poor[0].startswith("fake-vision-poor")
+        assert dlg.compare_table.horizontalHeaderItem(1).text() == "Agreement (95% interval, pairs)"
         for row in rows:
             assert INTERVAL.match(row[1]), row[1]
-            assert row[2].endswith("of 40 pairs") and row[3].endswith("of 40 pairs")
-            assert row[4].startswith("$") and "measured on 40 labels" in row[4]
+            assert row[2].endswith("% of 40") and row[3].endswith("% of 40")
+            assert re.fullmatch(r"\$[0-9.]+ \(40 labels\)", row[4]), row[4]
         assert "[best]" in good[0] and "[best]" not in poor[0]
         assert good[5].startswith("better than fake-vision-poor") and poor[5].startswith("worse than " + MODEL)
         assert "is better than every other candidate" in dlg.compare_verdict.text()

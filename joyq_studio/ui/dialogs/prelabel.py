@@ -83,10 +83,11 @@ def _pct(x: float | None) -> str:
 
 
 def interval_text(a: Agreement) -> str:
-    """An agreement with its interval and count, as every number in the app carries them."""
+    """An agreement with its interval and count, as every number in the app carries them
+    (under a heading that names the 95% interval)."""
     if not a.count:
         return "n/a (no decisive pair answered)"
-    return f"{_pct(a.value)} (95% interval {_pct(a.low)}-{_pct(a.high)}, {a.count} pairs)"
+    return f"{_pct(a.value)} ({_pct(a.low)}-{_pct(a.high)}, {a.count} pairs)"
 
 
 def version_score(v: PromptVersion) -> str:
@@ -191,7 +192,7 @@ class PrelabelDialog(QDialog):
         self.prompt_file.setPlaceholderText("(built-in prompt)")
         self.prompt_state = QLabel(self)
         self.prompt_state.setObjectName("prompt_state")
-        self.prompt_state.setWordWrap(True)
+        self.prompt_state.setToolTip("Chosen in Prompt history; the prompt file is not used meanwhile")
         self.prompt_clear = QPushButton("Use the file or built-in prompt", self)
         self.prompt_clear.setToolTip("Stop using the stored prompt version chosen in Prompt history")
         self.prompt_clear.clicked.connect(lambda: self.use_version(None))
@@ -219,11 +220,11 @@ class PrelabelDialog(QDialog):
         key_row.addWidget(self.key_env, 1)
         key_row.addWidget(self.key_state, 1)
         form.addRow("API key variable", key_row)
-        prompt_row = QHBoxLayout()
+        prompt_row = QHBoxLayout()  # the file, or the stored version chosen in Prompt history
         prompt_row.addWidget(self.prompt_file, 1)
+        prompt_row.addWidget(self.prompt_state, 1)
         prompt_row.addWidget(self.prompt_clear)
-        form.addRow("Prompt file", prompt_row)
-        form.addRow("", self.prompt_state)
+        form.addRow("Prompt", prompt_row)
         prices = QHBoxLayout()
         prices.addWidget(QLabel("input $", self))
         prices.addWidget(self.price_in)
@@ -270,7 +271,7 @@ class PrelabelDialog(QDialog):
         row.addWidget(self.cancel_button)
         row.addWidget(self.close_button)
         outer.addLayout(row)
-        self.resize(900, 760)
+        self.resize(960, 880)
         self._load_settings()
         self._update_key_state()
         self.refresh_prompts()
@@ -358,17 +359,20 @@ class PrelabelDialog(QDialog):
         self.candidates.setHorizontalHeaderLabels(["Model", "Input $ / M tokens", "Output $ / M tokens"])
         self.candidates.verticalHeader().setVisible(False)
         self.candidates.horizontalHeader().setStretchLastSection(False)
-        self.candidates.setColumnWidth(0, 300)
-        self.candidates.setColumnWidth(1, 150)
-        self.candidates.setColumnWidth(2, 150)
+        self.candidates.setColumnWidth(0, 190)
+        self.candidates.setColumnWidth(1, 125)
+        self.candidates.setColumnWidth(2, 125)
+        self.candidates.setHorizontalHeaderLabels(["Model", "Input $/M tokens", "Output $/M tokens"])
         self.candidates.setToolTip("One model a row; empty prices: the prices above")
-        self.candidates.setMaximumHeight(130)
+        self.candidates.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
+        self.candidates.setMinimumWidth(190 + 2 * 125 + 24)
+        self.candidates.setFixedHeight(4 * (self.fontMetrics().height() + 8) + 6)
         add = QPushButton("Add model", page)
         add.clicked.connect(lambda: self.add_candidate(self.model.text().strip()))
         remove = QPushButton("Remove", page)
         remove.clicked.connect(self._remove_candidate)
         self.compare_prompts = QListWidget(page)
-        self.compare_prompts.setMaximumHeight(90)
+        self.compare_prompts.setFixedHeight(self.candidates.height())
         self.compare_prompts.setToolTip("Each model is asked with each ticked prompt")
         self.compare_pairs = QSpinBox(page)
         self.compare_pairs.setRange(5, 100_000)
@@ -396,15 +400,21 @@ class PrelabelDialog(QDialog):
         lay = QVBoxLayout(page)
         lay.addWidget(intro)
         row = QHBoxLayout()
-        row.addWidget(self.candidates, 3)
-        buttons = QVBoxLayout()
+        left = QVBoxLayout()
+        left.addWidget(QLabel("Models (empty prices: the prices above):", page))
+        left.addWidget(self.candidates)
+        buttons = QHBoxLayout()
         buttons.addWidget(add)
         buttons.addWidget(remove)
         buttons.addStretch(1)
-        row.addLayout(buttons)
+        left.addLayout(buttons)
+        right = QVBoxLayout()
+        right.addWidget(QLabel("Ask each model with the prompts ticked:", page))
+        right.addWidget(self.compare_prompts)
+        right.addStretch(1)
+        row.addLayout(left, 0)
+        row.addLayout(right, 1)
         lay.addLayout(row)
-        lay.addWidget(QLabel("Prompts to ask each model with:", page))
-        lay.addWidget(self.compare_prompts)
         row = QHBoxLayout()
         row.addWidget(self.compare_pairs)
         row.addStretch(1)
@@ -619,14 +629,12 @@ class PrelabelDialog(QDialog):
     def _set_version(self, v: PromptVersion | None) -> None:
         self.prompt_version = v
         self.prompt_file.setEnabled(v is None)
+        self.prompt_file.setVisible(v is None)
+        self.prompt_state.setVisible(v is not None)
         self.prompt_clear.setVisible(v is not None)
-        if v is None:
-            self.prompt_state.setText("Prompt history has the folder's stored versions; one can be used instead.")
-        else:
-            self.prompt_state.setText(
-                f"<b>Using prompt version {v.id}</b> ({v.hash}; agreement {html.escape(version_score(v))}), "
-                "chosen in Prompt history; the file is ignored."
-            )
+        self.prompt_state.setText(
+            "" if v is None else f"<b>Stored version {v.id}</b> ({v.hash}; agreement {html.escape(version_score(v))})"
+        )
 
     def refresh_pool(self) -> None:
         """The pool choice: the whole folder, or its diverse subset when one was made."""
@@ -848,7 +856,7 @@ class PrelabelDialog(QDialog):
                     for key, prompt in prompts:
                         cand = Candidate(model, prompt, pricing)
                         what = "prompt above" if key is None else f"prompt v{key}"
-                        labels[cand.name] = f"{model} / {what} ({prompt.hash})"
+                        labels[cand.name] = model if len(prompts) == 1 else f"{model} / {what}"
                         candidates.append(cand)
                 return plan_compare(p, candidates, n, config.image_side)
 
@@ -858,7 +866,7 @@ class PrelabelDialog(QDialog):
             lines = []
             for c, calls, est in zip(plan.candidates, plan.calls_needed, plan.estimates, strict=True):
                 cost = "free or no price set" if c.pricing.free else f"about {format_usd(calls * est.cost)}"
-                lines.append(f"  {labels[c.name]}: {calls} calls to send ({cost})")
+                lines.append(f"  {labels[c.name]} (prompt {c.prompt.hash}): {calls} calls to send ({cost})")
             total = sum(plan.calls_needed)
             text = (
                 f"Compare {len(plan.candidates)} candidates on the same {len(plan.pairs)} of your pairs, "
@@ -903,7 +911,7 @@ class PrelabelDialog(QDialog):
             elif c.pricing.free:
                 per = f"no price set ({ev.answered} labels)"
             else:
-                per = f"{format_usd(ev.cost_per_1000)} (measured on {ev.answered} labels)"
+                per = f"{format_usd(ev.cost_per_1000)} ({ev.answered} labels)"
             verdicts = []
             for t in report.tests:
                 if c.name not in (t.first, t.second):
@@ -923,13 +931,17 @@ class PrelabelDialog(QDialog):
                 [
                     names[i] + ("  [best]" if best == i else ""),
                     interval_text(ev.agreement),
-                    f"{_pct(ev.position_bias)} of {ev.answered} pairs",
-                    f"{_pct(ev.tie_rate)} of {ev.answered} pairs",
+                    f"{_pct(ev.position_bias)} of {ev.answered}",
+                    f"{_pct(ev.tie_rate)} of {ev.answered}",
                     per,
                     "; ".join(verdicts) or "nothing to compare it with",
                 ]
             )
         _fill(self.compare_table, rows)
+        for i, c in enumerate(plan.candidates):  # the exact prompt, for the curious
+            item = self.compare_table.item(i, 0)
+            if item is not None:
+                item.setToolTip(f"{c.model}, prompt {c.prompt.hash}")
         lines = []
         if best is not None:
             lines.append(f"<b>{html.escape(names[best])}</b> is better than every other candidate on the paired test.")
@@ -952,7 +964,7 @@ class PrelabelDialog(QDialog):
         self.compare_verdict.setTextFormat(Qt.TextFormat.RichText)
         self.compare_verdict.setText("<br>".join(lines))
         self.status.setText(
-            "; ".join(f"{names[i]}: {self._ask_text(a)}" for i, a in enumerate(report.asks))
+            " ".join(f"{names[i]}: {self._ask_text(a)}" for i, a in enumerate(report.asks))
             if report.asks
             else "Nothing asked."
         )

@@ -85,6 +85,7 @@ class SubsetDialog(QDialog):
         self.current.setObjectName("current")
         self.current.setWordWrap(True)
         form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
         form.addRow("Subset size", self.count)
         form.addRow("Seed", self.seed)
         dims_row = QHBoxLayout()
@@ -92,7 +93,6 @@ class SubsetDialog(QDialog):
         dims_row.addWidget(self.dims)
         dims_row.addStretch(1)
         form.addRow("Projection", dims_row)
-        form.addRow("", self.sizes)
         for w in (self.count, self.dims):
             w.valueChanged.connect(self._update_sizes)
         self.use_dims.toggled.connect(self._update_sizes)
@@ -115,6 +115,7 @@ class SubsetDialog(QDialog):
         outer = QVBoxLayout(self)
         outer.addWidget(intro)
         outer.addLayout(form)
+        outer.addWidget(self.sizes)
         outer.addWidget(self.current)
         outer.addWidget(self.progress)
         outer.addWidget(self.status)
@@ -125,7 +126,8 @@ class SubsetDialog(QDialog):
         row.addWidget(self.cancel_button)
         row.addWidget(self.close_button)
         outer.addLayout(row)
-        self.resize(620, 0)
+        self.setMinimumSize(560, 400)
+        self.resize(660, 430)
         self.refresh()
 
     # -- what the folder has ----------------------------------------------------------------
