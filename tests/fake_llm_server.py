@@ -69,6 +69,7 @@ class FakeLLM:
         prompt_rates: dict[str, float] | None = None,
         editor_model: str | None = None,
         editor_plan: tuple[str, ...] = ("better",),
+        other_models: dict[str, float] | None = None,
     ):
         self.error_rate, self.position_bias = error_rate, position_bias
         self.malformed, self.rate_429, self.rate_500 = malformed, rate_429, rate_500
@@ -80,6 +81,9 @@ class FakeLLM:
         self.prompt_rates = dict(prompt_rates or {})
         self.editor_model, self.editor_plan = editor_model, tuple(editor_plan)
         self.editor_calls = 0
+        # more vision models on the same endpoint, each with its own planted error rate (its
+        # errors fall on its own pairs; ``model`` keeps ``error_rate`` / ``prompt_rates``)
+        self.other_models = dict(other_models or {})
         self.paid_per_prompt: Counter = Counter()  # (prompt digest, digest A, digest B) -> 200 replies
         self.editor_bodies: list[str] = []
         self.rng = random.Random(seed)
@@ -144,7 +148,7 @@ class FakeLLM:
         req = json.loads(body)
         if self.editor_model is not None and req.get("model") == self.editor_model:
             return self.send(h, 200, self.completion(self.edit(req["messages"][0]["content"])))
-        if req.get("model") != self.model:
+        if req.get("model") != self.model and req.get("model") not in self.other_models:
             return self.send(h, 404, {"error": {"message": f"The model {req.get('model')} does not exist."}})
         if roll < self.rate_429:
             return self.send(h, 429, {"error": {"message": "Rate limit reached."}}, {"Retry-After": "0"})
@@ -155,7 +159,7 @@ class FakeLLM:
         if slow:
             time.sleep(self.slow_s)
         prompt = next((part["text"] for part in req["messages"][0]["content"] if part["type"] == "text"), "")
-        content = MALFORMED[pick] if bad else self.verdict(raw[0], raw[1], prompt)
+        content = MALFORMED[pick] if bad else self.verdict(raw[0], raw[1], prompt, req.get("model"))
         digests = tuple(hashlib.blake2b(r, digest_size=8).hexdigest() for r in raw)
         with self.lock:
             if slow:
@@ -189,7 +193,7 @@ class FakeLLM:
                 return rate
         return self.error_rate
 
-    def verdict(self, first: bytes, second: bytes, prompt: str = "") -> str:
+    def verdict(self, first: bytes, second: bytes, prompt: str = "", model: str | None = None) -> str:
         d1, d2 = (hashlib.blake2b(x, digest_size=8).hexdigest() for x in (first, second))
         if _unit("bias", d1, d2, self.seed) < self.position_bias:
             return json.dumps({"better": "A", "reason": "The first image looks better."})
@@ -199,7 +203,10 @@ class FakeLLM:
         first_wins = b1 > b2
         # with prompt_rates, each prompt text errs on its own pairs (as a reworded prompt does)
         salt = hashlib.blake2b(prompt.encode(), digest_size=6).hexdigest() if self.prompt_rates else ""
-        wrong = _unit("error", *sorted((d1, d2)), self.seed, *([salt] if salt else [])) < self.error_rate_for(prompt)
+        rate = self.error_rate_for(prompt)
+        if model in self.other_models:
+            salt, rate = f"{salt}|{model}", self.other_models[model]
+        wrong = _unit("error", *sorted((d1, d2)), self.seed, *([salt] if salt else [])) < rate
         if wrong:
             first_wins = not first_wins
         if self.prompt_rates:  # reasons the editor can learn from: a wrong answer ignored brightness

@@ -7,6 +7,7 @@ menus. Layout, menus and navigation only: the project's state and actions are th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon, QKeySequence
@@ -37,6 +38,9 @@ from .dialogs.export import (
     XmpExportDialog,
 )
 from .dialogs.model import ModelDialog
+
+if TYPE_CHECKING:
+    from .dialogs.prelabel import PrelabelDialog
 from .dialogs.unreadable import UnreadableDialog
 from .session import Session
 from .util import recent_folders, settings
@@ -96,6 +100,8 @@ class MainWindow(QMainWindow):
         self._painted = False
         self.export_dialog: QDialog | None = None
         self.unreadable_dialog: UnreadableDialog | None = None
+        self.prelabel_dialog: PrelabelDialog | None = None
+        self.subset_dialog: QDialog | None = None
         self._build_pages(icon)
         self._build_status_bar()
         self._build_menus()
@@ -272,6 +278,13 @@ class MainWindow(QMainWindow):
             None,
             "Ask a vision LLM to label pairs (agreement check and cost estimate first)",
         )
+        self.act_subset = self._action(  # issue 21
+            m,
+            "Choose a Diverse &Subset...",
+            self.choose_subset,
+            None,
+            "Farthest-point selection on the embeddings: the pool pre-labelling can pick its pairs from",
+        )
 
         m = mb.addMenu("&Help")
         self._action(m, "&Keyboard Shortcuts", self.show_shortcuts, QKeySequence.StandardKey.HelpContents)
@@ -379,6 +392,7 @@ class MainWindow(QMainWindow):
             self.act_choose_model,
             self.act_rescore,
             self.act_prelabel,
+            self.act_subset,
             self.act_forget,
             *self.act_tabs,
         ):
@@ -537,9 +551,27 @@ class MainWindow(QMainWindow):
         dlg = PrelabelDialog(c.session.folder, c.runner, self)
         dlg.labels_added.connect(c.comparisons_added)
         dlg.labels_added.connect(lambda _n: self.train.refresh())
-        self.export_dialog = dlg
+        self.export_dialog = self.prelabel_dialog = dlg
         dlg.show()
         return dlg
+
+    def choose_subset(self) -> QDialog | None:
+        """Choose the folder's diverse subset; an open pre-label dialog offers it as its pool."""
+        c = self.controller
+        if c.session is None:
+            return None
+        from .dialogs.subset import SubsetDialog
+
+        dlg = SubsetDialog(c.session.folder, c.runner, self)
+        dlg.subset_saved.connect(lambda _n: self._subset_saved())
+        self.subset_dialog = dlg
+        dlg.show()
+        return dlg
+
+    def _subset_saved(self) -> None:
+        pre = self.prelabel_dialog
+        if pre is not None and pre.isVisible():
+            pre.refresh_pool()
 
     def export_captions(self) -> None:
         c = self.controller
