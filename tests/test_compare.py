@@ -324,6 +324,22 @@ def test_fixed_k_batches_are_a_source_by_name(tmp_path):
         cs.record(p, 1.0)
 
 
+def test_fixed_k_batches_use_the_stored_diverse_subset(tmp_path):
+    """The recipe: a diverse subset first, then fixed-k pairs on it; the session says so."""
+    from joyq_studio.subset import SubsetReport, save_subset
+
+    rater, project, hashes = _world(tmp_path)
+    subset = hashes[::3]
+    save_subset(project, SubsetReport(subset, len(subset), len(hashes), 0, "t", None, 0, 0.0, 1.0))
+    cs = _session(project, rater, hashes)
+    cs.switch_source("fixed-k")
+    assert "diverse subset" in cs.note and f"{len(subset)} of {len(hashes)}" in cs.note
+    for _ in range(10):
+        p = cs.next_pair()
+        assert p.left in subset and p.right in subset
+        cs.record(p, 1.0)
+
+
 def test_undo_after_reopening_skips_an_imported_pairs_file(tmp_path):
     rater, project, hashes = _world(tmp_path)
     cs = _session(project, rater, hashes)

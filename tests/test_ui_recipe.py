@@ -283,6 +283,20 @@ def test_subset_dialog_chooses_saves_cancels_and_feeds_prelabelling(qtbot, folde
         llm = [r for r in p.comparison_records() if r.kind == "llm"]
     assert llm and all(r.a in members and r.b in members for r in llm)
     pre.reject()
+    # fixed-k batches come from the subset too, also when a new one is saved while in use
+    w.set_pair_source("fixed-k")
+    s = w.controller.session
+    assert "diverse subset (12 of 40 images)" in s.compare.note
+    dlg.count.setValue(8)
+    dlg.run_button.click()
+    qtbot.waitUntil(lambda: dlg.status.text().startswith("Chose 8"), timeout=T)
+    qtbot.waitUntil(lambda: "diverse subset (8 of 40 images)" in s.compare.note, timeout=T)
+    with Project(folder40) as p:
+        members = set(subset_hashes(p))
+    for _ in range(6):
+        pair = s.compare.next_pair()
+        assert pair.left in members and pair.right in members
+        s.compare.skip(pair)
     # asking for more than the folder holds takes all of them, and says so
     dlg.count.setValue(100)
     assert dlg.sizes.text().startswith("Takes all 40 images")

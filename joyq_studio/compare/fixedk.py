@@ -59,6 +59,7 @@ class FixedKSource:
         self.embeddings, self.has_embedding = embeddings, has_embedding
         self.k, self.near_share, self.seed = k, near_share, seed
         self.batches = 0
+        self.note = ""  # what the session shows about this source (e.g. its pool)
         self.queue: deque[Pair] = deque()
         self.judged: set[frozenset] = set()  # recorded pairs, never planned again
         self.ledger: list[tuple[str, Pair]] = []  # ('record' | 'skip', pair), oldest first

@@ -41,6 +41,7 @@ from ..errors import NoPairAvailable
 from ..metrics import Agreement, agreement, paired_comparison, sigmoid
 from ..prelabel.labels import soft_target, training_records
 from ..store import Project
+from ..subset import subset_hashes
 from .source import HELDOUT, Pair, PairSource
 from .sources import (
     DEFAULT_SOURCE,
@@ -167,6 +168,7 @@ class CompareSession:
             embeddings=emb,
             base_head=self.base_head,
             forget_half_life=self.forget_half_life,
+            subset=subset_hashes(self.project),
         )
 
     @property
@@ -209,6 +211,7 @@ class CompareSession:
             if name == FALLBACK_SOURCE:
                 raise
             note, source = str(e), SOURCES[FALLBACK_SOURCE](ctx)
+        note = note or getattr(source, "note", "")
         source.replay(self.judgements())
         with self._source_lock:
             self.source, self.note, self.requested = source, note, name

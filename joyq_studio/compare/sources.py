@@ -62,6 +62,7 @@ class SourceContext:
     embeddings: np.ndarray | None = None
     base_head: tuple[np.ndarray, float] | None = None
     forget_half_life: float | None = None  # forgetting for a drifting taste (the user turns it on)
+    subset: list[str] = field(default_factory=list)  # the stored diverse subset (empty: none)
 
 
 @runtime_checkable
@@ -337,18 +338,32 @@ def make_openskill(ctx: SourceContext) -> OpenSkillSource:
 
 
 def make_fixed_k(ctx: SourceContext) -> FixedKSource:
-    """Fixed-k batches (k = 4, the default near share) over the folder's images: near pairs
-    where embeddings are cached, random ones elsewhere. No held-out pairs (nothing is learnt)."""
+    """Fixed-k batches (k = 4, the default near share) over the folder's images, or over the
+    diverse subset when one is stored (the original recipe: subset first, then fixed-k):
+    near pairs where embeddings are cached, random ones elsewhere. No held-out pairs
+    (nothing is learnt)."""
+    hashes, note = ctx.hashes, ""
+    if ctx.subset:
+        chosen = set(ctx.subset)
+        in_pool = [h for h in ctx.hashes if h in chosen]
+        if len(in_pool) >= 2:
+            hashes = in_pool
+            note = (
+                f"Fixed-k batches over the diverse subset ({len(in_pool)} of {len(ctx.hashes)} images); "
+                "choose a new subset to change it."
+            )
     emb, has = None, None
     if ctx.embeddings is not None and ctx.embedding_hashes:
         row = {h: r for r, h in enumerate(ctx.embedding_hashes)}
-        emb = np.zeros((len(ctx.hashes), ctx.embeddings.shape[1]), np.float32)
-        has = np.zeros(len(ctx.hashes), bool)
-        for i, h in enumerate(ctx.hashes):
+        emb = np.zeros((len(hashes), ctx.embeddings.shape[1]), np.float32)
+        has = np.zeros(len(hashes), bool)
+        for i, h in enumerate(hashes):
             r = row.get(h)
             if r is not None:
                 emb[i], has[i] = ctx.embeddings[r], True
-    return FixedKSource(ctx.hashes, emb, has, seed=ctx.seed)
+    source = FixedKSource(hashes, emb, has, seed=ctx.seed)
+    source.note = note
+    return source
 
 
 SourceFactory = Callable[[SourceContext], PairSource]

@@ -572,6 +572,9 @@ class MainWindow(QMainWindow):
         pre = self.prelabel_dialog
         if pre is not None and pre.isVisible():
             pre.refresh_pool()
+        s = self.controller.session
+        if s is not None and s.pair_source == "fixed-k":  # its batches come from the subset
+            s.set_pair_source("fixed-k")
 
     def export_captions(self) -> None:
         c = self.controller

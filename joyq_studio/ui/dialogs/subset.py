@@ -2,7 +2,8 @@
 embeddings, run by the core (:func:`joyq_studio.subset.select_subset`, then
 :func:`~joyq_studio.subset.save_subset`) on a worker thread with progress and cancel, as
 `joyq subset` does. The subset becomes the folder's pool for pre-labelling (the pre-label
-dialog's "from" choice) and for `joyq pairs --pool subset`; a new one replaces it.
+dialog's "from" choice), for the fixed-k pair source and for `joyq pairs --pool subset`; a
+new one replaces it.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ INTRO = (
     "Farthest-point selection on the images' embeddings: it starts from one random image, then "
     "keeps adding the image least like any chosen so far, so the subset covers the whole folder "
     "with few near-duplicates. It becomes this folder's pool for pre-labelling (Model > Pre-label "
-    "with an LLM: label new pairs from the diverse subset) and for `joyq pairs --pool subset`; "
-    "making a new one replaces it."
+    "with an LLM: label new pairs from the diverse subset), for Model > Pairs From > Fixed-k "
+    "Batches and for `joyq pairs --pool subset`; making a new one replaces it."
 )
 NO_EMBEDDINGS = (
     "This folder has no image embeddings yet, and the subset is chosen by them: let scoring finish "
