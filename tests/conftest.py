@@ -53,6 +53,8 @@ def open_window(qtbot, folder, model="tiny"):
     assert c.open_folder(str(folder), model), c.last_error
     qtbot.waitUntil(lambda: not c.busy_scoring(), timeout=UI_TIMEOUT_MS)
     qtbot.waitUntil(w.compare.ready, timeout=UI_TIMEOUT_MS)
+    # the pair source is built on the compare loop's worker: tests start once it is in place
+    qtbot.waitUntil(lambda: c.session is None or c.session.compare is None or not c.session.compare.building)
     return w
 
 

@@ -310,6 +310,107 @@ def test_the_tastes_library_without_qt(tmp_path):
         save_taste(tmp_path / "full", "x")
 
 
+@pytest.fixture
+def gated_live(monkeypatch):
+    """The live source's build waits for the returned event (a big folder's slow build)."""
+    import threading
+
+    from joyq_studio.compare import sources
+
+    gate, started = threading.Event(), threading.Event()
+    real = sources.SOURCES["live"]
+
+    def slow(ctx):
+        started.set()
+        assert gate.wait(20)
+        return real(ctx)
+
+    monkeypatch.setitem(sources.SOURCES, "live", slow)
+    return gate, started
+
+
+def test_opening_builds_the_source_behind_random_pairs(tmp_path, gated_live):
+    """A background session answers at once while its source is built on the worker: random
+    pairs meanwhile, clicks stored and queued (undo works), then each learnt exactly once."""
+    gate, started = gated_live
+    rater, project, hashes = _world(tmp_path)
+    cs = _session(project, rater, hashes, background=True)
+    try:
+        assert started.wait(10) and cs.building and cs.source is None
+        assert "ready" in cs.stats().note
+        made = []
+        for _ in range(6):
+            pair = cs.next_pair()
+            assert pair is not None and pair.kind == "random"
+            cs.record(pair, _answer(rater, hashes, pair))
+            made.append(pair)
+        undone = cs.undo()
+        assert undone is not None and undone.pair == made[-1] and project.comparison_count() == 5
+        assert cs.pending() == 5  # queued: nothing learnt while building
+        gate.set()
+        cs.wait()
+        assert not cs.building and cs.source_name == "live" and cs.note == ""
+        assert cs.source.model.n_fitted == 5 and cs.pending() == 0
+        deadline = time.monotonic() + 10
+        while (pair := cs.next_pair(busy_random=False)) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pair is not None and pair.kind in ("info", "heldout", "repeat", "explore")  # the model's own
+    finally:
+        gate.set()
+        cs.close()
+
+
+def test_images_embedded_while_building_join_the_live_model(tmp_path, gated_live):
+    gate, started = gated_live
+    rater, project, hashes = _world(tmp_path)
+    project.save_results("tw", "m", [(h, rater.E[k], 0.0) for k, h in enumerate(hashes[:60])])
+    cs = CompareSession(project, base_head=(rater.w0, 0.0), tower="tw", background=True)
+    try:
+        assert started.wait(10) and cs.building
+        project.save_results("tw", "m", [(h, rater.E[60 + k], 0.0) for k, h in enumerate(hashes[60:])])
+        assert cs.add_images(hashes[60:]) == 20
+        gate.set()
+        cs.wait()
+        assert cs.source_name == "live" and sorted(cs.source.hashes) == sorted(hashes)
+    finally:
+        gate.set()
+        cs.close()
+
+
+def test_a_background_session_with_nothing_to_compare_says_why(tmp_path):
+    project = synthetic_project(tmp_path / "one", 1)
+    cs = CompareSession(project, background=True)
+    try:
+        cs.wait()
+        assert cs.source is None and cs.next_pair() is None and "Fewer than 2 images" in cs.note
+    finally:
+        cs.close()
+
+
+def test_a_failed_build_says_so_and_keeps_the_source_before(tmp_path, monkeypatch):
+    from joyq_studio.compare import sources
+
+    rater, project, hashes = _world(tmp_path)
+    cs = _session(project, rater, hashes, background=True)
+    try:
+        cs.wait()
+        assert cs.source_name == "live"
+
+        def broken(ctx):
+            raise MemoryError("no room for the index")
+
+        monkeypatch.setitem(sources.SOURCES, "fixed-k", broken)
+        cs.switch_source("fixed-k")
+        cs.wait()  # returns: the worker lives on
+        assert cs.source_name == "live" and "could not be built" in cs.note and "no room" in cs.note
+        pair = cs.next_pair()
+        cs.record(pair, _answer(rater, hashes, pair))
+        cs.wait()
+        assert cs.pending() == 0
+    finally:
+        cs.close()
+
+
 def test_fixed_k_batches_are_a_source_by_name(tmp_path):
     rater, project, hashes = _world(tmp_path)
     cs = _session(project, rater, hashes)

@@ -488,7 +488,8 @@ def test_pairs_from_menu_switches_the_source_and_the_folder_remembers_it(qtbot, 
     assert [a.isChecked() for a in w.sources_menu.actions()] == [True, False, False]
     w.set_pair_source("fixed-k")
     assert s.pair_source == "fixed-k" and s.project.get_meta("pair_source") == "fixed-k"
-    for _ in range(2):  # the pair on screen was the live model's; the next one is fixed-k's
+    qtbot.waitUntil(lambda: not s.compare.building, timeout=30_000)  # built on the worker
+    for _ in range(3):  # the pair on screen (and any fetched before the switch) were the live model's
         press(qtbot, w, Qt.Key.Key_Left)
     assert s.project.comparisons()[-1][5] in ("near", "random")
     w.close()

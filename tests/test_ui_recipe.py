@@ -286,7 +286,7 @@ def test_subset_dialog_chooses_saves_cancels_and_feeds_prelabelling(qtbot, folde
     # fixed-k batches come from the subset too, also when a new one is saved while in use
     w.set_pair_source("fixed-k")
     s = w.controller.session
-    assert "diverse subset (12 of 40 images)" in s.compare.note
+    qtbot.waitUntil(lambda: "diverse subset (12 of 40 images)" in s.compare.note, timeout=T)  # built behind
     dlg.count.setValue(8)
     dlg.run_button.click()
     qtbot.waitUntil(lambda: dlg.status.text().startswith("Chose 8"), timeout=T)

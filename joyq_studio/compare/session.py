@@ -22,6 +22,12 @@ stored click of the user; a click survives the app being killed while its update
 :data:`SPACING_WINDOW` consecutive pairs (folders under :data:`SPACING_MIN_IMAGES` excepted):
 a pair that would break it is redrawn (up to :data:`SPACING_TRIES` times).
 
+Opening. With ``background=True`` the source is built on the worker too (the live head of a
+100k-image folder takes seconds): the caller's thread reads what it needs from the database,
+and until the source is in place ``next_pair`` shows random pairs (kind :data:`BUSY_KIND`)
+and clicks wait in the queue, so the window answers at once (``building`` says so; ``wait``
+waits for it). Later switches (``switch_source``, ``rebuild``) run on the caller's thread.
+
 Threads: only the caller's thread touches the database; the worker touches the source only,
 under ``_source_lock``; the queue and the prepared pairs are guarded by ``_state``.
 """
@@ -144,11 +150,15 @@ class CompareSession:
         self._busy = False
         self._worker: threading.Thread | None = None
         self._generation = 0
+        self._built = threading.Event()  # no source is being built (set: none in flight)
+        self._built.set()
+        self._deferred: list[tuple[list[str], np.ndarray]] = []  # images that came while building
+        self._build_job: tuple[str, SourceContext, list[tuple[Pair, float]]] | None = None
         self.requested = ""  # the source asked for (``source_name`` may be the fallback)
-        self.switch_source(source or project.get_meta(SOURCE_META_KEY) or DEFAULT_SOURCE, save=False)
         if background:
             self._worker = threading.Thread(target=self._run, name="compare-update", daemon=True)
             self._worker.start()
+        self.switch_source(source or project.get_meta(SOURCE_META_KEY) or DEFAULT_SOURCE, save=False)
 
     # -- the source ----------------------------------------------------------------------
     def _context(self) -> SourceContext:
@@ -199,11 +209,28 @@ class CompareSession:
     def switch_source(self, name: str, save: bool = True) -> None:
         """Use the pair source called ``name`` (:data:`SOURCES`) from now on, with every stored
         comparison replayed into it; ``save``: remember the choice for this project. When it
-        cannot be built, the fallback is used and :attr:`note` says why."""
+        cannot be built, the fallback is used and :attr:`note` says why. In a background
+        session it is built on the worker (module docstring: Opening)."""
         if name not in SOURCES:
             raise SourceUnavailable(f"Unknown pair source {name!r}; known: {', '.join(sorted(SOURCES))}.")
         self.wait()
-        ctx = self._context()
+        self.requested = name
+        job = (name, self._context(), self.judgements())  # the database, on this thread
+        if self._worker is None:
+            self._install(*job)
+        else:
+            with self._state:
+                self._built.clear()
+                self._build_job = job
+                if self.source is None:
+                    self.note = f"Getting the {name} pair source ready; the first pairs are random."
+                self._wake.notify()
+        if save:
+            self.project.set_meta(SOURCE_META_KEY, name)
+
+    def _install(self, name: str, ctx: SourceContext, judgements: list[tuple[Pair, float]]) -> None:
+        """Build the source ``name`` (the fallback when it cannot be), replay ``judgements``
+        into it and make it the one in use. No database access: the worker may run it."""
         note = ""
         try:
             source = SOURCES[name](ctx)
@@ -212,15 +239,29 @@ class CompareSession:
                 raise
             note, source = str(e), SOURCES[FALLBACK_SOURCE](ctx)
         note = note or getattr(source, "note", "")
-        source.replay(self.judgements())
+        source.replay(judgements)
         with self._source_lock:
             self.source, self.note, self.requested = source, note, name
             self._generation += 1
             with self._state:
                 self._ready.clear()
             self._refresh_figures()
-        if save:
-            self.project.set_meta(SOURCE_META_KEY, name)
+            for hs, matrix in self._deferred:  # images that were embedded while it was built
+                add = getattr(source, "add_images", None)
+                if add is not None:
+                    add(hs, matrix)
+            self._deferred.clear()
+            self._built.set()  # under the lock: ``add_images`` checks it under the lock too
+
+    @property
+    def generation(self) -> int:
+        """Counts the sources put in place: pairs fetched ahead under an older one are stale."""
+        return self._generation
+
+    @property
+    def building(self) -> bool:
+        """The source is still being built on the worker (pairs meanwhile are random)."""
+        return not self._built.is_set()
 
     def rebuild(
         self,
@@ -241,8 +282,16 @@ class CompareSession:
     def add_images(self, hashes: list[str]) -> int:
         """Newly embedded images join a live source's pool (others are rebuilt by the
         caller); returns how many joined."""
+        if not self.tower or not hashes:
+            return 0
+        with self._source_lock:  # the worker takes it while building: the check is safe
+            if self.building:
+                hs, matrix = self.project.embeddings(self.tower, hashes)
+                if hs:
+                    self._deferred.append((hs, matrix))
+                return len(hs)
         add = getattr(self.source, "add_images", None)
-        if add is None or not self.tower or not hashes:
+        if add is None:
             return 0
         hs, matrix = self.project.embeddings(self.tower, hashes)
         if not hs:
@@ -285,20 +334,25 @@ class CompareSession:
         caller that only fetches ahead and can ask again after the update)."""
         with self._state:
             while self._ready:
-                pair = self._ready.popleft()
-                if _key(pair) != self._last_answered and self._spacing_ok(pair):
-                    self._recent.append(pair)
-                    return pair
-        if self._source_lock.acquire(blocking=self._worker is None):
+                ready = self._ready.popleft()
+                if _key(ready) != self._last_answered and self._spacing_ok(ready):
+                    self._recent.append(ready)
+                    return ready
+        if self.source is None and not self.building:
+            return None  # no source could be built (``note`` says why)
+        pair: Pair | None = None
+        # the source's choice when it is free (while a new one is built, the one in use answers)
+        if self.source is not None and self._source_lock.acquire(blocking=self._worker is None):
             try:
                 pair = self._draw()
             except NoPairAvailable:
-                return None
+                if not self.building:
+                    return None
             finally:
                 self._source_lock.release()
-        elif not busy_random:
-            return None
-        else:
+        if pair is None:  # it is learning, or being built: a random pair meanwhile
+            if not busy_random:
+                return None
             pair = self._random_pair()
             self.busy_pairs += 1
         with self._state:
@@ -396,13 +450,34 @@ class CompareSession:
         click.booked, click.generation = True, self._generation
         self.update_seconds.append(time.perf_counter() - t0)
 
+    def _build(self, job: tuple[str, SourceContext, list[tuple[Pair, float]]]) -> None:
+        """Build and install a source on the worker; clicks made meanwhile stay queued for it."""
+        try:
+            self._install(*job)
+        except SourceUnavailable as e:  # e.g. fewer than 2 images: nothing to compare
+            self.note = str(e)
+        except Exception as e:  # noqa: BLE001 - a failed build must not stop the worker (or hang ``wait``)
+            self.note = f"The {job[0]} pair source could not be built ({type(e).__name__}: {e}); the one before stays."
+        finally:
+            self._built.set()
+        if self.on_updated is not None:
+            self.on_updated()
+
     def _run(self) -> None:
         while True:
             with self._state:
-                while not self._queue and not self._stop and len(self._ready) >= self.prefetch:
+                while (
+                    not self._stop
+                    and self._build_job is None
+                    and (self.source is None or (not self._queue and len(self._ready) >= self.prefetch))
+                ):
                     self._wake.wait()
                 if self._stop:
                     return
+                job, self._build_job = self._build_job, None
+            if job is not None:
+                self._build(job)
+                continue
             learnt = self.process()
             if learnt and self.on_updated is not None:
                 self.on_updated()
@@ -416,7 +491,9 @@ class CompareSession:
             return len(self._queue) + (1 if self._busy else 0)
 
     def wait(self) -> None:
-        """Learn every queued click now (on this thread, or wait for the worker)."""
+        """Learn every queued click now (on this thread, or wait for the worker); first wait
+        for the source being built, if it is."""
+        self._built.wait()
         if self.source is None:
             return
         self.process()
@@ -461,6 +538,7 @@ class CompareSession:
             self.project.delete_comparison(click.comparison_id)
             self.clicks_this_session = max(0, self.clicks_this_session - 1)
         if not queued:
+            self._built.wait()  # a source being built replays the stored clicks: let it finish
             with self._source_lock:  # the worker may be learning it: wait, then take it back
                 assert self.source is not None
                 if click.generation == self._generation:
@@ -471,6 +549,7 @@ class CompareSession:
         return click
 
     def _undo_stored(self) -> Click | None:
+        self._built.wait()
         row = self._newest_user_comparison()
         if row is None:
             return None

@@ -106,6 +106,7 @@ class LiveSource:
     ) -> None:
         self.model = TasteModel(embeddings, base_head, seed=seed, forget_half_life=forget_half_life)
         self.hashes = list(hashes)
+        self.built_n = len(self.hashes)  # the pool it was built on (``add_images`` adds to it)
         self.index = {h: i for i, h in enumerate(self.hashes)}
         self._queue: list[tuple[int, int, float, str]] = []
         self._ledger: list[bool] = []  # True: a record, False: a skip (undo takes the newest)

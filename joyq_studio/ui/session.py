@@ -64,7 +64,6 @@ class Session(QObject):
         self.index: dict[str, int] = {}
         self.scores = np.zeros(0)
         self.compare: CompareSession | None = None
-        self._live_built_n = 0
         self.scan_unreadable: list[tuple[str, str]] = []
         self.updated.connect(self.changed)
 
@@ -183,21 +182,22 @@ class Session(QObject):
             )
         else:
             self.compare.rebuild(self._score_dict(), self.base_head, self.tower)
-        live = self._live_source()
-        self._live_built_n = len(live.hashes) if live is not None else 0
 
     def _grow_pairs(self, new: list[str]) -> None:
         """Newly scored images: they join the live model (rebuilt while its pool is small and
         has grown much); the OpenSkill selector is rebuilt on the new scores (cheap)."""
+        assert self.compare is not None
+        if self.compare.building:  # they join once it is built (CompareSession.add_images)
+            self.compare.add_images(new)
+            return
         live = self._live_source()
         if live is None:
             self._build_pairs()  # embeddings may have arrived: the live model may take over
             return
         n = len(live.hashes) + len(new)
-        if n < LIVE_REBUILD_MAX and n > LIVE_REBUILD_GROWTH * self._live_built_n:
+        if n < LIVE_REBUILD_MAX and n > LIVE_REBUILD_GROWTH * live.built_n:
             self._build_pairs()
             return
-        assert self.compare is not None
         self.compare.add_images(new)
 
     def _live_source(self) -> LiveSource | None:
@@ -266,6 +266,10 @@ class Session(QObject):
     # -- comparing -------------------------------------------------------------------------
     def can_compare(self) -> bool:
         return self.compare is not None
+
+    def source_generation(self) -> int:
+        """Changes whenever a new pair source is in place (``CompareSession.generation``)."""
+        return self.compare.generation if self.compare is not None else -1
 
     def next_pair(self, busy_random: bool = True) -> Pair | None:
         """The next pair (``CompareSession.next_pair``: never waits for learning)."""

@@ -88,6 +88,7 @@ class CompareView(QWidget):
         self.session: Session | None = None
         self.current: Pair | None = None
         self.queue: deque[Pair] = deque()
+        self._generation = -1  # the pair source the queued pairs came from
         self.flicker = False
         self._flicker_pressed_at: float | None = None
         self.show_scores = False
@@ -176,17 +177,30 @@ class CompareView(QWidget):
     # -- session ---------------------------------------------------------------------------
     def set_session(self, session: Session | None) -> None:
         self.session = session
+        self._generation = session.source_generation() if session is not None else -1
         self.current = None
         self.queue.clear()
         self.view.fit()
         if session is not None:
             session.changed.connect(self.refresh_status)
-            session.updated.connect(self._fill_queue)
+            session.updated.connect(self._on_updated)
         self.advance()
 
     def reseed(self) -> None:
         """New scores or selector: drop the prefetched pairs (keep the one on screen)."""
         self.queue.clear()
+        if self.current is None:
+            self.advance()
+        else:
+            self._fill_queue()
+        self.refresh_status()
+
+    def _on_updated(self) -> None:
+        """The source learnt (or a new one is in place): fetch pairs, show one if none is, new figures."""
+        generation = self.session.source_generation() if self.session is not None else -1
+        if generation != self._generation:  # pairs fetched under the one before are stale
+            self._generation = generation
+            self.queue.clear()
         if self.current is None:
             self.advance()
         else:
