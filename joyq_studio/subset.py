@@ -62,14 +62,16 @@ class Selection:
     seconds: float
 
 
-#: the cost model's rate, G(row x dim)/s: n * k * d over the whole selection's seconds,
-#: measured by ``joyq bench subset`` (5,000 of 100,000 1152-d, vm: 2-core AMD EPYC; see
-#: docs/benchmarks.md); it includes the per-pick work, which the batched products do not
+#: the cost model's rate, row x dim per second: n * k * d over the whole selection's seconds,
+#: measured by ``joyq bench subset`` (5,000 of 100,000 1152-d: 37.5-40.0 G/s; 2,000 of 1M:
+#: 43.3 G/s; vm: 2-core AMD EPYC, load 1.2-1.7; 10,000 of 1M: 33.1 G/s at load up to 3.2;
+#: docs/benchmarks.md), per-pick work included
 RATE_ROWDIM_PER_S = 40e9
 #: above this projected time the CLI says so and names ``--dims`` (the selection stays exact)
 SLOW_SECONDS = 120.0
-#: the projection the CLI suggests for a slow exact selection (``joyq bench subset``: a set
-#: about 3-5% less spread, measured by its minimum pairwise distance)
+#: the projection the CLI suggests for a slow exact selection (``joyq bench subset``: the
+#: set's minimum pairwise distance 3.5% below the exact one's on noise-like embeddings, 16%
+#: below on strongly clustered ones)
 SUGGESTED_DIMS = 128
 
 
