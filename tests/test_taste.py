@@ -465,11 +465,11 @@ def test_reduced_taste_benchmark_runs_every_world():
     r = np.random.default_rng(0)
     outs = [ties.answer(int(a), int(b), r) for a, b in zip(r.integers(0, 200, 400), r.integers(0, 200, 400))]
     assert 0.1 < outs.count(0.5) / len(outs) < 0.4
-    rows = bench.run(
-        2, ["random", "fixed-k4", "model"], [25, 50], 200, 1, log=lambda s: None, d=16, world="wrong-base", sgd=False
-    )
-    md, verdicts = bench.report(rows, ["random", "fixed-k4", "model"], [25, 50])
+    arms = ["random", "fixed-k4", "fixed-k4-0.5", "model"]
+    rows = bench.run(2, arms, [25, 50], 200, 1, log=lambda s: None, d=16, world="wrong-base", sgd=False)
+    md, verdicts = bench.report(rows, arms, [25, 50])
     assert "Tie rate" in md and "ln(alpha/alpha_ref)" in md and any("model vs random" in v for v in verdicts)
+    assert "model - fixed-k4-0.5" in md and "fixed-k4-0.5 - fixed-k4" in md
 
 
 def calibrated_world(seed, n=400, d=16):

@@ -159,7 +159,9 @@ def register(sub, model_args) -> None:
     sp.add_argument(
         "--dims", type=positive_int, nargs="*", default=[256, 128], help="random projections to time (default 256 128)"
     )
-    sp.add_argument("--clusters", type=positive_int, default=1000, help="cluster directions (default 1000)")
+    sp.add_argument(
+        "--clusters", type=nonnegative_int, default=1000, help="cluster directions (default 1000; 0: uniform noise)"
+    )
     sp.add_argument("--noise", type=float, default=0.1, help="share of unclustered embeddings (default 0.1)")
     sp.add_argument("--repeats", type=positive_int, default=1, help="exact runs (median)")
     sp.add_argument(

@@ -11,6 +11,7 @@ Worlds (``bench/worlds.py``, ``--world``)
 Strategies (every pair shown is a click, held-out and repeats too)
     random     uniform pairs of the shown images;
     fixed-k4   ``pairing.fixedk`` pairs with the original recipe's 0.7 near share;
+    fixed-k4-0.5  the same builder with its default 0.5 near share (``joyq pairs``' default);
     selector   ``pairing.PairSelector``, given the live Bayesian head's scores every 25 clicks;
     model      ``TasteModel.next_pair`` with its defaults;
     model-...  variants (``MODEL_KWARGS``; ``ALL_STRATEGIES``'s docstring).
@@ -47,6 +48,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from ..metrics import sigmoid as _sigmoid
+from ..pairing.fixedk import DEFAULT_NEAR_SHARE, ORIGINAL_NEAR_SHARE
 from .worlds import DIM, EMB_NORM, N_IMAGES, WORLDS, World, fixed_k_index_pairs, make_world
 
 BUDGETS = (25, 50, 100, 200, 400, 1000)
@@ -65,8 +67,10 @@ ALL_STRATEGIES = STRATEGIES + (
     "model-bald",
     "model-guro",
     "model-eer",
+    "fixed-k4-0.5",
 )
-"""random / fixed-k4: pairs drawn up front; selector: PairSelector fed the live head's scores;
+"""random / fixed-k4 (0.7 near share) / fixed-k4-0.5 (0.5): pairs drawn up front; selector:
+PairSelector fed the live head's scores;
 model: TasteModel's default (vopt, lapse, hyperprior, front-loaded held-out, coin-flip cap,
 repetition limit); model-explore: 25% of model pairs uniform (``strategy="vopt-explore"``);
 model-flat: 10% held-out from the start; model-norep: no repetition limit; model-nocap: no
@@ -76,6 +80,9 @@ of the embedding (``taste.features``); model-scale(-explore): the base's scale u
 (``base_scale_sd=1``), without / with 25% uniform pairs; random-scale: uniform pairs, the
 same learner as model-scale;
 model-bald / -guro / -eer: the other criteria."""
+FIXED_K_NEAR_SHARE = {"fixed-k4": ORIGINAL_NEAR_SHARE, "fixed-k4-0.5": DEFAULT_NEAR_SHARE}
+"""fixed-k arms: the near share of ``pairing.fixedk``'s pairs (0.7: the original recipe; 0.5:
+the builder's and ``joyq pairs``' default)."""
 SELECTOR_EVERY = 25
 RFF_SIZE = 256
 """model-rff: random features appended to the embedding."""
@@ -196,10 +203,8 @@ def run_strategy(world: World, strategy: str, budgets, seed: int, sgd: bool = Tr
             i, j = sh[rng.integers(0, len(sh))], sh[rng.integers(0, len(sh))]
             if i != j:
                 pre.append((int(i), int(j)))
-    elif strategy == "fixed-k4":  # THE fixed-k builder, the original recipe's 0.7 near share
-        from ..pairing.fixedk import ORIGINAL_NEAR_SHARE
-
-        fa, fb = fixed_k_index_pairs(budgets[-1], world.shown, world.E, ORIGINAL_NEAR_SHARE, seed)
+    elif strategy in FIXED_K_NEAR_SHARE:  # THE fixed-k builder
+        fa, fb = fixed_k_index_pairs(budgets[-1], world.shown, world.E, FIXED_K_NEAR_SHARE[strategy], seed)
         pre = list(zip(fa.tolist(), fb.tolist()))
     rows = []
     t0 = time.perf_counter()
@@ -368,6 +373,11 @@ def report(rows: list[dict], strategies, budgets) -> tuple[str, list[str]]:
     ]
     # the same learner on both sides: the pair choice alone
     cols += [(s, "random-scale") for s in strategies if s.startswith("model-scale") and "random-scale" in strategies]
+    # fixed-k pairs against the model's (and the two near shares against each other)
+    fixed = [f for f in FIXED_K_NEAR_SHARE if f in strategies]
+    cols += [("model", f) for f in fixed if "model" in strategies]
+    if len(fixed) == 2:
+        cols.append(("fixed-k4-0.5", "fixed-k4"))
     out += ["| clicks | " + " | ".join(f"{a} - {b}" for a, b in cols) + " |", "|" + " ---: |" * (1 + len(cols))]
     worst: dict[tuple[str, str], tuple[float, int]] = {c: (math.inf, 0) for c in cols}
     for bud in budgets:

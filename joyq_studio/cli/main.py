@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dims",
         type=positive_int,
         help="select in this many random-projection dimensions (faster, slightly less spread; "
-        "see `joyq bench subset`; default: the full embedding)",
+        "see `joyq bench subset`; default: the full embedding, exact; the projected time is printed first)",
     )
     sp.add_argument("--list", metavar="FILE", help="also write the chosen images' paths to FILE, one a line")
     sp.add_argument("--to", metavar="DEST", help="also put the chosen images into DEST (outside the folder; undoable)")

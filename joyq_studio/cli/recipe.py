@@ -19,7 +19,15 @@ def cmd_subset(args) -> int:
 
     with open_project(args.folder) as project:
         tower, progress = default_tower(project), ProgressLine("selecting")
-        report = select_subset(project, tower, args.count, seed=args.seed, dims=args.dims, progress=progress)
+        report = select_subset(
+            project,
+            tower,
+            args.count,
+            seed=args.seed,
+            dims=args.dims,
+            progress=progress,
+            announce=lambda line: print(line, flush=True),
+        )
         save_subset(project, report)
         space = f"{report.dims} random dimensions" if report.dims else "the full embedding"
         print(
