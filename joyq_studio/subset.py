@@ -425,17 +425,18 @@ def plan_message(n: int, count: int, d: int, dims: int | None = None) -> str:
     secs = projected_seconds(n, k, space)
     text = (
         f"selecting {k:,} of {n:,} embedded images by farthest-point selection ({how}): "
-        f"about {_duration(secs)} projected (n*k*d at {RATE_ROWDIM_PER_S / 1e9:.0f} G/s, a 2-core VM)"
+        f"about {duration_text(secs)} projected (n*k*d at {RATE_ROWDIM_PER_S / 1e9:.0f} G/s, a 2-core VM)"
     )
     if space == d and secs > SLOW_SECONDS and d > SUGGESTED_DIMS:
         text += (
-            f"; --dims {SUGGESTED_DIMS} would take about {_duration(projected_seconds(n, k, SUGGESTED_DIMS))} "
+            f"; --dims {SUGGESTED_DIMS} would take about {duration_text(projected_seconds(n, k, SUGGESTED_DIMS))} "
             "for a slightly less spread set (docs/recipe.md)"
         )
     return text
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """A projected time in words: seconds, minutes or hours."""
     if seconds < 90:
         return f"{max(seconds, 1):.0f} s"
     if seconds < 5400:
