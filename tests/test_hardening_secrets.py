@@ -44,12 +44,12 @@ class EchoingServer(FakeLLM):
             return self.send(h, status, {"error": {"message": f"request with {echoed} refused"}})
         return super().handle(h)
 
-    def verdict(self, first: bytes, second: bytes, prompt: str = "") -> str:
+    def verdict(self, first: bytes, second: bytes, prompt: str = "", model: str | None = None) -> str:
         with self.lock:
             n = self.n
         if n % 7 == 0:  # malformed, with the key in it
             return f"I cannot compare these. Your key is {self.key} and Authorization: Bearer {OTHER}"
-        v = json.loads(super().verdict(first, second, prompt))
+        v = json.loads(super().verdict(first, second, prompt, model))
         v["reason"] = f"{v['reason'].rstrip('.')} (key {self.key}, token={TOKEN})."
         return json.dumps(v)
 

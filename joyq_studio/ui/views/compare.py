@@ -186,9 +186,11 @@ class CompareView(QWidget):
             session.updated.connect(self._on_updated)
         self.advance()
 
-    def reseed(self) -> None:
-        """New scores or selector: drop the prefetched pairs (keep the one on screen)."""
-        self.queue.clear()
+    def reseed(self, stale: bool = True) -> None:
+        """New scores or selector (``stale``): drop the prefetched pairs (keep the one on
+        screen); then fetch pairs, show one if none is, and the new figures."""
+        if stale:
+            self.queue.clear()
         if self.current is None:
             self.advance()
         else:
@@ -196,16 +198,10 @@ class CompareView(QWidget):
         self.refresh_status()
 
     def _on_updated(self) -> None:
-        """The source learnt (or a new one is in place): fetch pairs, show one if none is, new figures."""
+        """The source learnt, or a new one is in place (pairs fetched under the one before are stale)."""
         generation = self.session.source_generation() if self.session is not None else -1
-        if generation != self._generation:  # pairs fetched under the one before are stale
-            self._generation = generation
-            self.queue.clear()
-        if self.current is None:
-            self.advance()
-        else:
-            self._fill_queue()
-        self.refresh_status()
+        stale, self._generation = generation != self._generation, generation
+        self.reseed(stale)
 
     def _on_scores_updated(self, newly: int) -> None:
         if newly and self.current is None:
