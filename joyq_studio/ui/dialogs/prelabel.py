@@ -392,6 +392,7 @@ class PrelabelDialog(QDialog):
             page,
         )
         self.compare_table.setWordWrap(False)
+        self.compare_table.resizeColumnsToContents()  # the headings readable before any row
         self.compare_verdict = QLabel("Not compared yet.", page)
         self.compare_verdict.setObjectName("compare_verdict")
         self.compare_verdict.setWordWrap(True)

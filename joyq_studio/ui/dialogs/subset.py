@@ -237,7 +237,8 @@ class SubsetDialog(QDialog):
             radius = f"; every other image lies within {rep.radius:.3f} of one chosen"
         self.status.setText(
             f"{took} in {rep.seconds:.1f} s ({space}, seed {rep.seed}){radius}. Saved as this folder's subset: "
-            "pre-labelling can pick its pairs from it (Pre-label dialog: label new pairs from the diverse subset)."
+            "pre-labelling can pick its pairs from it (Pre-label dialog: label new pairs from the diverse subset), "
+            "and Pairs From > Fixed-k Batches does."
             + (f" {rep.without_embedding} images without an embedding were left out." if rep.without_embedding else "")
         )
         self.subset_saved.emit(len(rep.hashes))
