@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
-    QDialog,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
@@ -68,6 +67,7 @@ from ...subset import subset_hashes
 from ..util import settings
 from ..workers import Task, TaskRunner
 from .export import _fill, _table
+from .folder_task import FolderTaskDialog
 
 PRIVACY = (
     "Pre-labelling sends the images of the pairs it asks about to the endpoint below (downscaled "
@@ -151,18 +151,15 @@ def agreement_html(rep: AgreementReport, names=lambda h: h[:12]) -> str:
     return "<br>".join(parts)
 
 
-class PrelabelDialog(QDialog):
+class PrelabelDialog(FolderTaskDialog):
     """Opened on a project folder; ``labels_added(n)`` fires after a run stored labels, so
     the window can refresh its counts."""
 
     labels_added = Signal(int)
+    cancelling_text = "Cancelling: waiting for the calls in flight (they are paid, so they are kept)..."
 
     def __init__(self, folder: str | Path, runner: TaskRunner | None = None, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.folder = Path(folder)
-        self.runner = runner or TaskRunner()
-        self._own_runner = runner is None
-        self.task: Task | None = None
+        super().__init__(folder, runner, parent)
         self.setWindowTitle("Pre-label with a vision LLM - JoyQuality Studio")
         # a hook for tests; returns True to go on
         self.confirm = self._ask_user
@@ -1052,16 +1049,3 @@ class PrelabelDialog(QDialog):
             self.cancel_button.setEnabled(False)
             for b in self._buttons():
                 b.setEnabled(True)
-
-    def cancel(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            self.status.setText("Cancelling: waiting for the calls in flight (they are paid, so they are kept)...")
-
-    def reject(self) -> None:
-        if self.task is not None:
-            self.cancel()
-            self.task.wait(60_000)
-        if self._own_runner:
-            self.runner.cancel_all(stale=False)
-        super().reject()

@@ -15,7 +15,6 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
-    QDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -38,6 +37,7 @@ from ...subset import (
     subset_info,
 )
 from ..workers import Task, TaskRunner
+from .folder_task import FolderTaskDialog
 
 INTRO = (
     "Farthest-point selection on the images' embeddings: it starts from one random image, then "
@@ -54,17 +54,13 @@ DEFAULT_COUNT = 500  # at most; half the embedded images on a small folder
 DEFAULT_DIMS = 128
 
 
-class SubsetDialog(QDialog):
+class SubsetDialog(FolderTaskDialog):
     """``subset_saved(n)`` fires after a subset of ``n`` images was stored."""
 
     subset_saved = Signal(int)
 
     def __init__(self, folder: str | Path, runner: TaskRunner | None = None, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.folder = Path(folder)
-        self.runner = runner or TaskRunner()
-        self._own_runner = runner is None
-        self.task: Task | None = None
+        super().__init__(folder, runner, parent)
         self.report: SubsetReport | None = None
         self.setWindowTitle("Choose a Diverse Subset - JoyQuality Studio")
 
@@ -253,16 +249,3 @@ class SubsetDialog(QDialog):
         text = self.status.text()
         self.refresh()
         self.status.setText(text)
-
-    def cancel(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            self.status.setText("Cancelling...")
-
-    def reject(self) -> None:
-        if self.task is not None:
-            self.cancel()
-            self.task.wait(60_000)
-        if self._own_runner:
-            self.runner.cancel_all(stale=False)
-        super().reject()
