@@ -411,6 +411,35 @@ def test_a_failed_build_says_so_and_keeps_the_source_before(tmp_path, monkeypatc
         cs.close()
 
 
+def test_the_worker_outlives_a_failed_update(tmp_path, monkeypatch):
+    rater, project, hashes = _world(tmp_path)
+    cs = _session(project, rater, hashes, background=True)
+    try:
+        cs.wait()
+        real, calls = LiveSource.update, []
+
+        def flaky(self, cancel=None):
+            calls.append(1)
+            if len(calls) == 1:
+                raise FloatingPointError("overflow in the refit")
+            return real(self, cancel)
+
+        monkeypatch.setattr(LiveSource, "update", flaky)
+        for _ in range(2):
+            pair = cs.next_pair()
+            cs.record(pair, _answer(rater, hashes, pair))
+        deadline = time.monotonic() + 20
+        while cs.pending() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert cs.pending() == 0 and "Learning a click failed" in cs.note and len(calls) == 2
+        assert project.comparison_count() == 2  # both stored; the second learnt by the live worker
+        cs.switch_source("openskill")
+        cs.wait()
+        assert cs.source_name == "openskill"  # builds still run on the worker
+    finally:
+        cs.close()
+
+
 def test_fixed_k_batches_are_a_source_by_name(tmp_path):
     rater, project, hashes = _world(tmp_path)
     cs = _session(project, rater, hashes)

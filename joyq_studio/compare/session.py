@@ -216,7 +216,7 @@ class CompareSession:
         self.wait()
         self.requested = name
         job = (name, self._context(), self.judgements())  # the database, on this thread
-        if self._worker is None:
+        if self._worker is None or not self._worker.is_alive():
             self._install(*job)
         else:
             with self._state:
@@ -478,7 +478,13 @@ class CompareSession:
             if job is not None:
                 self._build(job)
                 continue
-            learnt = self.process()
+            try:
+                learnt = self.process()
+            except Exception as e:  # noqa: BLE001 - the worker must outlive one bad update (or builds hang)
+                self.note = (
+                    f"Learning a click failed ({type(e).__name__}: {e}); it is stored and is learnt on reopening."
+                )
+                learnt = 1
             if learnt and self.on_updated is not None:
                 self.on_updated()
             with self._state:  # nothing more to prepare (e.g. no pair): sleep until a click
@@ -506,6 +512,7 @@ class CompareSession:
         if self._worker is not None:
             self._worker.join()
             self._worker = None
+        self._built.set()  # a build that never started: nothing to wait for any more
 
     # -- undo ------------------------------------------------------------------------------
     def can_undo(self) -> bool:
