@@ -1,5 +1,6 @@
 """What the command line and the benchmarks share: exit codes, the usage error, the
-progress line and argparse value types. Neither imports the other; both import this.
+progress line, argparse value types, and the one duration in words (the core's estimates use
+it too). Neither imports the other; both import this.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ EXIT_OK, EXIT_FAILED_FILES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 class UsageError(JoyqError):
     """A usage or configuration problem, reported as one line and exit code 2."""
+
+
+def format_duration(seconds: float) -> str:
+    """A duration in words: seconds (at least 1), minutes or hours (estimates, projections)."""
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def format_seconds(s: float) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .console import format_duration
 from .images import ImageError
 from .model import JoyQuality, ModelError, model_id
 from .pixels import load_uint8, normalize
@@ -155,14 +156,6 @@ class Estimate:
             f"first {self.measured} images) = about {format_duration(self.seconds_left)} "
             f"(range {format_duration(lo)} to {format_duration(hi)})"
         )
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def make_estimate(batch_seconds: list[tuple[int, float]], remaining: int) -> Estimate:

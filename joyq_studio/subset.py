@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .console import format_duration
 from .errors import Cancelled, JoyqError
 from .store import Project
 
@@ -425,23 +426,14 @@ def plan_message(n: int, count: int, d: int, dims: int | None = None) -> str:
     secs = projected_seconds(n, k, space)
     text = (
         f"selecting {k:,} of {n:,} embedded images by farthest-point selection ({how}): "
-        f"about {duration_text(secs)} projected (n*k*d at {RATE_ROWDIM_PER_S / 1e9:.0f} G/s, a 2-core VM)"
+        f"about {format_duration(secs)} projected (n*k*d at {RATE_ROWDIM_PER_S / 1e9:.0f} G/s, a 2-core VM)"
     )
     if space == d and secs > SLOW_SECONDS and d > SUGGESTED_DIMS:
         text += (
-            f"; --dims {SUGGESTED_DIMS} would take about {duration_text(projected_seconds(n, k, SUGGESTED_DIMS))} "
+            f"; --dims {SUGGESTED_DIMS} would take about {format_duration(projected_seconds(n, k, SUGGESTED_DIMS))} "
             "for a slightly less spread set (docs/recipe.md)"
         )
     return text
-
-
-def duration_text(seconds: float) -> str:
-    """A projected time in words: seconds, minutes or hours."""
-    if seconds < 90:
-        return f"{max(seconds, 1):.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def save_subset(project: Project, report: SubsetReport) -> None:

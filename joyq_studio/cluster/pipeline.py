@@ -261,134 +261,101 @@ def score_with_ray(
     project's database. Call :func:`connect` first. One job per ``out_dir`` at a time
     (:func:`~joyq_studio.cluster.results.job_lock`)."""
     with job_lock(out_dir):
-        return _score_locked(
-            sources,
-            model,
-            spec,
-            out_dir,
-            project=project,
-            gpus=gpus,
-            device=device,
+        from ..model import model_id
+
+        t0 = time.perf_counter()
+        mid = model_id(model)
+        summary = RaySummary(out_dir=out_dir)
+        shards_dir = out_dir / "shards"
+        listing = write_listing(sources, out_dir / "listing", follow_links)
+        summary.listed = listing.total
+        summary.failed = list(listing.unreadable)
+
+        keys, hashes = done_from_shards(shards_dir)
+        if project is not None:
+            merge_missing(project, shards_dir, mid.tower, mid.key)  # a killed run's last shards
+            pk, ph = done_from_project(project, mid.key)
+            keys += pk
+            hashes += ph
+        done = Done.build(keys, hashes)
+        del keys, hashes
+        if listing.total == 0:
+            summary.seconds = time.perf_counter() - t0
+            return summary
+
+        actors, use_gpu = plan_actors(gpus, device)
+        summary.actors, summary.device = actors, ("cuda" if use_gpu else "cpu")
+        parts = [str(p) for p in sorted(listing.folder.glob("part-*.parquet"))]
+        ds = ray.data.from_items([{"part": p} for p in parts], override_num_blocks=len(parts))  # a task per part
+        ds = ds.map_batches(
+            prepare_part,
+            fn_kwargs={"size": model.image_size, "done_ref": ray.put(done)},
+            batch_size=1,
+            batch_format="numpy",
+            num_cpus=1,
+        )
+        ds = ds.map_batches(
+            Scorer,
+            fn_constructor_kwargs={
+                "spec": spec,
+                "key": mid.key,
+                "use_gpu": use_gpu,
+                "threads": cpu_threads or 0,
+                "embeddings": embeddings,
+                "kill": os.environ.get(KILL_ENV, ""),
+            },
             batch_size=batch_size,
-            embeddings=embeddings,
-            follow_links=follow_links,
-            progress=progress,
-            cpu_threads=cpu_threads,
-            shard_rows=shard_rows,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_gpus=1 if use_gpu else 0,
+            num_cpus=1 if use_gpu else 0.5,
         )
 
-
-def _score_locked(
-    sources: list[Path],
-    model,
-    spec: str,
-    out_dir: Path,
-    project=None,
-    gpus: int | None = None,
-    device: str | None = None,
-    batch_size: int = 32,
-    embeddings: bool = True,
-    follow_links: bool = False,
-    progress: Progress | None = None,
-    cpu_threads: int | None = None,
-    shard_rows: int = SHARD_ROWS,
-) -> RaySummary:
-    """:func:`score_with_ray`'s work, with the output directory's job lock held."""
-    from ..model import model_id
-
-    t0 = time.perf_counter()
-    mid = model_id(model)
-    summary = RaySummary(out_dir=out_dir)
-    shards_dir = out_dir / "shards"
-    listing = write_listing(sources, out_dir / "listing", follow_links)
-    summary.listed = listing.total
-    summary.failed = list(listing.unreadable)
-
-    keys, hashes = done_from_shards(shards_dir)
-    if project is not None:
-        merge_missing(project, shards_dir, mid.tower, mid.key)  # a killed run's last shards
-        pk, ph = done_from_project(project, mid.key)
-        keys += pk
-        hashes += ph
-    done = Done.build(keys, hashes)
-    del keys, hashes
-    if listing.total == 0:
-        summary.seconds = time.perf_counter() - t0
-        return summary
-
-    actors, use_gpu = plan_actors(gpus, device)
-    summary.actors, summary.device = actors, ("cuda" if use_gpu else "cpu")
-    parts = [str(p) for p in sorted(listing.folder.glob("part-*.parquet"))]
-    ds = ray.data.from_items([{"part": p} for p in parts], override_num_blocks=len(parts))  # a task per part
-    ds = ds.map_batches(
-        prepare_part,
-        fn_kwargs={"size": model.image_size, "done_ref": ray.put(done)},
-        batch_size=1,
-        batch_format="numpy",
-        num_cpus=1,
-    )
-    ds = ds.map_batches(
-        Scorer,
-        fn_constructor_kwargs={
-            "spec": spec,
-            "key": mid.key,
-            "use_gpu": use_gpu,
-            "threads": cpu_threads or 0,
-            "embeddings": embeddings,
-            "kill": os.environ.get(KILL_ENV, ""),
-        },
-        batch_size=batch_size,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        num_gpus=1 if use_gpu else 0,
-        num_cpus=1 if use_gpu else 0.5,
-    )
-
-    writer = ShardWriter(shards_dir, mid.key)
-    pending: list = []
-    pending_rows, last_flush = 0, time.monotonic()
-    processed, t_start = 0, time.perf_counter()
-    t_first, first_rows = t_start, 0
-
-    def flush() -> None:
-        nonlocal pending_rows, last_flush
-        if pending:
-            import pyarrow as pa
-
-            table = pa.concat_tables(pending)
-            writer.write(table)
-            summary.shards += 1
-            if project is not None:
-                merge_into_project(project, table, mid.tower, mid.key)
-            pending.clear()
+        writer = ShardWriter(shards_dir, mid.key)
+        pending: list = []
         pending_rows, last_flush = 0, time.monotonic()
+        processed, t_start = 0, time.perf_counter()
+        t_first, first_rows = t_start, 0
 
-    try:
-        for block in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
-            table, failed, scored, skipped = _finished_rows(block)
-            summary.already_done += skipped
-            summary.failed += failed
-            summary.scored += scored
-            if table.num_rows:
-                pending.append(table)
-                pending_rows += table.num_rows
-            if not processed:
-                t_first, first_rows = time.perf_counter(), block.num_rows
-                summary.startup_seconds = t_first - t_start
-            processed += block.num_rows
-            if pending_rows >= shard_rows or time.monotonic() - last_flush >= SHARD_SECONDS:
-                flush()
-            if progress:
-                progress(processed, listing.total, processed / max(time.perf_counter() - t_start, 1e-9))
-    finally:
-        flush()  # whatever finished is kept, also on Ctrl-C or an error
-        summary.seconds = time.perf_counter() - t0
-        summary.rows_per_second = processed / max(time.perf_counter() - t_start, 1e-9)
-        if processed > first_rows:
-            summary.steady_rows_per_second = (processed - first_rows) / max(time.perf_counter() - t_first, 1e-9)
-    if project is not None:
-        project.set_current_model_key(mid.key)
-    return summary
+        def flush() -> None:
+            nonlocal pending_rows, last_flush
+            if pending:
+                import pyarrow as pa
+
+                table = pa.concat_tables(pending)
+                writer.write(table)
+                summary.shards += 1
+                if project is not None:
+                    merge_into_project(project, table, mid.tower, mid.key)
+                pending.clear()
+            pending_rows, last_flush = 0, time.monotonic()
+
+        try:
+            for block in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
+                table, failed, scored, skipped = _finished_rows(block)
+                summary.already_done += skipped
+                summary.failed += failed
+                summary.scored += scored
+                if table.num_rows:
+                    pending.append(table)
+                    pending_rows += table.num_rows
+                if not processed:
+                    t_first, first_rows = time.perf_counter(), block.num_rows
+                    summary.startup_seconds = t_first - t_start
+                processed += block.num_rows
+                if pending_rows >= shard_rows or time.monotonic() - last_flush >= SHARD_SECONDS:
+                    flush()
+                if progress:
+                    progress(processed, listing.total, processed / max(time.perf_counter() - t_start, 1e-9))
+        finally:
+            flush()  # whatever finished is kept, also on Ctrl-C or an error
+            summary.seconds = time.perf_counter() - t0
+            summary.rows_per_second = processed / max(time.perf_counter() - t_start, 1e-9)
+            if processed > first_rows:
+                summary.steady_rows_per_second = (processed - first_rows) / max(time.perf_counter() - t_first, 1e-9)
+        if project is not None:
+            project.set_current_model_key(mid.key)
+        return summary
 
 
 def _finished_rows(block):

@@ -25,11 +25,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ...console import format_duration
 from ...pairing.fixedk import default_tower
 from ...store import Project
 from ...subset import (
     SubsetReport,
-    duration_text,
     projected_seconds,
     save_subset,
     select_subset,
@@ -176,7 +176,7 @@ class SubsetDialog(FolderTaskDialog):
         if self.readable > n:
             text += f" {self.readable - n} readable images have no embedding yet and are left out."
         secs = projected_seconds(n, min(k, n), dims or width)
-        text += f" About {duration_text(secs)} on a 2-core computer (n \u00d7 k \u00d7 d)."
+        text += f" About {format_duration(secs)} on a 2-core computer (n \u00d7 k \u00d7 d)."
         self.sizes.setText(text)
 
     # -- the selection ----------------------------------------------------------------------
