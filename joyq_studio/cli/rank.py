@@ -38,10 +38,8 @@ from ..ranking import (
     set_folder_label,
 )
 from ..store import Project
-from .common import open_project, print_unreadable, scan_with_progress
+from .common import open_project, preview_or_apply, print_listed, print_skipped, print_unreadable, scan_with_progress
 from .ratings import check_xmp_args, export_xmp
-
-MAX_LISTED = 50
 
 
 def histogram(cal: Calibration, counts: list[int], width: int = 30) -> list[str]:
@@ -73,13 +71,6 @@ def _require_scores(project: Project) -> None:
 def _print_notes(notes: list[str]) -> None:
     for note in notes:
         print(f"note: {note}")
-
-
-def _print_skipped(items: list[tuple[str, str]], what: str = "left alone") -> None:
-    for where, why in items[:MAX_LISTED]:
-        print(f"  {what}: {where}: {why}")
-    if len(items) > MAX_LISTED:
-        print(f"  ... and {len(items) - MAX_LISTED} more")
 
 
 def _show(text: str | None, limit: int = 100) -> str:
@@ -218,24 +209,17 @@ def _export_to(project: Project, cal: Calibration, args) -> int:
             "so undo removes them too)",
             1,
         )
-    if args.dry_run:
-        print(f"dry run, nothing written: {summary}")
-        for item in plan.items[:MAX_LISTED]:
-            print(f"  {item.rel}  (bucket {item.bucket}, {item.label})")
-        if len(plan.items) > MAX_LISTED:
-            print(f"  ... and {len(plan.items) - MAX_LISTED} more")
-        _print_skipped(plan.skipped)
-        return EXIT_FAILED_FILES if plan.skipped else EXIT_OK
-    print(summary)
-    _print_skipped(plan.skipped)
-    manifest = apply_link_export(project, plan, progress=ProgressLine("exporting", "file"))
-    if manifest is None:
-        print(f"nothing to do: every chosen image is already in {plan.dest}.")
-    else:
-        took = f" and took over {plan.interrupted} a stopped export had made" if plan.interrupted else ""
-        print(f"made {len(plan.items)} {kind} in {plan.dest}{took}; manifest in {manifest.parent}")
-        print(f"undo with: joyq undo-export {project.folder}")
-    return EXIT_FAILED_FILES if plan.skipped else EXIT_OK
+    took = f" and took over {plan.interrupted} a stopped export had made" if plan.interrupted else ""
+    return preview_or_apply(
+        project,
+        plan.skipped,
+        summary,
+        args.dry_run,
+        [f"{item.rel}  (bucket {item.bucket}, {item.label})" for item in plan.items],
+        lambda: apply_link_export(project, plan, progress=ProgressLine("exporting", "file")),
+        f"nothing to do: every chosen image is already in {plan.dest}.",
+        f"made {len(plan.items)} {kind} in {plan.dest}{took}; manifest in",
+    )
 
 
 def _export_captions(project: Project, cal: Calibration, args) -> int:
@@ -245,24 +229,21 @@ def _export_captions(project: Project, cal: Calibration, args) -> int:
         f"{plan.created} captions to create, {plan.modified} to modify, {plan.unchanged} unchanged, "
         f"{len(plan.skipped)} left alone (mode {plan.mode}, separator {sep!r})"
     )
-    if args.dry_run:
-        print(f"dry run, nothing written: {summary}")
-        for c in plan.changes:
-            if c.old_text is None:
-                print(f"  create {c.rel}: {_show(c.new_text)}")
-            else:
-                print(f"  modify {c.rel}: {_show(c.old_text)} -> {_show(c.new_text)}")
-        _print_skipped(plan.skipped)
-        return EXIT_FAILED_FILES if plan.skipped else EXIT_OK
-    print(summary)
-    _print_skipped(plan.skipped)
-    manifest = apply_caption_export(project, plan, progress=ProgressLine("writing captions", "file"))
-    if manifest is None:
-        print("nothing to write: every caption is already up to date.")
-    else:
-        print(f"wrote {len(plan.changes)} caption files; backups and manifest in {manifest.parent}")
-        print(f"undo with: joyq undo-export {project.folder}")
-    return EXIT_FAILED_FILES if plan.skipped else EXIT_OK
+    return preview_or_apply(
+        project,
+        plan.skipped,
+        summary,
+        args.dry_run,
+        [
+            f"create {c.rel}: {_show(c.new_text)}"
+            if c.old_text is None
+            else f"modify {c.rel}: {_show(c.old_text)} -> {_show(c.new_text)}"
+            for c in plan.changes
+        ],
+        lambda: apply_caption_export(project, plan, progress=ProgressLine("writing captions", "file")),
+        "nothing to write: every caption is already up to date.",
+        f"wrote {len(plan.changes)} caption files; backups and manifest in",
+    )
 
 
 def cmd_undo_export(args) -> int:
@@ -283,8 +264,7 @@ def cmd_undo_export(args) -> int:
                 print(
                     f"{len(report.changed_since)} files were replaced or changed after the export and were left alone:"
                 )
-                for rel in report.changed_since[:MAX_LISTED]:
-                    print(f"  {rel}")
+                print_listed(report.changed_since)
                 return EXIT_FAILED_FILES
             return EXIT_OK
         print(
@@ -296,8 +276,7 @@ def cmd_undo_export(args) -> int:
                 f"{len(report.changed_since)} {files_word(report)} were edited after the export and were left alone "
                 f"(their originals are in {report.export_dir / 'backup'}):"
             )
-            for rel in report.changed_since[:MAX_LISTED]:
-                print(f"  {rel}")
+            print_listed(report.changed_since)
             return EXIT_FAILED_FILES
     return EXIT_OK
 
@@ -330,7 +309,7 @@ def cmd_import_pairs(args) -> int:
             f"{report.ties} ties), {report.already_present} already in the project, "
             f"{len(report.skipped)} skipped"
         )
-        _print_skipped(report.skipped, "skipped")
+        print_skipped(report.skipped, "skipped")
         return EXIT_FAILED_FILES if report.skipped else EXIT_OK
 
 

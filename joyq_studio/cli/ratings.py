@@ -10,9 +10,7 @@ from ..console import EXIT_FAILED_FILES, EXIT_OK, ProgressLine, UsageError
 from ..export.xmp import apply_xmp_export, plan_xmp_export, stars_mapping
 from ..ranking import Calibration
 from ..store import Project
-from .common import open_project, scan_with_progress
-
-MAX_LISTED = 50
+from .common import open_project, preview_or_apply, print_unreadable, scan_with_progress
 
 
 def check_xmp_args(args) -> None:
@@ -26,13 +24,6 @@ def check_xmp_args(args) -> None:
         given.append("--naming")
     if given and not args.xmp:
         raise UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --xmp; add --xmp.")
-
-
-def _print_skipped(items: list[tuple[str, str]]) -> None:
-    for where, why in items[:MAX_LISTED]:
-        print(f"  left alone: {where}: {why}")
-    if len(items) > MAX_LISTED:
-        print(f"  ... and {len(items) - MAX_LISTED} more")
 
 
 def stars_text(stars: list[int]) -> str:
@@ -50,23 +41,16 @@ def export_xmp(project: Project, cal: Calibration, args) -> int:
         f"{plan.created} sidecars to create, {plan.modified} to modify, {plan.unchanged} unchanged, "
         f"{len(plan.skipped)} left alone, {plan.not_scored} images not scored yet (skipped)"
     )
-    if args.dry_run:
-        print(f"dry run, nothing written: {summary}")
-        for c in plan.changes[:MAX_LISTED]:
-            print(f"  {c.action} {c.rel}: {c.stars} stars (bucket {c.bucket})")
-        if len(plan.changes) > MAX_LISTED:
-            print(f"  ... and {len(plan.changes) - MAX_LISTED} more")
-        _print_skipped(plan.skipped)
-        return EXIT_FAILED_FILES if plan.skipped else EXIT_OK
-    print(summary)
-    _print_skipped(plan.skipped)
-    manifest = apply_xmp_export(project, plan, progress=ProgressLine("writing sidecars", "file"))
-    if manifest is None:
-        print("nothing to write: every sidecar already has its rating.")
-    else:
-        print(f"wrote {len(plan.changes)} sidecars; backups and manifest in {manifest.parent}")
-        print(f"undo with: joyq undo-export {project.folder}")
-    return EXIT_FAILED_FILES if plan.skipped else EXIT_OK
+    return preview_or_apply(
+        project,
+        plan.skipped,
+        summary,
+        args.dry_run,
+        [f"{c.action} {c.rel}: {c.stars} stars (bucket {c.bucket})" for c in plan.changes],
+        lambda: apply_xmp_export(project, plan, progress=ProgressLine("writing sidecars", "file")),
+        "nothing to write: every sidecar already has its rating.",
+        f"wrote {len(plan.changes)} sidecars; backups and manifest in",
+    )
 
 
 def cmd_import_ratings(args) -> int:
@@ -89,8 +73,7 @@ def cmd_import_ratings(args) -> int:
             print(f"{len(r.conflicts)} images appear twice with different stars and were skipped")
         if r.skipped_formats:
             print(f"{r.skipped_formats} HEIF/AVIF images were skipped (no maintained reader of their metadata)")
-        for where, why in r.unreadable[:MAX_LISTED]:
-            print(f"  could not read {where}: {why}")
+        print_unreadable(r.unreadable)
         print(
             f"made {report.pairs} star pairs for training (weight {args.weight:g}, "
             f"at most {args.per_image} per image), "
