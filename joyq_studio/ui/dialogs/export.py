@@ -7,7 +7,9 @@ links, with a dry run and undo). All run the core export functions on a worker t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -257,22 +259,17 @@ MODES = (
 )
 
 
-class CaptionExportDialog(_TaskDialog):
-    """Dry run first: the table lists every caption file that would be created or changed
-    (before and after); Apply writes exactly that plan (with backups, undoable)."""
+class _PlanApplyDialog(_TaskDialog):
+    """Dry run first: the table lists every file the export would create or change; Apply
+    writes exactly that plan (backed up, undoable); Undo takes the last one back. A subclass
+    adds its options to ``form`` and says how to plan, apply and undo, and in which words."""
 
-    def __init__(self, controller: Controller, cal: Calibration, parent: QWidget | None = None):
-        super().__init__(controller, "Export captions - JoyQuality Studio", parent)
-        self.cal = cal
+    noun = "files"  # what the export writes, for the status lines
+
+    def __init__(self, controller: Controller, title: str, headers: list[str], undo_text: str, parent=None):
+        super().__init__(controller, title, parent)
         self.plan = None
-        self.mode = QComboBox(self)
-        for key, text in MODES:
-            self.mode.addItem(text, key)
-        self.separator = QLineEdit(", ", self)
-        self.separator.setToolTip("Between the label and the rest of the caption, e.g. ', ' or a newline (type \\n)")
-        self.mode.currentIndexChanged.connect(self._invalidate)
-        self.separator.textChanged.connect(self._invalidate)
-        self.table = _table(["caption file", "action", "before", "after"], self)
+        self.table = _table(headers, self)
         self.preview_button = QPushButton("Preview (dry run)", self)
         self.preview_button.setToolTip("List what would change; nothing is written")
         self.preview_button.clicked.connect(self.preview)
@@ -280,13 +277,13 @@ class CaptionExportDialog(_TaskDialog):
         self.apply_button.setToolTip("Write the previewed changes (backed up; undo restores them)")
         self.apply_button.clicked.connect(self.apply)
         self.apply_button.setEnabled(False)
-        self.undo_button = QPushButton("Undo last export", self)
+        self.undo_button = QPushButton(undo_text, self)
         self.undo_button.clicked.connect(self.undo)
+        self.form = QFormLayout()
+
+    def _lay_out(self, width: int, height: int) -> None:
         close = QPushButton("Close", self)
         close.clicked.connect(self.reject)
-        form = QFormLayout()
-        form.addRow("Mode", self.mode)
-        form.addRow("Separator", self.separator)
         buttons = QHBoxLayout()
         buttons.addWidget(self.undo_button)
         buttons.addStretch(1)
@@ -294,23 +291,43 @@ class CaptionExportDialog(_TaskDialog):
         buttons.addWidget(self.apply_button)
         buttons.addWidget(close)
         lay = QVBoxLayout(self)
-        lay.addLayout(form)
+        lay.addLayout(self.form)
         lay.addWidget(self.table, 1)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
         lay.addLayout(buttons)
-        self.resize(900, 560)
-        self.status.setText("Press Preview to see which caption files would change; nothing is written until Apply.")
+        self.resize(width, height)
+        self.status.setText(f"Press Preview to see which {self.noun} would change; nothing is written until Apply.")
 
-    def separator_text(self) -> str:
-        return self.separator.text().replace("\\n", "\n")
+    # -- what a subclass gives ---------------------------------------------------------------
+    def planner(self) -> Callable[[Project, Callable[[int, int], None]], Any]:
+        """Read the options (on the GUI thread); return what plans with them (on the worker)."""
+        raise NotImplementedError
 
-    def _invalidate(self) -> None:
+    def applier(self) -> Callable[..., Any]:
+        """``apply(project, plan, progress=)``: writes a plan, returns its manifest or None."""
+        raise NotImplementedError
+
+    def undoer(self) -> Callable[..., Any]:
+        """``undo(project, progress=)``: takes the newest export of this kind back."""
+        raise NotImplementedError
+
+    def row(self, change) -> list[str]:
+        raise NotImplementedError
+
+    def planned_text(self, plan) -> str:
+        raise NotImplementedError
+
+    def undone_text(self, report) -> str:
+        raise NotImplementedError
+
+    # -- the steps ---------------------------------------------------------------------------
+    def _invalidate(self, *_) -> None:
         self.plan = None
         self.apply_button.setEnabled(False)
 
     def preview(self) -> None:
-        folder, cal, mode, sep = self.folder, self.cal, self.mode.currentData(), self.separator_text()
+        folder, plan = self.folder, self.planner()
 
         def job(report, cancelled):
             def progress(done, total):
@@ -319,60 +336,98 @@ class CaptionExportDialog(_TaskDialog):
                 report((done, total))
 
             with Project(folder) as p:
-                return plan_caption_export(p, cal, mode, sep, progress=progress)
+                return plan(p, progress)
 
-        self.run("caption-plan", job, self._planned)
+        self.run("export-plan", job, self._planned)
 
     def _planned(self, plan) -> None:
         self.plan = plan
-        rows = [[c.rel, c.action, _oneline(c.old_text), _oneline(c.new_text)] for c in plan.changes[:PREVIEW_ROWS]]
+        rows = [self.row(c) for c in plan.changes[:PREVIEW_ROWS]]
         rows += [[rel, "left alone", why, ""] for rel, why in plan.skipped[: max(0, PREVIEW_ROWS - len(rows))]]
         _fill(self.table, rows)
-        self.status.setText(
-            f"Dry run: {plan.created} caption files would be created and {plan.modified} modified; "
-            f"{plan.unchanged} need no change; {len(plan.skipped)} left alone. Nothing was written."
-        )
+        self.status.setText(self.planned_text(plan))
         self.apply_button.setEnabled(len(plan.changes) > 0)
 
     def apply(self) -> None:
         if self.plan is None:
             return
-        folder, plan = self.folder, self.plan
+        folder, plan, write = self.folder, self.plan, self.applier()
 
         def job(report, cancelled):
             with Project(folder) as p:
-                return apply_caption_export(p, plan, progress=lambda d, t: report((d, t)))
+                return write(p, plan, progress=lambda d, t: report((d, t)))
 
-        self.run("caption-apply", job, self._applied)
+        self.run("export-apply", job, self._applied)
 
     def _applied(self, manifest) -> None:
         n = len(self.plan.changes) if self.plan else 0
-        self.plan = None
-        self.apply_button.setEnabled(False)
-        self.status.setText(
-            f"Wrote {n} caption files (backups and manifest: {manifest}). Undo last export restores them."
-        )
+        self._invalidate()
+        self.status.setText(f"Wrote {n} {self.noun} (backups and manifest: {manifest}). Undo restores them.")
 
     def undo(self) -> None:
-        folder = self.folder
+        folder, take_back = self.folder, self.undoer()
 
         def job(report, cancelled):
             with Project(folder) as p:
-                return undo_last_export(p, progress=lambda d, t: report((d, t)))
+                return take_back(p, progress=lambda d, t: report((d, t)))
 
-        self.run("caption-undo", job, self._undone)
+        self.run("export-undo", job, self._undone)
 
     def _undone(self, report) -> None:
         self._invalidate()
-        self.status.setText(undo_summary(report))
+        self.status.setText(self.undone_text(report))
 
     def _set_busy(self, busy: bool) -> None:
         self.preview_button.setEnabled(not busy)
         self.undo_button.setEnabled(not busy)
-        if busy:
-            self.apply_button.setEnabled(False)
-        else:
-            self.apply_button.setEnabled(self.plan is not None and len(self.plan.changes) > 0)
+        self.apply_button.setEnabled(not busy and self.plan is not None and len(self.plan.changes) > 0)
+
+
+class CaptionExportDialog(_PlanApplyDialog):
+    """Captions: the table lists every caption file that would be created or changed (before
+    and after)."""
+
+    noun = "caption files"
+
+    def __init__(self, controller: Controller, cal: Calibration, parent: QWidget | None = None):
+        headers = ["caption file", "action", "before", "after"]
+        super().__init__(controller, "Export captions - JoyQuality Studio", headers, "Undo last export", parent)
+        self.cal = cal
+        self.mode = QComboBox(self)
+        for key, text in MODES:
+            self.mode.addItem(text, key)
+        self.separator = QLineEdit(", ", self)
+        self.separator.setToolTip("Between the label and the rest of the caption, e.g. ', ' or a newline (type \\n)")
+        self.mode.currentIndexChanged.connect(self._invalidate)
+        self.separator.textChanged.connect(self._invalidate)
+        self.form.addRow("Mode", self.mode)
+        self.form.addRow("Separator", self.separator)
+        self._lay_out(900, 560)
+
+    def separator_text(self) -> str:
+        return self.separator.text().replace("\\n", "\n")
+
+    def planner(self):
+        cal, mode, sep = self.cal, self.mode.currentData(), self.separator_text()
+        return lambda p, progress: plan_caption_export(p, cal, mode, sep, progress=progress)
+
+    def applier(self):
+        return apply_caption_export
+
+    def undoer(self):
+        return undo_last_export
+
+    def row(self, c) -> list[str]:
+        return [c.rel, c.action, _oneline(c.old_text), _oneline(c.new_text)]
+
+    def planned_text(self, plan) -> str:
+        return (
+            f"Dry run: {plan.created} caption files would be created and {plan.modified} modified; "
+            f"{plan.unchanged} need no change; {len(plan.skipped)} left alone. Nothing was written."
+        )
+
+    def undone_text(self, report) -> str:
+        return undo_summary(report)
 
 
 LINK_MODE_TEXT = (
@@ -580,17 +635,19 @@ XMP_NAMING_TEXT = (
 )
 
 
-class XmpExportDialog(_TaskDialog):
-    """Stars into XMP sidecars: a dry run lists every sidecar that would be created or
-    changed (and which naming, and why); Apply writes exactly that (only the rating and
-    our keyword change, backed up, undoable)."""
+class XmpExportDialog(_PlanApplyDialog):
+    """Stars into XMP sidecars: the dry run also says which naming, and why; only the rating
+    and our keyword change."""
+
+    noun = "sidecars"
 
     def __init__(self, controller: Controller, cal: Calibration, parent: QWidget | None = None):
         from PySide6.QtWidgets import QCheckBox
 
-        super().__init__(controller, "Export star ratings (XMP) - JoyQuality Studio", parent)
+        headers = ["sidecar", "action", "stars", "bucket"]
+        title = "Export star ratings (XMP) - JoyQuality Studio"
+        super().__init__(controller, title, headers, "Undo last XMP export", parent)
         self.cal = cal
-        self.plan = None
         self.naming = QComboBox(self)
         for key, text in XMP_NAMING_TEXT:
             self.naming.addItem(text, key)
@@ -602,109 +659,43 @@ class XmpExportDialog(_TaskDialog):
         for w in (self.naming, self.reject_bucket):
             w.currentIndexChanged.connect(self._invalidate)
         self.keyword.toggled.connect(self._invalidate)
-        self.table = _table(["sidecar", "action", "stars", "bucket"], self)
-        self.preview_button = QPushButton("Preview (dry run)", self)
-        self.preview_button.clicked.connect(self.preview)
-        self.apply_button = QPushButton("Apply", self)
-        self.apply_button.clicked.connect(self.apply)
-        self.apply_button.setEnabled(False)
-        self.undo_button = QPushButton("Undo last XMP export", self)
-        self.undo_button.clicked.connect(self.undo)
-        close = QPushButton("Close", self)
-        close.clicked.connect(self.reject)
-        form = QFormLayout()
-        form.addRow("Sidecar names", self.naming)
-        form.addRow("Mark as rejected", self.reject_bucket)
-        form.addRow("", self.keyword)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.undo_button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.preview_button)
-        buttons.addWidget(self.apply_button)
-        buttons.addWidget(close)
-        lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addWidget(self.table, 1)
-        lay.addWidget(self.progress)
-        lay.addWidget(self.status)
-        lay.addLayout(buttons)
-        self.resize(820, 520)
-        self.status.setText("Press Preview to see which sidecars would change; nothing is written until Apply.")
+        self.form.addRow("Sidecar names", self.naming)
+        self.form.addRow("Mark as rejected", self.reject_bucket)
+        self.form.addRow("", self.keyword)
+        self._lay_out(820, 520)
 
-    def _invalidate(self, *_) -> None:
-        self.plan = None
-        self.apply_button.setEnabled(False)
-
-    def preview(self) -> None:
+    def planner(self):
         from ...export.xmp import plan_xmp_export, stars_mapping
 
-        folder, cal = self.folder, self.cal
+        cal = self.cal
         naming, reject, keyword = self.naming.currentData(), self.reject_bucket.currentData(), self.keyword.isChecked()
+        stars = stars_mapping(cal.k, None, reject)
+        return lambda p, progress: plan_xmp_export(p, cal, naming, stars, keyword, progress=progress)
 
-        def job(report, cancelled):
-            def progress(done, total):
-                if cancelled():
-                    raise Cancelled()
-                report((done, total))
+    def applier(self):
+        from ...export.xmp import apply_xmp_export
 
-            with Project(folder) as p:
-                stars = stars_mapping(cal.k, None, reject)
-                return plan_xmp_export(p, cal, naming, stars, keyword, progress=progress)
+        return apply_xmp_export
 
-        self.run("xmp-plan", job, self._planned)
+    def undoer(self):
+        from ...export.xmp import undo_last_xmp_export
 
-    def _planned(self, plan) -> None:
-        self.plan = plan
-        rows = [[c.rel, c.action, str(c.stars), str(c.bucket)] for c in plan.changes[:PREVIEW_ROWS]]
-        rows += [[rel, "left alone", why, ""] for rel, why in plan.skipped[: max(0, PREVIEW_ROWS - len(rows))]]
-        _fill(self.table, rows)
-        self.status.setText(
+        return undo_last_xmp_export
+
+    def row(self, c) -> list[str]:
+        return [c.rel, c.action, str(c.stars), str(c.bucket)]
+
+    def planned_text(self, plan) -> str:
+        return (
             f"Dry run, naming {plan.naming} ({plan.why}): {plan.created} sidecars would be created and "
             f"{plan.modified} modified; {plan.unchanged} need no change; {len(plan.skipped)} left alone; "
             f"{plan.not_scored} images are not scored yet. Nothing was written."
         )
-        self.apply_button.setEnabled(len(plan.changes) > 0)
 
-    def apply(self) -> None:
-        from ...export.xmp import apply_xmp_export
-
-        if self.plan is None:
-            return
-        folder, plan = self.folder, self.plan
-
-        def job(report, cancelled):
-            with Project(folder) as p:
-                return apply_xmp_export(p, plan, progress=lambda d, t: report((d, t)))
-
-        self.run("xmp-apply", job, self._applied)
-
-    def _applied(self, manifest) -> None:
-        n = len(self.plan.changes) if self.plan else 0
-        self._invalidate()
-        self.status.setText(f"Wrote {n} sidecars (backups and manifest: {manifest}). Undo restores them.")
-
-    def undo(self) -> None:
-        from ...export.xmp import undo_last_xmp_export
-
-        folder = self.folder
-
-        def job(report, cancelled):
-            with Project(folder) as p:
-                return undo_last_xmp_export(p, progress=lambda d, t: report((d, t)))
-
-        self.run("xmp-undo", job, self._undone)
-
-    def _undone(self, report) -> None:
-        self._invalidate()
-        self.status.setText(
-            f"Undid the XMP export: {report.restored} sidecars restored, {report.deleted} created ones deleted"
-            + (f"; {len(report.changed_since)} edited since were left alone." if report.changed_since else ".")
+    def undone_text(self, report) -> str:
+        return f"Undid the XMP export: {report.restored} sidecars restored, {report.deleted} created ones deleted" + (
+            f"; {len(report.changed_since)} edited since were left alone." if report.changed_since else "."
         )
-
-    def _set_busy(self, busy: bool) -> None:
-        self.preview_button.setEnabled(not busy)
-        self.undo_button.setEnabled(not busy)
-        self.apply_button.setEnabled(not busy and self.plan is not None and len(self.plan.changes) > 0)
 
 
 STAR_NAMES = {-1: "rejected", 1: "1 star", 2: "2 stars", 3: "3 stars", 4: "4 stars", 5: "5 stars"}
