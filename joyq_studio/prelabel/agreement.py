@@ -16,12 +16,13 @@ given to each LLM label in training.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..metrics import Agreement, agreement, wilson_interval  # noqa: F401 - wilson_interval: re-exported by prelabel
 from ..store import Project
 from .cache import CachedAnswer
-from .labels import combine
+from .labels import Verdict, combine
 
 #: Fewer decisive pairs than this and the agreement is too uncertain to weight labels by.
 MIN_PAIRS_FOR_TRUST = 20
@@ -115,6 +116,19 @@ def user_pairs(project: Project, limit: int | None = None) -> list[UserPair]:
     return out
 
 
+def both_orders(
+    pairs: Sequence[UserPair], answers: dict[tuple[str, str], CachedAnswer]
+) -> Iterator[tuple[UserPair, CachedAnswer | None, CachedAnswer | None, Verdict | None]]:
+    """Each pair with its answer in each order and their combined verdict (None: not answered
+    validly in both orders). The one rule for reading an LLM's two answers about a pair."""
+    for p in pairs:
+        ab, ba = answers.get((p.a, p.b)), answers.get((p.b, p.a))
+        if ab is not None and ba is not None and ab.ok and ba.ok:
+            yield p, ab, ba, combine(ab.better, ba.better)
+        else:
+            yield p, ab, ba, None
+
+
 def summarize(
     model: str,
     prompt_hash: str,
@@ -124,13 +138,11 @@ def summarize(
 ) -> AgreementReport:
     """The agreement report over ``pairs`` from the cached answers (no network)."""
     rep = AgreementReport(model, prompt_hash, pairs=len(pairs))
-    for p in pairs:
-        ab, ba = answers.get((p.a, p.b)), answers.get((p.b, p.a))
-        if not (ab and ba and ab.ok and ba.ok):
+    for p, ab, ba, v in both_orders(pairs, answers):
+        if v is None:
             rep.failed += 1
             continue
         rep.answered += 1
-        v = combine(ab.better, ba.better)
         rep.inconsistent += v.inconsistent
         if v.outcome == 0.5:
             rep.ties += 1
@@ -141,5 +153,10 @@ def summarize(
         if v.outcome == p.outcome:
             rep.agree += 1
         elif len(rep.disagreements) < max_disagreements:
-            rep.disagreements.append(Disagreement(p.a, p.b, p.outcome, v.outcome, (ab.reason or "", ba.reason or "")))
+            rep.disagreements.append(Disagreement(p.a, p.b, p.outcome, v.outcome, reasons_of(ab, ba)))
     return rep
+
+
+def reasons_of(ab: CachedAnswer | None, ba: CachedAnswer | None) -> tuple[str, str]:
+    """The LLM's reasons, with a shown first and with b shown first."""
+    return (ab.reason or "" if ab else "", ba.reason or "" if ba else "")

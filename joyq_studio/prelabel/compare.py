@@ -24,11 +24,10 @@ import numpy as np
 from ..metrics import MIN_PAIRS_TO_TELL, Agreement, _mcnemar_p, agreement
 from ..store import Project
 from . import cache
-from .agreement import UserPair, user_pairs
+from .agreement import UserPair, both_orders, reasons_of, user_pairs
 from .client import LLMClient
 from .cost import CallEstimate, Pricing, estimate_call
 from .engine import AskProgress, AskReport, ask_pairs
-from .labels import combine
 from .prompt import Prompt
 
 #: The significance level of the paired test.
@@ -93,21 +92,19 @@ def evaluate(
     correct = np.full(len(pairs), np.nan)
     diffs, outcomes = [], []
     ev = Evaluation(model, prompt_hash, len(pairs), agreement([], []), correct)
-    for i, p in enumerate(pairs):
-        ab, ba = answers.get((p.a, p.b)), answers.get((p.b, p.a))
+    for i, (p, ab, ba, v) in enumerate(both_orders(pairs, answers)):
         ev.cost += (ab.cost if ab else 0.0) + (ba.cost if ba else 0.0)
-        if not (ab and ba and ab.ok and ba.ok):
+        if v is None:
             ev.failed += 1
             continue
         ev.answered += 1
-        v = combine(ab.better, ba.better)
         ev.inconsistent += v.inconsistent
         ev.ties += v.outcome == 0.5
         diffs.append(v.outcome - 0.5)
         outcomes.append(p.outcome)
         correct[i] = 0.5 if v.outcome == 0.5 else float(v.outcome == p.outcome)
         if correct[i] < 1 and (max_wrong is None or len(ev.wrong) < max_wrong):
-            ev.wrong.append(WrongAnswer(p.a, p.b, p.outcome, v.outcome, (ab.reason or "", ba.reason or "")))
+            ev.wrong.append(WrongAnswer(p.a, p.b, p.outcome, v.outcome, reasons_of(ab, ba)))
     ev.agreement = agreement(diffs, outcomes)
     return ev
 
